@@ -1,0 +1,70 @@
+//! Engine errors: what an embedding application (and later the gRPC layer,
+//! which maps them to status codes in one place) needs to tell apart.
+
+use rulake_index::IndexError;
+use rulake_lake::LakeError;
+use rulake_shard::ShardError;
+use thiserror::Error;
+
+/// Errors of the embedded engine.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// Unknown collection or source.
+    #[error("{kind} {name:?} not found")]
+    NotFound {
+        /// `collection` or `source`.
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+    /// A collection or source of that name exists.
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists {
+        /// `collection` or `source`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// Bad request: wrong dimension, non-finite query, bad name, k = 0 ...
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The request is valid but the state does not allow it (e.g. federating
+    /// collections of different metrics).
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
+    /// The source could not be read and no earlier generation is cached.
+    #[error("collection {collection:?} has no servable generation: {source}")]
+    Unavailable {
+        /// The collection.
+        collection: String,
+        /// Why loading failed.
+        #[source]
+        source: ShardError,
+    },
+    /// A partition refused by admission control.
+    #[error(transparent)]
+    ResourceExhausted(ShardError),
+    /// Lake error outside a partition build (listing, generation).
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+}
+
+impl From<ShardError> for EngineError {
+    fn from(e: ShardError) -> Self {
+        match e {
+            ShardError::TooLarge { .. } => EngineError::ResourceExhausted(e),
+            ShardError::Index {
+                source:
+                    IndexError::Dimension { .. } | IndexError::NonFiniteQuery(_) | IndexError::ZeroK,
+                ..
+            } => EngineError::InvalidArgument(e.to_string()),
+            other => EngineError::Unavailable {
+                collection: String::new(),
+                source: other,
+            },
+        }
+    }
+}
+
+/// Result alias for engine operations.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -1,0 +1,673 @@
+//! RuLake embedded: register sources and collections, then search them,
+//! all in one process. This is the engine `rulake serve` will put behind
+//! gRPC, and what an application can link directly.
+//!
+//! A collection reads one source, split into `P` partitions by a stable
+//! hash of the source's units. A query fans out to every partition in
+//! parallel, each partition answers with exact distances, and the answers
+//! merge exactly. Before answering, a `fresh` collection checks the
+//! source's generation and loads a changed source first; an `eventual`
+//! collection never answers from a generation verified longer ago than its
+//! staleness bound, and re-checks in the background before it gets there.
+//! When the lake fails, the last good generation keeps serving and the
+//! error is reported in the cache statistics.
+//!
+//! Searches run on the calling thread plus rayon's pool: they are CPU work
+//! measured in microseconds to milliseconds, and a server embedding the
+//! engine decides which threads may block on them.
+//!
+//! # Layout
+//! - [`RuLake`]: the handle (this file).
+//! - [`spec`]: [`CollectionSpec`] and the answer types.
+//! - [`error`]: [`EngineError`].
+
+pub mod error;
+pub mod spec;
+
+pub use error::{EngineError, Result};
+pub use rulake_shard::{CacheConfig, CacheStats, CachedPartition};
+pub use spec::{CollectionInfo, CollectionSpec, FederatedHit, FederatedResponse, SearchResponse};
+
+use parking_lot::{Mutex, RwLock};
+use rayon::prelude::*;
+use rulake_lake::{Listing, Source};
+use rulake_shard::{build_partition, PartitionCache, PartitionKey, PartitionSpec};
+use rulake_types::{hit_order, merge_topk, Consistency, Generation, Hit, SearchParams};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest `k` a search may ask for.
+pub const MAX_K: usize = 10_000;
+
+/// The embedded engine. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct RuLake {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sources: RwLock<HashMap<String, Arc<dyn Source>>>,
+    collections: RwLock<HashMap<String, Arc<Collection>>>,
+    cache: Arc<PartitionCache>,
+}
+
+struct Serving {
+    listing: Listing,
+    checked_at: Instant,
+}
+
+struct Collection {
+    spec: CollectionSpec,
+    source: Arc<dyn Source>,
+    serving: RwLock<Option<Serving>>,
+    /// Serialises refreshes and partition loads of this collection.
+    refresh: tokio::sync::Mutex<()>,
+    background: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+fn valid_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidArgument(format!(
+            "invalid {kind} name {name:?}: use 1-128 characters of a-z, A-Z, 0-9, '_', '-', '.'"
+        )))
+    }
+}
+
+impl RuLake {
+    /// An engine with the given cache configuration.
+    pub fn new(cache: CacheConfig) -> Self {
+        RuLake {
+            inner: Arc::new(Inner {
+                sources: RwLock::new(HashMap::new()),
+                collections: RwLock::new(HashMap::new()),
+                cache: PartitionCache::new(cache),
+            }),
+        }
+    }
+
+    /// Register a source under a name.
+    pub fn register_source(&self, name: &str, source: Arc<dyn Source>) -> Result<()> {
+        valid_name("source", name)?;
+        let mut s = self.inner.sources.write();
+        if s.contains_key(name) {
+            return Err(EngineError::AlreadyExists {
+                kind: "source",
+                name: name.to_owned(),
+            });
+        }
+        s.insert(name.to_owned(), source);
+        Ok(())
+    }
+
+    /// Create a collection over a registered source. Nothing is read until
+    /// the first query or [`RuLake::refresh`].
+    pub fn create_collection(&self, spec: CollectionSpec) -> Result<()> {
+        valid_name("collection", &spec.name)?;
+        spec.validate()?;
+        let source = self
+            .inner
+            .sources
+            .read()
+            .get(&spec.source)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound {
+                kind: "source",
+                name: spec.source.clone(),
+            })?;
+        let mut c = self.inner.collections.write();
+        if c.contains_key(&spec.name) {
+            return Err(EngineError::AlreadyExists {
+                kind: "collection",
+                name: spec.name.clone(),
+            });
+        }
+        c.insert(
+            spec.name.clone(),
+            Arc::new(Collection {
+                spec,
+                source,
+                serving: RwLock::new(None),
+                refresh: tokio::sync::Mutex::new(()),
+                background: AtomicBool::new(false),
+                last_error: Mutex::new(None),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Drop a collection and its cached (and persisted) partitions.
+    pub fn drop_collection(&self, name: &str) -> Result<()> {
+        self.inner
+            .collections
+            .write()
+            .remove(name)
+            .ok_or_else(|| EngineError::NotFound {
+                kind: "collection",
+                name: name.to_owned(),
+            })?;
+        self.inner.cache.remove_collection(name);
+        Ok(())
+    }
+
+    fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+        self.inner
+            .collections
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound {
+                kind: "collection",
+                name: name.to_owned(),
+            })
+    }
+
+    /// Names of all collections.
+    pub fn list_collections(&self) -> Vec<String> {
+        let mut v: Vec<_> = self.inner.collections.read().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Cache counters, bytes and unresolved errors.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// A collection's spec and serving state.
+    pub fn describe(&self, name: &str) -> Result<CollectionInfo> {
+        let c = self.collection(name)?;
+        let (generation, source_rows) = match c.serving.read().as_ref() {
+            Some(s) => (Some(s.listing.generation.clone()), s.listing.rows()),
+            None => (None, 0),
+        };
+        let mut warm = 0;
+        let mut vectors = 0;
+        for p in 0..c.spec.partitions {
+            if let Some(part) = self.inner.cache.peek(&key(&c.spec.name, p)) {
+                warm += 1;
+                vectors += part.index.live_len() as u64;
+            }
+        }
+        let info = CollectionInfo {
+            spec: c.spec.clone(),
+            generation,
+            source_rows,
+            vectors_cached: vectors,
+            partitions_warm: warm,
+            last_error: c.last_error.lock().clone(),
+        };
+        Ok(info)
+    }
+
+    /// Check the source now and load a new generation if it changed.
+    /// On failure the previous generation keeps serving.
+    pub async fn refresh(&self, name: &str) -> Result<Generation> {
+        let c = self.collection(name)?;
+        self.refresh_collection(&c).await
+    }
+
+    async fn refresh_collection(&self, c: &Arc<Collection>) -> Result<Generation> {
+        let _guard = c.refresh.lock().await;
+        let result = self.refresh_locked(c).await;
+        match &result {
+            Ok(_) => {
+                *c.last_error.lock() = None;
+                self.inner.cache.clear_error(&c.spec.name);
+            }
+            Err(e) => {
+                tracing::warn!(collection = %c.spec.name, error = %e, "refresh failed; previous generation keeps serving");
+                *c.last_error.lock() = Some(e.to_string());
+                self.inner.cache.record_error(&c.spec.name, e);
+            }
+        }
+        result
+    }
+
+    async fn refresh_locked(&self, c: &Arc<Collection>) -> Result<Generation> {
+        let spec = &c.spec;
+        let listing = c.source.list_units().await?;
+        let unchanged = c
+            .serving
+            .read()
+            .as_ref()
+            .is_some_and(|s| s.listing.generation == listing.generation);
+        if unchanged {
+            if let Some(s) = c.serving.write().as_mut() {
+                s.checked_at = Instant::now();
+            }
+            return Ok(listing.generation);
+        }
+        // Build every partition of the new generation before swapping any.
+        let mut built = Vec::with_capacity(spec.partitions as usize);
+        for p in 0..spec.partitions {
+            let pspec = self.partition_spec(spec, p);
+            let previous = self.inner.cache.peek(&pspec.key);
+            let part = match previous {
+                None => self.load_from_disk(&pspec, &listing.generation).await,
+                Some(_) => None,
+            };
+            let part = match part {
+                Some(p) => p,
+                None => Arc::new(
+                    build_partition(
+                        c.source.as_ref(),
+                        &listing,
+                        &pspec,
+                        previous,
+                        &self.inner.cache,
+                    )
+                    .await
+                    .map_err(|e| self.unavailable(c, e))?,
+                ),
+            };
+            built.push((pspec.key, part));
+        }
+        for (k, part) in &built {
+            self.inner
+                .cache
+                .insert(k.clone(), part.clone())
+                .map_err(|e| self.unavailable(c, e))?;
+        }
+        let generation = listing.generation.clone();
+        *c.serving.write() = Some(Serving {
+            listing,
+            checked_at: Instant::now(),
+        });
+        // Persist off the query path; a crash before it finishes only costs a rebuild.
+        if self.inner.cache.persist_dir().is_some() {
+            let cache = self.inner.cache.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for (k, part) in built {
+                    if let Err(e) = cache.persist(&k, &part) {
+                        tracing::warn!(partition = %k, error = %e, "could not persist partition");
+                    }
+                }
+            });
+        }
+        Ok(generation)
+    }
+
+    fn unavailable(&self, c: &Collection, e: rulake_shard::ShardError) -> EngineError {
+        match EngineError::from(e) {
+            EngineError::Unavailable { source, .. } => EngineError::Unavailable {
+                collection: c.spec.name.clone(),
+                source,
+            },
+            other => other,
+        }
+    }
+
+    async fn load_from_disk(
+        &self,
+        pspec: &PartitionSpec,
+        generation: &Generation,
+    ) -> Option<Arc<CachedPartition>> {
+        self.inner.cache.persist_dir()?;
+        let cache = self.inner.cache.clone();
+        let (k, g, dim, metric) = (
+            pspec.key.clone(),
+            generation.clone(),
+            pspec.dim,
+            pspec.metric,
+        );
+        tokio::task::spawn_blocking(move || cache.load_persisted(&k, &g, dim, metric))
+            .await
+            .ok()
+            .flatten()
+            .map(Arc::new)
+    }
+
+    fn partition_spec(&self, spec: &CollectionSpec, p: u32) -> PartitionSpec {
+        PartitionSpec {
+            key: key(&spec.name, p),
+            partitions: spec.partitions,
+            dim: spec.dim,
+            metric: spec.metric,
+            build: spec.build,
+        }
+    }
+
+    /// Make sure the collection may answer under its consistency level.
+    async fn ensure_current(&self, c: &Arc<Collection>) -> Result<()> {
+        let (has, age) = match c.serving.read().as_ref() {
+            Some(s) => (true, s.checked_at.elapsed()),
+            None => (false, std::time::Duration::MAX),
+        };
+        let must_refresh = match c.spec.consistency {
+            _ if !has => true,
+            Consistency::Fresh => {
+                match c.source.generation().await {
+                    Ok(g) => c
+                        .serving
+                        .read()
+                        .as_ref()
+                        .is_none_or(|s| s.listing.generation != g),
+                    Err(e) => {
+                        // Serve the last good generation; say so in the stats.
+                        self.inner.cache.record_error(&c.spec.name, &e);
+                        *c.last_error.lock() = Some(e.to_string());
+                        false
+                    }
+                }
+            }
+            Consistency::Eventual { max_staleness } => {
+                if age > max_staleness {
+                    true
+                } else {
+                    if age > max_staleness / 2 {
+                        self.refresh_in_background(c);
+                    }
+                    false
+                }
+            }
+        };
+        if must_refresh {
+            let r = self.refresh_collection(c).await;
+            if c.serving.read().is_none() {
+                r?;
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh_in_background(&self, c: &Arc<Collection>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if c.background.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (engine, c) = (self.clone(), c.clone());
+        rt.spawn(async move {
+            let _ = engine.refresh_collection(&c).await;
+            c.background.store(false, Ordering::Release);
+        });
+    }
+
+    /// The serving generation and every partition of a collection, loading
+    /// evicted ones back (from disk when persisted, else from the lake).
+    pub async fn partitions(&self, name: &str) -> Result<(Generation, Vec<Arc<CachedPartition>>)> {
+        let c = self.collection(name)?;
+        self.ensure_current(&c).await?;
+        self.serving_partitions(&c).await
+    }
+
+    async fn serving_partitions(
+        &self,
+        c: &Arc<Collection>,
+    ) -> Result<(Generation, Vec<Arc<CachedPartition>>)> {
+        let spec = &c.spec;
+        let mut parts = Vec::with_capacity(spec.partitions as usize);
+        let mut missing = Vec::new();
+        for p in 0..spec.partitions {
+            match self.inner.cache.get(&key(&spec.name, p)) {
+                Some(part) => parts.push(Some(part)),
+                None => {
+                    parts.push(None);
+                    missing.push(p);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let _guard = c.refresh.lock().await;
+            let listing = c
+                .serving
+                .read()
+                .as_ref()
+                .map(|s| s.listing.clone())
+                .unwrap_or_default();
+            for p in missing {
+                let pspec = self.partition_spec(spec, p);
+                let part = match self.inner.cache.peek(&pspec.key) {
+                    Some(part) => part,
+                    None => {
+                        let part = match self.load_from_disk(&pspec, &listing.generation).await {
+                            Some(part) => part,
+                            None => Arc::new(
+                                build_partition(
+                                    c.source.as_ref(),
+                                    &listing,
+                                    &pspec,
+                                    None,
+                                    &self.inner.cache,
+                                )
+                                .await
+                                .map_err(|e| self.unavailable(c, e))?,
+                            ),
+                        };
+                        self.inner
+                            .cache
+                            .insert(pspec.key.clone(), part.clone())
+                            .map_err(|e| self.unavailable(c, e))?;
+                        part
+                    }
+                };
+                parts[p as usize] = Some(part);
+            }
+        }
+        let parts: Vec<_> = parts.into_iter().map(|p| p.expect("filled")).collect();
+        let generation = c
+            .serving
+            .read()
+            .as_ref()
+            .map(|s| s.listing.generation.clone())
+            .unwrap_or_default();
+        Ok((generation, parts))
+    }
+
+    fn check_query(spec: &CollectionSpec, query: &[f32], params: &SearchParams) -> Result<()> {
+        if params.k == 0 || params.k > MAX_K {
+            return Err(EngineError::InvalidArgument(format!(
+                "k must be between 1 and {MAX_K}, got {}",
+                params.k
+            )));
+        }
+        if query.len() != spec.dim {
+            return Err(EngineError::InvalidArgument(format!(
+                "query has {} dimensions, collection {:?} has {}",
+                query.len(),
+                spec.name,
+                spec.dim
+            )));
+        }
+        if let Some(i) = query.iter().position(|x| !x.is_finite()) {
+            return Err(EngineError::InvalidArgument(format!(
+                "query component {i} is not a finite number"
+            )));
+        }
+        Ok(())
+    }
+
+    fn effective(spec: &CollectionSpec, params: SearchParams) -> SearchParams {
+        SearchParams {
+            k: params.k,
+            nprobe: params.nprobe.or(spec.nprobe),
+            rerank: params.rerank.or(Some(spec.rerank)),
+        }
+    }
+
+    /// Search one collection.
+    pub async fn search(
+        &self,
+        collection: &str,
+        query: &[f32],
+        params: SearchParams,
+    ) -> Result<SearchResponse> {
+        let c = self.collection(collection)?;
+        Self::check_query(&c.spec, query, &params)?;
+        self.ensure_current(&c).await?;
+        let (generation, parts) = self.serving_partitions(&c).await?;
+        let params = Self::effective(&c.spec, params);
+        let hits = search_partitions(&parts, query, params)?;
+        Ok(SearchResponse {
+            hits,
+            generation,
+            partitions_answered: parts.len() as u32,
+            partitions_total: c.spec.partitions,
+        })
+    }
+
+    /// Search one collection with many queries in one call (parallel over
+    /// queries; one consistency check for the batch).
+    pub async fn batch_search(
+        &self,
+        collection: &str,
+        queries: &[Vec<f32>],
+        params: SearchParams,
+    ) -> Result<Vec<SearchResponse>> {
+        let c = self.collection(collection)?;
+        for q in queries {
+            Self::check_query(&c.spec, q, &params)?;
+        }
+        self.ensure_current(&c).await?;
+        let (generation, parts) = self.serving_partitions(&c).await?;
+        let params = Self::effective(&c.spec, params);
+        queries
+            .par_iter()
+            .map(|q| {
+                Ok(SearchResponse {
+                    hits: search_partitions_seq(&parts, q, params)?,
+                    generation: generation.clone(),
+                    partitions_answered: parts.len() as u32,
+                    partitions_total: c.spec.partitions,
+                })
+            })
+            .collect()
+    }
+
+    /// Search several collections of one dimension and metric as one:
+    /// every partition of every collection in parallel, one exact merge.
+    pub async fn federated_search(
+        &self,
+        collections: &[&str],
+        query: &[f32],
+        params: SearchParams,
+    ) -> Result<FederatedResponse> {
+        if collections.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "no collections to search".into(),
+            ));
+        }
+        let cs: Vec<_> = collections
+            .iter()
+            .map(|n| self.collection(n))
+            .collect::<Result<_>>()?;
+        let first = &cs[0].spec;
+        for c in &cs {
+            if c.spec.dim != first.dim || c.spec.metric != first.metric {
+                return Err(EngineError::FailedPrecondition(format!(
+                    "federated collections must share dimension and metric: {:?} is {}d {}, {:?} is {}d {}",
+                    first.name, first.dim, first.metric, c.spec.name, c.spec.dim, c.spec.metric
+                )));
+            }
+            Self::check_query(&c.spec, query, &params)?;
+        }
+        let mut work = Vec::new();
+        let mut generations = BTreeMap::new();
+        let mut total = 0;
+        for c in &cs {
+            self.ensure_current(c).await?;
+            let (g, parts) = self.serving_partitions(c).await?;
+            total += c.spec.partitions;
+            generations.insert(c.spec.name.clone(), g.clone());
+            let p = Self::effective(&c.spec, params);
+            for part in parts {
+                work.push((c.spec.name.clone(), g.clone(), part, p));
+            }
+        }
+        let answered = work.len() as u32;
+        let lists: Vec<Vec<FederatedHit>> = work
+            .par_iter()
+            .map(|(name, g, part, p)| {
+                Ok(partition_hits(part, query, *p)?
+                    .into_iter()
+                    .map(|h| FederatedHit {
+                        collection: name.clone(),
+                        generation: g.clone(),
+                        id: h.id,
+                        distance: h.distance,
+                    })
+                    .collect())
+            })
+            .collect::<Result<_>>()?;
+        let mut all: Vec<FederatedHit> = lists.into_iter().flatten().collect();
+        all.sort_by(|a, b| {
+            a.distance
+                .total_cmp(&b.distance)
+                .then_with(|| a.collection.cmp(&b.collection))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        let mut seen = std::collections::HashSet::new();
+        all.retain(|h| seen.insert((h.collection.clone(), h.id.clone())));
+        all.truncate(params.k);
+        Ok(FederatedResponse {
+            hits: all,
+            generations,
+            partitions_answered: answered,
+            partitions_total: total,
+        })
+    }
+}
+
+fn key(collection: &str, p: u32) -> PartitionKey {
+    PartitionKey {
+        collection: collection.to_owned(),
+        partition: p,
+    }
+}
+
+fn partition_hits(part: &CachedPartition, query: &[f32], p: SearchParams) -> Result<Vec<Hit>> {
+    let ids = part.index.ids();
+    Ok(part
+        .index
+        .search(query, p.k, p.nprobe, p.rerank)
+        .map_err(|e| EngineError::InvalidArgument(e.to_string()))?
+        .into_iter()
+        .map(|(pos, distance)| Hit {
+            id: ids.get(pos),
+            distance,
+        })
+        .collect())
+}
+
+/// Fan out over partitions in parallel and merge exactly.
+fn search_partitions(
+    parts: &[Arc<CachedPartition>],
+    query: &[f32],
+    p: SearchParams,
+) -> Result<Vec<Hit>> {
+    if parts.len() == 1 {
+        let mut hits = partition_hits(&parts[0], query, p)?;
+        hits.sort_by(hit_order);
+        return Ok(hits);
+    }
+    let lists: Vec<Vec<Hit>> = parts
+        .par_iter()
+        .map(|part| partition_hits(part, query, p))
+        .collect::<Result<_>>()?;
+    Ok(merge_topk(lists, p.k))
+}
+
+/// Sequential fan-out, for callers already parallel over queries.
+fn search_partitions_seq(
+    parts: &[Arc<CachedPartition>],
+    query: &[f32],
+    p: SearchParams,
+) -> Result<Vec<Hit>> {
+    let lists: Vec<Vec<Hit>> = parts
+        .iter()
+        .map(|part| partition_hits(part, query, p))
+        .collect::<Result<_>>()?;
+    Ok(merge_topk(lists, p.k))
+}

@@ -1,0 +1,157 @@
+//! What a collection is, and what a search answers.
+
+use crate::error::{EngineError, Result};
+use rulake_index::{BuildParams, DEFAULT_RERANK};
+use rulake_types::{Consistency, Generation, Hit, Metric, VectorId};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A collection: a source read as `partitions` partitions of one dimension and metric.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CollectionSpec {
+    /// Collection name.
+    pub name: String,
+    /// Name of a registered source.
+    pub source: String,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Metric.
+    pub metric: Metric,
+    /// Partitions `P`.
+    pub partitions: u32,
+    /// When the source is checked.
+    pub consistency: Consistency,
+    /// Default rerank factor (candidates reranked exactly = `k × rerank`).
+    pub rerank: usize,
+    /// Default lists probed per partition (`None`: the index's default).
+    pub nprobe: Option<usize>,
+    /// Index build parameters.
+    #[serde(skip)]
+    pub build: BuildParams,
+}
+
+/// Most partitions a collection may have.
+pub const MAX_PARTITIONS: u32 = 4096;
+
+impl CollectionSpec {
+    /// A spec with defaults: l2, one partition, eventual (30 s), rerank 20.
+    pub fn new(name: &str, source: &str, dim: usize) -> Self {
+        CollectionSpec {
+            name: name.to_owned(),
+            source: source.to_owned(),
+            dim,
+            metric: Metric::L2,
+            partitions: 1,
+            consistency: Consistency::default(),
+            rerank: DEFAULT_RERANK,
+            nprobe: None,
+            build: BuildParams::default(),
+        }
+    }
+
+    /// Set the metric.
+    pub fn metric(mut self, m: Metric) -> Self {
+        self.metric = m;
+        self
+    }
+
+    /// Set the number of partitions.
+    pub fn partitions(mut self, p: u32) -> Self {
+        self.partitions = p;
+        self
+    }
+
+    /// Set the consistency level.
+    pub fn consistency(mut self, c: Consistency) -> Self {
+        self.consistency = c;
+        self
+    }
+
+    /// Set the default rerank factor.
+    pub fn rerank(mut self, r: usize) -> Self {
+        self.rerank = r;
+        self
+    }
+
+    /// Set the default probe count.
+    pub fn nprobe(mut self, n: Option<usize>) -> Self {
+        self.nprobe = n;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(EngineError::InvalidArgument(m));
+        if self.dim == 0 || self.dim > 65_536 {
+            return bad(format!("dimension must be in 1..=65536, got {}", self.dim));
+        }
+        if self.partitions == 0 || self.partitions > MAX_PARTITIONS {
+            return bad(format!(
+                "partitions must be in 1..={MAX_PARTITIONS}, got {}",
+                self.partitions
+            ));
+        }
+        if self.rerank == 0 {
+            return bad("rerank factor must be at least 1".into());
+        }
+        if self.nprobe == Some(0) {
+            return bad("nprobe must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Answer to a single-collection search.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SearchResponse {
+    /// Nearest first, exact distances.
+    pub hits: Vec<Hit>,
+    /// Source generation the answer was served from.
+    pub generation: Generation,
+    /// Partitions that answered.
+    pub partitions_answered: u32,
+    /// Partitions of the collection.
+    pub partitions_total: u32,
+}
+
+/// One hit of a federated search.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FederatedHit {
+    /// Collection the hit came from.
+    pub collection: String,
+    /// Generation of that collection's source it was served from.
+    pub generation: Generation,
+    /// Id.
+    pub id: VectorId,
+    /// Exact distance.
+    pub distance: f32,
+}
+
+/// Answer to a federated search.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FederatedResponse {
+    /// Nearest first over all collections.
+    pub hits: Vec<FederatedHit>,
+    /// Generation served per collection.
+    pub generations: BTreeMap<String, Generation>,
+    /// Partitions that answered.
+    pub partitions_answered: u32,
+    /// Partitions over all collections.
+    pub partitions_total: u32,
+}
+
+/// A collection's spec and state.
+#[derive(Clone, Debug, Serialize)]
+pub struct CollectionInfo {
+    /// The spec.
+    pub spec: CollectionSpec,
+    /// Generation serving now (none before the first load).
+    pub generation: Option<Generation>,
+    /// Rows the source listed at that generation.
+    pub source_rows: u64,
+    /// Live vectors in cached partitions.
+    pub vectors_cached: u64,
+    /// Partitions in the cache.
+    pub partitions_warm: u32,
+    /// Last refresh error, if unresolved.
+    pub last_error: Option<String>,
+}

@@ -1,0 +1,48 @@
+//! Lake access for RuLake: the only crate that talks to `object_store`,
+//! `parquet` and `arrow`.
+//!
+//! Everything above this crate sees a lake as a [`Source`]: a generation, a
+//! list of units, and a stream of `(id, vector)` rows per unit. Keeping the
+//! Arrow and object-store types behind that trait means the cache, the
+//! engine and the network layers never depend on a particular Arrow release,
+//! and table formats (Delta, Iceberg) can be added as new sources without
+//! touching them.
+//!
+//! # Layout
+//! - [`source`]: the [`Source`] trait, [`Unit`], [`Listing`], [`RowBatch`].
+//! - [`parquet`]: Parquet files under an object-store prefix or glob.
+//! - [`memory`]: an in-process mutable source.
+//! - [`store`]: URL → object store, credentials from the environment.
+//! - [`writer`]: writing vectors as Parquet.
+//! - [`error`]: [`LakeError`], which names file, row group and column.
+
+mod arrow_conv;
+pub mod error;
+pub mod memory;
+pub mod parquet;
+pub mod reader;
+pub mod source;
+pub mod store;
+pub mod writer;
+
+pub use error::{LakeError, Location, Result};
+pub use memory::MemorySource;
+pub use parquet::{ParquetSource, ParquetSourceConfig};
+pub use reader::ReadCounters;
+pub use source::{Listing, RowBatch, RowStream, Source, Unit};
+pub use writer::{encode_parquet, write_parquet_file, IdsRef, ID_COLUMN, VECTOR_COLUMN};
+
+/// Read every row of every unit of a listing (for small sources, tools and
+/// tests; the cache reads unit by unit instead).
+pub async fn read_all(source: &dyn Source, listing: &Listing, dim: usize) -> Result<RowBatch> {
+    use futures::TryStreamExt;
+    let mut out = RowBatch::default();
+    for unit in &listing.units {
+        let mut s = source.read_unit(unit, dim);
+        while let Some(b) = s.try_next().await? {
+            out.ids.extend(b.ids);
+            out.vectors.extend(b.vectors);
+        }
+    }
+    Ok(out)
+}

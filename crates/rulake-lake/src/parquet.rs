@@ -1,0 +1,497 @@
+//! Parquet files under an object-store prefix or glob, one unit per row group.
+//!
+//! The generation is a digest of the listing (path, size, e-tag or
+//! modification time), so it changes whenever a file is added, removed or
+//! rewritten, and checking it costs one LIST and no reads. Footers are read
+//! when units are listed (row counts feed admission control) and cached per
+//! object version, so reading a row group does not fetch its footer again.
+
+use crate::arrow_conv::{self, ID_TYPES, VECTOR_TYPES};
+use crate::error::{LakeError, Location, Result};
+use crate::reader::{ObjectReader, ReadCounters};
+use crate::source::{Listing, RowBatch, RowStream, Source, Unit};
+use crate::store::{open_store, to_url, StoreUrl};
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{path::Path, ObjectMeta, ObjectStoreExt};
+use parking_lot::Mutex;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::ProjectionMask;
+use rulake_types::Generation;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Rows per batch when streaming a row group: bounds memory per reader.
+pub const READ_BATCH_ROWS: usize = 4096;
+/// Footers fetched concurrently while listing.
+const FOOTER_CONCURRENCY: usize = 16;
+
+/// How to find and read a Parquet source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParquetSourceConfig {
+    /// `file://`, `s3://`, `gs://`, `az://` URL of a prefix, a file, or a
+    /// glob (`s3://bucket/emb/*/part-*.parquet`); a plain path means a local file or directory.
+    pub url: String,
+    /// Id column: integer or string.
+    pub id_column: String,
+    /// Vector column: fixed-size or variable list of floats.
+    pub vector_column: String,
+    /// Store options overriding the environment (`aws_endpoint`, ...).
+    pub options: Vec<(String, String)>,
+}
+
+impl ParquetSourceConfig {
+    /// A config with no store options.
+    pub fn new(url: impl Into<String>, id_column: &str, vector_column: &str) -> Self {
+        ParquetSourceConfig {
+            url: url.into(),
+            id_column: id_column.to_owned(),
+            vector_column: vector_column.to_owned(),
+            options: Vec::new(),
+        }
+    }
+
+    /// Add a store option (overrides the environment).
+    pub fn with_option(mut self, key: &str, value: &str) -> Self {
+        self.options.push((key.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// A Parquet source.
+#[derive(Debug)]
+pub struct ParquetSource {
+    config: ParquetSourceConfig,
+    store: StoreUrl,
+    /// Glob over the path relative to `store.path`, if the URL had one.
+    glob: Option<String>,
+    /// Footer metadata by (path, version), refreshed on every listing.
+    footers: Mutex<HashMap<(String, String), ArrowReaderMetadata>>,
+    counters: Arc<ReadCounters>,
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Match `text` against a glob: `*` and `?` within one path segment, `**`
+/// across segments, `[abc]` character classes.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<&str> = pattern.split('/').collect();
+    let t: Vec<&str> = text.split('/').collect();
+    fn segs(p: &[&str], t: &[&str]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some(&"**") => (0..=t.len()).any(|i| segs(&p[1..], &t[i..])),
+            Some(seg) => {
+                !t.is_empty()
+                    && seg_match(seg.as_bytes(), t[0].as_bytes())
+                    && segs(&p[1..], &t[1..])
+            }
+        }
+    }
+    fn seg_match(p: &[u8], t: &[u8]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some(b'*') => (0..=t.len()).any(|i| seg_match(&p[1..], &t[i..])),
+            Some(b'?') => !t.is_empty() && seg_match(&p[1..], &t[1..]),
+            Some(b'[') => match p.iter().position(|&c| c == b']') {
+                Some(end) if !t.is_empty() => {
+                    p[1..end].contains(&t[0]) && seg_match(&p[end + 1..], &t[1..])
+                }
+                _ => false,
+            },
+            Some(c) => !t.is_empty() && *c == t[0] && seg_match(&p[1..], &t[1..]),
+        }
+    }
+    segs(&p, &t)
+}
+
+impl ParquetSource {
+    /// Open a source (no I/O yet besides building the store client).
+    pub fn open(config: ParquetSourceConfig) -> Result<Self> {
+        let (base, glob) = if has_glob(&config.url) {
+            let first = config.url.find(['*', '?', '[']).unwrap_or(0);
+            let cut = config.url[..first]
+                .rfind('/')
+                .ok_or_else(|| LakeError::InvalidUrl {
+                    url: config.url.clone(),
+                    reason: "a glob needs a directory before its first wildcard".into(),
+                })?;
+            (
+                config.url[..cut].to_owned(),
+                Some(config.url[cut + 1..].to_owned()),
+            )
+        } else {
+            (config.url.clone(), None)
+        };
+        let url = to_url(&base)?;
+        let store = open_store(&url, &config.options)?;
+        Ok(ParquetSource {
+            config,
+            store,
+            glob,
+            footers: Mutex::new(HashMap::new()),
+            counters: Arc::default(),
+        })
+    }
+
+    /// The config this source was opened with.
+    pub fn config(&self) -> &ParquetSourceConfig {
+        &self.config
+    }
+
+    fn relative<'a>(&self, p: &'a str) -> &'a str {
+        let base = self.store.path.as_ref();
+        p.strip_prefix(base)
+            .map(|r| r.trim_start_matches('/'))
+            .unwrap_or(p)
+    }
+
+    fn keep(&self, meta: &ObjectMeta) -> bool {
+        let rel = self.relative(meta.location.as_ref());
+        if rel
+            .split('/')
+            .any(|s| s.starts_with('.') || s.starts_with('_'))
+        {
+            return false; // _SUCCESS, _delta_log, .crc and other side files
+        }
+        match &self.glob {
+            Some(g) => glob_match(g, rel),
+            None => rel.to_ascii_lowercase().ends_with(".parquet") || rel.is_empty(),
+        }
+    }
+
+    /// List the objects of the current generation, sorted by path.
+    pub async fn list_objects(&self) -> Result<Vec<ObjectMeta>> {
+        let prefix = &self.store.path;
+        let at = self.store.url.to_string();
+        let mut objects: Vec<ObjectMeta> = self
+            .store
+            .store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| LakeError::store(&at, e))?;
+        if objects.is_empty() && self.glob.is_none() && !prefix.as_ref().is_empty() {
+            // The URL may name a single object rather than a prefix.
+            match self.store.store.head(prefix).await {
+                Ok(meta) => objects.push(meta),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(LakeError::store(&at, e)),
+            }
+        }
+        objects.retain(|m| self.keep(m));
+        objects.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(objects)
+    }
+
+    fn object_version(meta: &ObjectMeta) -> String {
+        match &meta.e_tag {
+            Some(e) => format!("{}:{e}", meta.size),
+            None => format!("{}:{}", meta.size, meta.last_modified.timestamp_micros()),
+        }
+    }
+
+    fn digest(objects: &[ObjectMeta]) -> Generation {
+        let mut h = Sha256::new();
+        for m in objects {
+            h.update(m.location.as_ref().as_bytes());
+            h.update([0]);
+            h.update(Self::object_version(m).as_bytes());
+            h.update([b'\n']);
+        }
+        let d = h.finalize();
+        let hex: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Generation(format!("pq-{hex}"))
+    }
+
+    async fn footer(&self, object: &str, size: u64, version: &str) -> Result<ArrowReaderMetadata> {
+        let key = (object.to_owned(), version.to_owned());
+        if let Some(m) = self.footers.lock().get(&key) {
+            return Ok(m.clone());
+        }
+        if size == 0 {
+            return Err(LakeError::EmptyFile {
+                path: object.to_owned(),
+            });
+        }
+        let mut reader = self.object_reader(object, size);
+        let md = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+            .await
+            .map_err(|e| map_parquet(e, object, None))?;
+        self.check_schema(&md, object)?;
+        self.footers.lock().insert(key, md.clone());
+        Ok(md)
+    }
+
+    fn check_schema(&self, md: &ArrowReaderMetadata, path: &str) -> Result<()> {
+        let schema = md.schema();
+        let at = Location {
+            object: path.to_owned(),
+            row_group: None,
+        };
+        let available = || {
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (column, ok, expected) in [
+            (
+                &self.config.id_column,
+                arrow_conv::id_type_ok as fn(&arrow_schema::DataType) -> bool,
+                ID_TYPES,
+            ),
+            (
+                &self.config.vector_column,
+                arrow_conv::vector_type_ok,
+                VECTOR_TYPES,
+            ),
+        ] {
+            let field = schema
+                .field_with_name(column)
+                .map_err(|_| LakeError::MissingColumn {
+                    at: at.clone(),
+                    column: column.clone(),
+                    available: available(),
+                })?;
+            if !ok(field.data_type()) {
+                return Err(LakeError::ColumnType {
+                    at: at.clone(),
+                    column: column.clone(),
+                    found: field.data_type().to_string(),
+                    expected,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The vector dimension, read from the schema of the first file
+    /// (fixed-size lists) or from its first row (variable lists).
+    pub async fn probe_dimension(&self) -> Result<usize> {
+        let listing = self.list_units().await?;
+        let Some(unit) = listing.units.first() else {
+            return Err(LakeError::Invalid(format!(
+                "{}: no Parquet rows found, cannot infer the vector dimension",
+                self.describe()
+            )));
+        };
+        let md = self
+            .footer(&unit.object, unit.object_size, &unit.version)
+            .await?;
+        let field = md
+            .schema()
+            .field_with_name(&self.config.vector_column)
+            .map_err(|e| LakeError::Invalid(e.to_string()))?
+            .clone();
+        if let Some(d) = arrow_conv::declared_dim(field.data_type()) {
+            return Ok(d);
+        }
+        // Variable lists: the first row decides; every row is checked later.
+        let reader = self.reader(unit, md)?;
+        let mut stream = reader
+            .with_batch_size(1)
+            .build()
+            .map_err(|e| map_parquet(e, &unit.object, Some(unit.row_group)))?;
+        let batch = stream
+            .try_next()
+            .await
+            .map_err(|e| map_parquet(e, &unit.object, Some(unit.row_group)))?
+            .ok_or_else(|| LakeError::Invalid("empty row group".into()))?;
+        let col = batch
+            .column_by_name(&self.config.vector_column)
+            .expect("projected column");
+        use arrow_array::cast::AsArray;
+        Ok(match col.data_type() {
+            arrow_schema::DataType::List(_) => col.as_list::<i32>().value_length(0) as usize,
+            _ => col.as_list::<i64>().value_length(0) as usize,
+        })
+    }
+
+    fn object_reader(&self, object: &str, size: u64) -> ObjectReader {
+        ObjectReader {
+            store: self.store.store.clone(),
+            path: Path::from(object),
+            size,
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Bytes and requests this source has cost so far.
+    pub fn counters(&self) -> &ReadCounters {
+        &self.counters
+    }
+
+    fn reader(
+        &self,
+        unit: &Unit,
+        md: ArrowReaderMetadata,
+    ) -> Result<ParquetRecordBatchStreamBuilder<ObjectReader>> {
+        let obj = self.object_reader(&unit.object, unit.object_size);
+        let schema = md.schema().clone();
+        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(obj, md);
+        let idx = |c: &str| schema.index_of(c).expect("checked by check_schema");
+        let mask = ProjectionMask::roots(
+            builder.parquet_schema(),
+            [idx(&self.config.id_column), idx(&self.config.vector_column)],
+        );
+        Ok(builder
+            .with_row_groups(vec![unit.row_group])
+            .with_projection(mask))
+    }
+}
+
+/// Map a Parquet error, recognising a vanished object underneath it.
+fn map_parquet(
+    e: parquet::errors::ParquetError,
+    object: &str,
+    row_group: Option<usize>,
+) -> LakeError {
+    if let parquet::errors::ParquetError::External(inner) = &e {
+        if let Some(object_store::Error::NotFound { .. }) =
+            inner.downcast_ref::<object_store::Error>()
+        {
+            return LakeError::Vanished {
+                path: object.to_owned(),
+            };
+        }
+    }
+    LakeError::Parquet {
+        at: Location {
+            object: object.to_owned(),
+            row_group,
+        },
+        source: e,
+    }
+}
+
+#[async_trait]
+impl Source for ParquetSource {
+    fn kind(&self) -> &'static str {
+        "parquet"
+    }
+
+    fn describe(&self) -> String {
+        self.config.url.clone()
+    }
+
+    async fn generation(&self) -> Result<Generation> {
+        Ok(Self::digest(&self.list_objects().await?))
+    }
+
+    async fn list_units(&self) -> Result<Listing> {
+        let objects = self.list_objects().await?;
+        let generation = Self::digest(&objects);
+        let footers: Vec<(ObjectMeta, ArrowReaderMetadata)> = futures::stream::iter(objects)
+            .map(|m| async move {
+                let md = self
+                    .footer(m.location.as_ref(), m.size, &Self::object_version(&m))
+                    .await?;
+                Ok::<_, LakeError>((m, md))
+            })
+            .buffered(FOOTER_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut units = Vec::new();
+        let mut live = std::collections::HashSet::new();
+        for (meta, md) in footers {
+            let version = Self::object_version(&meta);
+            let object = meta.location.to_string();
+            live.insert((object.clone(), version.clone()));
+            for (rg, g) in md.metadata().row_groups().iter().enumerate() {
+                if g.num_rows() == 0 {
+                    continue;
+                }
+                units.push(Unit {
+                    key: format!("{object}#{rg}"),
+                    object: object.clone(),
+                    row_group: rg,
+                    rows: g.num_rows() as u64,
+                    object_size: meta.size,
+                    version: version.clone(),
+                });
+            }
+        }
+        self.footers.lock().retain(|k, _| live.contains(k));
+        units.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Listing { generation, units })
+    }
+
+    fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
+        let unit = unit.clone();
+        let cached = self
+            .footers
+            .lock()
+            .get(&(unit.object.clone(), unit.version.clone()))
+            .cloned();
+        let opened: Result<_> = (|| {
+            let md = cached.ok_or_else(|| {
+                LakeError::Invalid(format!(
+                    "{}: unit read before its source was listed",
+                    unit.key
+                ))
+            })?;
+            self.reader(&unit, md)?
+                .with_batch_size(READ_BATCH_ROWS)
+                .build()
+                .map_err(|e| map_parquet(e, &unit.object, Some(unit.row_group)))
+        })();
+        let stream = match opened {
+            Ok(s) => s,
+            Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+        };
+        let id_col = self.config.id_column.clone();
+        let vec_col = self.config.vector_column.clone();
+        let at = Location {
+            object: unit.object.clone(),
+            row_group: Some(unit.row_group),
+        };
+        stream
+            .map_err({
+                let at = at.clone();
+                move |e| map_parquet(e, &at.object, at.row_group)
+            })
+            .scan(0usize, move |row_base, batch| {
+                let out = batch.and_then(|batch| {
+                    let ids = batch.column_by_name(&id_col).expect("projected");
+                    let vecs = batch.column_by_name(&vec_col).expect("projected");
+                    let ids = arrow_conv::ids_from_array(ids, &at, &id_col, *row_base)?;
+                    let mut vectors = Vec::new();
+                    arrow_conv::vectors_from_array(
+                        vecs,
+                        dim,
+                        &at,
+                        &vec_col,
+                        *row_base,
+                        &mut vectors,
+                    )?;
+                    *row_base += batch.num_rows();
+                    Ok(RowBatch { ids, vectors })
+                });
+                futures::future::ready(Some(out))
+            })
+            .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.parquet", "a.parquet"));
+        assert!(!glob_match("*.parquet", "d/a.parquet"));
+        assert!(glob_match("**/*.parquet", "d/e/a.parquet"));
+        assert!(glob_match("**/*.parquet", "a.parquet"));
+        assert!(glob_match("part-?.parquet", "part-1.parquet"));
+        assert!(glob_match("part-[12].parquet", "part-2.parquet"));
+        assert!(!glob_match("part-[12].parquet", "part-3.parquet"));
+    }
+}

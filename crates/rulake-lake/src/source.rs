@@ -1,0 +1,90 @@
+//! The contract between RuLake and any place vectors live.
+//!
+//! A source is described by three questions: what version are you
+//! ([`Source::generation`], cheap, asked before `fresh` queries), what are
+//! your units ([`Source::list_units`], may read file footers), and what rows
+//! does one unit hold ([`Source::read_unit`], streamed in bounded batches).
+//! A *unit* is the smallest piece a source can hand over independently: a
+//! Parquet row group, a bucket of the memory source. Units are placed on
+//! partitions by a stable hash of their key, so a node reads only its share.
+
+use crate::error::Result;
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use rulake_types::{Generation, VectorId};
+
+/// One independently readable piece of a source.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Unit {
+    /// Stable key, unique within the source (`path#row_group`).
+    pub key: String,
+    /// Object path, for errors and reading.
+    pub object: String,
+    /// Row group inside the object (0 for sources without row groups).
+    pub row_group: usize,
+    /// Number of rows the unit holds, used for admission control.
+    pub rows: u64,
+    /// Size in bytes of the object holding the unit (0 when not an object).
+    pub object_size: u64,
+    /// Changes when the unit's content changes (e-tag, size, bucket version).
+    pub version: String,
+}
+
+/// A consistent view of a source at one generation.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    /// The generation this listing describes.
+    pub generation: Generation,
+    /// The units, sorted by key.
+    pub units: Vec<Unit>,
+}
+
+impl Listing {
+    /// Total rows over all units.
+    pub fn rows(&self) -> u64 {
+        self.units.iter().map(|u| u.rows).sum()
+    }
+}
+
+/// A bounded batch of rows read from one unit.
+#[derive(Clone, Debug, Default)]
+pub struct RowBatch {
+    /// Row ids, one per vector.
+    pub ids: Vec<VectorId>,
+    /// Row-major vectors, `ids.len() * dim` values, all finite.
+    pub vectors: Vec<f32>,
+}
+
+impl RowBatch {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    /// True when the batch holds no rows.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Stream of row batches of one unit.
+pub type RowStream = BoxStream<'static, Result<RowBatch>>;
+
+/// Anything RuLake can load vectors from.
+#[async_trait]
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// Source kind (`parquet`, `memory`, ...), for metrics and errors.
+    fn kind(&self) -> &'static str;
+
+    /// Human-readable address (URL) of the source.
+    fn describe(&self) -> String;
+
+    /// The current generation. Cheap: no file contents are read.
+    async fn generation(&self) -> Result<Generation>;
+
+    /// The units of the current generation, with their row counts.
+    async fn list_units(&self) -> Result<Listing>;
+
+    /// Stream the `(id, vector)` rows of one unit, checking every vector
+    /// against `dim`, in batches of bounded size.
+    fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream;
+}

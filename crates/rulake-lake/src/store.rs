@@ -1,0 +1,87 @@
+//! Object-store URLs to stores. Credentials come from the environment the
+//! way `object_store` names them (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT`,
+//! `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`, ...); explicit
+//! options given by the caller override the environment.
+
+use crate::error::{LakeError, Result};
+use object_store::{local::LocalFileSystem, path::Path, ObjectStore};
+use std::sync::{Arc, Once};
+use url::Url;
+
+/// An opened store plus the path inside it that a URL addressed.
+#[derive(Clone, Debug)]
+pub struct StoreUrl {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Path of the addressed prefix or object within the store.
+    pub path: Path,
+    /// The URL as parsed.
+    pub url: Url,
+}
+
+/// Parse a URL or a local path into a URL. Plain paths (`./lake`,
+/// `/data/lake`) become `file://` URLs.
+pub fn to_url(s: &str) -> Result<Url> {
+    let invalid = |reason: String| LakeError::InvalidUrl {
+        url: s.to_owned(),
+        reason,
+    };
+    if s.contains("://") {
+        return Url::parse(s).map_err(|e| invalid(e.to_string()));
+    }
+    let p = std::path::Path::new(s);
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| invalid(e.to_string()))?
+            .join(p)
+    };
+    Url::from_file_path(&abs).map_err(|_| invalid("not an absolute path".into()))
+}
+
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Another part of the process may have installed one already; either is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Open the store a URL names. `options` (e.g. `aws_endpoint`,
+/// `aws_allow_http`) override what the environment says.
+pub fn open_store(url: &Url, options: &[(String, String)]) -> Result<StoreUrl> {
+    let invalid = |reason: String| LakeError::InvalidUrl {
+        url: url.to_string(),
+        reason,
+    };
+    if url.scheme() == "file" {
+        let fs_path = url
+            .to_file_path()
+            .map_err(|_| invalid("file URL without a local path".into()))?;
+        let path = Path::from_absolute_path(&fs_path).map_err(|e| invalid(e.to_string()))?;
+        return Ok(StoreUrl {
+            store: Arc::new(LocalFileSystem::new()),
+            path,
+            url: url.clone(),
+        });
+    }
+    match url.scheme() {
+        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "adl" | "http" | "https" => {}
+        other => {
+            return Err(invalid(format!(
+                "unsupported scheme {other:?}: use file://, s3://, gs:// or az://"
+            )))
+        }
+    }
+    install_crypto_provider();
+    let env = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
+    let opts = env.chain(options.iter().cloned());
+    let (store, path) =
+        object_store::parse_url_opts(url, opts).map_err(|e| invalid(e.to_string()))?;
+    Ok(StoreUrl {
+        store: Arc::from(store),
+        path,
+        url: url.clone(),
+    })
+}
