@@ -348,11 +348,18 @@ impl RuLake {
             _ if !has => true,
             Consistency::Fresh => {
                 match c.source.generation().await {
-                    Ok(g) => c
-                        .serving
-                        .read()
-                        .as_ref()
-                        .is_none_or(|s| s.listing.generation != g),
+                    Ok(g) => {
+                        let stale = c
+                            .serving
+                            .read()
+                            .as_ref()
+                            .is_none_or(|s| s.listing.generation != g);
+                        if !stale && c.last_error.lock().take().is_some() {
+                            // The lake is back to what is served: nothing is wrong any more.
+                            self.inner.cache.clear_error(&c.spec.name);
+                        }
+                        stale
+                    }
                     Err(e) => {
                         // Serve the last good generation; say so in the stats.
                         self.inner.cache.record_error(&c.spec.name, &e);

@@ -23,13 +23,20 @@ fn full_probe_and_rerank_equal_an_exact_scan_for_every_metric() {
     for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
         let (idx, v, q) = build(metric, 3000);
         for query in q.chunks(DIM).take(20) {
-            let got = idx.search(query, 10, Some(idx.nlist()), Some(3000)).unwrap();
+            let got = idx
+                .search(query, 10, Some(idx.nlist()), Some(3000))
+                .unwrap();
             let want = exact::topk(&v, DIM, metric, query, 10);
             let got_ids: Vec<u32> = got.iter().map(|x| x.0).collect();
             let want_ids: Vec<u32> = want.iter().map(|x| x.0).collect();
             assert_eq!(got_ids, want_ids, "{metric}");
             for (g, w) in got.iter().zip(&want) {
-                assert!((g.1 - w.1).abs() <= 1e-4 * w.1.abs().max(1.0), "{metric}: {} vs {}", g.1, w.1);
+                assert!(
+                    (g.1 - w.1).abs() <= 1e-4 * w.1.abs().max(1.0),
+                    "{metric}: {} vs {}",
+                    g.1,
+                    w.1
+                );
             }
             assert_eq!(got, idx.exact_search(query, 10).unwrap());
         }
@@ -41,8 +48,16 @@ fn recall_at_defaults_on_a_fixed_dataset() {
     let (idx, v, q) = build(Metric::L2, 20_000);
     let mut recall = 0.0;
     for query in q.chunks(DIM) {
-        let got: Vec<u32> = idx.search(query, 10, None, None).unwrap().iter().map(|x| x.0).collect();
-        let want: Vec<u32> = exact::topk(&v, DIM, Metric::L2, query, 10).iter().map(|x| x.0).collect();
+        let got: Vec<u32> = idx
+            .search(query, 10, None, None)
+            .unwrap()
+            .iter()
+            .map(|x| x.0)
+            .collect();
+        let want: Vec<u32> = exact::topk(&v, DIM, Metric::L2, query, 10)
+            .iter()
+            .map(|x| x.0)
+            .collect();
         recall += exact::recall(&got, &want);
     }
     let recall = recall / 50.0;
@@ -52,22 +67,37 @@ fn recall_at_defaults_on_a_fixed_dataset() {
 #[test]
 fn incremental_adds_are_searchable_and_tracked_as_drift() {
     let (ids, v, q) = data(4000);
-    let mut idx = PartitionIndex::build(DIM, Metric::L2, ids[..3000].to_vec(), v[..3000 * DIM].to_vec(), BuildParams::default()).unwrap();
+    let mut idx = PartitionIndex::build(
+        DIM,
+        Metric::L2,
+        ids[..3000].to_vec(),
+        v[..3000 * DIM].to_vec(),
+        BuildParams::default(),
+    )
+    .unwrap();
     assert!(!idx.drift().needs_retrain());
-    idx.add(ids[3000..].to_vec(), v[3000 * DIM..].to_vec()).unwrap();
+    idx.add(ids[3000..].to_vec(), v[3000 * DIM..].to_vec())
+        .unwrap();
     assert_eq!(idx.len(), 4000);
     let d = idx.drift();
     assert!((d.added_fraction - 1000.0 / 3000.0).abs() < 1e-9);
-    assert!(d.residual_ratio > 0.5 && d.residual_ratio < 1.5, "same distribution: {d:?}");
+    assert!(
+        d.residual_ratio > 0.5 && d.residual_ratio < 1.5,
+        "same distribution: {d:?}"
+    );
     for query in q.chunks(DIM).take(10) {
         let got = idx.search(query, 5, Some(idx.nlist()), Some(4000)).unwrap();
         assert_eq!(got, exact::topk(&v, DIM, Metric::L2, query, 5));
     }
     // Far-away additions are drift.
     let far: Vec<f32> = (0..100 * DIM).map(|i| 50.0 + i as f32 * 1e-3).collect();
-    idx.add((10_000..10_100).map(VectorId::U64).collect(), far).unwrap();
+    idx.add((10_000..10_100).map(VectorId::U64).collect(), far)
+        .unwrap();
     assert!(idx.drift().needs_retrain());
-    assert!(matches!(idx.add(vec![VectorId::U64(1)], vec![0.0; 3]), Err(IndexError::Dimension { .. })));
+    assert!(matches!(
+        idx.add(vec![VectorId::U64(1)], vec![0.0; 3]),
+        Err(IndexError::Dimension { .. })
+    ));
 }
 
 #[test]
@@ -75,11 +105,14 @@ fn tombstoned_rows_never_come_back() {
     let (mut idx, _, q) = build(Metric::L2, 2000);
     let query = &q[..DIM];
     let before = idx.search(query, 5, None, None).unwrap();
-    let hidden: std::collections::HashSet<VectorId> = before[..2].iter().map(|(p, _)| idx.ids().get(*p)).collect();
+    let hidden: std::collections::HashSet<VectorId> =
+        before[..2].iter().map(|(p, _)| idx.ids().get(*p)).collect();
     assert_eq!(idx.tombstone(&hidden), 2);
     assert_eq!(idx.tombstone(&hidden), 0, "idempotent");
     let after = idx.search(query, 5, None, None).unwrap();
-    assert!(after.iter().all(|(p, _)| !hidden.contains(&idx.ids().get(*p))));
+    assert!(after
+        .iter()
+        .all(|(p, _)| !hidden.contains(&idx.ids().get(*p))));
     assert_eq!(after[0], before[2]);
     assert_eq!(idx.live_len(), 1998);
 }
@@ -87,20 +120,36 @@ fn tombstoned_rows_never_come_back() {
 #[test]
 fn bad_queries_are_rejected() {
     let (idx, _, _) = build(Metric::L2, 500);
-    assert!(matches!(idx.search(&[0.0; 3], 5, None, None), Err(IndexError::Dimension { .. })));
+    assert!(matches!(
+        idx.search(&[0.0; 3], 5, None, None),
+        Err(IndexError::Dimension { .. })
+    ));
     let mut q = vec![0.0; DIM];
     q[7] = f32::NAN;
-    assert!(matches!(idx.search(&q, 5, None, None), Err(IndexError::NonFiniteQuery(7))));
-    assert!(matches!(idx.search(&[0.0; DIM], 0, None, None), Err(IndexError::ZeroK)));
+    assert!(matches!(
+        idx.search(&q, 5, None, None),
+        Err(IndexError::NonFiniteQuery(7))
+    ));
+    assert!(matches!(
+        idx.search(&[0.0; DIM], 0, None, None),
+        Err(IndexError::ZeroK)
+    ));
 }
 
 #[test]
 fn persisted_partitions_load_identically_and_damage_is_detected() {
     let (_, v, q) = data(3000);
     let ids: Vec<VectorId> = (0..3000u64)
-        .map(|i| if i % 2 == 0 { VectorId::U64(u64::MAX - i) } else { VectorId::Str(format!("doc-é-{i}")) })
+        .map(|i| {
+            if i % 2 == 0 {
+                VectorId::U64(u64::MAX - i)
+            } else {
+                VectorId::Str(format!("doc-é-{i}"))
+            }
+        })
         .collect();
-    let mut idx = PartitionIndex::build(DIM, Metric::Cosine, ids.clone(), v, BuildParams::default()).unwrap();
+    let mut idx =
+        PartitionIndex::build(DIM, Metric::Cosine, ids.clone(), v, BuildParams::default()).unwrap();
     idx.tombstone(&[ids[5].clone()].into_iter().collect());
     let mut bytes = Vec::new();
     idx.write_to(&mut bytes).unwrap();
@@ -109,13 +158,25 @@ fn persisted_partitions_load_identically_and_damage_is_detected() {
     assert_eq!(back.ids().get(0), VectorId::U64(u64::MAX));
     assert_eq!(back.ids().get(1), VectorId::Str("doc-é-1".into()));
     for query in q.chunks(DIM) {
-        assert_eq!(back.search(query, 10, None, None).unwrap(), idx.search(query, 10, None, None).unwrap());
+        assert_eq!(
+            back.search(query, 10, None, None).unwrap(),
+            idx.search(query, 10, None, None).unwrap()
+        );
     }
     let mut damaged = bytes.clone();
     damaged[bytes.len() / 2] ^= 0x40;
-    assert!(matches!(PartitionIndex::read_from(&damaged[..], damaged.len() as u64), Err(IndexError::Corrupt(_))));
-    assert!(matches!(PartitionIndex::read_from(&bytes[..bytes.len() - 9], bytes.len() as u64), Err(IndexError::Corrupt(_))));
-    assert!(matches!(PartitionIndex::read_from(&b"not a partition"[..], 15), Err(IndexError::Corrupt(_))));
+    assert!(matches!(
+        PartitionIndex::read_from(&damaged[..], damaged.len() as u64),
+        Err(IndexError::Corrupt(_))
+    ));
+    assert!(matches!(
+        PartitionIndex::read_from(&bytes[..bytes.len() - 9], bytes.len() as u64),
+        Err(IndexError::Corrupt(_))
+    ));
+    assert!(matches!(
+        PartitionIndex::read_from(&b"not a partition"[..], 15),
+        Err(IndexError::Corrupt(_))
+    ));
 }
 
 #[test]
@@ -123,11 +184,29 @@ fn non_power_of_two_dimensions_and_tiny_partitions() {
     let g = ClusteredGaussian::new(100, 5, 0.2, 9);
     let v = g.sample(300, 1);
     let ids = (0..300u64).map(VectorId::U64).collect();
-    let idx = PartitionIndex::build(100, Metric::L2, ids, v.clone(), BuildParams::default()).unwrap();
+    let idx =
+        PartitionIndex::build(100, Metric::L2, ids, v.clone(), BuildParams::default()).unwrap();
     let q = g.sample(1, 2);
-    assert_eq!(idx.search(&q, 3, Some(idx.nlist()), Some(100)).unwrap(), exact::topk(&v, 100, Metric::L2, &q, 3));
-    let one = PartitionIndex::build(2, Metric::L2, vec![VectorId::U64(7)], vec![1.0, 2.0], BuildParams::default()).unwrap();
-    assert_eq!(one.search(&[0.0, 0.0], 10, None, None).unwrap(), vec![(0, 5.0)]);
-    let empty = PartitionIndex::build(2, Metric::L2, vec![], vec![], BuildParams::default()).unwrap();
-    assert!(empty.search(&[0.0, 0.0], 10, None, None).unwrap().is_empty());
+    assert_eq!(
+        idx.search(&q, 3, Some(idx.nlist()), Some(100)).unwrap(),
+        exact::topk(&v, 100, Metric::L2, &q, 3)
+    );
+    let one = PartitionIndex::build(
+        2,
+        Metric::L2,
+        vec![VectorId::U64(7)],
+        vec![1.0, 2.0],
+        BuildParams::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        one.search(&[0.0, 0.0], 10, None, None).unwrap(),
+        vec![(0, 5.0)]
+    );
+    let empty =
+        PartitionIndex::build(2, Metric::L2, vec![], vec![], BuildParams::default()).unwrap();
+    assert!(empty
+        .search(&[0.0, 0.0], 10, None, None)
+        .unwrap()
+        .is_empty());
 }

@@ -1,14 +1,14 @@
 //! Lake sources against real Parquet files: local files and an
 //! S3-compatible server started by the test itself.
 
+use ::parquet::arrow::ArrowWriter;
+use ::parquet::file::properties::WriterProperties;
 use arrow_array::{
     builder::{FixedSizeListBuilder, Float16Builder, Float32Builder, Float64Builder, ListBuilder},
     ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, StringViewArray, UInt64Array,
 };
 use arrow_schema::{Field, Schema};
 use futures::TryStreamExt;
-use ::parquet::arrow::ArrowWriter;
-use ::parquet::file::properties::WriterProperties;
 use rulake_lake::*;
 use rulake_types::VectorId;
 use std::path::Path;
@@ -68,12 +68,16 @@ async fn reads_every_supported_vector_and_id_type() {
     // list<f64>, int64 ids
     let mut lb = ListBuilder::new(Float64Builder::new());
     for r in &data {
-        lb.values().append_slice(&r.iter().map(|x| *x as f64).collect::<Vec<_>>());
+        lb.values()
+            .append_slice(&r.iter().map(|x| *x as f64).collect::<Vec<_>>());
         lb.append(true);
     }
     write_batch(
         &dir.path().join("b.parquet"),
-        batch_of(Arc::new(Int64Array::from_iter_values(10..20)), Arc::new(lb.finish())),
+        batch_of(
+            Arc::new(Int64Array::from_iter_values(10..20)),
+            Arc::new(lb.finish()),
+        ),
         100,
     );
     // fixed_size_list<f16>, int32 ids
@@ -86,7 +90,10 @@ async fn reads_every_supported_vector_and_id_type() {
     }
     write_batch(
         &dir.path().join("c.parquet"),
-        batch_of(Arc::new(Int32Array::from_iter_values(20..30)), Arc::new(fb.finish())),
+        batch_of(
+            Arc::new(Int32Array::from_iter_values(20..30)),
+            Arc::new(fb.finish()),
+        ),
         100,
     );
     let src = source(dir.path());
@@ -112,12 +119,18 @@ async fn reads_every_supported_vector_and_id_type() {
     let vectors: ArrayRef = Arc::new(vb.finish());
     write_batch(
         &dir2.path().join("s.parquet"),
-        batch_of(Arc::new(StringArray::from(vec!["a", "b", "c"])), vectors.clone()),
+        batch_of(
+            Arc::new(StringArray::from(vec!["a", "b", "c"])),
+            vectors.clone(),
+        ),
         100,
     );
     write_batch(
         &dir2.path().join("v.parquet"),
-        batch_of(Arc::new(StringViewArray::from(vec!["x", "y", "z"])), vectors),
+        batch_of(
+            Arc::new(StringViewArray::from(vec!["x", "y", "z"])),
+            vectors,
+        ),
         100,
     );
     let got = read_source(&source(dir2.path()), 2).await.unwrap();
@@ -130,19 +143,41 @@ async fn reads_every_supported_vector_and_id_type() {
 async fn generation_tracks_the_listing_and_globs_filter() {
     let dir = tempfile::tempdir().unwrap();
     let w = |name: &str, id: u64| {
-        write_parquet_file(&dir.path().join(name), IdsRef::U64(&[id]), &[1.0, 2.0], 2, 10).unwrap()
+        write_parquet_file(
+            &dir.path().join(name),
+            IdsRef::U64(&[id]),
+            &[1.0, 2.0],
+            2,
+            10,
+        )
+        .unwrap()
     };
     w("a.parquet", 1);
     std::fs::write(dir.path().join("_SUCCESS"), b"").unwrap();
     let src = source(dir.path());
     let g1 = src.generation().await.unwrap();
-    assert_eq!(g1, src.generation().await.unwrap(), "stable without changes");
+    assert_eq!(
+        g1,
+        src.generation().await.unwrap(),
+        "stable without changes"
+    );
     w("b.parquet", 2);
     let g2 = src.generation().await.unwrap();
     assert_ne!(g1, g2, "a new file is a new generation");
     std::thread::sleep(std::time::Duration::from_millis(20));
-    write_parquet_file(&dir.path().join("b.parquet"), IdsRef::U64(&[2, 3]), &[1.0, 2.0, 3.0, 4.0], 2, 10).unwrap();
-    assert_ne!(g2, src.generation().await.unwrap(), "a rewritten file is a new generation");
+    write_parquet_file(
+        &dir.path().join("b.parquet"),
+        IdsRef::U64(&[2, 3]),
+        &[1.0, 2.0, 3.0, 4.0],
+        2,
+        10,
+    )
+    .unwrap();
+    assert_ne!(
+        g2,
+        src.generation().await.unwrap(),
+        "a rewritten file is a new generation"
+    );
 
     let glob = format!("{}/b*.parquet", dir.path().display());
     let only_b = ParquetSource::open(ParquetSourceConfig::new(glob, "id", "vector")).unwrap();
@@ -155,7 +190,10 @@ async fn generation_tracks_the_listing_and_globs_filter() {
         "vector",
     ))
     .unwrap();
-    assert_eq!(read_source(&single, 2).await.unwrap().ids, vec![VectorId::U64(1)]);
+    assert_eq!(
+        read_source(&single, 2).await.unwrap().ids,
+        vec![VectorId::U64(1)]
+    );
 }
 
 async fn expect_err(dir: &Path, dim: usize) -> LakeError {
@@ -169,15 +207,42 @@ async fn expect_err(dir: &Path, dim: usize) -> LakeError {
 async fn bad_inputs_get_errors_that_name_file_row_group_and_column() {
     // Wrong dimension.
     let dir = tempfile::tempdir().unwrap();
-    write_parquet_file(&dir.path().join("d.parquet"), IdsRef::U64(&[1, 2]), &[1.0; 6], 3, 1).unwrap();
+    write_parquet_file(
+        &dir.path().join("d.parquet"),
+        IdsRef::U64(&[1, 2]),
+        &[1.0; 6],
+        3,
+        1,
+    )
+    .unwrap();
     let e = expect_err(dir.path(), 4).await;
-    assert!(matches!(e, LakeError::Dimension { found: 3, expected: 4, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LakeError::Dimension {
+                found: 3,
+                expected: 4,
+                ..
+            }
+        ),
+        "{e}"
+    );
     let msg = e.to_string();
-    assert!(msg.contains("d.parquet") && msg.contains("row group 0") && msg.contains("\"vector\""), "{msg}");
+    assert!(
+        msg.contains("d.parquet") && msg.contains("row group 0") && msg.contains("\"vector\""),
+        "{msg}"
+    );
 
     // NaN, in the second row group.
     let dir = tempfile::tempdir().unwrap();
-    write_parquet_file(&dir.path().join("n.parquet"), IdsRef::U64(&[1, 2]), &[1.0, 1.0, f32::NAN, 1.0], 2, 1).unwrap();
+    write_parquet_file(
+        &dir.path().join("n.parquet"),
+        IdsRef::U64(&[1, 2]),
+        &[1.0, 1.0, f32::NAN, 1.0],
+        2,
+        1,
+    )
+    .unwrap();
     let e = expect_err(dir.path(), 2).await;
     assert!(matches!(e, LakeError::NonFinite { position: 0, .. }), "{e}");
     assert!(e.to_string().contains("row group 1"), "{e}");
@@ -189,7 +254,14 @@ async fn bad_inputs_get_errors_that_name_file_row_group_and_column() {
     vb.append(true);
     vb.values().append_slice(&[0.0, 0.0]);
     vb.append(false);
-    write_batch(&dir.path().join("null.parquet"), batch_of(Arc::new(UInt64Array::from(vec![1, 2])), Arc::new(vb.finish())), 10);
+    write_batch(
+        &dir.path().join("null.parquet"),
+        batch_of(
+            Arc::new(UInt64Array::from(vec![1, 2])),
+            Arc::new(vb.finish()),
+        ),
+        10,
+    );
     let e = expect_err(dir.path(), 2).await;
     assert!(matches!(e, LakeError::Null { row: 1, .. }), "{e}");
 
@@ -197,7 +269,10 @@ async fn bad_inputs_get_errors_that_name_file_row_group_and_column() {
     let dir = tempfile::tempdir().unwrap();
     write_batch(
         &dir.path().join("t.parquet"),
-        batch_of(Arc::new(UInt64Array::from(vec![1])), Arc::new(StringArray::from(vec!["1,2"]))),
+        batch_of(
+            Arc::new(UInt64Array::from(vec![1])),
+            Arc::new(StringArray::from(vec!["1,2"])),
+        ),
         10,
     );
     let e = expect_err(dir.path(), 2).await;
@@ -206,41 +281,83 @@ async fn bad_inputs_get_errors_that_name_file_row_group_and_column() {
 
     // Missing column.
     let dir = tempfile::tempdir().unwrap();
-    write_parquet_file(&dir.path().join("m.parquet"), IdsRef::U64(&[1]), &[1.0], 1, 1).unwrap();
-    let src = ParquetSource::open(ParquetSourceConfig::new(dir.path().to_str().unwrap(), "id", "embedding")).unwrap();
+    write_parquet_file(
+        &dir.path().join("m.parquet"),
+        IdsRef::U64(&[1]),
+        &[1.0],
+        1,
+        1,
+    )
+    .unwrap();
+    let src = ParquetSource::open(ParquetSourceConfig::new(
+        dir.path().to_str().unwrap(),
+        "id",
+        "embedding",
+    ))
+    .unwrap();
     let e = src.list_units().await.unwrap_err();
-    assert!(matches!(e, LakeError::MissingColumn { .. }) && e.to_string().contains("vector"), "{e}");
+    assert!(
+        matches!(e, LakeError::MissingColumn { .. }) && e.to_string().contains("vector"),
+        "{e}"
+    );
 
     // Negative id.
     let dir = tempfile::tempdir().unwrap();
     let mut vb = FixedSizeListBuilder::new(Float32Builder::new(), 1);
     vb.values().append_value(1.0);
     vb.append(true);
-    write_batch(&dir.path().join("neg.parquet"), batch_of(Arc::new(Int64Array::from(vec![-5])), Arc::new(vb.finish())), 10);
-    assert!(matches!(expect_err(dir.path(), 1).await, LakeError::NegativeId { value: -5, .. }));
+    write_batch(
+        &dir.path().join("neg.parquet"),
+        batch_of(Arc::new(Int64Array::from(vec![-5])), Arc::new(vb.finish())),
+        10,
+    );
+    assert!(matches!(
+        expect_err(dir.path(), 1).await,
+        LakeError::NegativeId { value: -5, .. }
+    ));
 
     // Empty file, non-Parquet file, truncated Parquet file.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("empty.parquet"), b"").unwrap();
-    assert!(matches!(expect_err(dir.path(), 2).await, LakeError::EmptyFile { .. }));
+    assert!(matches!(
+        expect_err(dir.path(), 2).await,
+        LakeError::EmptyFile { .. }
+    ));
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("text.parquet"), b"id,vector\n1,\"[1,2]\"\n").unwrap();
     let e = expect_err(dir.path(), 2).await;
-    assert!(matches!(e, LakeError::Parquet { .. }) && e.to_string().contains("text.parquet"), "{e}");
+    assert!(
+        matches!(e, LakeError::Parquet { .. }) && e.to_string().contains("text.parquet"),
+        "{e}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let bytes = encode_parquet(IdsRef::U64(&[1, 2, 3]), &[1.0; 6], 2, 10).unwrap();
     std::fs::write(dir.path().join("cut.parquet"), &bytes[..bytes.len() / 2]).unwrap();
-    assert!(matches!(expect_err(dir.path(), 2).await, LakeError::Parquet { .. }));
+    assert!(matches!(
+        expect_err(dir.path(), 2).await,
+        LakeError::Parquet { .. }
+    ));
 }
 
 #[tokio::test]
 async fn an_object_that_vanishes_after_listing_is_reported_as_such() {
     let dir = tempfile::tempdir().unwrap();
-    write_parquet_file(&dir.path().join("gone.parquet"), IdsRef::U64(&[1]), &[1.0, 2.0], 2, 10).unwrap();
+    write_parquet_file(
+        &dir.path().join("gone.parquet"),
+        IdsRef::U64(&[1]),
+        &[1.0, 2.0],
+        2,
+        10,
+    )
+    .unwrap();
     let src = source(dir.path());
     let listing = src.list_units().await.unwrap();
     std::fs::remove_file(dir.path().join("gone.parquet")).unwrap();
-    let e = src.read_unit(&listing.units[0], 2).try_next().await.unwrap_err();
+    let e = src
+        .read_unit(&listing.units[0], 2)
+        .try_next()
+        .await
+        .unwrap_err();
     assert!(matches!(e, LakeError::Vanished { .. }), "{e}");
     assert!(e.to_string().contains("gone.parquet"), "{e}");
 }
@@ -248,20 +365,36 @@ async fn an_object_that_vanishes_after_listing_is_reported_as_such() {
 #[tokio::test]
 async fn memory_source_add_upsert_delete() {
     let m = MemorySource::new("m", 2);
-    m.add(vec![(VectorId::U64(1), vec![1.0, 1.0]), (VectorId::from("a"), vec![2.0, 2.0])]).unwrap();
+    m.add(vec![
+        (VectorId::U64(1), vec![1.0, 1.0]),
+        (VectorId::from("a"), vec![2.0, 2.0]),
+    ])
+    .unwrap();
     let l1 = m.list_units().await.unwrap();
     assert_eq!(l1.units.len(), 1);
-    assert!(matches!(m.add(vec![(VectorId::U64(1), vec![0.0, 0.0])]), Err(LakeError::DuplicateId { .. })));
-    assert!(m.add(vec![(VectorId::U64(9), vec![f32::INFINITY, 0.0])]).is_err());
+    assert!(matches!(
+        m.add(vec![(VectorId::U64(1), vec![0.0, 0.0])]),
+        Err(LakeError::DuplicateId { .. })
+    ));
+    assert!(m
+        .add(vec![(VectorId::U64(9), vec![f32::INFINITY, 0.0])])
+        .is_err());
     assert!(m.add(vec![(VectorId::U64(9), vec![0.0])]).is_err());
-    m.add(vec![(VectorId::U64(u64::MAX), vec![3.0, 3.0])]).unwrap();
+    m.add(vec![(VectorId::U64(u64::MAX), vec![3.0, 3.0])])
+        .unwrap();
     let l2 = m.list_units().await.unwrap();
     assert_ne!(l1.generation, l2.generation);
     assert_eq!(l2.units.len(), 2, "an add is a new unit");
-    assert_eq!(l2.units[0], l1.units[0], "existing units untouched by an add");
+    assert_eq!(
+        l2.units[0], l1.units[0],
+        "existing units untouched by an add"
+    );
     m.upsert(vec![(VectorId::U64(1), vec![5.0, 5.0])]).unwrap();
     let l3 = m.list_units().await.unwrap();
-    assert_ne!(l3.units[0].version, l1.units[0].version, "a replace rewrites its unit");
+    assert_ne!(
+        l3.units[0].version, l1.units[0].version,
+        "a replace rewrites its unit"
+    );
     assert_eq!(m.delete(&[VectorId::from("a"), VectorId::from("zz")]), 1);
     let all = read_source(m.as_ref(), 2).await.unwrap();
     assert_eq!(all.ids, vec![VectorId::U64(1), VectorId::U64(u64::MAX)]);
@@ -274,7 +407,10 @@ async fn start_s3(root: &Path) -> std::net::SocketAddr {
     use hyper_util::server::conn::auto::Builder;
     let fs = s3s_fs::FileSystem::new(root).unwrap();
     let mut b = s3s::service::S3ServiceBuilder::new(fs);
-    b.set_auth(s3s::auth::SimpleAuth::from_single("rulake", "rulake-secret"));
+    b.set_auth(s3s::auth::SimpleAuth::from_single(
+        "rulake",
+        "rulake-secret",
+    ));
     let service = b.build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -320,7 +456,10 @@ async fn parquet_over_s3_protocol() {
         let bytes = encode_parquet(IdsRef::U64(&ids), &v, 2, 40).unwrap();
         store
             .store
-            .put(&object_store::path::Path::from(format!("emb/f{f}.parquet")), bytes.into())
+            .put(
+                &object_store::path::Path::from(format!("emb/f{f}.parquet")),
+                bytes.into(),
+            )
             .await
             .unwrap();
     }
@@ -333,15 +472,29 @@ async fn parquet_over_s3_protocol() {
         assert_eq!(id, &VectorId::U64(i as u64));
         assert_eq!(all.vectors[2 * i], i as f32);
     }
-    assert!(src.counters().bytes.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(
+        src.counters()
+            .bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
     // Glob over S3 and generation change on a new object.
     let g = src.generation().await.unwrap();
     let only = ParquetSource::open(cfg("s3://lake/emb/f1*.parquet")).unwrap();
-    assert_eq!(read_all(&only, &only.list_units().await.unwrap(), 2).await.unwrap().len(), 100);
+    assert_eq!(
+        read_all(&only, &only.list_units().await.unwrap(), 2)
+            .await
+            .unwrap()
+            .len(),
+        100
+    );
     let bytes = encode_parquet(IdsRef::U64(&[999]), &[1.0, 1.0], 2, 10).unwrap();
     store
         .store
-        .put(&object_store::path::Path::from("emb/f9.parquet"), bytes.into())
+        .put(
+            &object_store::path::Path::from("emb/f9.parquet"),
+            bytes.into(),
+        )
         .await
         .unwrap();
     assert_ne!(g, src.generation().await.unwrap());
