@@ -17,9 +17,9 @@
 //! engine decides which threads may block on them.
 //!
 //! # Layout
-//! - [`RuLake`]: the handle (this file).
-//! - [`spec`]: [`CollectionSpec`] and the answer types.
-//! - [`error`]: [`EngineError`].
+//! - [`RuLake`] — the handle (this file).
+//! - [`spec`] — [`CollectionSpec`] and the answer types.
+//! - [`error`] — [`EngineError`].
 
 pub mod error;
 pub mod spec;
@@ -287,13 +287,14 @@ impl RuLake {
         // Persist off the query path; a crash before it finishes only costs a rebuild.
         if self.inner.cache.persist_dir().is_some() {
             let cache = self.inner.cache.clone();
-            let _ = tokio::task::spawn_blocking(move || {
+            // Detached on purpose: the handle is not awaited.
+            drop(tokio::task::spawn_blocking(move || {
                 for (k, part) in built {
                     if let Err(e) = cache.persist(&k, &part) {
                         tracing::warn!(partition = %k, error = %e, "could not persist partition");
                     }
                 }
-            });
+            }));
         }
         Ok(generation)
     }

@@ -6,12 +6,12 @@
 //! exactly upstream.
 //!
 //! # Layout
-//! - [`ivf`]: build, extend, tombstone and search a partition.
-//! - [`kmeans`]: the coarse quantizer.
-//! - [`persist`]: the checksummed on-disk form.
-//! - [`exact`]: brute-force ground truth and recall.
-//! - [`datasets`]: the clustered-Gaussian data of the demo and benchmarks.
-//! - [`baseline`]: the bare `RabitqPlusIndex` the benchmarks compare against.
+//! - [`ivf`] — build, extend, tombstone and search a partition.
+//! - [`kmeans`] — the coarse quantizer.
+//! - [`persist`] — the checksummed on-disk form.
+//! - [`exact`] — brute-force ground truth and recall.
+//! - [`datasets`] — the clustered-Gaussian data of the demo and benchmarks.
+//! - [`baseline`] — the bare `RabitqPlusIndex` the benchmarks compare against.
 
 pub mod baseline;
 pub mod datasets;

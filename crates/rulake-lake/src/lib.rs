@@ -9,12 +9,12 @@
 //! touching them.
 //!
 //! # Layout
-//! - [`source`]: the [`Source`] trait, [`Unit`], [`Listing`], [`RowBatch`].
-//! - [`parquet`]: Parquet files under an object-store prefix or glob.
-//! - [`memory`]: an in-process mutable source.
-//! - [`store`]: URL → object store, credentials from the environment.
-//! - [`writer`]: writing vectors as Parquet.
-//! - [`error`]: [`LakeError`], which names file, row group and column.
+//! - [`source`] — the [`Source`] trait, [`Unit`], [`Listing`], [`RowBatch`].
+//! - [`parquet`] — Parquet files under an object-store prefix or glob.
+//! - [`memory`] — an in-process mutable source.
+//! - [`store`] — URL → object store, credentials from the environment.
+//! - [`writer`] — writing vectors as Parquet.
+//! - [`error`] — [`LakeError`], which names file, row group and column.
 
 mod arrow_conv;
 pub mod error;

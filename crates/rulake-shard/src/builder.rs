@@ -66,7 +66,7 @@ async fn read_units(
         let mut stream = source.read_unit(unit, spec.dim);
         while let Some(batch) = stream.try_next().await.map_err(|source| ShardError::Lake {
             partition: spec.key.to_string(),
-            source,
+            source: Box::new(source),
         })? {
             for id in &batch.ids {
                 if let Some(first) = seen.insert(id.clone(), unit.key.clone()) {

@@ -15,7 +15,7 @@ pub enum ShardError {
         partition: String,
         /// The lake error (names object, row group and column).
         #[source]
-        source: LakeError,
+        source: Box<LakeError>,
     },
     /// Building or searching the index failed.
     #[error("partition {partition}: {source}")]

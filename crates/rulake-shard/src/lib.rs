@@ -8,9 +8,9 @@
 //! [`CacheStats::errors`].
 //!
 //! # Layout
-//! - [`cache`]: [`PartitionCache`], budget, LRU eviction, persistence, stats.
-//! - [`builder`]: [`build_partition`], incremental or full.
-//! - [`error`]: [`ShardError`].
+//! - [`cache`] — [`PartitionCache`], budget, LRU eviction, persistence, stats.
+//! - [`builder`] — [`build_partition`], incremental or full.
+//! - [`error`] — [`ShardError`].
 
 pub mod builder;
 pub mod cache;

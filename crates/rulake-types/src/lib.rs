@@ -6,12 +6,12 @@
 //! "nearest" without depending on each other.
 //!
 //! # Layout
-//! - [`VectorId`]: u64 or UTF-8 string ids, never truncated.
-//! - [`Metric`]: how distances are reported and ranked.
-//! - [`Consistency`]: `fresh` or `eventual` with a staleness bound.
-//! - [`Generation`]: an opaque, comparable version of a source.
+//! - [`VectorId`] — u64 or UTF-8 string ids, never truncated.
+//! - [`Metric`] — how distances are reported and ranked.
+//! - [`Consistency`] — `fresh` or `eventual` with a staleness bound.
+//! - [`Generation`] — an opaque, comparable version of a source.
 //! - [`Hit`], [`merge_topk`]: exact per-partition answers and their merge.
-//! - [`stable_hash`]: the one hash used to place units and ids on partitions.
+//! - [`stable_hash`] — the one hash used to place units and ids on partitions.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
