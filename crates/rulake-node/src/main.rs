@@ -3,7 +3,9 @@
 //! # Layout
 //! - `demo`: generate a clustered lake, build caches, print one comparison table.
 //! - `query`: run a Parquet file of queries against a Parquet source.
+//! - `bench`: the reproducible benchmark behind `docs/BENCHMARKS.md`.
 
+mod bench;
 mod demo;
 mod measure;
 mod query;
@@ -27,6 +29,8 @@ enum Command {
     Demo(demo::Args),
     /// Answer every query of a Parquet file against a Parquet source.
     Query(query::Args),
+    /// Run the benchmark and write docs/BENCHMARKS.md.
+    Bench(bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +48,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(a) => rt.block_on(demo::run(a)),
         Command::Query(a) => rt.block_on(query::run(a)),
+        Command::Bench(a) => rt.block_on(bench::run(a)),
     }
 }

@@ -1,0 +1,356 @@
+//! `rulake bench`: the one command behind `docs/BENCHMARKS.md`. Every
+//! figure of one size comes from the same run, lake files and queries, and
+//! FAISS (through `bench/faiss_bench.py`) reads those same files.
+
+use crate::measure::{bar, engine_run, ground_truth, mean_recall, write_lake};
+use rulake_engine::{CacheConfig, CollectionSpec, RuLake};
+use rulake_index::{baseline::FlatRabitq, datasets::ClusteredGaussian};
+use rulake_lake::{
+    write_parquet_file, IdsRef, ParquetSource, ParquetSourceConfig, ID_COLUMN, VECTOR_COLUMN,
+};
+use rulake_types::{Metric, SearchParams, VectorId};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// `rulake bench` flags.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Lake sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    pub sizes: Vec<usize>,
+    /// Queries per measurement.
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    /// Dimension.
+    #[arg(long, default_value_t = 128)]
+    pub dim: usize,
+    /// Working directory for the generated lakes.
+    #[arg(long, default_value = "rulake-demo-lake/bench")]
+    pub work: PathBuf,
+    /// Markdown report to write.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub output: PathBuf,
+    /// Skip FAISS even when it is installed.
+    #[arg(long)]
+    pub no_faiss: bool,
+}
+
+fn cpu_features() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut f = Vec::new();
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512vpopcntdq")
+        {
+            f.push("AVX-512F+VPOPCNTDQ (ruvector-rabitq scan: AVX-512 kernel)");
+        } else if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("popcnt") {
+            f.push("AVX2+POPCNT (ruvector-rabitq scan: AVX2 kernel)");
+        } else {
+            f.push("no AVX2 (ruvector-rabitq scan: scalar kernel)");
+        }
+        let compiled = if cfg!(target_feature = "avx2") {
+            "avx2"
+        } else {
+            "baseline x86-64 (SSE2)"
+        };
+        format!(
+            "{}; the rest of RuLake compiled for {compiled}",
+            f.join(", ")
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "non-x86_64".to_owned()
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn ids_u64(hits: &[(u32, f32)], ids: &rulake_index::IdTable) -> Vec<u64> {
+    hits.iter()
+        .map(|(p, _)| match ids.get(*p) {
+            VectorId::U64(v) => v,
+            VectorId::Str(_) => u64::MAX,
+        })
+        .collect()
+}
+
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    let mut md = String::new();
+    writeln!(md, "# RuLake benchmarks\n")?;
+    writeln!(md, "Produced by `cargo run --release -- bench` (this file is its output; rerun it to reproduce).")?;
+    writeln!(md, "Every figure in one section comes from the same run, the same Parquet lake and the same queries.\n")?;
+    writeln!(
+        md,
+        "- CPU: {} ({} threads available)",
+        cpu_model(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    )?;
+    writeln!(md, "- CPU features used: {}", cpu_features())?;
+    writeln!(md, "- Data: clustered Gaussian, D = {}, 100 clusters (sigma 0.15), queries drawn independently of the base set; k = 10; recall@10 against an exact scan.", a.dim)?;
+    writeln!(md, "- queries/s are single queries one after another on one thread unless the column says 2 threads (a batch spread over both cores).\n")?;
+
+    for &n in &a.sizes {
+        eprintln!("== n = {n}");
+        let g = ClusteredGaussian::new(a.dim, 100, 0.15, 7);
+        let dir = a.work.join(format!("n{n}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let lake = dir.join("lake");
+        let files = 16;
+        let data = write_lake(
+            &lake,
+            &g,
+            n,
+            a.dim,
+            files,
+            n.div_ceil(files).div_ceil(8192).max(4),
+        )?;
+        let qv = g.sample(a.queries, 999_999);
+        let qids: Vec<u64> = (0..a.queries as u64).collect();
+        let qfile = dir.join("queries.parquet");
+        write_parquet_file(&qfile, IdsRef::U64(&qids), &qv, a.dim, a.queries)?;
+        let queries: Vec<Vec<f32>> = qv.chunks(a.dim).map(|q| q.to_vec()).collect();
+        eprintln!("exact ground truth ...");
+        let truth = ground_truth(&data, a.dim, Metric::L2, &queries, 10);
+
+        // Lake → first answer.
+        let engine = RuLake::new(CacheConfig {
+            budget_bytes: 16 << 30,
+            persist_dir: None,
+        });
+        let t = Instant::now();
+        let src = ParquetSource::open(ParquetSourceConfig::new(
+            lake.canonicalize()?.to_string_lossy(),
+            ID_COLUMN,
+            VECTOR_COLUMN,
+        ))?;
+        engine.register_source("lake", Arc::new(src))?;
+        engine.create_collection(CollectionSpec::new("p1", "lake", a.dim))?;
+        engine
+            .search("p1", &queries[0], SearchParams::k(10))
+            .await?;
+        let first_answer = t.elapsed().as_secs_f64();
+        let build_s = engine.cache_stats().build_seconds;
+        let (_, parts) = engine.partitions("p1").await?;
+        let index = &parts[0].index;
+        let bytes = engine.cache_stats().bytes;
+        let raw = n * a.dim * 4 + index.code_bytes();
+
+        // Engine at defaults, 1 and 2 threads, and the bare partition index (tax).
+        let defaults = SearchParams::k(10);
+        let (recall, qps1) = engine_run(&engine, "p1", &queries, &truth, defaults).await?;
+        let t = Instant::now();
+        let batch = engine.batch_search("p1", &queries, defaults).await?;
+        let qps2 = queries.len() as f64 / t.elapsed().as_secs_f64();
+        drop(batch);
+        let t = Instant::now();
+        let mut found = Vec::new();
+        for q in &queries {
+            found.push(ids_u64(
+                &index.search(q, 10, None, Some(rulake_index::DEFAULT_RERANK))?,
+                index.ids(),
+            ));
+        }
+        let bare_qps = queries.len() as f64 / t.elapsed().as_secs_f64();
+        let bare_recall = mean_recall(&found, &truth);
+
+        writeln!(md, "## n = {n}\n")?;
+        writeln!(
+            md,
+            "Lake: {files} Parquet files; partition: {} IVF lists, default nprobe {}, rerank {}.\n",
+            index.nlist(),
+            rulake_index::default_nprobe(index.nlist()),
+            rulake_index::DEFAULT_RERANK
+        )?;
+        writeln!(md, "| measure | value |\n|---|---|")?;
+        writeln!(md, "| Parquet lake → first answered query | {first_answer:.2} s (of which index build {build_s:.2} s) |")?;
+        writeln!(
+            md,
+            "| cache bytes per vector | {:.1} (codes + original vectors: {:.1}; ratio {:.3}) |",
+            bytes as f64 / n as f64,
+            raw as f64 / n as f64,
+            bytes as f64 / raw as f64
+        )?;
+        writeln!(md, "| RuLake defaults: recall@10 | {recall:.4} |")?;
+        writeln!(md, "| RuLake defaults: queries/s, 1 thread | {qps1:.0} |")?;
+        writeln!(
+            md,
+            "| RuLake defaults: queries/s, 2 threads (batch) | {qps2:.0} |"
+        )?;
+        writeln!(md, "| bare partition index, same parameters: recall / queries/s | {bare_recall:.4} / {bare_qps:.0} |")?;
+        writeln!(
+            md,
+            "| intermediary tax (bare / engine queries/s) | {:.3}× |\n",
+            bare_qps / qps1
+        )?;
+
+        // nprobe × rerank sweep on the partition index, one thread.
+        writeln!(
+            md,
+            "### RuLake partition index: nprobe × rerank (1 thread)\n"
+        )?;
+        writeln!(
+            md,
+            "| nprobe | rerank | recall@10 | queries/s |\n|---:|---:|---:|---:|"
+        )?;
+        let pb = bar(20, "sweep");
+        for nprobe in [4usize, 8, 16, 32, 64] {
+            for rerank in [5usize, 10, 20, 40] {
+                let t = Instant::now();
+                let mut found = Vec::new();
+                for q in &queries {
+                    found.push(ids_u64(
+                        &index.search(q, 10, Some(nprobe), Some(rerank))?,
+                        index.ids(),
+                    ));
+                }
+                let qps = queries.len() as f64 / t.elapsed().as_secs_f64();
+                writeln!(
+                    md,
+                    "| {nprobe} | {rerank} | {:.4} | {qps:.0} |",
+                    mean_recall(&found, &truth)
+                )?;
+                pb.inc(1);
+            }
+        }
+        pb.finish_and_clear();
+        drop(parts);
+        engine.drop_collection("p1")?;
+
+        // Fan-out over P partitions.
+        writeln!(
+            md,
+            "\n### Fan-out over P partitions (one query at a time, parallel over partitions)\n"
+        )?;
+        writeln!(
+            md,
+            "| P | recall@10 | queries/s | vs P = 1 |\n|---:|---:|---:|---:|"
+        )?;
+        let mut base = 0.0;
+        for p in [1u32, 2, 4] {
+            let name = format!("fan{p}");
+            engine.create_collection(CollectionSpec::new(&name, "lake", a.dim).partitions(p))?;
+            engine.refresh(&name).await?;
+            let (r, q) = engine_run(&engine, &name, &queries, &truth, defaults).await?;
+            if p == 1 {
+                base = q;
+            }
+            writeln!(md, "| {p} | {r:.4} | {q:.0} | {:.2}× |", q / base)?;
+            engine.drop_collection(&name)?;
+        }
+
+        // The bare flat RaBitQ+ index at the prototype's rerank ×20.
+        eprintln!("flat RabitqPlusIndex ...");
+        let t = Instant::now();
+        let flat = FlatRabitq::build(a.dim, &data, 20)?;
+        let flat_build = t.elapsed().as_secs_f64();
+        let flat_q = queries
+            .len()
+            .min(if n > 200_000 { 200 } else { queries.len() });
+        let t = Instant::now();
+        let mut found = Vec::new();
+        for q in &queries[..flat_q] {
+            found.push(
+                flat.search(q, 10)?
+                    .into_iter()
+                    .map(|(i, _)| i as u64)
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let flat_qps = flat_q as f64 / t.elapsed().as_secs_f64();
+        writeln!(md, "\n### Baselines\n")?;
+        writeln!(md, "| index | recall@10 | queries/s (1 thread) | build s | bytes/vector |\n|---|---:|---:|---:|---:|")?;
+        writeln!(md, "| RuLake partition, defaults | {bare_recall:.4} | {bare_qps:.0} | {build_s:.2} | {:.1} |", bytes as f64 / n as f64)?;
+        writeln!(md, "| RabitqPlusIndex flat, rerank 20 ({flat_q} queries) | {:.4} | {flat_qps:.0} | {flat_build:.2} | {:.1} |", mean_recall(&found, &truth[..flat_q]), flat.memory_bytes() as f64 / n as f64)?;
+        drop(flat);
+
+        if !a.no_faiss {
+            faiss(&mut md, &lake, &qfile, n)?;
+        }
+        writeln!(md)?;
+        std::fs::write(&a.output, &md)?;
+    }
+    std::fs::write(&a.output, &md)?;
+    eprintln!("wrote {}", a.output.display());
+    Ok(())
+}
+
+fn faiss(
+    md: &mut String,
+    lake: &std::path::Path,
+    queries: &std::path::Path,
+    n: usize,
+) -> anyhow::Result<()> {
+    let out = lake.with_file_name("faiss.json");
+    let nlist = 1024.min(n / 39).max(1);
+    eprintln!("FAISS (bench/faiss_bench.py) ...");
+    let status = std::process::Command::new("python3")
+        .arg("bench/faiss_bench.py")
+        .arg("--lake")
+        .arg(lake)
+        .arg("--queries")
+        .arg(queries)
+        .args([
+            "--k",
+            "10",
+            "--nlist",
+            &nlist.to_string(),
+            "--nprobe",
+            "1,2,4,8,16,32,64",
+            "--threads",
+            "1,2",
+            "--output",
+        ])
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        other => {
+            writeln!(md, "\nFAISS not measured: `python3 bench/faiss_bench.py` did not run ({other:?}); `pip install -r bench/requirements.txt` first.")?;
+            return Ok(());
+        }
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out)?)?;
+    writeln!(
+        md,
+        "\n### FAISS {} on the same files (`bench/faiss_bench.py`)\n",
+        v["faiss_version"].as_str().unwrap_or("?")
+    )?;
+    writeln!(md, "| index | nlist | nprobe | threads | recall@10 | queries/s (one at a time) | queries/s (batch) | bytes/vector |\n|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    for r in v["results"].as_array().into_iter().flatten() {
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.4} | {:.0} | {:.0} | {:.1} |",
+            r["index"].as_str().unwrap_or("?"),
+            r["nlist"]
+                .as_u64()
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r["nprobe"]
+                .as_u64()
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r["threads"],
+            f("recall"),
+            f("qps_single"),
+            f("qps_batch"),
+            f("bytes_per_vector")
+        )?;
+    }
+    Ok(())
+}
