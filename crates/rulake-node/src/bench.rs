@@ -3,6 +3,7 @@
 //! FAISS (through `bench/faiss_bench.py`) reads those same files.
 
 use crate::measure::{bar, engine_run, ground_truth, mean_recall, write_lake};
+use crate::report;
 use rulake_engine::{CacheConfig, CollectionSpec, RuLake};
 use rulake_index::{baseline::FlatRabitq, datasets::ClusteredGaussian};
 use rulake_lake::{
@@ -89,9 +90,11 @@ fn ids_u64(hits: &[(u32, f32)], ids: &rulake_index::IdTable) -> Vec<u64> {
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let mut md = String::new();
-    writeln!(md, "# RuLake benchmarks\n")?;
-    writeln!(md, "Produced by `cargo run --release -- bench` (this file is its output; rerun it to reproduce).")?;
-    writeln!(md, "Every figure in one section comes from the same run, the same Parquet lake and the same queries.\n")?;
+    writeln!(
+        md,
+        "## Core engine: partition cache, intermediary tax, federation, FAISS\n"
+    )?;
+    writeln!(md, "Produced by `cargo run --release -- bench`; every figure here comes from the same run, the same Parquet lake and the same queries.\n")?;
     writeln!(
         md,
         "- CPU: {} ({} threads available)",
@@ -168,7 +171,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let bare_qps = queries.len() as f64 / t.elapsed().as_secs_f64();
         let bare_recall = mean_recall(&found, &truth);
 
-        writeln!(md, "## n = {n}\n")?;
+        writeln!(md, "### n = {n}\n")?;
         writeln!(
             md,
             "Lake: {files} Parquet files; partition: {} IVF lists, default nprobe {}, rerank {}.\n",
@@ -201,7 +204,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         // nprobe × rerank sweep on the partition index, one thread.
         writeln!(
             md,
-            "### RuLake partition index: nprobe × rerank (1 thread)\n"
+            "#### RuLake partition index: nprobe × rerank (1 thread)\n"
         )?;
         writeln!(
             md,
@@ -234,7 +237,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         // Fan-out over P partitions.
         writeln!(
             md,
-            "\n### Fan-out over P partitions (one query at a time, parallel over partitions)\n"
+            "\n#### Fan-out over P partitions (one query at a time, parallel over partitions)\n"
         )?;
         writeln!(
             md,
@@ -272,7 +275,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             );
         }
         let flat_qps = flat_q as f64 / t.elapsed().as_secs_f64();
-        writeln!(md, "\n### Baselines\n")?;
+        writeln!(md, "\n#### Baselines\n")?;
         writeln!(md, "| index | recall@10 | queries/s (1 thread) | build s | bytes/vector |\n|---|---:|---:|---:|---:|")?;
         writeln!(md, "| RuLake partition, defaults | {bare_recall:.4} | {bare_qps:.0} | {build_s:.2} | {:.1} |", bytes as f64 / n as f64)?;
         writeln!(md, "| RabitqPlusIndex flat, rerank 20 ({flat_q} queries) | {:.4} | {flat_qps:.0} | {flat_build:.2} | {:.1} |", mean_recall(&found, &truth[..flat_q]), flat.memory_bytes() as f64 / n as f64)?;
@@ -282,9 +285,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             faiss(&mut md, &lake, &qfile, n)?;
         }
         writeln!(md)?;
-        std::fs::write(&a.output, &md)?;
+        report::write_section(&a.output, "core", &md)?;
     }
-    std::fs::write(&a.output, &md)?;
+    report::write_section(&a.output, "core", &md)?;
     eprintln!("wrote {}", a.output.display());
     Ok(())
 }
@@ -327,7 +330,7 @@ fn faiss(
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out)?)?;
     writeln!(
         md,
-        "\n### FAISS {} on the same files (`bench/faiss_bench.py`)\n",
+        "\n#### FAISS {} on the same files (`bench/faiss_bench.py`)\n",
         v["faiss_version"].as_str().unwrap_or("?")
     )?;
     writeln!(md, "| index | nlist | nprobe | threads | recall@10 | queries/s (one at a time) | queries/s (batch) | bytes/vector |\n|---|---:|---:|---:|---:|---:|---:|---:|")?;

@@ -9,6 +9,7 @@ mod bench;
 mod demo;
 mod measure;
 mod query;
+mod report;
 
 use clap::{Parser, Subcommand};
 
