@@ -1,5 +1,5 @@
 //! One partition's index: an inverted file (IVF) over RaBitQ codes of the
-//! residuals to the list centroids, with exact rerank.
+//! residuals to the list centroids, with an 8-bit refinement and exact rerank.
 //!
 //! Why IVF and residuals: a flat scan of 1-bit codes must look at every
 //! vector and its estimates are too coarse to rank a million vectors (recall
@@ -17,9 +17,24 @@
 //! centroids are stored pre-rotated, so a list's rotated query residual is
 //! one subtraction.
 //!
-//! Estimates only choose candidates: the `k × rerank` best are re-scored
-//! exactly against the stored vectors, so every distance returned is exact
-//! and answers from different partitions merge exactly.
+//! Estimates only choose candidates, in three stages of rising cost:
+//! 1. every row of the probed lists gets a 1-bit estimate; the `k × rerank`
+//!    best are kept (a linear-time selection, not a heap);
+//! 2. those are re-scored from an 8-bit code of the same rotated residual
+//!    (one cache line or two a row, next to the list), which also gives a
+//!    *deterministic* bound on the remaining error: each component is
+//!    rounded by at most half a grid step;
+//! 3. candidates are taken in order of `score − bound` and re-scored
+//!    exactly against the stored vectors until the next bound cannot beat
+//!    the `k`-th exact distance.
+//!
+//! Stage 3 returns exactly what reranking all `k × rerank` candidates would,
+//! but touches a handful of full vectors instead of hundreds: on the 1M
+//! benchmark about 13 a query for k = 10, where a random read of a 512-byte
+//! vector is the most expensive thing the search does. Every distance
+//! returned is exact, so answers from different partitions merge exactly.
+//! The 1-bit stage sets recall (how wide a pool holds the true
+//! neighbours); the later stages make a wide pool cheap.
 //!
 //! Metrics on the one L2 index:
 //! - `l2`: the estimator above, exact squared L2 on rerank.
@@ -44,8 +59,11 @@ use std::collections::BinaryHeap;
 pub const SAMPLE_PER_LIST: usize = 64;
 /// Lloyd iterations of the coarse quantizer.
 pub const TRAIN_ITERS: usize = 10;
-/// Default candidates reranked exactly, as a multiple of `k`.
-pub const DEFAULT_RERANK: usize = 20;
+/// Default candidates kept from the 1-bit estimate, as a multiple of `k`.
+/// Each is re-scored from its 8-bit code; only those whose error bound can
+/// still beat the `k`-th exact distance load their full vector, so a wide
+/// pool costs little (see `search`).
+pub const DEFAULT_RERANK: usize = 40;
 
 /// How to build a partition index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,11 +97,13 @@ pub fn default_nlist(n: usize) -> usize {
         .min(n.max(1))
 }
 
-/// Lists probed by default for `nlist` lists: a thirty-second of the lists, at
+/// Lists probed by default for `nlist` lists: an eightieth of the lists, at
 /// least 8 (all of them for tiny partitions). Chosen on the clustered
-/// benchmark to reach recall@10 ≥ 0.95 (see docs/BENCHMARKS.md).
+/// benchmark to reach recall@10 ≥ 0.95 with [`DEFAULT_RERANK`] (see
+/// docs/BENCHMARKS.md); the floor keeps small partitions of a split
+/// collection from probing too few lists.
 pub fn default_nprobe(nlist: usize) -> usize {
-    (nlist / 32).max(8).min(nlist)
+    (nlist / 80).max(8).min(nlist)
 }
 
 /// Row ids of a partition, by u32 position; never truncated.
@@ -201,6 +221,11 @@ pub(crate) struct List {
     /// Set bits of each code.
     pub ones: Vec<f32>,
     pub codes: Vec<u64>,
+    /// 8-bit codes of the rotated residual (`dim` bytes a row): the
+    /// refinement stage between the 1-bit estimate and the exact rerank.
+    pub fine: Vec<u8>,
+    /// Per row `(lo, Δ)` of the 8-bit grid: component `i` ≈ `lo + Δ·uᵢ`.
+    pub fine_grid: Vec<[f32; 2]>,
 }
 
 /// How far incremental additions have moved a partition from the data its
@@ -291,6 +316,62 @@ fn pack_signs(v: &[f32], words: &mut [u64]) {
     }
 }
 
+/// 8-bit uniform code of a rotated residual on its own `[min, max]` grid.
+/// Rounding moves each component by at most `Δ/2`, which is what makes the
+/// refinement bound in [`PartitionIndex::search`] deterministic.
+fn encode_fine(r: &[f32]) -> (Vec<u8>, [f32; 2]) {
+    let (lo, hi) = r
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    if hi <= lo || !hi.is_finite() {
+        return (
+            vec![0; r.len()],
+            [if lo.is_finite() { lo } else { 0.0 }, 0.0],
+        );
+    }
+    let delta = (hi - lo) / 255.0;
+    let codes = r
+        .iter()
+        .map(|&x| (((x - lo) / delta) + 0.5).clamp(0.0, 255.0) as u8)
+        .collect();
+    (codes, [lo, delta])
+}
+
+/// A probed list's query in 16-bit fixed point for [`fine_dot`]:
+/// `qᵢ ≈ scale · q̂ᵢ` with `|q̂ᵢ| ≤ 32767`.
+fn fixed_query(q: &[f32], out: &mut Vec<i16>) -> f32 {
+    let max = q.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 { max / 32767.0 } else { 1.0 };
+    out.extend(q.iter().map(|&x| (x / scale).round() as i16));
+    scale
+}
+
+/// `Σ uᵢ q̂ᵢ` over an 8-bit code and a 16-bit query, exact in integers (at
+/// most 255 · 32767 · D, which fits an `i32` for D ≤ 257 per lane of 8);
+/// written in eight independent lanes so it becomes packed multiply-adds.
+#[inline]
+fn fine_dot(u: &[u8], q: &[i16]) -> i64 {
+    // Blocks of 2048 keep every i32 lane below 256 · 255 · 32767 < 2³¹.
+    u.chunks(2048)
+        .zip(q.chunks(2048))
+        .map(|(u, q)| {
+            let mut acc = [0i32; 8];
+            let cu = u.chunks_exact(8);
+            let cq = q.chunks_exact(8);
+            let (ru, rq) = (cu.remainder(), cq.remainder());
+            for (a, b) in cu.zip(cq) {
+                for i in 0..8 {
+                    acc[i] += a[i] as i32 * b[i] as i32;
+                }
+            }
+            let tail: i32 = ru.iter().zip(rq).map(|(a, b)| *a as i32 * *b as i32).sum();
+            acc.iter().map(|&x| x as i64).sum::<i64>() + tail as i64
+        })
+        .sum()
+}
+
 fn normalize(v: &mut [f32]) {
     let n = dot(v, v).sqrt();
     if n > 0.0 {
@@ -334,15 +415,21 @@ impl QueryPlanes {
             });
         let levels = ((1 << QUERY_BITS) - 1) as f32;
         let delta = if hi > lo { (hi - lo) / levels } else { 1.0 };
-        self.words.iter_mut().for_each(|w| *w = 0);
+        let inv = 1.0 / delta;
         let mut sum_u = 0u32;
-        for (i, &x) in q.iter().enumerate() {
-            let u = (((x - lo) / delta).round() as u32).min(levels as u32);
-            sum_u += u;
-            for j in 0..QUERY_BITS {
-                if u & (1 << j) != 0 {
-                    self.words[j * self.n_words + i / 64] |= 1u64 << (63 - (i % 64));
+        for (w, chunk) in q.chunks(64).enumerate() {
+            let mut planes = [0u64; QUERY_BITS];
+            for (b, &x) in chunk.iter().enumerate() {
+                // x ≥ lo, so adding ½ and truncating rounds to nearest.
+                let u = (((x - lo) * inv + 0.5) as u32).min(levels as u32);
+                sum_u += u;
+                let bit = 63 - b as u32;
+                for (j, p) in planes.iter_mut().enumerate() {
+                    *p |= (((u >> j) & 1) as u64) << bit;
                 }
+            }
+            for (j, p) in planes.iter().enumerate() {
+                self.words[j * self.n_words + w] = *p;
             }
         }
         for j in 0..QUERY_BITS {
@@ -360,34 +447,107 @@ impl QueryPlanes {
     }
 }
 
+/// A candidate from the 1-bit estimate pass.
+#[derive(Clone, Copy, Debug)]
+struct Cand {
+    score: f32,
+    pos: u32,
+    /// Index into the probed lists and row within that list: where the
+    /// candidate's 8-bit code lives.
+    probe: u32,
+    row: u32,
+}
+
+/// A probed list and the query terms its candidates are refined with.
+struct Probe {
+    list: u32,
+    /// `qᵢ ≈ qscale · q̂ᵢ` for the 16-bit query of this probe.
+    qscale: f32,
+    q_sq: f32,
+    base: f32,
+    sum: f32,
+    l1: f32,
+}
+
+impl PartialEq for Cand {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o).is_eq()
+    }
+}
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.score.total_cmp(&o.score).then(self.pos.cmp(&o.pos))
+    }
+}
+
 /// Bounded candidate set keeping the `cap` smallest scores.
+///
+/// Candidates below the current threshold are appended to a buffer; when
+/// it holds `2 × cap` a linear-time selection keeps the best `cap` and
+/// tightens the threshold. Amortised O(1) a candidate, where a binary heap
+/// pays a sift on every admission (most admissions happen early, while the
+/// threshold is still loose).
 struct Candidates {
     cap: usize,
-    heap: BinaryHeap<(OrdF32, u32)>,
+    buf: Vec<Cand>,
     worst: f32,
 }
 
 impl Candidates {
     fn new(cap: usize) -> Self {
+        let cap = cap.max(1);
         Candidates {
-            cap: cap.max(1),
-            heap: BinaryHeap::with_capacity(cap.max(1) + 1),
+            cap,
+            buf: Vec::with_capacity(2 * cap),
             worst: f32::INFINITY,
         }
     }
     #[inline]
-    fn push(&mut self, score: f32, pos: u32) {
-        if self.heap.len() < self.cap {
-            self.heap.push((OrdF32(score), pos));
-            if self.heap.len() == self.cap {
-                self.worst = self.heap.peek().map(|t| t.0 .0).unwrap_or(f32::INFINITY);
-            }
-        } else if score < self.worst {
-            self.heap.pop();
-            self.heap.push((OrdF32(score), pos));
-            self.worst = self.heap.peek().map(|t| t.0 .0).unwrap_or(f32::INFINITY);
+    fn push(&mut self, c: Cand) {
+        self.buf.push(c);
+        if self.buf.len() == 2 * self.cap {
+            self.trim();
         }
     }
+    fn trim(&mut self) {
+        if self.buf.len() > self.cap {
+            self.buf.select_nth_unstable(self.cap - 1);
+            self.buf.truncate(self.cap);
+            self.worst = self
+                .buf
+                .iter()
+                .map(|c| c.score)
+                .fold(f32::NEG_INFINITY, f32::max);
+        }
+    }
+    /// The best `cap` candidates, in no particular order.
+    fn into_vec(mut self) -> Vec<Cand> {
+        self.trim();
+        self.buf
+    }
+}
+
+/// Read one byte in every cache line of the candidates' 8-bit codes so
+/// that their loads are in flight together, instead of one miss at a time
+/// inside the refinement loop (which is bound by memory latency).
+fn touch_fine(lists: &[List], probes: &[Probe], cands: &[Cand], dim: usize) {
+    let mut acc = 0u32;
+    for c in cands {
+        let list = &lists[probes[c.probe as usize].list as usize];
+        let code = &list.fine[c.row as usize * dim..(c.row as usize + 1) * dim];
+        let mut j = 0;
+        while j < dim {
+            acc = acc.wrapping_add(code[j] as u32);
+            j += 64;
+        }
+    }
+    std::hint::black_box(acc);
 }
 
 impl PartitionIndex {
@@ -474,7 +634,8 @@ impl PartitionIndex {
         let dim = self.dim;
         let assignment = kmeans::assign(&vectors, dim, &self.centroids);
         let n_words = self.n_words;
-        let encoded: Vec<(Vec<u64>, f32, f32)> = vectors
+        #[allow(clippy::type_complexity)]
+        let encoded: Vec<(Vec<u64>, f32, f32, Vec<u8>, [f32; 2])> = vectors
             .par_chunks(dim)
             .zip(assignment.par_iter())
             .map_init(
@@ -489,13 +650,16 @@ impl PartitionIndex {
                     // ⟨x̄, r̂⟩ = Σ|rᵢ| / (√D ‖r‖); scale = ‖r‖ / (⟨x̄, r̂⟩ √D) = ‖r‖² / Σ|rᵢ|.
                     let l1: f32 = rot.iter().map(|v| v.abs()).sum();
                     let scale = if l1 > 0.0 { r2 / l1 } else { 0.0 };
-                    (words, r2, scale)
+                    let (fine, grid) = encode_fine(rot);
+                    (words, r2, scale, fine, grid)
                 },
             )
             .collect();
         let base = self.ids.len() as u32;
         let mut residual = 0.0f64;
-        for (i, ((words, r2, scale), a)) in encoded.into_iter().zip(assignment).enumerate() {
+        for (i, ((words, r2, scale, fine, grid), a)) in
+            encoded.into_iter().zip(assignment).enumerate()
+        {
             let list = &mut self.lists[a as usize];
             list.pos.push(base + i as u32);
             list.norm_sq.push(r2);
@@ -503,6 +667,8 @@ impl PartitionIndex {
             list.ones
                 .push(words.iter().map(|w| w.count_ones()).sum::<u32>() as f32);
             list.codes.extend_from_slice(&words);
+            list.fine.extend_from_slice(&fine);
+            list.fine_grid.push(grid);
             residual += r2 as f64;
         }
         self.vectors.extend_from_slice(&vectors);
@@ -608,9 +774,10 @@ impl PartitionIndex {
         &self.vectors
     }
 
-    /// Bytes of the 1-bit codes alone.
+    /// Bytes of the codes: the 1-bit codes the scan reads and the 8-bit
+    /// codes the refinement reads.
     pub fn code_bytes(&self) -> usize {
-        self.len() * self.n_words * 8
+        self.len() * (self.n_words * 8 + self.dim)
     }
 
     /// Heap bytes held: vectors, codes, norms, positions, ids, centroids,
@@ -618,7 +785,7 @@ impl PartitionIndex {
     pub fn memory_bytes(&self) -> usize {
         self.vectors.len() * 4
             + self.code_bytes()
-            + self.len() * 16
+            + self.len() * 24
             + self.ids.memory_bytes()
             + self.centroids.len() * 8
             + self.lists.len() * 72
@@ -631,7 +798,7 @@ impl PartitionIndex {
     /// checks before anything is read.
     pub fn estimate_bytes(rows: usize, dim: usize, id_bytes: usize) -> usize {
         let nlist = default_nlist(rows);
-        rows * (dim * 4 + dim.div_ceil(64) * 8 + 16 + id_bytes)
+        rows * (dim * 5 + dim.div_ceil(64) * 8 + 24 + id_bytes)
             + nlist * (dim * 8 + 72)
             + dim * dim * 4
     }
@@ -722,6 +889,7 @@ impl PartitionIndex {
             .max()
             .unwrap_or(0);
         let mut agree = vec![0u32; max_len * QUERY_BITS];
+        let mut scores = vec![0.0f32; max_len];
         let mut plane = QueryPlanes::new(self.n_words);
         if ip {
             plane.quantize(&rq);
@@ -729,10 +897,17 @@ impl PartitionIndex {
         let mut cand = Candidates::new(cap);
         let check_tomb = self.n_tombstones > 0;
         let d = dim as f32;
-        for &(coarse_score, l) in &coarse {
+        // Per probed list, what the refinement stage needs: the rotated
+        // query (residual for l2/cosine), its Σqᵢ and ‖q‖₁, ‖q‖² and the
+        // inner-product base ⟨q, c⟩.
+        let mut probes: Vec<Probe> = Vec::with_capacity(coarse.len());
+        let mut probe_q: Vec<f32> = Vec::with_capacity(coarse.len() * dim);
+        let mut probe_fixed: Vec<i16> = Vec::with_capacity(coarse.len() * dim);
+        for (pi, &(coarse_score, l)) in coarse.iter().enumerate() {
             let list = &self.lists[l as usize];
             let len = list.pos.len();
             let (q_sq, base) = if ip {
+                probe_q.extend_from_slice(&rq);
                 (0.0, -coarse_score)
             } else {
                 let rc = &self.rot_centroids[l as usize * dim..(l as usize + 1) * dim];
@@ -740,8 +915,19 @@ impl PartitionIndex {
                     *o = a - c;
                 }
                 plane.quantize(&qr);
+                probe_q.extend_from_slice(&qr);
                 (dot(&qr, &qr), 0.0)
             };
+            let pq = &probe_q[pi * dim..];
+            let qscale = fixed_query(pq, &mut probe_fixed);
+            probes.push(Probe {
+                list: l,
+                qscale,
+                q_sq,
+                base,
+                sum: pq.iter().sum(),
+                l1: pq.iter().map(|x| x.abs()).sum(),
+            });
             for j in 0..QUERY_BITS {
                 scan(
                     &list.codes,
@@ -761,31 +947,100 @@ impl PartitionIndex {
             let (a0, rest) = agree.split_at(max_len);
             let (a1, rest) = rest.split_at(max_len);
             let (a2, a3) = rest.split_at(max_len);
-            for i in 0..len {
+            // Scores first, in a branch-free loop the compiler vectorises;
+            // then the few below the threshold become candidates.
+            let (sign, add) = if ip { (-1.0, -base) } else { (-2.0, q_sq) };
+            let out = &mut scores[..len];
+            let norm_w = if ip { 0.0 } else { 1.0 };
+            let delta = plane.delta;
+            let lanes = out
+                .iter_mut()
+                .zip(&a0[..len])
+                .zip(&a1[..len])
+                .zip(&a2[..len])
+                .zip(&a3[..len])
+                .zip(&list.ones[..len])
+                .zip(&list.scale[..len])
+                .zip(&list.norm_sq[..len]);
+            for (((((((o, &b0), &b1), &b2), &b3), &ones), &scale), &norm) in lanes {
+                let a = b0 + 2 * b1 + 4 * b2 + 8 * b3;
+                let x_dot_q = c0 + c1 * ones + delta * a as f32;
+                *o = add + norm_w * norm + sign * scale * x_dot_q;
+            }
+            for (i, &score) in out.iter().enumerate() {
+                if score >= cand.worst {
+                    continue;
+                }
                 let pos = list.pos[i];
                 if check_tomb && self.is_tombstoned(pos) {
                     continue;
                 }
-                let a = a0[i] + 2 * a1[i] + 4 * a2[i] + 8 * a3[i];
-                let x_dot_q = c0 + c1 * list.ones[i] + plane.delta * a as f32;
-                let est = list.scale[i] * x_dot_q;
-                let score = if ip {
-                    -(base + est)
-                } else {
-                    q_sq + list.norm_sq[i] - 2.0 * est
-                };
-                cand.push(score, pos);
+                cand.push(Cand {
+                    score,
+                    pos,
+                    probe: pi as u32,
+                    row: i as u32,
+                });
             }
         }
 
-        // Rerank exactly.
-        let mut exact: Vec<(u32, f32)> = cand
-            .heap
-            .into_iter()
-            .map(|(_, pos)| (pos, self.exact(&q, pos)))
+        // Refine: re-score the candidates from their 8-bit codes. The score
+        // is then off by at most `Δ/2 · ‖q‖₁` in ⟨r, q⟩ (each component is
+        // rounded by at most Δ/2), a bound that holds for every row, so
+        // visiting candidates by `score − bound` and stopping once a bound
+        // passes the k-th exact distance found gives exactly the answer of
+        // reranking every candidate, while most never load their vector.
+        let cands = cand.into_vec();
+        touch_fine(&self.lists, &probes, &cands, dim);
+        let refined: Vec<std::cmp::Reverse<(OrdF32, u32)>> = cands
+            .iter()
+            .map(|c| {
+                let p = &probes[c.probe as usize];
+                let list = &self.lists[p.list as usize];
+                let row = c.row as usize;
+                let [lo, delta] = list.fine_grid[row];
+                let pq = &probe_fixed[c.probe as usize * dim..(c.probe as usize + 1) * dim];
+                let code = &list.fine[row * dim..(row + 1) * dim];
+                let est = lo * p.sum + delta * p.qscale * fine_dot(code, pq) as f32;
+                // The code's rounding (Δ/2 a component against ‖q‖₁), the
+                // query's (qscale/2 a component against Σuᵢ ≤ 255 D), and
+                // slack for float rounding in the sums themselves.
+                // The rotation is orthogonal only up to float rounding, so
+                // the slack scales with the magnitudes involved.
+                let norm_sq = list.norm_sq[row];
+                let err = 0.5 * delta * (p.l1 + 255.0 * d * p.qscale) * (1.0 + 1e-4)
+                    + 1e-5 * (p.q_sq + norm_sq + 2.0 * est.abs() + p.base.abs())
+                    + 1e-7;
+                let lower = match self.metric {
+                    Metric::InnerProduct => -(p.base + est) - err,
+                    Metric::L2 => p.q_sq + norm_sq - 2.0 * est - 2.0 * err,
+                    // On unit vectors 1 − cos = ‖q − x‖² / 2.
+                    Metric::Cosine => 0.5 * (p.q_sq + norm_sq - 2.0 * est) - err,
+                };
+                std::cmp::Reverse((OrdF32(lower), c.pos))
+            })
             .collect();
+        // A heap, not a sort: the loop below usually stops after a few
+        // more than `k` candidates.
+        let mut refined = BinaryHeap::from(refined);
+
+        // Rerank exactly, in order of the lower bound.
+        let mut best: BinaryHeap<(OrdF32, u32)> = BinaryHeap::with_capacity(k + 1);
+        while let Some(std::cmp::Reverse((OrdF32(lower), pos))) = refined.pop() {
+            if best.len() == k && best.peek().is_some_and(|w| lower > w.0 .0) {
+                break;
+            }
+            let e = (OrdF32(self.exact(&q, pos)), pos);
+            if best.len() < k {
+                best.push(e);
+            } else if let Some(mut w) = best.peek_mut() {
+                if e < *w {
+                    *w = e;
+                }
+            }
+        }
+        let mut exact: Vec<(u32, f32)> = best.into_iter().map(|(d, p)| (p, d.0)).collect();
         exact.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        exact.truncate(k);
         Ok(exact)
     }
 
@@ -861,6 +1116,8 @@ impl PartitionIndex {
                     || l.scale.len() != l.pos.len()
                     || l.ones.len() != l.pos.len()
                     || l.codes.len() != l.pos.len() * n_words
+                    || l.fine.len() != l.pos.len() * dim
+                    || l.fine_grid.len() != l.pos.len()
                     || l.pos.iter().any(|&x| x as usize >= n)
             })
         {

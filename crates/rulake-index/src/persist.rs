@@ -14,7 +14,8 @@ use rulake_types::{Metric, VectorId};
 use std::io::{Read, Write};
 
 const MAGIC: &[u8; 8] = b"RLKIVF01";
-const VERSION: u32 = 1;
+/// 2: lists carry the 8-bit refinement codes.
+const VERSION: u32 = 2;
 const CHUNK: usize = 16 * 1024;
 
 struct CrcWriter<W> {
@@ -76,6 +77,10 @@ impl<W: Write> CrcWriter<W> {
     fn str(&mut self, s: &str) -> Result<()> {
         self.u32(s.len() as u32)?;
         self.put(s.as_bytes())
+    }
+    fn bytes(&mut self, v: &[u8]) -> Result<()> {
+        self.u64(v.len() as u64)?;
+        v.chunks(CHUNK * 4).try_for_each(|c| self.put(c))
     }
 }
 
@@ -167,6 +172,15 @@ impl<R: Read> CrcReader<R> {
         }
         Ok(out)
     }
+    fn bytes(&mut self) -> Result<Vec<u8>> {
+        let n = self.len(1)?;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let m = (n - out.len()).min(CHUNK * 4);
+            out.extend_from_slice(&self.take(m)?);
+        }
+        Ok(out)
+    }
     fn str(&mut self) -> Result<String> {
         let n = self.u32()? as u64;
         if n > self.limit {
@@ -205,6 +219,8 @@ impl PartitionIndex {
             w.f32s(&l.scale)?;
             w.f32s(&l.ones)?;
             w.u64s(&l.codes)?;
+            w.bytes(&l.fine)?;
+            w.f32s(l.fine_grid.as_flattened())?;
         }
         w.f32s(self.vectors())?;
         match self.ids() {
@@ -281,6 +297,8 @@ impl PartitionIndex {
                 scale: r.f32s()?,
                 ones: r.f32s()?,
                 codes: r.u64s()?,
+                fine: r.bytes()?,
+                fine_grid: r.f32s()?.chunks_exact(2).map(|g| [g[0], g[1]]).collect(),
             });
         }
         let vectors = r.f32s()?;
