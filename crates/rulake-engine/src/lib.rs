@@ -589,8 +589,8 @@ impl RuLake {
             let (g, parts) = self.serving_partitions(c).await?;
             total += c.spec.partitions;
             generations.insert(c.spec.name.clone(), g.clone());
-            let p = Self::effective(&c.spec, params);
-            for part in parts {
+            let plan = partition_params(&parts, Self::effective(&c.spec, params));
+            for (part, p) in parts.into_iter().zip(plan) {
                 work.push((c.spec.name.clone(), g.clone(), part, p));
             }
         }
@@ -649,20 +649,50 @@ fn partition_hits(part: &CachedPartition, query: &[f32], p: SearchParams) -> Res
         .collect())
 }
 
+/// The parameters each partition of one collection is searched with: the
+/// collection-wide `nprobe` and `rerank` shared out by
+/// [`rulake_index::split_search`], so splitting a collection into more
+/// partitions spreads the same work over more threads rather than
+/// multiplying it. The answer of a search is exactly the merge of each
+/// partition's answer at these parameters.
+pub fn partition_params(parts: &[Arc<CachedPartition>], p: SearchParams) -> Vec<SearchParams> {
+    let total: usize = parts.iter().map(|x| x.index.len()).sum();
+    let rerank = p.rerank.unwrap_or(rulake_index::DEFAULT_RERANK);
+    parts
+        .iter()
+        .map(|part| {
+            let (nprobe, rerank) = rulake_index::split_search(
+                total,
+                part.index.len(),
+                part.index.nlist(),
+                p.nprobe,
+                rerank,
+            );
+            SearchParams {
+                k: p.k,
+                nprobe: Some(nprobe),
+                rerank: Some(rerank),
+            }
+        })
+        .collect()
+}
+
 /// Fan out over partitions in parallel and merge exactly.
 fn search_partitions(
     parts: &[Arc<CachedPartition>],
     query: &[f32],
     p: SearchParams,
 ) -> Result<Vec<Hit>> {
+    let plan = partition_params(parts, p);
     if parts.len() == 1 {
-        let mut hits = partition_hits(&parts[0], query, p)?;
+        let mut hits = partition_hits(&parts[0], query, plan[0])?;
         hits.sort_by(hit_order);
         return Ok(hits);
     }
     let lists: Vec<Vec<Hit>> = parts
         .par_iter()
-        .map(|part| partition_hits(part, query, p))
+        .zip(plan.par_iter())
+        .map(|(part, pp)| partition_hits(part, query, *pp))
         .collect::<Result<_>>()?;
     Ok(merge_topk(lists, p.k))
 }
@@ -675,7 +705,8 @@ fn search_partitions_seq(
 ) -> Result<Vec<Hit>> {
     let lists: Vec<Vec<Hit>> = parts
         .iter()
-        .map(|part| partition_hits(part, query, p))
+        .zip(partition_params(parts, p))
+        .map(|(part, pp)| partition_hits(part, query, pp))
         .collect::<Result<_>>()?;
     Ok(merge_topk(lists, p.k))
 }

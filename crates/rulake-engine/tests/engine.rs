@@ -78,10 +78,11 @@ async fn engine_answers_equal_its_partitions_merged_and_an_exact_scan() {
         // Defaults: the engine adds nothing to and loses nothing from its partitions.
         let got = e.search("c", q, SearchParams::k(10)).await.unwrap();
         assert_eq!((got.partitions_answered, got.partitions_total), (3, 3));
+        let plan = partition_params(&parts, SearchParams::k(10));
         let merged = merge_topk(
-            parts.iter().map(|p| {
+            parts.iter().zip(&plan).map(|(p, pp)| {
                 p.index
-                    .search(q, 10, None, Some(20))
+                    .search(q, 10, pp.nprobe, pp.rerank)
                     .unwrap()
                     .into_iter()
                     .map(|(pos, distance)| Hit {

@@ -1,5 +1,12 @@
-//! Development aid: build (or load) a 1M partition once and run a sweep of
-//! searches, for `perf record`. Not a benchmark of record (`rulake bench` is).
+//! Build (or load) one partition once and run a sweep of searches.
+//!
+//! A development aid for `perf record`, and the measuring half of
+//! `bench/target_cpu.py`, which runs it from builds with different
+//! `target-cpu` settings. Throughput is also reported per CPU-second of the
+//! searching thread, which a busy machine distorts less than wall time.
+//!
+//! Usage: `profile [n] [cache-dir] [nprobe x rerank,...] [repetitions]`;
+//! set `PROFILE_TSV=1` for tab-separated rows.
 use rulake_index::{datasets::ClusteredGaussian, exact, BuildParams, PartitionIndex};
 use rulake_types::{Metric, VectorId};
 use std::time::Instant;
@@ -55,7 +62,7 @@ fn main() {
         std::fs::write(&truth_path, text.join("\n")).unwrap();
         t
     };
-    println!("nlist {}", idx.nlist());
+    eprintln!("nlist {}", idx.nlist());
     let sweep: Vec<(usize, usize)> = args
         .get(3)
         .map(|s| {
@@ -82,12 +89,18 @@ fn main() {
         }
         let el = t.elapsed().as_secs_f64();
         let cpu = (cpu_ns() - c0) as f64 / 1e9;
-        println!(
-            "nprobe {nprobe:3} rerank {rerank:3} recall {:.4} qps {:.0} (per cpu-second {:.0})",
+        let (recall, qps, cpu_qps) = (
             r / 500.0,
             (500 * reps) as f64 / el,
-            (500 * reps) as f64 / cpu
+            (500 * reps) as f64 / cpu,
         );
+        if std::env::var_os("PROFILE_TSV").is_some() {
+            println!("{nprobe}\t{rerank}\t{recall:.4}\t{qps:.0}\t{cpu_qps:.0}");
+        } else {
+            println!(
+                "nprobe {nprobe:3} rerank {rerank:3} recall {recall:.4} qps {qps:.0} (per cpu-second {cpu_qps:.0})"
+            );
+        }
     }
 }
 

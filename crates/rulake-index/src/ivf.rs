@@ -106,6 +106,35 @@ pub fn default_nprobe(nlist: usize) -> usize {
     (nlist / 80).max(8).min(nlist)
 }
 
+/// One partition's share of a search over a collection split into
+/// partitions: `nprobe` and `rerank` describe the collection as if it were
+/// one index of `total_rows` rows, and each partition gets its proportional
+/// part. It probes the same *fraction* of its lists, and keeps a candidate
+/// pool in proportion to its rows (a partition holding a quarter of the
+/// rows holds, in expectation, a quarter of any query's true neighbours, and
+/// ranks each of them four times higher locally). So a collection split in
+/// `P` does the same total work as one partition, spread over `P` threads,
+/// instead of `P` times the work. With one partition this is the identity.
+pub fn split_search(
+    total_rows: usize,
+    part_rows: usize,
+    part_nlist: usize,
+    nprobe: Option<usize>,
+    rerank: usize,
+) -> (usize, usize) {
+    let part_nlist = part_nlist.max(1);
+    if part_rows >= total_rows {
+        return (nprobe.unwrap_or_else(|| default_nprobe(part_nlist)), rerank);
+    }
+    let whole_nlist = default_nlist(total_rows).max(1);
+    let nprobe = nprobe.unwrap_or_else(|| default_nprobe(whole_nlist));
+    let fraction = nprobe as f64 / whole_nlist as f64;
+    let share = part_rows as f64 / total_rows.max(1) as f64;
+    let part_nprobe = ((fraction * part_nlist as f64).ceil() as usize).clamp(1, part_nlist);
+    let part_rerank = ((rerank as f64 * share).ceil() as usize).max(1);
+    (part_nprobe, part_rerank)
+}
+
 /// Row ids of a partition, by u32 position; never truncated.
 #[derive(Clone, Debug, PartialEq)]
 pub enum IdTable {

@@ -23,5 +23,6 @@ pub mod persist;
 
 pub use error::{IndexError, Result};
 pub use ivf::{
-    default_nlist, default_nprobe, BuildParams, Drift, IdTable, PartitionIndex, DEFAULT_RERANK,
+    default_nlist, default_nprobe, split_search, BuildParams, Drift, IdTable, PartitionIndex,
+    DEFAULT_RERANK,
 };

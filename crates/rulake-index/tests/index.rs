@@ -234,3 +234,29 @@ fn refinement_bound_never_skips_a_true_neighbour() {
         }
     }
 }
+
+#[test]
+fn a_split_collection_shares_out_the_work_of_one_index() {
+    use rulake_index::{default_nlist, default_nprobe, split_search};
+    // One partition: the parameters pass through (defaults resolved).
+    let nl = default_nlist(1_000_000);
+    assert_eq!(
+        split_search(1_000_000, 1_000_000, nl, None, 40),
+        (default_nprobe(nl), 40)
+    );
+    assert_eq!(split_search(1_000_000, 1_000_000, nl, Some(3), 7), (3, 7));
+    // Four equal partitions probe the same fraction of their (smaller)
+    // lists, so about the same number of rows in total, and keep a quarter
+    // of the pool each.
+    let part_nl = default_nlist(250_000);
+    let (np, rr) = split_search(1_000_000, 250_000, part_nl, None, 40);
+    assert_eq!(rr, 10);
+    let whole = default_nprobe(nl) as f64 / nl as f64 * 1_000_000.0;
+    let split = 4.0 * np as f64 / part_nl as f64 * 250_000.0;
+    assert!(split >= whole && split <= 1.2 * whole, "{split} vs {whole}");
+    // Exhaustive requests stay exhaustive.
+    assert_eq!(
+        split_search(1_000_000, 250_000, part_nl, Some(1 << 20), 1 << 20),
+        (part_nl, 1 << 18)
+    );
+}

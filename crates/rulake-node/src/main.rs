@@ -32,6 +32,16 @@ enum Command {
     Query(query::Args),
     /// Run the benchmark and write docs/BENCHMARKS.md.
     Bench(bench::Args),
+    /// Replace one named section of a Markdown report with standard input
+    /// (used by benchmark scripts outside this binary).
+    #[command(hide = true)]
+    ReportSection {
+        /// Section name.
+        name: String,
+        /// Report file.
+        #[arg(long, default_value = "docs/BENCHMARKS.md")]
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +60,10 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(a) => rt.block_on(demo::run(a)),
         Command::Query(a) => rt.block_on(query::run(a)),
         Command::Bench(a) => rt.block_on(bench::run(a)),
+        Command::ReportSection { name, file } => {
+            let mut body = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut body)?;
+            Ok(report::write_section(&file, &name, &body)?)
+        }
     }
 }

@@ -208,9 +208,12 @@ impl fmt::Display for Generation {
 pub struct SearchParams {
     /// Number of nearest neighbours wanted.
     pub k: usize,
-    /// IVF lists probed per partition.
+    /// IVF lists probed, counted as if the collection were one index; a
+    /// collection split into partitions probes the same fraction of each
+    /// partition's lists. `None`: the default for the collection's size.
     pub nprobe: Option<usize>,
-    /// Candidates reranked exactly, as a multiple of `k`.
+    /// Candidate pool kept from the 1-bit estimate, as a multiple of `k`
+    /// for the collection as a whole (each partition keeps its share).
     pub rerank: Option<usize>,
 }
 
