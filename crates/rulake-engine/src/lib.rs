@@ -689,11 +689,23 @@ fn search_partitions(
         hits.sort_by(hit_order);
         return Ok(hits);
     }
-    let lists: Vec<Vec<Hit>> = parts
-        .par_iter()
-        .zip(plan.par_iter())
-        .map(|(part, pp)| partition_hits(part, query, *pp))
-        .collect::<Result<_>>()?;
+    // The calling thread searches the first partition itself while the pool
+    // takes the rest: handing every partition to the pool would leave this
+    // thread idle and pay a wake-up for work it could have done.
+    let slots: Vec<parking_lot::Mutex<Option<Result<Vec<Hit>>>>> = (1..parts.len())
+        .map(|_| parking_lot::Mutex::new(None))
+        .collect();
+    let first = rayon::in_place_scope(|s| {
+        for ((part, pp), slot) in parts[1..].iter().zip(&plan[1..]).zip(&slots) {
+            s.spawn(move |_| *slot.lock() = Some(partition_hits(part, query, *pp)));
+        }
+        partition_hits(&parts[0], query, plan[0])
+    });
+    let mut lists = Vec::with_capacity(parts.len());
+    lists.push(first?);
+    for slot in slots {
+        lists.push(slot.into_inner().expect("the scope ran every partition")?);
+    }
     Ok(merge_topk(lists, p.k))
 }
 

@@ -49,9 +49,10 @@
 use crate::error::{IndexError, Result};
 use crate::exact::OrdF32;
 use crate::kmeans;
+use crate::simd::{self, dot, fine_dot, l2_sq};
 use rand::{seq::index::sample, SeedableRng};
 use rayon::prelude::*;
-use rulake_types::{dot, l2_sq, Metric, VectorId};
+use rulake_types::{Metric, VectorId};
 use ruvector_rabitq::{scan::scan, RandomRotation, RandomRotationKind};
 use std::collections::BinaryHeap;
 
@@ -375,30 +376,6 @@ fn fixed_query(q: &[f32], out: &mut Vec<i16>) -> f32 {
     let scale = if max > 0.0 { max / 32767.0 } else { 1.0 };
     out.extend(q.iter().map(|&x| (x / scale).round() as i16));
     scale
-}
-
-/// `Σ uᵢ q̂ᵢ` over an 8-bit code and a 16-bit query, exact in integers (at
-/// most 255 · 32767 · D, which fits an `i32` for D ≤ 257 per lane of 8);
-/// written in eight independent lanes so it becomes packed multiply-adds.
-#[inline]
-fn fine_dot(u: &[u8], q: &[i16]) -> i64 {
-    // Blocks of 2048 keep every i32 lane below 256 · 255 · 32767 < 2³¹.
-    u.chunks(2048)
-        .zip(q.chunks(2048))
-        .map(|(u, q)| {
-            let mut acc = [0i32; 8];
-            let cu = u.chunks_exact(8);
-            let cq = q.chunks_exact(8);
-            let (ru, rq) = (cu.remainder(), cq.remainder());
-            for (a, b) in cu.zip(cq) {
-                for i in 0..8 {
-                    acc[i] += a[i] as i32 * b[i] as i32;
-                }
-            }
-            let tail: i32 = ru.iter().zip(rq).map(|(a, b)| *a as i32 * *b as i32).sum();
-            acc.iter().map(|&x| x as i64).sum::<i64>() + tail as i64
-        })
-        .sum()
 }
 
 fn normalize(v: &mut [f32]) {
@@ -887,15 +864,13 @@ impl PartitionIndex {
 
         // Coarse: choose lists.
         let ip = self.metric == Metric::InnerProduct;
-        let mut coarse: Vec<(f32, u32)> = self
-            .centroids
-            .chunks_exact(dim)
+        let mut centroid_scores = Vec::with_capacity(self.lists.len());
+        simd::coarse_scores(&q, &self.centroids, ip, &mut centroid_scores);
+        let mut coarse: Vec<(f32, u32)> = centroid_scores
+            .iter()
             .enumerate()
             .filter(|(l, _)| !self.lists[*l].pos.is_empty())
-            .map(|(l, c)| {
-                let s = if ip { -dot(&q, c) } else { l2_sq(&q, c) };
-                (s, l as u32)
-            })
+            .map(|(l, &s)| (s, l as u32))
             .collect();
         let nprobe = nprobe.min(coarse.len());
         if nprobe < coarse.len() {
@@ -980,22 +955,23 @@ impl PartitionIndex {
             // then the few below the threshold become candidates.
             let (sign, add) = if ip { (-1.0, -base) } else { (-2.0, q_sq) };
             let out = &mut scores[..len];
-            let norm_w = if ip { 0.0 } else { 1.0 };
-            let delta = plane.delta;
-            let lanes = out
-                .iter_mut()
-                .zip(&a0[..len])
-                .zip(&a1[..len])
-                .zip(&a2[..len])
-                .zip(&a3[..len])
-                .zip(&list.ones[..len])
-                .zip(&list.scale[..len])
-                .zip(&list.norm_sq[..len]);
-            for (((((((o, &b0), &b1), &b2), &b3), &ones), &scale), &norm) in lanes {
-                let a = b0 + 2 * b1 + 4 * b2 + 8 * b3;
-                let x_dot_q = c0 + c1 * ones + delta * a as f32;
-                *o = add + norm_w * norm + sign * scale * x_dot_q;
-            }
+            simd::fold(
+                &simd::Fold {
+                    c0,
+                    c1,
+                    delta: plane.delta,
+                    add,
+                    norm_w: if ip { 0.0 } else { 1.0 },
+                    sign,
+                },
+                &simd::Rows {
+                    agree: [a0, a1, a2, a3],
+                    ones: &list.ones,
+                    scale: &list.scale,
+                    norm_sq: &list.norm_sq,
+                },
+                out,
+            );
             for (i, &score) in out.iter().enumerate() {
                 if score >= cand.worst {
                     continue;

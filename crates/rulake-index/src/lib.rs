@@ -20,6 +20,7 @@ pub mod exact;
 pub mod ivf;
 pub mod kmeans;
 pub mod persist;
+mod simd;
 
 pub use error::{IndexError, Result};
 pub use ivf::{
