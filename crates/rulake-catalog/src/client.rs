@@ -1,0 +1,248 @@
+//! A catalog client for any set of members. It never needs to know the
+//! leader (members forward), bounds every call with a deadline, and retries
+//! a write on another member only when the failure proves the write was
+//! never proposed, so a retried write cannot land twice. A failure with an
+//! unknown outcome is reported as such ([`CatalogError::Indeterminate`]).
+
+use crate::error::CatalogError;
+use crate::model::{Applied, Catalog, Command};
+use crate::network::Transport;
+use crate::server::{connect_failure, retry_safe};
+use rulake_proto::internal::v1 as pb;
+use rulake_proto::internal::v1::meta_service_client::MetaServiceClient;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// Read-index through the leader: reflects every write acknowledged
+    /// before the read started.
+    Linearizable,
+    /// Whatever the member called has applied: cheap, possibly stale.
+    Local,
+}
+
+/// A catalog read.
+#[derive(Clone, Debug)]
+pub struct ReadResult {
+    /// The catalog.
+    pub catalog: Catalog,
+    /// Raft log index it reflects.
+    pub applied_index: u64,
+    /// Its placement epoch.
+    pub epoch: u64,
+    /// Member that answered.
+    pub served_by: u64,
+}
+
+/// A client of the meta group.
+#[derive(Clone, Debug)]
+pub struct MetaClient {
+    members: Vec<(String, MetaServiceClient<Channel>)>,
+    /// Deadline of one call to one member.
+    pub call_timeout: Duration,
+    /// How long to keep trying other members on retry-safe failures.
+    pub total_timeout: Duration,
+}
+
+fn command_error(s: &Status) -> Option<CatalogError> {
+    let rejected = matches!(
+        s.code(),
+        Code::InvalidArgument | Code::NotFound | Code::AlreadyExists | Code::FailedPrecondition
+    );
+    rejected.then(|| CatalogError::Refused(s.message().to_owned()))
+}
+
+impl MetaClient {
+    /// A client for the members at `addrs` (any subset of the group).
+    pub fn new(addrs: &[String]) -> Result<Self, CatalogError> {
+        Self::with_transport(addrs, &Transport::default())
+    }
+
+    /// A client whose channels are built by `transport`.
+    pub fn with_transport(addrs: &[String], transport: &Transport) -> Result<Self, CatalogError> {
+        if addrs.is_empty() {
+            return Err(CatalogError::InvalidArgument(
+                "no member address given".into(),
+            ));
+        }
+        let members = addrs
+            .iter()
+            .map(|a| {
+                transport
+                    .channel(a)
+                    .map(|ch| (a.clone(), MetaServiceClient::new(ch)))
+                    .map_err(CatalogError::InvalidArgument)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(MetaClient {
+            members,
+            call_timeout: Duration::from_secs(5),
+            total_timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// Member addresses this client knows.
+    pub fn addrs(&self) -> Vec<String> {
+        self.members.iter().map(|(a, _)| a.clone()).collect()
+    }
+
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(self.call_timeout);
+        r
+    }
+
+    /// Try members in turn, starting with `first`, while failures are retry-safe.
+    async fn each<T, F, Fut>(
+        &self,
+        first: usize,
+        safe_to_retry_all: bool,
+        mut f: F,
+    ) -> Result<T, CatalogError>
+    where
+        F: FnMut(MetaServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let start = Instant::now();
+        let mut i = first;
+        loop {
+            let (addr, client) = &self.members[i % self.members.len()];
+            let res = tokio::time::timeout(
+                self.call_timeout + Duration::from_millis(500),
+                f(client.clone()),
+            )
+            .await;
+            let status = match res {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(s)) => s,
+                Err(_) => Status::deadline_exceeded("client-side deadline"),
+            };
+            if let Some(e) = command_error(&status) {
+                return Err(e);
+            }
+            let retry = retry_safe(&status) || connect_failure(&status) || safe_to_retry_all;
+            if !retry {
+                return Err(CatalogError::Indeterminate(format!(
+                    "{addr}: {:?}: {}",
+                    status.code(),
+                    status.message()
+                )));
+            }
+            let last = format!("{addr}: {}", status.message());
+            i += 1;
+            if start.elapsed() >= self.total_timeout {
+                return Err(CatalogError::Unavailable(format!(
+                    "no member could serve the call within {:?} (no leader or no quorum); last error: {last}",
+                    self.total_timeout
+                )));
+            }
+            if i % self.members.len() == first % self.members.len() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Validate and commit `cmd`; returns its log index and outcome.
+    pub async fn write(&self, cmd: &Command) -> Result<(u64, Applied), CatalogError> {
+        self.write_via(0, cmd).await
+    }
+
+    /// Like [`MetaClient::write`], trying member `first` first.
+    pub async fn write_via(
+        &self,
+        first: usize,
+        cmd: &Command,
+    ) -> Result<(u64, Applied), CatalogError> {
+        let json = serde_json::to_vec(cmd)?;
+        let reply = self
+            .each(first, false, |mut c| {
+                let req = self.request(pb::WriteRequest {
+                    command_json: json.clone(),
+                    forwarded: false,
+                });
+                async move { c.write(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        let applied = serde_json::from_slice(&reply.applied_json)?;
+        Ok((reply.log_index, applied))
+    }
+
+    /// Read the catalog.
+    pub async fn read(&self, consistency: ReadConsistency) -> Result<ReadResult, CatalogError> {
+        self.read_via(0, consistency).await
+    }
+
+    /// Read the catalog, asking member `first` first.
+    pub async fn read_via(
+        &self,
+        first: usize,
+        consistency: ReadConsistency,
+    ) -> Result<ReadResult, CatalogError> {
+        let c = match consistency {
+            ReadConsistency::Linearizable => pb::ReadConsistency::Linearizable,
+            ReadConsistency::Local => pb::ReadConsistency::Local,
+        };
+        let reply = self
+            .each(first, true, |mut cl| {
+                let req = self.request(pb::ReadRequest {
+                    consistency: c as i32,
+                    forwarded: false,
+                });
+                async move { cl.read(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(ReadResult {
+            catalog: serde_json::from_slice(&reply.catalog_json)?,
+            applied_index: reply.applied_index,
+            epoch: reply.epoch,
+            served_by: reply.served_by,
+        })
+    }
+
+    /// The status of member `i` (no retries on other members).
+    pub async fn status_of(&self, i: usize) -> Result<pb::StatusReply, CatalogError> {
+        let (addr, c) = &self.members[i];
+        let mut c = c.clone();
+        c.status(self.request(pb::StatusRequest {}))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| CatalogError::Transport(format!("{addr}: {}", s.message())))
+    }
+
+    /// Add a learner (through the leader).
+    pub async fn add_learner(
+        &self,
+        id: u64,
+        addr: &str,
+    ) -> Result<pb::MembershipReply, CatalogError> {
+        self.each(0, false, |mut c| {
+            let mut req = tonic::Request::new(pb::AddLearnerRequest {
+                id,
+                addr: addr.to_owned(),
+                forwarded: false,
+            });
+            // Catching up may take a while: allow longer than a normal call.
+            req.set_timeout(self.call_timeout * 6);
+            async move { c.add_learner(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
+    /// Set the voters (through the leader); voters left out are removed.
+    pub async fn change_membership(
+        &self,
+        voters: &[u64],
+    ) -> Result<pb::MembershipReply, CatalogError> {
+        self.each(0, false, |mut c| {
+            let req = self.request(pb::ChangeMembershipRequest {
+                voters: voters.to_vec(),
+                forwarded: false,
+            });
+            async move { c.change_membership(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+}

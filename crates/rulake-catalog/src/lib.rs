@@ -1,0 +1,46 @@
+//! The catalog of a RuLake cluster — sources, collections, aliases,
+//! tombstones, nodes, the partition → node assignment with its epoch and the
+//! commits of managed sources — replicated by a Raft group (the `meta` role).
+//! Every coordinator must route by the same assignment and every shard must
+//! drop the same tombstones, so the catalog needs one agreed order of
+//! changes that survives the loss of a minority of members; that is Raft.
+//! This crate is the only one that depends on `openraft`.
+//!
+//! # Layout
+//! - [`model`]: the catalog and its typed [`Command`]s; validation and
+//!   application are one deterministic function.
+//! - [`store`]: durable log, vote and snapshots (`redb` + fsynced snapshot files).
+//! - [`network`]: Raft traffic over tonic; the [`Transport`] builds every
+//!   channel, which is where TLS goes.
+//! - [`server`]: a meta member: Raft, the gRPC services, bootstrap, forwarding.
+//! - [`client`]: a client for any member, with deadlines and safe retries.
+//! - [`error`]: [`CommandError`] (the caller's fault) and [`CatalogError`].
+
+pub mod client;
+pub mod error;
+pub mod model;
+pub mod network;
+pub mod server;
+pub mod store;
+
+pub use client::{MetaClient, ReadConsistency, ReadResult};
+pub use error::{CatalogError, CommandError, Rejection, RejectionKind};
+pub use model::{
+    Applied, Assignment, Catalog, CollectionChanges, CollectionRecord, Command, ManagedCommit,
+    NodeRecord, SourceKind, SourceRecord,
+};
+pub use network::Transport;
+pub use server::{MetaConfig, MetaNode};
+pub use store::Outcome;
+
+use std::io::Cursor;
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for the catalog group.
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+);
+
+/// The Raft handle of a catalog member.
+pub type CatalogRaft = openraft::Raft<TypeConfig>;
