@@ -110,6 +110,34 @@ impl RuLake {
         Ok(())
     }
 
+    /// Remove a registered source. Refused while a collection reads it
+    /// (collections hold the source, so dropping the name alone would leave
+    /// them reading something no longer listed).
+    pub fn unregister_source(&self, name: &str) -> Result<()> {
+        let users: Vec<String> = self
+            .inner
+            .collections
+            .read()
+            .values()
+            .filter(|c| c.spec.source == name)
+            .map(|c| c.spec.name.clone())
+            .collect();
+        if !users.is_empty() {
+            return Err(EngineError::FailedPrecondition(format!(
+                "source {name:?} is used by collections {users:?}; drop them first"
+            )));
+        }
+        self.inner
+            .sources
+            .write()
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| EngineError::NotFound {
+                kind: "source",
+                name: name.to_owned(),
+            })
+    }
+
     /// Create a collection over a registered source. Nothing is read until
     /// the first query or [`RuLake::refresh`].
     pub fn create_collection(&self, spec: CollectionSpec) -> Result<()> {

@@ -79,7 +79,10 @@ impl CollectionSpec {
         self
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Check the spec without creating anything (name, dimension,
+    /// partitions, rerank, nprobe).
+    pub fn validate(&self) -> Result<()> {
+        crate::valid_name("collection", &self.name)?;
         let bad = |m: String| Err(EngineError::InvalidArgument(m));
         if self.dim == 0 || self.dim > 65_536 {
             return bad(format!("dimension must be in 1..=65536, got {}", self.dim));

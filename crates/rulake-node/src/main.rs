@@ -4,12 +4,14 @@
 //! - `demo`: generate a clustered lake, build caches, print one comparison table.
 //! - `query`: run a Parquet file of queries against a Parquet source.
 //! - `bench`: the reproducible benchmark behind `docs/BENCHMARKS.md`.
+//! - `serve`: the public gRPC API over the embedded engine.
 
 mod bench;
 mod demo;
 mod measure;
 mod query;
 mod report;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +34,8 @@ enum Command {
     Query(query::Args),
     /// Run the benchmark and write docs/BENCHMARKS.md.
     Bench(bench::Args),
+    /// Serve the public gRPC API (rulake.v1) over the embedded engine.
+    Serve(serve::Args),
     /// Replace one named section of a Markdown report with standard input
     /// (used by benchmark scripts outside this binary).
     #[command(hide = true)]
@@ -60,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(a) => rt.block_on(demo::run(a)),
         Command::Query(a) => rt.block_on(query::run(a)),
         Command::Bench(a) => rt.block_on(bench::run(a)),
+        Command::Serve(a) => rt.block_on(serve::run(a)),
         Command::ReportSection { name, file } => {
             let mut body = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut body)?;

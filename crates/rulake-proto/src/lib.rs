@@ -4,6 +4,7 @@
 //! `build.rs`).
 //!
 //! # Layout
+//! - [`v1`]: `proto/rulake/v1`, the public API.
 //! - [`internal::v1`]: `proto/rulake/internal/v1`: Raft traffic between meta
 //!   members and the catalog admin service. Not a public contract.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors of every compiled file,
@@ -15,6 +16,13 @@
 /// The encoded `FileDescriptorSet` of every file under `proto/`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/rulake_descriptor.bin"));
+
+/// The public API (`proto/rulake/v1`): what clients, the CLI and the
+/// operator speak. Versioned: fields are only ever added within `v1`.
+pub mod v1 {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("rulake.v1");
+}
 
 /// Internal services (`rulake.internal.*`).
 pub mod internal {

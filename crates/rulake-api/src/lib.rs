@@ -1,0 +1,47 @@
+//! RuLake's public gRPC API (`rulake.v1`) over the embedded engine.
+//!
+//! # Layout
+//! - [`service`]: the four services (collections, search, data, admin) on
+//!   one [`Api`] value; [`router`] mounts them on a tonic server.
+//! - [`status`]: the one mapping of engine errors to gRPC status codes.
+//! - `convert`: wire types to engine types and back.
+//!
+//! What this server does not do yet is answered with `UNIMPLEMENTED` and a
+//! message saying why (aliases, alter, managed ingest, deletes and cluster
+//! status commit through the Raft catalog, which it does not run yet).
+
+mod convert;
+pub mod service;
+pub mod status;
+
+pub use service::{Api, Limits};
+
+use rulake_proto::v1 as pb;
+
+/// Largest message accepted or sent (a `BatchSearch` of 1,024 queries of
+/// 1,536 floats is about 6 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// A tonic router serving every `rulake.v1` service from `api`.
+pub fn router(api: Api) -> tonic::service::Routes {
+    use pb::admin_service_server::AdminServiceServer;
+    use pb::collection_service_server::CollectionServiceServer;
+    use pb::data_service_server::DataServiceServer;
+    use pb::search_service_server::SearchServiceServer;
+    tonic::service::Routes::new(
+        CollectionServiceServer::new(api.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+    .add_service(
+        SearchServiceServer::new(api.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+    .add_service(
+        DataServiceServer::new(api.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+    .add_service(AdminServiceServer::new(api))
+}
