@@ -4,9 +4,13 @@
 //! - `demo`: generate a clustered lake, build caches, print one comparison table.
 //! - `query`: run a Parquet file of queries against a Parquet source.
 //! - `bench`: the reproducible benchmark behind `docs/BENCHMARKS.md`.
+//! - `bench-formats` (features `delta` + `iceberg`): lake → first answer and
+//!   refresh after an append, for a Parquet prefix, a Delta and an Iceberg table.
 
 mod bench;
 mod demo;
+#[cfg(all(feature = "delta", feature = "iceberg"))]
+mod formats_bench;
 mod measure;
 mod query;
 mod report;
@@ -32,6 +36,9 @@ enum Command {
     Query(query::Args),
     /// Run the benchmark and write docs/BENCHMARKS.md.
     Bench(bench::Args),
+    /// Measure Parquet, Delta and Iceberg sources side by side (the `formats` section of docs/BENCHMARKS.md).
+    #[cfg(all(feature = "delta", feature = "iceberg"))]
+    BenchFormats(formats_bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +57,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(a) => rt.block_on(demo::run(a)),
         Command::Query(a) => rt.block_on(query::run(a)),
         Command::Bench(a) => rt.block_on(bench::run(a)),
+        #[cfg(all(feature = "delta", feature = "iceberg"))]
+        Command::BenchFormats(a) => rt.block_on(formats_bench::run(a)),
     }
 }
