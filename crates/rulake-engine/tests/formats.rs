@@ -135,12 +135,34 @@ async fn delta_fresh_collection_follows_appends_and_deletes() {
         }
     }
     // Searching for a deleted row's own vector does not find it.
-    let (_, deleted) = input(dir.path(), "probe.parquet", 0..800, 1);
+    let (_, original) = input(dir.path(), "probe.parquet", 0..800, 1);
     let got = e
-        .search("d", &deleted[400].1, SearchParams::k(5))
+        .search("d", &original[400].1, SearchParams::k(5))
         .await
         .unwrap();
     assert!(got.hits.iter().all(|h| h.id != VectorId::U64(400)));
+
+    // Time travel from the collection spec: version 3 held the first 800 rows.
+    e.create_collection(
+        CollectionSpec::new("d3", "d", DIM)
+            .partitions(2)
+            .pin("delta-v3"),
+    )
+    .unwrap();
+    for q in queries.chunks(DIM) {
+        let got = e.search("d3", q, exhaustive(10)).await.unwrap();
+        assert_eq!(got.generation.0, "delta-v3");
+        assert_eq!(hit_ids(&got), exact_ids(&original, q, 10));
+    }
+    let got = e
+        .search("d3", &original[400].1, SearchParams::k(1))
+        .await
+        .unwrap();
+    assert_eq!(got.hits[0].id, VectorId::U64(400));
+    let err = e
+        .create_collection(CollectionSpec::new("bad", "d", DIM).pin("yesterday"))
+        .unwrap_err();
+    assert!(matches!(err, EngineError::InvalidArgument(_)), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,6 +279,11 @@ async fn federation_over_parquet_delta_and_iceberg_equals_an_exact_scan() {
         e.create_collection(CollectionSpec::new(n, n, DIM).partitions(parts))
             .unwrap();
     }
+    // A Parquet prefix has no versions to pin.
+    let err = e
+        .create_collection(CollectionSpec::new("p1", "p", DIM).pin("1"))
+        .unwrap_err();
+    assert!(err.to_string().contains("no versions"), "{err}");
     let mut union = pq_rows.clone();
     union.extend(d_rows.iter().cloned());
     union.extend(i_rows.iter().cloned());

@@ -719,6 +719,20 @@ impl Source for DeltaSource {
     fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
         self.files.read_object_unit(unit, dim)
     }
+
+    /// `12`, `v12` or the generation string `delta-v12`.
+    fn pinned(&self, version: &str) -> Result<Arc<dyn Source>> {
+        let digits = version.trim_start_matches("delta-").trim_start_matches('v');
+        let v = digits.parse().map_err(|_| {
+            LakeError::Invalid(format!(
+                "{}: {version:?} is not a Delta table version (a number, v12 or delta-v12)",
+                self.table()
+            ))
+        })?;
+        Ok(Arc::new(DeltaSource::open(
+            self.config.clone().at_version(v),
+        )?))
+    }
 }
 
 #[cfg(test)]

@@ -523,6 +523,22 @@ impl Source for IcebergSource {
     fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
         self.files.read_object_unit(unit, dim)
     }
+
+    /// A snapshot id, or the generation string `iceberg-<id>`.
+    fn pinned(&self, version: &str) -> Result<Arc<dyn Source>> {
+        let id = version
+            .trim_start_matches("iceberg-")
+            .parse()
+            .map_err(|_| {
+                LakeError::Invalid(format!(
+                    "{}: {version:?} is not an Iceberg snapshot id",
+                    self.table()
+                ))
+            })?;
+        Ok(Arc::new(IcebergSource::open(
+            self.config.clone().at_snapshot(id),
+        )?))
+    }
 }
 
 #[cfg(test)]
