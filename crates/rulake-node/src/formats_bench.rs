@@ -57,6 +57,14 @@ struct Row {
     incremental: u64,
 }
 
+/// The 1-minute load average, for the report (`unknown` off Linux).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
 }
@@ -125,6 +133,7 @@ fn parquet_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// Run the benchmark.
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let w = ReferenceWriters::find()?;
+    let load_at_start = load_average();
     if a.work.exists() {
         std::fs::remove_dir_all(&a.work)?;
     }
@@ -224,6 +233,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
+        "- Load average (1 min) when the run started: {load_at_start}; when it ended: {}. Figures taken on a busy machine are slower than on an idle one.",
+        load_average()
+    )?;
+    writeln!(
+        md,
         "- The same {} clustered-Gaussian vectors (D = {}) in 16 Parquet files, served as a plain prefix, as a Delta table (Python `deltalake`) and as an Iceberg table (Python `pyiceberg`, SQL catalog) written from those files; P = {} partitions, `fresh` consistency.",
         a.n, a.dim, a.partitions
     )?;
@@ -251,7 +265,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     }
     writeln!(
         md,
-        "\nThe parquet row's write time is RuLake's own Parquet writer producing the input files."
+        "\nThe parquet row's write time is RuLake's own Parquet writer producing the input files. \
+A unit is a row group: a table whose writer puts many rows in one row group (pyiceberg's \
+default limit is 1M rows) has few units, so few partitions hold data and fewer cores build them."
     )?;
     report::write_section(&a.output, "formats", &md)?;
     println!("{md}");
