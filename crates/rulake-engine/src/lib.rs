@@ -153,6 +153,12 @@ impl RuLake {
                 kind: "source",
                 name: spec.source.clone(),
             })?;
+        let source = match &spec.pin {
+            Some(version) => source.pinned(version).map_err(|e| {
+                EngineError::InvalidArgument(format!("collection {:?}: {e}", spec.name))
+            })?,
+            None => source,
+        };
         let mut c = self.inner.collections.write();
         if c.contains_key(&spec.name) {
             return Err(EngineError::AlreadyExists {

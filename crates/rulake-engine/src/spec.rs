@@ -25,6 +25,10 @@ pub struct CollectionSpec {
     pub rerank: usize,
     /// Default lists probed per partition (`None`: the index's default).
     pub nprobe: Option<usize>,
+    /// Serve the source frozen at this version (time travel: a Delta table
+    /// version, an Iceberg snapshot id) instead of following it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
     /// Index build parameters.
     #[serde(skip)]
     pub build: BuildParams,
@@ -45,6 +49,7 @@ impl CollectionSpec {
             consistency: Consistency::default(),
             rerank: DEFAULT_RERANK,
             nprobe: None,
+            pin: None,
             build: BuildParams::default(),
         }
     }
@@ -76,6 +81,13 @@ impl CollectionSpec {
     /// Set the default probe count.
     pub fn nprobe(mut self, n: Option<usize>) -> Self {
         self.nprobe = n;
+        self
+    }
+
+    /// Pin the collection to one version of its source: a Delta table
+    /// version (`12`, `delta-v12`) or an Iceberg snapshot id.
+    pub fn pin(mut self, version: impl Into<String>) -> Self {
+        self.pin = Some(version.into());
         self
     }
 

@@ -145,6 +145,43 @@ pub enum LakeError {
     /// Input to the memory source or a writer does not match the declared shape.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// A table (Delta, Iceberg) is not where its URL points.
+    #[error("table {table}: not found: {reason}")]
+    TableNotFound {
+        /// The table URL.
+        table: String,
+        /// What was missing.
+        reason: String,
+    },
+    /// A table's log or metadata file is unreadable, corrupt or inconsistent.
+    #[error("table {table}: metadata file {file} is unreadable: {reason}")]
+    TableMetadata {
+        /// The table URL.
+        table: String,
+        /// The log, metadata, manifest or checkpoint file.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A table uses a feature RuLake does not apply, so reading it would
+    /// return wrong rows (deletion vectors, delete files, column mapping...).
+    #[error("table {table}: {feature} is not supported: {detail}")]
+    Unsupported {
+        /// The table URL.
+        table: String,
+        /// The feature.
+        feature: String,
+        /// Where it was found and what to do.
+        detail: String,
+    },
+    /// A pinned table version or snapshot does not exist (any more).
+    #[error("table {table}: {what} not found")]
+    VersionNotFound {
+        /// The table URL.
+        table: String,
+        /// The version or snapshot asked for.
+        what: String,
+    },
     /// Local file I/O (writers, demo data).
     #[error("i/o error at {path}: {source}")]
     Io {

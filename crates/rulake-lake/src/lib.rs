@@ -12,20 +12,35 @@
 //! - [`source`] — the [`Source`] trait, [`Unit`], [`Listing`], [`RowBatch`].
 //! - [`parquet`] — Parquet files under an object-store prefix or glob.
 //! - [`memory`] — an in-process mutable source.
+//! - `delta` (feature `delta`) — Delta Lake tables: log replay → data files.
+//! - `iceberg` (feature `iceberg`) — Iceberg tables: metadata, manifests → data files.
+//! - `reference` (either feature) — the formats' reference writers, for tests and benchmarks.
 //! - [`store`] — URL → object store, credentials from the environment.
 //! - [`writer`] — writing vectors as Parquet.
 //! - [`error`] — [`LakeError`], which names file, row group and column.
 
 mod arrow_conv;
+#[cfg(feature = "iceberg")]
+mod avro;
+#[cfg(feature = "delta")]
+pub mod delta;
 pub mod error;
+#[cfg(feature = "iceberg")]
+pub mod iceberg;
 pub mod memory;
 pub mod parquet;
 pub mod reader;
+#[cfg(any(feature = "delta", feature = "iceberg"))]
+pub mod reference;
 pub mod source;
 pub mod store;
 pub mod writer;
 
+#[cfg(feature = "delta")]
+pub use delta::{DeltaSource, DeltaSourceConfig};
 pub use error::{LakeError, Location, Result};
+#[cfg(feature = "iceberg")]
+pub use iceberg::{IcebergSource, IcebergSourceConfig};
 pub use memory::MemorySource;
 pub use parquet::{ParquetSource, ParquetSourceConfig};
 pub use reader::ReadCounters;

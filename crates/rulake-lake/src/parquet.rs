@@ -138,6 +138,19 @@ impl ParquetSource {
         })
     }
 
+    /// A reader of data files named by a table format's own file list,
+    /// in the store of the table (`url` is the table's, for messages only).
+    #[cfg(any(feature = "delta", feature = "iceberg"))]
+    pub(crate) fn for_table(store: StoreUrl, id_column: &str, vector_column: &str) -> Self {
+        ParquetSource {
+            config: ParquetSourceConfig::new(store.url.to_string(), id_column, vector_column),
+            store,
+            glob: None,
+            footers: Mutex::new(HashMap::new()),
+            counters: Arc::default(),
+        }
+    }
+
     /// The config this source was opened with.
     pub fn config(&self) -> &ParquetSourceConfig {
         &self.config
@@ -317,7 +330,8 @@ impl ParquetSource {
     fn object_reader(&self, object: &str, size: u64) -> ObjectReader {
         ObjectReader {
             store: self.store.store.clone(),
-            path: Path::from(object),
+            // Listed paths are already encoded: parse them rather than encode twice.
+            path: Path::parse(object).unwrap_or_else(|_| Path::from(object)),
             size,
             counters: self.counters.clone(),
         }
@@ -388,6 +402,19 @@ impl Source for ParquetSource {
     async fn list_units(&self) -> Result<Listing> {
         let objects = self.list_objects().await?;
         let generation = Self::digest(&objects);
+        let units = self.units_of_objects(objects).await?;
+        Ok(Listing { generation, units })
+    }
+
+    fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
+        self.read_object_unit(unit, dim)
+    }
+}
+
+impl ParquetSource {
+    /// The row-group units of `objects`, reading (or reusing) their footers.
+    /// Footers of objects not in `objects` are forgotten.
+    pub(crate) async fn units_of_objects(&self, objects: Vec<ObjectMeta>) -> Result<Vec<Unit>> {
         let footers: Vec<(ObjectMeta, ArrowReaderMetadata)> = futures::stream::iter(objects)
             .map(|m| async move {
                 let md = self
@@ -420,10 +447,11 @@ impl Source for ParquetSource {
         }
         self.footers.lock().retain(|k, _| live.contains(k));
         units.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Listing { generation, units })
+        Ok(units)
     }
 
-    fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
+    /// Stream the rows of a unit listed by [`Self::units_of_objects`].
+    pub(crate) fn read_object_unit(&self, unit: &Unit, dim: usize) -> RowStream {
         let unit = unit.clone();
         let cached = self
             .footers

@@ -87,4 +87,17 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// Stream the `(id, vector)` rows of one unit, checking every vector
     /// against `dim`, in batches of bounded size.
     fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream;
+
+    /// The same source frozen at one version (time travel): a Delta table
+    /// version, an Iceberg snapshot id. Sources without versions refuse.
+    fn pinned(&self, version: &str) -> Result<std::sync::Arc<dyn Source>> {
+        Err(crate::LakeError::Unsupported {
+            table: self.describe(),
+            feature: "pinning a version".into(),
+            detail: format!(
+                "{} sources have no versions to pin (asked for {version:?})",
+                self.kind()
+            ),
+        })
+    }
 }

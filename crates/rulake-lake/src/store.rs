@@ -85,3 +85,24 @@ pub fn open_store(url: &Url, options: &[(String, String)]) -> Result<StoreUrl> {
         url: url.clone(),
     })
 }
+
+/// The path inside `store` of an absolute location a table format wrote
+/// (`s3://bucket/t/data/x.parquet`, `file:///t/data/x.parquet`, `/t/x`).
+/// `None` when the location lives in another store than the table.
+#[cfg(any(feature = "delta", feature = "iceberg"))]
+pub(crate) fn path_in_store(store: &StoreUrl, location: &str) -> Option<Path> {
+    let url = if location.starts_with('/') {
+        Url::from_file_path(location).ok()?
+    } else {
+        Url::parse(location).ok()?
+    };
+    let same_scheme = url.scheme() == store.url.scheme()
+        || matches!(
+            (url.scheme(), store.url.scheme()),
+            ("s3" | "s3a", "s3" | "s3a") | ("abfs" | "abfss", "abfs" | "abfss")
+        );
+    if !same_scheme || url.host_str() != store.url.host_str() {
+        return None;
+    }
+    Path::from_url_path(url.path()).ok()
+}

@@ -5,9 +5,13 @@
 //! - `query`: run a Parquet file of queries against a Parquet source.
 //! - `bench`: the reproducible benchmark behind `docs/BENCHMARKS.md`.
 //! - `serve`: the public gRPC API over the embedded engine.
+//! - `bench-formats` (features `delta` + `iceberg`): lake → first answer and
+//!   refresh after an append, for a Parquet prefix, a Delta and an Iceberg table.
 
 mod bench;
 mod demo;
+#[cfg(all(feature = "delta", feature = "iceberg"))]
+mod formats_bench;
 mod measure;
 mod query;
 mod report;
@@ -46,6 +50,9 @@ enum Command {
         #[arg(long, default_value = "docs/BENCHMARKS.md")]
         file: std::path::PathBuf,
     },
+    /// Measure Parquet, Delta and Iceberg sources side by side (the `formats` section of docs/BENCHMARKS.md).
+    #[cfg(all(feature = "delta", feature = "iceberg"))]
+    BenchFormats(formats_bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,5 +77,7 @@ fn main() -> anyhow::Result<()> {
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut body)?;
             Ok(report::write_section(&file, &name, &body)?)
         }
+        #[cfg(all(feature = "delta", feature = "iceberg"))]
+        Command::BenchFormats(a) => rt.block_on(formats_bench::run(a)),
     }
 }

@@ -1,0 +1,155 @@
+//! The reference table writers (Python `deltalake` and `pyiceberg`), driven
+//! from Rust for tests and the benchmark.
+//!
+//! Why: a table RuLake wrote itself would only prove that RuLake agrees
+//! with RuLake. Tables the formats' own writers produce carry what real
+//! lakes carry (list vectors, `string_view` ids, copy-on-write deletes,
+//! zstd data files, deflated manifests). The script is compiled into the
+//! crate and written to a temporary file on use, so a binary built from
+//! this crate needs only a Python with those packages, found through
+//! `RULAKE_PYTHON` (default `python3`).
+
+use crate::error::{LakeError, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SCRIPT: &str = include_str!("../python/write_tables.py");
+
+/// Handle on a Python interpreter that has the reference writers.
+#[derive(Debug)]
+pub struct ReferenceWriters {
+    python: PathBuf,
+    script: ScriptFile,
+}
+
+/// The script written out for this handle, removed on drop.
+#[derive(Debug)]
+struct ScriptFile(PathBuf);
+
+impl Drop for ScriptFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn invalid(msg: String) -> LakeError {
+    LakeError::Invalid(msg)
+}
+
+impl ReferenceWriters {
+    /// Find the interpreter (`RULAKE_PYTHON`, else `python3`) and check that
+    /// it can import `deltalake`, `pyiceberg` and its SQL catalog.
+    pub fn find() -> Result<Self> {
+        let python = PathBuf::from(std::env::var("RULAKE_PYTHON").unwrap_or("python3".into()));
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "rulake-write-tables-{}-{}.py",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::write(&path, SCRIPT).map_err(|source| LakeError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let w = ReferenceWriters {
+            python,
+            script: ScriptFile(path),
+        };
+        w.run(&["check".into()]).map_err(|e| {
+            invalid(format!(
+                "the reference table writers are not usable ({e}); install them with `pip install deltalake 'pyiceberg[sql-sqlite,pyarrow]'` and point RULAKE_PYTHON at that interpreter"
+            ))
+        })?;
+        Ok(w)
+    }
+
+    /// For tests: the writers, or `None` after saying loudly why the test
+    /// does not run. Under `CI=true` a missing writer is a failure, never a
+    /// silent skip.
+    pub fn for_tests() -> Option<Self> {
+        match Self::find() {
+            Ok(w) => Some(w),
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true and {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIPPING table-format test: {e}");
+                None
+            }
+        }
+    }
+
+    fn run(&self, args: &[String]) -> Result<String> {
+        let out = Command::new(&self.python)
+            .arg(&self.script.0)
+            .args(args)
+            .output()
+            .map_err(|e| invalid(format!("cannot run {}: {e}", self.python.display())))?;
+        if !out.status.success() {
+            return Err(invalid(format!(
+                "{} {}: {}",
+                self.python.display(),
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn files(files: &[PathBuf]) -> impl Iterator<Item = String> + '_ {
+        files.iter().map(|f| f.display().to_string())
+    }
+
+    /// Append the rows of Parquet `files` (columns `id`, `vector`) to the
+    /// Delta table at `table` (created if absent): one commit.
+    pub fn delta_append(&self, table: &Path, files: &[PathBuf], string_ids: bool) -> Result<()> {
+        let mut args = vec!["delta-append".into(), table.display().to_string()];
+        if string_ids {
+            args.push("--string-ids".into());
+        }
+        args.extend(Self::files(files));
+        self.run(&args).map(drop)
+    }
+
+    /// Delete the rows matching a SQL `predicate` (copy-on-write): one commit.
+    pub fn delta_delete(&self, table: &Path, predicate: &str) -> Result<()> {
+        self.run(&[
+            "delta-delete".into(),
+            table.display().to_string(),
+            predicate.into(),
+        ])
+        .map(drop)
+    }
+
+    /// Write a checkpoint of the current version.
+    pub fn delta_checkpoint(&self, table: &Path) -> Result<()> {
+        self.run(&["delta-checkpoint".into(), table.display().to_string()])
+            .map(drop)
+    }
+
+    /// Append the rows of `files` to Iceberg table `name` (`ns.table`, made
+    /// if absent) in a SQL catalog over SQLite in `warehouse`; returns the
+    /// new metadata file URL. The table lives at `warehouse/ns/table`.
+    pub fn iceberg_append(
+        &self,
+        warehouse: &Path,
+        name: &str,
+        files: &[PathBuf],
+        string_ids: bool,
+    ) -> Result<String> {
+        let mut args = vec![
+            "iceberg-append".into(),
+            warehouse.display().to_string(),
+            name.into(),
+        ];
+        if string_ids {
+            args.push("--string-ids".into());
+        }
+        args.extend(Self::files(files));
+        let out = self.run(&args)?;
+        out.lines()
+            .last()
+            .map(|l| l.trim().to_owned())
+            .ok_or_else(|| invalid("iceberg-append printed no metadata location".into()))
+    }
+}
