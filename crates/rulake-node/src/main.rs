@@ -4,10 +4,13 @@
 //! - `demo`: generate a clustered lake, build caches, print one comparison table.
 //! - `query`: run a Parquet file of queries against a Parquet source.
 //! - `bench`: the reproducible benchmark behind `docs/BENCHMARKS.md`.
+//! - `meta`: run or administer a member of the catalog's Raft group.
 
 mod bench;
 mod demo;
 mod measure;
+mod meta;
+mod meta_bench;
 mod query;
 mod report;
 
@@ -32,6 +35,8 @@ enum Command {
     Query(query::Args),
     /// Run the benchmark and write docs/BENCHMARKS.md.
     Bench(bench::Args),
+    /// Run a member of the catalog's Raft group (`--id`, `--peers`), or administer it.
+    Meta(meta::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +55,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(a) => rt.block_on(demo::run(a)),
         Command::Query(a) => rt.block_on(query::run(a)),
         Command::Bench(a) => rt.block_on(bench::run(a)),
+        Command::Meta(a) => rt.block_on(meta::run(a)),
     }
 }
