@@ -108,6 +108,8 @@ struct Inner {
     state: Arc<RwLock<AppliedState>>,
     transport: Transport,
     quorum_timeout: Duration,
+    /// Channels to other members for forwarding, reused across calls.
+    channels: parking_lot::Mutex<BTreeMap<String, tonic::transport::Channel>>,
 }
 
 /// A running meta member.
@@ -212,6 +214,7 @@ impl MetaNode {
                 state,
                 transport: cfg.transport.clone(),
                 quorum_timeout: cfg.quorum_timeout,
+                channels: Default::default(),
             }),
         })
     }
@@ -354,11 +357,13 @@ impl MetaSvc {
     }
 
     fn client(&self, addr: &str) -> Result<MetaServiceClient<tonic::transport::Channel>, Status> {
-        self.inner
-            .transport
-            .channel(addr)
-            .map(MetaServiceClient::new)
-            .map_err(unavailable)
+        let mut channels = self.inner.channels.lock();
+        if let Some(ch) = channels.get(addr) {
+            return Ok(MetaServiceClient::new(ch.clone()));
+        }
+        let ch = self.inner.transport.channel(addr).map_err(unavailable)?;
+        channels.insert(addr.to_owned(), ch.clone());
+        Ok(MetaServiceClient::new(ch))
     }
 
     /// Pass a forwarded call's failure on, keeping "retry-safe" only when it

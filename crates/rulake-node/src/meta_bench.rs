@@ -217,7 +217,7 @@ async fn bench(
 
     let body = format!(
         "## Catalog (Raft meta group)\n\n\
-Command: `cargo run --release -- meta bench` (3 member processes of this binary on loopback, \
+Command: `cargo run -- meta bench` (dev profile as configured in Cargo.toml; 3 member processes of this binary on loopback, \
 default timeouts: heartbeat 100 ms, election timeout 500–1000 ms; every write is a managed-source \
 commit, fsynced by a majority before it is acknowledged).\n\n\
 | measure | value |\n| --- | --- |\n\

@@ -33,13 +33,15 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Send `sig` (e.g. `STOP`) with the shell's built-in `kill`, which every
+/// POSIX `sh` has (a fresh Debian has no `/bin/kill` without procps).
 fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
+    let ok = Command::new("sh")
+        .args(["-c", &format!("kill -s {sig} {pid}")])
         .status()
-        .expect("run kill")
+        .expect("run sh")
         .success();
-    assert!(ok, "kill {sig} {pid} failed");
+    assert!(ok, "kill -s {sig} {pid} failed");
 }
 
 impl Cluster {
@@ -113,12 +115,12 @@ impl Cluster {
 
     /// Pause member `id` (SIGSTOP).
     pub fn pause(&self, id: u64) {
-        signal(self.pid(id), "-STOP");
+        signal(self.pid(id), "STOP");
     }
 
     /// Resume member `id` (SIGCONT).
     pub fn resume(&self, id: u64) {
-        signal(self.pid(id), "-CONT");
+        signal(self.pid(id), "CONT");
     }
 
     fn pid(&self, id: u64) -> u32 {
@@ -192,8 +194,8 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for m in self.members.values_mut() {
             if let Some(mut c) = m.child.take() {
-                let _ = Command::new("kill")
-                    .args(["-CONT", &c.id().to_string()])
+                let _ = Command::new("sh")
+                    .args(["-c", &format!("kill -s CONT {}", c.id())])
                     .status();
                 let _ = c.kill();
                 let _ = c.wait();
