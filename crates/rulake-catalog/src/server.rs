@@ -95,6 +95,9 @@ impl MetaConfig {
             max_in_snapshot_log_to_keep: self.keep_logs,
             purge_batch_size: 1,
             snapshot_max_chunk_size: 1 << 20,
+            // openraft bounds each AppendEntries by the heartbeat interval,
+            // but a snapshot chunk gets this much time.
+            install_snapshot_timeout: 3000,
             ..Default::default()
         };
         c.validate()
