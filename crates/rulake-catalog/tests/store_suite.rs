@@ -21,6 +21,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
 }
 
 #[test]
-fn redb_store_passes_openraft_conformance_suite() -> Result<(), StorageError<u64>> {
-    Suite::test_all(Builder)
+fn redb_store_passes_openraft_conformance_suite() {
+    if let Err(e) = Suite::test_all(Builder) {
+        panic!("storage conformance: {e}");
+    }
 }
