@@ -383,7 +383,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             for c in r.catalog.collections.values() {
                 println!(
                     "{:<24} {:<16} {:>6} {:<14} {:>5} {:>3}",
-                    c.name, c.source, c.dim, c.metric, c.partitions, c.replication
+                    c.name,
+                    c.source,
+                    c.dim,
+                    c.metric.as_str(),
+                    c.partitions,
+                    c.replication
                 );
             }
             for (alias, target) in &r.catalog.aliases {
