@@ -100,6 +100,7 @@ impl MetaClient {
         &self,
         first: usize,
         safe_to_retry_all: bool,
+        per_call: Duration,
         mut f: F,
     ) -> Result<T, CatalogError>
     where
@@ -110,11 +111,9 @@ impl MetaClient {
         let mut i = first;
         loop {
             let (addr, client) = &self.members[i % self.members.len()];
-            let res = tokio::time::timeout(
-                self.call_timeout + Duration::from_millis(500),
-                f(client.clone()),
-            )
-            .await;
+            let res =
+                tokio::time::timeout(per_call + Duration::from_millis(500), f(client.clone()))
+                    .await;
             let status = match res {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(s)) => s,
@@ -158,7 +157,7 @@ impl MetaClient {
     ) -> Result<(u64, Applied), CatalogError> {
         let json = serde_json::to_vec(cmd)?;
         let reply = self
-            .each(first, false, |mut c| {
+            .each(first, false, self.call_timeout, |mut c| {
                 let req = self.request(pb::WriteRequest {
                     command_json: json.clone(),
                     forwarded: false,
@@ -186,7 +185,7 @@ impl MetaClient {
             ReadConsistency::Local => pb::ReadConsistency::Local,
         };
         let reply = self
-            .each(first, true, |mut cl| {
+            .each(first, true, self.call_timeout, |mut cl| {
                 let req = self.request(pb::ReadRequest {
                     consistency: c as i32,
                     forwarded: false,
@@ -218,14 +217,15 @@ impl MetaClient {
         id: u64,
         addr: &str,
     ) -> Result<pb::MembershipReply, CatalogError> {
-        self.each(0, false, |mut c| {
+        // Catching up may take a while: allow longer than a normal call.
+        let per_call = self.call_timeout * 6;
+        self.each(0, false, per_call, |mut c| {
             let mut req = tonic::Request::new(pb::AddLearnerRequest {
                 id,
                 addr: addr.to_owned(),
                 forwarded: false,
             });
-            // Catching up may take a while: allow longer than a normal call.
-            req.set_timeout(self.call_timeout * 6);
+            req.set_timeout(per_call);
             async move { c.add_learner(req).await.map(|r| r.into_inner()) }
         })
         .await
@@ -236,7 +236,7 @@ impl MetaClient {
         &self,
         voters: &[u64],
     ) -> Result<pb::MembershipReply, CatalogError> {
-        self.each(0, false, |mut c| {
+        self.each(0, false, self.call_timeout, |mut c| {
             let req = self.request(pb::ChangeMembershipRequest {
                 voters: voters.to_vec(),
                 forwarded: false,

@@ -95,6 +95,9 @@ impl MetaConfig {
             max_in_snapshot_log_to_keep: self.keep_logs,
             purge_batch_size: 1,
             snapshot_max_chunk_size: 1 << 20,
+            // openraft bounds each AppendEntries by the heartbeat interval,
+            // but a snapshot chunk gets this much time.
+            install_snapshot_timeout: 3000,
             ..Default::default()
         };
         c.validate()
@@ -108,6 +111,8 @@ struct Inner {
     state: Arc<RwLock<AppliedState>>,
     transport: Transport,
     quorum_timeout: Duration,
+    /// Channels to other members for forwarding, reused across calls.
+    channels: parking_lot::Mutex<BTreeMap<String, tonic::transport::Channel>>,
 }
 
 /// A running meta member.
@@ -212,6 +217,7 @@ impl MetaNode {
                 state,
                 transport: cfg.transport.clone(),
                 quorum_timeout: cfg.quorum_timeout,
+                channels: Default::default(),
             }),
         })
     }
@@ -354,11 +360,13 @@ impl MetaSvc {
     }
 
     fn client(&self, addr: &str) -> Result<MetaServiceClient<tonic::transport::Channel>, Status> {
-        self.inner
-            .transport
-            .channel(addr)
-            .map(MetaServiceClient::new)
-            .map_err(unavailable)
+        let mut channels = self.inner.channels.lock();
+        if let Some(ch) = channels.get(addr) {
+            return Ok(MetaServiceClient::new(ch.clone()));
+        }
+        let ch = self.inner.transport.channel(addr).map_err(unavailable)?;
+        channels.insert(addr.to_owned(), ch.clone());
+        Ok(MetaServiceClient::new(ch))
     }
 
     /// Pass a forwarded call's failure on, keeping "retry-safe" only when it

@@ -7,12 +7,15 @@
 //! - `serve`: the public gRPC API over the embedded engine.
 //! - `bench-formats` (features `delta` + `iceberg`): lake → first answer and
 //!   refresh after an append, for a Parquet prefix, a Delta and an Iceberg table.
+//! - `meta`: run or administer a member of the catalog's Raft group.
 
 mod bench;
 mod demo;
 #[cfg(all(feature = "delta", feature = "iceberg"))]
 mod formats_bench;
 mod measure;
+mod meta;
+mod meta_bench;
 mod query;
 mod report;
 mod serve;
@@ -53,6 +56,8 @@ enum Command {
     /// Measure Parquet, Delta and Iceberg sources side by side (the `formats` section of docs/BENCHMARKS.md).
     #[cfg(all(feature = "delta", feature = "iceberg"))]
     BenchFormats(formats_bench::Args),
+    /// Run a member of the catalog's Raft group (`--id`, `--peers`), or administer it.
+    Meta(meta::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,5 +84,6 @@ fn main() -> anyhow::Result<()> {
         }
         #[cfg(all(feature = "delta", feature = "iceberg"))]
         Command::BenchFormats(a) => rt.block_on(formats_bench::run(a)),
+        Command::Meta(a) => rt.block_on(meta::run(a)),
     }
 }
