@@ -150,22 +150,27 @@ dispatch! {
     /// `Σ uᵢ q̂ᵢ` over an 8-bit code and a 16-bit query, exact in integers:
     /// blocks of 2048 keep every `i32` lane below 256 · 255 · 32767 < 2³¹.
     fn fine_dot(u: &[u8], q: &[i16]) -> i64 {
-        u.chunks(2048)
-            .zip(q.chunks(2048))
-            .map(|(u, q)| {
-                let mut acc = [0i32; 8];
-                let cu = u.chunks_exact(8);
-                let cq = q.chunks_exact(8);
-                let (ru, rq) = (cu.remainder(), cq.remainder());
-                for (a, b) in cu.zip(cq) {
-                    for i in 0..8 {
-                        acc[i] += a[i] as i32 * b[i] as i32;
-                    }
+        // Plain `for` loops: an iterator `map(..).sum()` here would leave
+        // the arithmetic in a generic adapter compiled for the baseline.
+        let mut total = 0i64;
+        for (u, q) in u.chunks(2048).zip(q.chunks(2048)) {
+            let mut acc = [0i32; 8];
+            let cu = u.chunks_exact(8);
+            let cq = q.chunks_exact(8);
+            let (ru, rq) = (cu.remainder(), cq.remainder());
+            for (a, b) in cu.zip(cq) {
+                for i in 0..8 {
+                    acc[i] += a[i] as i32 * b[i] as i32;
                 }
-                let tail: i32 = ru.iter().zip(rq).map(|(a, b)| *a as i32 * *b as i32).sum();
-                acc.iter().map(|&x| x as i64).sum::<i64>() + tail as i64
-            })
-            .sum()
+            }
+            for (a, b) in ru.iter().zip(rq) {
+                total += *a as i64 * *b as i64;
+            }
+            for x in acc {
+                total += x as i64;
+            }
+        }
+        total
     }
 }
 

@@ -127,7 +127,7 @@ impl std::str::FromStr for Metric {
 }
 
 /// Dot product; written as 8 independent lanes so it vectorises.
-#[inline]
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let ca = a.chunks_exact(8);
@@ -146,7 +146,9 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Squared Euclidean distance; written as 8 independent lanes so it vectorises.
-#[inline]
+// Always inlined, so that a caller compiled with wider vector units (see
+// rulake-index's run-time dispatch) compiles this loop with them too.
+#[inline(always)]
 pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let ca = a.chunks_exact(8);
