@@ -29,9 +29,9 @@
 //!    the `k`-th exact distance.
 //!
 //! Stage 3 returns exactly what reranking all `k × rerank` candidates would,
-//! but touches a handful of full vectors instead of hundreds: on the 1M
-//! benchmark about 13 a query for k = 10, where a random read of a 512-byte
-//! vector is the most expensive thing the search does. Every distance
+//! but touches a handful of full vectors instead of hundreds (usually little
+//! more than `k`), where a random read of a 512-byte vector is the most
+//! expensive thing the search does. Every distance
 //! returned is exact, so answers from different partitions merge exactly.
 //! The 1-bit stage sets recall (how wide a pool holds the true
 //! neighbours); the later stages make a wide pool cheap.
