@@ -399,14 +399,7 @@ impl DeltaSource {
                 st.files.remove(&decode_path(path));
             } else if let Some(md) = obj.get("metaData") {
                 st.has_metadata = true;
-                st.partition_columns = md["partitionColumns"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|c| c.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                st.partition_columns = json_strings(&md["partitionColumns"]);
                 st.column_mapping = md["configuration"]["delta.columnMapping.mode"]
                     .as_str()
                     .map(str::to_owned);
@@ -414,14 +407,7 @@ impl DeltaSource {
                 st.min_reader_version = p["minReaderVersion"]
                     .as_i64()
                     .ok_or_else(|| bad("protocol without minReaderVersion"))?;
-                st.reader_features = p["readerFeatures"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|c| c.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                st.reader_features = json_strings(&p["readerFeatures"]);
             }
         }
         Ok(())
@@ -611,6 +597,17 @@ fn generation_of(version: u64) -> Generation {
 }
 
 /// Paths in the log are URL-encoded relative URIs.
+/// The strings of a JSON array (empty when it is missing or not an array).
+fn json_strings<C: FromIterator<String> + Default>(v: &serde_json::Value) -> C {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn decode_path(p: &str) -> String {
     percent_encoding::percent_decode_str(p)
         .decode_utf8_lossy()

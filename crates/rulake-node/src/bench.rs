@@ -2,14 +2,14 @@
 //! figure of one size comes from the same run, lake files and queries, and
 //! FAISS (through `bench/faiss_bench.py`) reads those same files.
 
-use crate::measure::{bar, engine_run, ground_truth, mean_recall, write_lake};
+use crate::measure::{bar, engine_run, ground_truth, mean_recall, recall_id, write_lake};
 use crate::report;
 use rulake_engine::{CacheConfig, CollectionSpec, RuLake};
 use rulake_index::{baseline::FlatRabitq, datasets::ClusteredGaussian};
 use rulake_lake::{
     write_parquet_file, IdsRef, ParquetSource, ParquetSourceConfig, ID_COLUMN, VECTOR_COLUMN,
 };
-use rulake_types::{Metric, SearchParams, VectorId};
+use rulake_types::{Metric, SearchParams};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,12 +80,7 @@ fn cpu_model() -> String {
 }
 
 fn ids_u64(hits: &[(u32, f32)], ids: &rulake_index::IdTable) -> Vec<u64> {
-    hits.iter()
-        .map(|(p, _)| match ids.get(*p) {
-            VectorId::U64(v) => v,
-            VectorId::Str(_) => u64::MAX,
-        })
-        .collect()
+    hits.iter().map(|(p, _)| recall_id(ids.get(*p))).collect()
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
