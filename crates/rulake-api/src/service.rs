@@ -339,6 +339,24 @@ impl pb::admin_service_server::AdminService for Api {
             "cluster status comes from the catalog, which this server does not run yet",
         ))
     }
+
+    async fn drain_shard(
+        &self,
+        _req: Request<pb::DrainShardRequest>,
+    ) -> Result<Response<pb::DrainShardResponse>, Status> {
+        Err(Status::unimplemented(
+            "this server runs every role in one process; there is no other shard node to drain to",
+        ))
+    }
+
+    async fn admit_shard(
+        &self,
+        _req: Request<pb::AdmitShardRequest>,
+    ) -> Result<Response<pb::AdmitShardResponse>, Status> {
+        Err(Status::unimplemented(
+            "this server runs every role in one process; placement has one node",
+        ))
+    }
 }
 
 #[tonic::async_trait]
