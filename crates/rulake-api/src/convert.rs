@@ -3,12 +3,14 @@
 //! Validation that only concerns the wire form (a missing required
 //! message, an unknown enum value, an id without a value) happens here and
 //! becomes `INVALID_ARGUMENT`; everything about meaning (dimension, names,
-//! limits) is the engine's to check, so it is checked once.
+//! limits) is the catalog's and the engine's to check, so it is checked once.
 
 use crate::status::invalid;
-use rulake_engine::{CollectionInfo, CollectionSpec};
+use rulake_catalog::{CollectionRecord, SourceKind};
+use rulake_coordinator::{CollectionDef, CollectionView};
 use rulake_proto::v1 as pb;
 use rulake_types::{Consistency, Hit, Metric, SearchParams, VectorId};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tonic::Status;
 
@@ -89,56 +91,168 @@ pub(crate) fn params_from(p: Option<pb::SearchParams>) -> Result<SearchParams, S
     })
 }
 
-/// The engine-side spec of a collection and the source it reads. Each
-/// collection gets a source of its own, registered under the collection's
-/// name, so dropping one never affects another.
-pub(crate) fn spec_from(spec: pb::CollectionSpec) -> Result<(CollectionSpec, pb::Source), Status> {
-    let source = spec
-        .source
-        .clone()
-        .ok_or_else(|| invalid("source is required"))?;
-    let mut s = CollectionSpec::new(&spec.name, &spec.name, spec.dimension as usize)
-        .metric(metric_from(spec.metric)?)
-        .partitions(spec.partitions.max(1))
-        .consistency(consistency_from(spec.consistency)?)
-        .nprobe(spec.nprobe.map(|n| n as usize));
-    if let Some(r) = spec.rerank {
-        s = s.rerank(r as usize);
+pub(crate) fn id_from(id: Option<pb::VectorId>) -> Result<VectorId, Status> {
+    match id.and_then(|i| i.id) {
+        Some(pb::vector_id::Id::Num(n)) => Ok(VectorId::U64(n)),
+        Some(pb::vector_id::Id::Str(s)) if !s.is_empty() => Ok(VectorId::Str(s)),
+        Some(pb::vector_id::Id::Str(_)) => Err(invalid("a string id must not be empty")),
+        None => Err(invalid("every record and delete needs an id")),
     }
+}
+
+fn source_from(source: pb::Source) -> Result<(SourceKind, BTreeMap<String, String>), Status> {
+    let opts = |m: std::collections::HashMap<String, String>| m.into_iter().collect();
+    Ok(match source.kind {
+        Some(pb::source::Kind::Parquet(p)) => (
+            SourceKind::Parquet {
+                url: p.url,
+                id_column: p.id_column,
+                vector_column: p.vector_column,
+            },
+            opts(p.options),
+        ),
+        Some(pb::source::Kind::Delta(d)) => (
+            SourceKind::Delta {
+                url: d.table_url,
+                id_column: d.id_column,
+                vector_column: d.vector_column,
+                version: d.version,
+            },
+            opts(d.options),
+        ),
+        Some(pb::source::Kind::Iceberg(i)) => {
+            let url = match i.table {
+                Some(pb::iceberg_source::Table::MetadataLocation(m)) => m,
+                Some(pb::iceberg_source::Table::CatalogTable(t)) => {
+                    return Err(Status::failed_precondition(format!(
+                        "Iceberg catalog {:?} is not configured on this server; give the table's metadata_location",
+                        t.catalog
+                    )))
+                }
+                None => return Err(invalid("an iceberg source needs metadata_location")),
+            };
+            (
+                SourceKind::Iceberg {
+                    url,
+                    id_column: i.id_column,
+                    vector_column: i.vector_column,
+                    snapshot_id: i.snapshot_id,
+                },
+                opts(i.options),
+            )
+        }
+        Some(pb::source::Kind::Managed(_)) => (
+            SourceKind::Managed {
+                prefix: String::new(),
+            },
+            BTreeMap::new(),
+        ),
+        None => return Err(invalid("source kind is required")),
+    })
+}
+
+fn source_to(kind: &SourceKind, options: &BTreeMap<String, String>) -> pb::Source {
+    let opts = || options.clone().into_iter().collect();
+    pb::Source {
+        kind: Some(match kind {
+            SourceKind::Parquet {
+                url,
+                id_column,
+                vector_column,
+            } => pb::source::Kind::Parquet(pb::ParquetSource {
+                url: url.clone(),
+                id_column: id_column.clone(),
+                vector_column: vector_column.clone(),
+                options: opts(),
+            }),
+            SourceKind::Delta {
+                url,
+                id_column,
+                vector_column,
+                version,
+            } => pb::source::Kind::Delta(pb::DeltaSource {
+                table_url: url.clone(),
+                id_column: id_column.clone(),
+                vector_column: vector_column.clone(),
+                version: *version,
+                options: opts(),
+            }),
+            SourceKind::Iceberg {
+                url,
+                id_column,
+                vector_column,
+                snapshot_id,
+            } => pb::source::Kind::Iceberg(pb::IcebergSource {
+                table: Some(pb::iceberg_source::Table::MetadataLocation(url.clone())),
+                id_column: id_column.clone(),
+                vector_column: vector_column.clone(),
+                snapshot_id: *snapshot_id,
+                options: opts(),
+            }),
+            SourceKind::Managed { .. } => pb::source::Kind::Managed(pb::ManagedSource {}),
+        }),
+    }
+}
+
+/// A client's collection spec as the coordinator takes it. Defaults:
+/// one partition, one replica, fresh, rerank 40.
+pub(crate) fn def_from(spec: pb::CollectionSpec) -> Result<CollectionDef, Status> {
+    let source = spec.source.ok_or_else(|| invalid("source is required"))?;
+    let (source, options) = source_from(source)?;
     if spec.replication_factor > 1 {
         return Err(Status::failed_precondition(format!(
             "replication factor {} needs the distributed shard role; a single-process server holds one replica",
             spec.replication_factor
         )));
     }
-    Ok((s, source))
+    let record = CollectionRecord {
+        name: spec.name.clone(),
+        source: spec.name,
+        dim: spec.dimension,
+        metric: metric_from(spec.metric)?,
+        partitions: spec.partitions.max(1),
+        replication: spec.replication_factor.max(1),
+        consistency: consistency_from(spec.consistency)?,
+        rerank: spec.rerank.unwrap_or(rulake_engine::DEFAULT_RERANK as u32),
+        nprobe: spec.nprobe,
+    };
+    Ok(CollectionDef {
+        record,
+        source,
+        options,
+    })
 }
 
-pub(crate) fn info_to(info: CollectionInfo, source: Option<pb::Source>) -> pb::CollectionInfo {
-    let spec = &info.spec;
+pub(crate) fn view_to(v: CollectionView) -> pb::CollectionInfo {
+    let info = &v.info;
     let state = match (&info.generation, &info.last_error) {
         (None, None) => pb::CollectionState::Loading,
         (None, Some(_)) => pb::CollectionState::Failed,
         (Some(_), Some(_)) => pb::CollectionState::Degraded,
         (Some(_), None) => pb::CollectionState::Ready,
     };
+    let r = &v.record;
     pb::CollectionInfo {
         spec: Some(pb::CollectionSpec {
-            name: spec.name.clone(),
-            source,
-            dimension: spec.dim as u32,
-            metric: metric_to(spec.metric) as i32,
-            partitions: spec.partitions,
-            replication_factor: 1,
-            consistency: Some(consistency_to(spec.consistency)),
-            rerank: Some(spec.rerank as u32),
-            nprobe: spec.nprobe.map(|n| n as u32),
+            name: r.name.clone(),
+            source: Some(source_to(&v.source.kind, &v.source.options)),
+            dimension: r.dim,
+            metric: metric_to(r.metric) as i32,
+            partitions: r.partitions,
+            replication_factor: r.replication,
+            consistency: Some(consistency_to(r.consistency)),
+            rerank: Some(r.rerank),
+            nprobe: r.nprobe,
         }),
         state: state as i32,
-        generation: info.generation.map(|g| g.0).unwrap_or_default(),
+        generation: info
+            .generation
+            .as_ref()
+            .map(|g| g.0.clone())
+            .unwrap_or_default(),
         vector_count: info.vectors_cached,
         partitions_warm: info.partitions_warm,
-        last_error: info.last_error.unwrap_or_default(),
-        aliases: Vec::new(),
+        last_error: info.last_error.clone().unwrap_or_default(),
+        aliases: v.aliases,
     }
 }

@@ -1,14 +1,14 @@
-//! RuLake's public gRPC API (`rulake.v1`) over the embedded engine.
+//! RuLake's public gRPC API (`rulake.v1`) over a coordinator.
 //!
 //! # Layout
 //! - [`service`]: the four services (collections, search, data, admin) on
 //!   one [`Api`] value; [`router`] mounts them on a tonic server.
-//! - [`status`]: the one mapping of engine errors to gRPC status codes.
-//! - `convert`: wire types to engine types and back.
+//! - [`status`]: the one mapping of RuLake's errors to gRPC status codes.
+//! - `convert`: wire types to catalog and engine types and back.
 //!
-//! What this server does not do yet is answered with `UNIMPLEMENTED` and a
-//! message saying why (aliases, alter, managed ingest, deletes and cluster
-//! status commit through the Raft catalog, which it does not run yet).
+//! What a single process cannot do (drain or admit shard nodes, more than
+//! one replica) is answered with `UNIMPLEMENTED` or `FAILED_PRECONDITION`
+//! and a message saying why.
 
 mod convert;
 pub mod service;

@@ -1,17 +1,17 @@
-//! The `rulake.v1` services over one embedded engine.
+//! The `rulake.v1` services over one coordinator.
 //!
-//! Handlers are thin: decode, call the engine, encode, and convert errors in
-//! [`crate::status`]. Limits that protect the server (batch size) are
-//! enforced here, before any work; limits that belong to the data model
-//! (k, dimension, names) are the engine's.
+//! Handlers are thin: decode, call the coordinator within the request's
+//! deadline, encode, and convert errors in [`crate::status`]. Limits that
+//! protect the server (batch size, k) are enforced here, before any work.
 
 use crate::convert::*;
 use crate::status::{invalid, to_status};
-use rulake_engine::RuLake;
-use rulake_lake::{ParquetSource, ParquetSourceConfig, Source};
+use rulake_catalog::CollectionChanges;
+use rulake_coordinator::Coordinator;
 use rulake_proto::v1 as pb;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 /// Server-side limits, each answered with a clear status code.
@@ -19,73 +19,99 @@ use tonic::{Request, Response, Status};
 pub struct Limits {
     /// Queries in one `BatchSearch` (`INVALID_ARGUMENT` beyond it).
     pub max_batch: usize,
+    /// Largest `k` (`INVALID_ARGUMENT` beyond it).
+    pub max_k: usize,
+    /// Upper bound on any request's run time; a client's shorter deadline
+    /// (`grpc-timeout`) applies first. Past it: `DEADLINE_EXCEEDED`.
+    pub request_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_batch: 1024 }
+        Limits {
+            max_batch: 1024,
+            max_k: rulake_engine::MAX_K,
+            request_timeout: Duration::from_secs(30),
+        }
     }
 }
 
-/// The public API over one engine: every `rulake.v1` service.
+/// The public API over one coordinator: every `rulake.v1` service.
 #[derive(Clone)]
 pub struct Api {
-    engine: Arc<RuLake>,
+    coord: Coordinator,
     limits: Limits,
-    /// The wire form of each collection's source, to describe it back.
-    sources: Arc<Mutex<BTreeMap<String, pb::Source>>>,
+}
+
+/// The deadline of a request: its `grpc-timeout`, capped by the server's.
+/// A client's deadline is cut by a small margin so the handler answers
+/// `DEADLINE_EXCEEDED` itself, naming the call, before the transport's own
+/// timer cancels the call with a bare `CANCELLED`.
+fn deadline_of<T>(req: &Request<T>, cap: Duration) -> Duration {
+    req.metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .map_or(cap, |d| {
+            let margin = (d / 20).min(Duration::from_millis(50));
+            (d - margin).min(cap)
+        })
+}
+
+/// `grpc-timeout` is digits followed by one unit letter (H M S m u n).
+fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Run `work` within `deadline`; past it the work is dropped (an ingest
+/// cleans up its files, a load is abandoned) and the caller gets
+/// `DEADLINE_EXCEEDED`.
+async fn within<T>(
+    deadline: Duration,
+    what: &str,
+    work: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(deadline, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "{what} did not finish within the deadline of {deadline:?}"
+        ))),
+    }
 }
 
 impl Api {
-    /// Serve `engine` with `limits`.
-    pub fn new(engine: Arc<RuLake>, limits: Limits) -> Self {
-        Api {
-            engine,
-            limits,
-            sources: Arc::default(),
+    /// Serve `coord` with `limits`.
+    pub fn new(coord: Coordinator, limits: Limits) -> Self {
+        Api { coord, limits }
+    }
+
+    /// The coordinator behind the API.
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.coord
+    }
+
+    fn check_k(&self, params: &rulake_types::SearchParams) -> Result<(), Status> {
+        if params.k == 0 || params.k > self.limits.max_k {
+            return Err(invalid(format!(
+                "k must be between 1 and {}, got {}",
+                self.limits.max_k, params.k
+            )));
         }
+        Ok(())
     }
 
-    /// The engine behind the API.
-    pub fn engine(&self) -> &Arc<RuLake> {
-        &self.engine
-    }
-
-    fn open_source(source: &pb::Source) -> Result<Arc<dyn Source>, Status> {
-        match &source.kind {
-            Some(pb::source::Kind::Parquet(p)) => {
-                let config = ParquetSourceConfig {
-                    url: p.url.clone(),
-                    id_column: p.id_column.clone(),
-                    vector_column: p.vector_column.clone(),
-                    options: p
-                        .options
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                };
-                let s = ParquetSource::open(config)
-                    .map_err(|e| to_status(rulake_engine::EngineError::Lake(e)))?;
-                Ok(Arc::new(s))
-            }
-            Some(pb::source::Kind::Delta(_)) | Some(pb::source::Kind::Iceberg(_)) => {
-                Err(Status::unimplemented(
-                    "delta and iceberg sources are not served over the API yet; use a parquet source",
-                ))
-            }
-            Some(pb::source::Kind::Managed(_)) => Err(Status::unimplemented(
-                "managed collections need the catalog's commit path; use a parquet source",
-            )),
-            None => Err(invalid("source kind is required")),
-        }
-    }
-
-    fn source_of(&self, name: &str) -> Option<pb::Source> {
-        self.sources
-            .lock()
-            .expect("sources lock")
-            .get(name)
-            .cloned()
+    fn info(&self, name: &str) -> Result<pb::CollectionInfo, Status> {
+        self.coord.describe(name).map(view_to).map_err(to_status)
     }
 }
 
@@ -95,35 +121,18 @@ impl pb::collection_service_server::CollectionService for Api {
         &self,
         req: Request<pb::CreateCollectionRequest>,
     ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
+        let deadline = deadline_of(&req, self.limits.request_timeout);
         let spec = req
             .into_inner()
             .spec
             .ok_or_else(|| invalid("spec is required"))?;
-        let (spec, source) = spec_from(spec)?;
-        let name = spec.name.clone();
-        // Validate the spec before touching the lake or the registry.
-        spec.validate().map_err(to_status)?;
-        if self.engine.describe(&name).is_ok() {
-            return Err(to_status(rulake_engine::EngineError::AlreadyExists {
-                kind: "collection",
-                name,
-            }));
-        }
-        let opened = Self::open_source(&source)?;
-        self.engine
-            .register_source(&name, opened)
-            .map_err(to_status)?;
-        if let Err(e) = self.engine.create_collection(spec) {
-            let _ = self.engine.unregister_source(&name);
-            return Err(to_status(e));
-        }
-        self.sources
-            .lock()
-            .expect("sources lock")
-            .insert(name.clone(), source.clone());
-        let info = self.engine.describe(&name).map_err(to_status)?;
+        let def = def_from(spec)?;
+        let view = within(deadline, "CreateCollection", async {
+            self.coord.create_collection(def).await.map_err(to_status)
+        })
+        .await?;
         Ok(Response::new(pb::CreateCollectionResponse {
-            info: Some(info_to(info, Some(source))),
+            info: Some(view_to(view)),
         }))
     }
 
@@ -131,10 +140,12 @@ impl pb::collection_service_server::CollectionService for Api {
         &self,
         req: Request<pb::DropCollectionRequest>,
     ) -> Result<Response<pb::DropCollectionResponse>, Status> {
+        let deadline = deadline_of(&req, self.limits.request_timeout);
         let name = req.into_inner().name;
-        self.engine.drop_collection(&name).map_err(to_status)?;
-        let _ = self.engine.unregister_source(&name);
-        self.sources.lock().expect("sources lock").remove(&name);
+        within(deadline, "DropCollection", async {
+            self.coord.drop_collection(&name).await.map_err(to_status)
+        })
+        .await?;
         Ok(Response::new(pb::DropCollectionResponse {}))
     }
 
@@ -142,15 +153,7 @@ impl pb::collection_service_server::CollectionService for Api {
         &self,
         _req: Request<pb::ListCollectionsRequest>,
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
-        let collections = self
-            .engine
-            .list_collections()
-            .into_iter()
-            .filter_map(|n| {
-                let info = self.engine.describe(&n).ok()?;
-                Some(info_to(info, self.source_of(&n)))
-            })
-            .collect();
+        let collections = self.coord.list().into_iter().map(view_to).collect();
         Ok(Response::new(pb::ListCollectionsResponse { collections }))
     }
 
@@ -159,52 +162,100 @@ impl pb::collection_service_server::CollectionService for Api {
         req: Request<pb::DescribeCollectionRequest>,
     ) -> Result<Response<pb::DescribeCollectionResponse>, Status> {
         let name = req.into_inner().name;
-        let info = self.engine.describe(&name).map_err(to_status)?;
         Ok(Response::new(pb::DescribeCollectionResponse {
-            info: Some(info_to(info, self.source_of(&name))),
+            info: Some(self.info(&name)?),
         }))
     }
 
     async fn alter_collection(
         &self,
-        _req: Request<pb::AlterCollectionRequest>,
+        req: Request<pb::AlterCollectionRequest>,
     ) -> Result<Response<pb::AlterCollectionResponse>, Status> {
-        Err(Status::unimplemented(
-            "altering a collection commits through the catalog, which this server does not run yet",
-        ))
+        let deadline = deadline_of(&req, self.limits.request_timeout);
+        let r = req.into_inner();
+        let changes = CollectionChanges {
+            replication: r.replication_factor,
+            consistency: match r.consistency {
+                Some(c) => Some(consistency_from(Some(c))?),
+                None => None,
+            },
+            rerank: r.rerank,
+            nprobe: r.nprobe,
+        };
+        let view = within(deadline, "AlterCollection", async {
+            self.coord
+                .alter_collection(&r.name, changes)
+                .await
+                .map_err(to_status)
+        })
+        .await?;
+        Ok(Response::new(pb::AlterCollectionResponse {
+            info: Some(view_to(view)),
+        }))
     }
 
     async fn create_alias(
         &self,
-        _req: Request<pb::CreateAliasRequest>,
+        req: Request<pb::CreateAliasRequest>,
     ) -> Result<Response<pb::CreateAliasResponse>, Status> {
-        Err(aliases_pending())
+        let deadline = deadline_of(&req, self.limits.request_timeout);
+        let a = req
+            .into_inner()
+            .alias
+            .ok_or_else(|| invalid("alias is required"))?;
+        within(deadline, "CreateAlias", async {
+            self.coord
+                .create_alias(&a.alias, &a.collection)
+                .await
+                .map_err(to_status)
+        })
+        .await?;
+        Ok(Response::new(pb::CreateAliasResponse {}))
     }
 
     async fn delete_alias(
         &self,
-        _req: Request<pb::DeleteAliasRequest>,
+        req: Request<pb::DeleteAliasRequest>,
     ) -> Result<Response<pb::DeleteAliasResponse>, Status> {
-        Err(aliases_pending())
+        let deadline = deadline_of(&req, self.limits.request_timeout);
+        let alias = req.into_inner().alias;
+        within(deadline, "DeleteAlias", async {
+            self.coord.delete_alias(&alias).await.map_err(to_status)
+        })
+        .await?;
+        Ok(Response::new(pb::DeleteAliasResponse {}))
     }
 
     async fn switch_aliases(
         &self,
-        _req: Request<pb::SwitchAliasesRequest>,
+        req: Request<pb::SwitchAliasesRequest>,
     ) -> Result<Response<pb::SwitchAliasesResponse>, Status> {
-        Err(aliases_pending())
+        let deadline = deadline_of(&req, self.limits.request_timeout);
+        let mut switches = BTreeMap::new();
+        for a in req.into_inner().aliases {
+            if switches.insert(a.alias.clone(), a.collection).is_some() {
+                return Err(invalid(format!("alias {:?} appears twice", a.alias)));
+            }
+        }
+        within(deadline, "SwitchAliases", async {
+            self.coord.switch_aliases(switches).await.map_err(to_status)
+        })
+        .await?;
+        Ok(Response::new(pb::SwitchAliasesResponse {}))
     }
 
     async fn list_aliases(
         &self,
         _req: Request<pb::ListAliasesRequest>,
     ) -> Result<Response<pb::ListAliasesResponse>, Status> {
-        Ok(Response::new(pb::ListAliasesResponse::default()))
+        let aliases = self
+            .coord
+            .aliases()
+            .into_iter()
+            .map(|(alias, collection)| pb::Alias { alias, collection })
+            .collect();
+        Ok(Response::new(pb::ListAliasesResponse { aliases }))
     }
-}
-
-fn aliases_pending() -> Status {
-    Status::unimplemented("aliases are catalog entries; this server does not run the catalog yet")
 }
 
 #[tonic::async_trait]
@@ -213,14 +264,18 @@ impl pb::search_service_server::SearchService for Api {
         &self,
         req: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
+        let deadline = deadline_of(&req, self.limits.request_timeout);
         let r = req.into_inner();
         let query = query_from(r.query)?;
         let params = params_from(r.params)?;
-        let a = self
-            .engine
-            .search(&r.collection, &query, params)
-            .await
-            .map_err(to_status)?;
+        self.check_k(&params)?;
+        let a = within(deadline, "Search", async {
+            self.coord
+                .search(&r.collection, &query, params)
+                .await
+                .map_err(to_status)
+        })
+        .await?;
         Ok(Response::new(pb::SearchResponse {
             hits: a.hits.into_iter().map(hit_to).collect(),
             generation: a.generation.0,
@@ -234,6 +289,7 @@ impl pb::search_service_server::SearchService for Api {
         &self,
         req: Request<pb::BatchSearchRequest>,
     ) -> Result<Response<pb::BatchSearchResponse>, Status> {
+        let deadline = deadline_of(&req, self.limits.request_timeout);
         let r = req.into_inner();
         if r.queries.len() > self.limits.max_batch {
             return Err(invalid(format!(
@@ -243,12 +299,15 @@ impl pb::search_service_server::SearchService for Api {
             )));
         }
         let params = params_from(r.params)?;
+        self.check_k(&params)?;
         let queries: Vec<Vec<f32>> = r.queries.into_iter().map(|v| v.values).collect();
-        let answers = self
-            .engine
-            .batch_search(&r.collection, &queries, params)
-            .await
-            .map_err(to_status)?;
+        let answers = within(deadline, "BatchSearch", async {
+            self.coord
+                .batch_search(&r.collection, &queries, params)
+                .await
+                .map_err(to_status)
+        })
+        .await?;
         let (generation, answered, total) = answers
             .first()
             .map(|a| {
@@ -277,15 +336,18 @@ impl pb::search_service_server::SearchService for Api {
         &self,
         req: Request<pb::FederatedSearchRequest>,
     ) -> Result<Response<pb::FederatedSearchResponse>, Status> {
+        let deadline = deadline_of(&req, self.limits.request_timeout);
         let r = req.into_inner();
         let query = query_from(r.query)?;
         let params = params_from(r.params)?;
-        let names: Vec<&str> = r.collections.iter().map(String::as_str).collect();
-        let a = self
-            .engine
-            .federated_search(&names, &query, params)
-            .await
-            .map_err(to_status)?;
+        self.check_k(&params)?;
+        let a = within(deadline, "FederatedSearch", async {
+            self.coord
+                .federated_search(&r.collections, &query, params)
+                .await
+                .map_err(to_status)
+        })
+        .await?;
         Ok(Response::new(pb::FederatedSearchResponse {
             hits: a
                 .hits
@@ -311,7 +373,7 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         _req: Request<pb::CacheStatsRequest>,
     ) -> Result<Response<pb::CacheStatsResponse>, Status> {
-        let s = self.engine.cache_stats();
+        let s = self.coord.engine().cache_stats();
         let stats = pb::CacheStats {
             hits: s.hits,
             misses: s.misses,
@@ -327,17 +389,58 @@ impl pb::admin_service_server::AdminService for Api {
             budget_bytes: s.budget_bytes as u64,
         };
         Ok(Response::new(pb::CacheStatsResponse {
-            nodes: [("local".to_string(), stats)].into_iter().collect(),
+            nodes: [(LOCAL_NODE.to_string(), stats)].into_iter().collect(),
         }))
     }
 
     async fn cluster_status(
         &self,
-        _req: Request<pb::ClusterStatusRequest>,
+        req: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        Err(Status::unimplemented(
-            "cluster status comes from the catalog, which this server does not run yet",
-        ))
+        let deadline = deadline_of(&req, self.limits.request_timeout);
+        let st = within(deadline, "ClusterStatus", async {
+            self.coord
+                .meta()
+                .status_of(0)
+                .await
+                .map_err(|e| Status::unavailable(format!("meta status: {e}")))
+        })
+        .await?;
+        let cat = self.coord.catalog();
+        let cache = self.coord.engine().cache_stats();
+        let (assigned, warm) = cat.collections.values().fold((0, 0), |(a, w), c| {
+            let warm = self
+                .coord
+                .engine()
+                .describe(&c.name)
+                .map_or(0, |i| i.partitions_warm);
+            (a + c.partitions, w + warm)
+        });
+        Ok(Response::new(pb::ClusterStatusResponse {
+            members: st
+                .members
+                .into_iter()
+                .map(|m| pb::MetaMember {
+                    id: m.id,
+                    address: m.addr,
+                    voter: m.voter,
+                })
+                .collect(),
+            leader_id: st.leader,
+            term: st.term,
+            commit_index: st.commit_index,
+            applied_index: st.applied_index,
+            assignment_epoch: st.epoch,
+            shards: vec![pb::ShardNode {
+                id: LOCAL_NODE.into(),
+                address: String::new(),
+                live: true,
+                partitions_assigned: assigned,
+                partitions_warm: warm,
+                cache_bytes: cache.bytes as u64,
+                cache_budget_bytes: cache.budget_bytes as u64,
+            }],
+        }))
     }
 
     async fn drain_shard(
@@ -359,36 +462,104 @@ impl pb::admin_service_server::AdminService for Api {
     }
 }
 
+/// The shard node of a single-process server, as admin answers name it.
+const LOCAL_NODE: &str = "local";
+
 #[tonic::async_trait]
 impl pb::data_service_server::DataService for Api {
     async fn ingest(
         &self,
-        _req: Request<tonic::Streaming<pb::IngestRequest>>,
+        req: Request<tonic::Streaming<pb::IngestRequest>>,
     ) -> Result<Response<pb::IngestResponse>, Status> {
-        Err(Status::unimplemented(
-            "managed ingest commits through the catalog, which this server does not run yet",
-        ))
+        let deadline = deadline_of(&req, self.limits.request_timeout);
+        let mut stream = req.into_inner();
+        // Dropping the ingest (an error, the deadline, a client that went
+        // away) deletes whatever it wrote; only `commit` makes it visible.
+        let (records, generation) = within(deadline, "Ingest", async {
+            let header = match stream.message().await? {
+                Some(pb::IngestRequest {
+                    message: Some(pb::ingest_request::Message::Header(h)),
+                }) => h,
+                _ => return Err(invalid("the first Ingest message must be a header")),
+            };
+            let mut ingest = self.coord.ingest(&header.collection).map_err(to_status)?;
+            while let Some(msg) = stream.message().await? {
+                match msg.message {
+                    Some(pb::ingest_request::Message::Batch(b)) => {
+                        for r in b.records {
+                            let id = id_from(r.id)?;
+                            let v = r.vector.map(|v| v.values).unwrap_or_default();
+                            ingest.add(id, &v).await.map_err(to_status)?;
+                        }
+                    }
+                    Some(pb::ingest_request::Message::Header(_)) => {
+                        return Err(invalid("only the first Ingest message is a header"))
+                    }
+                    None => return Err(invalid("an Ingest message carries a header or a batch")),
+                }
+            }
+            ingest.commit().await.map_err(to_status)
+        })
+        .await?;
+        Ok(Response::new(pb::IngestResponse {
+            records,
+            generation: generation.0,
+        }))
     }
 
     async fn delete(
         &self,
-        _req: Request<pb::DeleteRequest>,
+        req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        Err(Status::unimplemented(
-            "tombstones are catalog entries; this server does not run the catalog yet",
-        ))
+        let deadline = deadline_of(&req, self.limits.request_timeout);
+        let r = req.into_inner();
+        let ids = r
+            .ids
+            .into_iter()
+            .map(|i| id_from(Some(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let added = within(deadline, "Delete", async {
+            self.coord
+                .delete(&r.collection, ids)
+                .await
+                .map_err(to_status)
+        })
+        .await?;
+        Ok(Response::new(pb::DeleteResponse {
+            tombstones_added: added,
+        }))
     }
 
     async fn refresh(
         &self,
         req: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
+        let deadline = deadline_of(&req, self.limits.request_timeout);
         let name = req.into_inner().collection;
-        let before = self.engine.describe(&name).map_err(to_status)?.generation;
-        let g = self.engine.refresh(&name).await.map_err(to_status)?;
+        let (g, changed) = within(deadline, "Refresh", async {
+            self.coord.refresh(&name).await.map_err(to_status)
+        })
+        .await?;
         Ok(Response::new(pb::RefreshResponse {
-            changed: before.as_ref() != Some(&g),
+            changed,
             generation: g.0,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_grpc_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(parse_grpc_timeout("S"), None);
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
     }
 }

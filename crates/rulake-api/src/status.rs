@@ -1,16 +1,61 @@
-//! The one place engine errors become gRPC status codes.
+//! The one place RuLake's errors become gRPC status codes.
 //!
-//! Every handler returns `Result<_, EngineError>` internally and converts
-//! here, so a code never depends on which RPC reported the error, and the
-//! message a user sees is the engine's (which names the collection, object,
-//! row group or column at fault).
+//! Every handler converts here, so a code never depends on which RPC
+//! reported the error, and the message a user sees is the one the engine,
+//! catalog or coordinator wrote (naming the collection, object, row group
+//! or column at fault).
 
+use rulake_catalog::{CatalogError, Rejection, RejectionKind};
+use rulake_coordinator::CoordinatorError;
 use rulake_engine::EngineError;
 use tonic::{Code, Status};
 
-/// The status a client receives for an engine error.
-pub fn to_status(e: EngineError) -> Status {
+/// The status a client receives for a coordinator error.
+pub fn to_status(e: CoordinatorError) -> Status {
     let code = match &e {
+        CoordinatorError::Engine(e) => return engine_status(e),
+        CoordinatorError::Catalog(c) => return catalog_status(c),
+        CoordinatorError::InvalidArgument(_) => Code::InvalidArgument,
+        CoordinatorError::NotFound { .. } => Code::NotFound,
+        CoordinatorError::AlreadyExists(_) => Code::AlreadyExists,
+        CoordinatorError::FailedPrecondition(_) => Code::FailedPrecondition,
+        // Writing managed files failed: the lake may be back later.
+        CoordinatorError::Lake(_) | CoordinatorError::Unavailable(_) => Code::Unavailable,
+    };
+    Status::new(code, e.to_string())
+}
+
+fn rejection_status(r: &Rejection) -> Status {
+    let code = match r.kind {
+        RejectionKind::Invalid => Code::InvalidArgument,
+        RejectionKind::NotFound => Code::NotFound,
+        RejectionKind::AlreadyExists => Code::AlreadyExists,
+        RejectionKind::Precondition => Code::FailedPrecondition,
+    };
+    Status::new(code, r.message.clone())
+}
+
+fn catalog_status(e: &CatalogError) -> Status {
+    match e {
+        CatalogError::Refused(r) => rejection_status(r),
+        CatalogError::Rejected(c) => rejection_status(&Rejection::from(c)),
+        CatalogError::InvalidArgument(m) => Status::invalid_argument(m.clone()),
+        CatalogError::Unavailable(_) | CatalogError::Transport(_) => {
+            Status::unavailable(format!("catalog: {e}"))
+        }
+        // Retrying blindly could apply a write twice: say so.
+        CatalogError::Indeterminate(_) => Status::unknown(format!(
+            "catalog: {e}; read the collection back before retrying"
+        )),
+        CatalogError::Storage(_) | CatalogError::Codec(_) | CatalogError::Raft(_) => {
+            Status::internal(format!("catalog: {e}"))
+        }
+    }
+}
+
+/// The status a client receives for an engine error.
+pub fn engine_status(e: &EngineError) -> Status {
+    let code = match e {
         EngineError::NotFound { .. } => Code::NotFound,
         EngineError::AlreadyExists { .. } => Code::AlreadyExists,
         EngineError::InvalidArgument(_) => Code::InvalidArgument,

@@ -1,25 +1,26 @@
 //! The public API against a real tonic server on loopback: answers equal
 //! the engine's, and every error reaches the client with its status code.
 
-use rulake_api::{router, Api, Limits};
-use rulake_engine::{CacheConfig, RuLake};
+mod support;
+
 use rulake_index::{datasets::ClusteredGaussian, exact};
 use rulake_lake::{write_parquet_file, IdsRef};
 use rulake_proto::v1 as pb;
 use rulake_types::Metric;
-use std::sync::Arc;
 use tonic::Code;
 
 const DIM: usize = 16;
 
-struct Server {
-    channel: tonic::transport::Channel,
+struct Lake {
+    _server: support::Server,
     _dir: tempfile::TempDir,
+    _data_dir: tempfile::TempDir,
+    channel: tonic::transport::Channel,
     data: Vec<f32>,
     url: String,
 }
 
-async fn start() -> Server {
+async fn start() -> Lake {
     let dir = tempfile::tempdir().unwrap();
     let g = ClusteredGaussian::new(DIM, 8, 0.2, 5);
     let data = g.sample(3000, 1);
@@ -34,24 +35,14 @@ async fn start() -> Server {
         )
         .unwrap();
     }
-    let engine = Arc::new(RuLake::new(CacheConfig::default()));
-    let api = Api::new(engine, Limits { max_batch: 8 });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_routes(router(api))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = support::serve(data_dir.path(), support::limits()).await;
     let url = dir.path().to_str().unwrap().to_string();
-    Server {
-        channel,
+    Lake {
+        channel: server.channel.clone(),
+        _server: server,
         _dir: dir,
+        _data_dir: data_dir,
         data,
         url,
     }

@@ -4,7 +4,7 @@
 //! never proposed, so a retried write cannot land twice. A failure with an
 //! unknown outcome is reported as such ([`CatalogError::Indeterminate`]).
 
-use crate::error::CatalogError;
+use crate::error::{CatalogError, Rejection, RejectionKind};
 use crate::model::{Applied, Catalog, Command};
 use crate::network::Transport;
 use crate::server::{connect_failure, retry_safe};
@@ -48,11 +48,17 @@ pub struct MetaClient {
 }
 
 fn command_error(s: &Status) -> Option<CatalogError> {
-    let rejected = matches!(
-        s.code(),
-        Code::InvalidArgument | Code::NotFound | Code::AlreadyExists | Code::FailedPrecondition
-    );
-    rejected.then(|| CatalogError::Refused(s.message().to_owned()))
+    let kind = match s.code() {
+        Code::InvalidArgument => RejectionKind::Invalid,
+        Code::NotFound => RejectionKind::NotFound,
+        Code::AlreadyExists => RejectionKind::AlreadyExists,
+        Code::FailedPrecondition => RejectionKind::Precondition,
+        _ => return None,
+    };
+    Some(CatalogError::Refused(Rejection {
+        kind,
+        message: s.message().to_owned(),
+    }))
 }
 
 impl MetaClient {

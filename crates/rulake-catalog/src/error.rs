@@ -127,8 +127,8 @@ pub enum CatalogError {
     #[error("unavailable: {0}")]
     Unavailable(String),
     /// A member rejected the command (the message says why); nothing was written.
-    #[error("rejected: {0}")]
-    Refused(String),
+    #[error("rejected: {}", .0.message)]
+    Refused(Rejection),
     /// The call failed in a way that does not tell whether a write
     /// committed (e.g. the leader died after proposing it). Read to find out.
     #[error("outcome unknown: {0}")]

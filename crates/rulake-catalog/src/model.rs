@@ -37,11 +37,29 @@ pub enum SourceKind {
     Delta {
         /// Table URL.
         url: String,
+        /// Id column.
+        #[serde(default)]
+        id_column: String,
+        /// Vector column.
+        #[serde(default)]
+        vector_column: String,
+        /// Pinned table version (time travel); `None` follows the latest.
+        #[serde(default)]
+        version: Option<i64>,
     },
     /// An Iceberg table.
     Iceberg {
-        /// Table URL.
+        /// URL of a table metadata file.
         url: String,
+        /// Id column.
+        #[serde(default)]
+        id_column: String,
+        /// Vector column.
+        #[serde(default)]
+        vector_column: String,
+        /// Pinned snapshot; `None` follows the current snapshot.
+        #[serde(default)]
+        snapshot_id: Option<i64>,
     },
     /// RuLake's own write path: immutable Parquet files under a prefix it owns,
     /// made visible by commits in this catalog.
@@ -58,6 +76,10 @@ pub struct SourceRecord {
     pub name: String,
     /// What and where it is.
     pub kind: SourceKind,
+    /// Object-store options (region, endpoint, ...). Secrets belong in the
+    /// servers' environment, not here: the catalog is replicated as is.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 /// A collection as the catalog stores it.
@@ -79,6 +101,9 @@ pub struct CollectionRecord {
     pub consistency: Consistency,
     /// Default rerank factor.
     pub rerank: u32,
+    /// Default IVF lists probed (`None`: chosen from the collection's size).
+    #[serde(default)]
+    pub nprobe: Option<u32>,
 }
 
 impl CollectionRecord {
@@ -93,6 +118,7 @@ impl CollectionRecord {
             replication: 1,
             consistency: Consistency::default(),
             rerank: 20,
+            nprobe: None,
         }
     }
 }
@@ -108,6 +134,9 @@ pub struct CollectionChanges {
     pub consistency: Option<Consistency>,
     /// New rerank factor.
     pub rerank: Option<u32>,
+    /// New default nprobe.
+    #[serde(default)]
+    pub nprobe: Option<u32>,
 }
 
 /// A node that can serve partitions.
@@ -405,7 +434,7 @@ impl Catalog {
                             });
                         }
                     }
-                    SourceKind::Delta { url } | SourceKind::Iceberg { url } => {
+                    SourceKind::Delta { url, .. } | SourceKind::Iceberg { url, .. } => {
                         check_url("url", url)?
                     }
                     SourceKind::Managed { prefix } => check_url("prefix", prefix)?,
@@ -513,6 +542,9 @@ impl Catalog {
                 }
                 if let Some(c) = changes.consistency {
                     rec.consistency = c;
+                }
+                if let Some(n) = changes.nprobe {
+                    rec.nprobe = Some(n);
                 }
                 Ok(Applied::Done)
             }

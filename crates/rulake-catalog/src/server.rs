@@ -271,6 +271,19 @@ impl MetaNode {
         }
     }
 
+    /// What this member has applied: the catalog it serves local reads
+    /// from. Processes that run a member read it directly instead of over
+    /// gRPC (it may trail the leader by what is committed but not applied).
+    pub fn state(&self) -> Arc<RwLock<AppliedState>> {
+        self.inner.state.clone()
+    }
+
+    /// Whether this member leads the group now.
+    pub fn is_leader(&self) -> bool {
+        let m = self.inner.raft.metrics().borrow().clone();
+        m.current_leader == Some(self.inner.id) && m.state == ServerState::Leader
+    }
+
     /// The Raft handle.
     pub fn raft(&self) -> &CatalogRaft {
         &self.inner.raft

@@ -17,6 +17,7 @@ fn parquet(name: &str) -> Command {
             id_column: "id".into(),
             vector_column: "emb".into(),
         },
+        options: Default::default(),
     })
 }
 
@@ -26,6 +27,7 @@ fn managed(name: &str, prefix: &str) -> Command {
         kind: SourceKind::Managed {
             prefix: prefix.into(),
         },
+        options: Default::default(),
     })
 }
 
@@ -86,13 +88,14 @@ fn valid_commands_apply() {
             replication: Some(3),
             consistency: Some(Consistency::Fresh),
             rerank: Some(5),
+            nprobe: Some(7),
         },
     })
     .unwrap();
     let a = &cat.collections["a"];
     assert_eq!(
-        (a.replication, a.consistency, a.rerank),
-        (3, Consistency::Fresh, 5)
+        (a.replication, a.consistency, a.rerank, a.nprobe),
+        (3, Consistency::Fresh, 5, Some(7))
     );
 
     cat.apply(Command::CreateAlias {
@@ -172,7 +175,13 @@ fn invalid_sources_are_rejected() {
     rejects(&cat, parquet("s"), |e| matches!(e, E::AlreadyExists { .. }));
     let empty_url = Command::CreateSource(SourceRecord {
         name: "t".into(),
-        kind: SourceKind::Delta { url: " ".into() },
+        kind: SourceKind::Delta {
+            url: " ".into(),
+            id_column: "id".into(),
+            vector_column: "v".into(),
+            version: None,
+        },
+        options: Default::default(),
     });
     rejects(&cat, empty_url, |e| {
         matches!(e, E::InvalidField { field: "url", .. })
@@ -184,6 +193,7 @@ fn invalid_sources_are_rejected() {
             id_column: "v".into(),
             vector_column: "v".into(),
         },
+        options: Default::default(),
     });
     rejects(&cat, same_cols, |e| matches!(e, E::InvalidField { .. }));
     rejects(&cat, managed("m2", "file:///lake/managed/"), |e| {

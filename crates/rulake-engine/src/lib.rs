@@ -21,25 +21,32 @@
 //! - [`spec`] — [`CollectionSpec`] and the answer types.
 //! - [`error`] — [`EngineError`].
 
+mod deletes;
 pub mod error;
 pub mod spec;
 
 pub use error::{EngineError, Result};
 pub use rulake_shard::{CacheConfig, CacheStats, CachedPartition};
-pub use spec::{CollectionInfo, CollectionSpec, FederatedHit, FederatedResponse, SearchResponse};
+pub use spec::{
+    Alter, CollectionInfo, CollectionSpec, FederatedHit, FederatedResponse, SearchResponse,
+};
 
+use deletes::Deletes;
 use parking_lot::{Mutex, RwLock};
 use rayon::prelude::*;
 use rulake_lake::{Listing, Source};
 use rulake_shard::{build_partition, PartitionCache, PartitionKey, PartitionSpec};
-use rulake_types::{hit_order, merge_topk, Consistency, Generation, Hit, SearchParams};
-use std::collections::{BTreeMap, HashMap};
+use rulake_types::{hit_order, merge_topk, Consistency, Generation, Hit, SearchParams, VectorId};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Largest `k` a search may ask for.
 pub const MAX_K: usize = 10_000;
+
+/// Default rerank factor of a collection.
+pub use rulake_index::DEFAULT_RERANK;
 
 /// The embedded engine. Cheap to clone; clones share everything.
 #[derive(Clone)]
@@ -50,6 +57,9 @@ pub struct RuLake {
 struct Inner {
     sources: RwLock<HashMap<String, Arc<dyn Source>>>,
     collections: RwLock<HashMap<String, Arc<Collection>>>,
+    /// Deleted ids per collection; kept apart from [`Collection`] so an
+    /// alter (which swaps the collection value) keeps them.
+    deletes: RwLock<HashMap<String, Arc<Deletes>>>,
     cache: Arc<PartitionCache>,
 }
 
@@ -91,6 +101,7 @@ impl RuLake {
             inner: Arc::new(Inner {
                 sources: RwLock::new(HashMap::new()),
                 collections: RwLock::new(HashMap::new()),
+                deletes: RwLock::new(HashMap::new()),
                 cache: PartitionCache::new(cache),
             }),
         }
@@ -190,8 +201,79 @@ impl RuLake {
                 kind: "collection",
                 name: name.to_owned(),
             })?;
+        self.inner.deletes.write().remove(name);
         self.inner.cache.remove_collection(name);
         Ok(())
+    }
+
+    /// Change what can change without a rebuild: consistency, default
+    /// rerank and nprobe. The serving generation and every cached
+    /// partition stay; the next query uses the new values.
+    pub async fn alter_collection(&self, name: &str, alter: Alter) -> Result<CollectionSpec> {
+        let old = self.collection(name)?;
+        // No refresh of the old value may finish after the swap.
+        let _guard = old.refresh.lock().await;
+        let mut spec = old.spec.clone();
+        alter.apply_to(&mut spec);
+        spec.validate()?;
+        let serving = old.serving.read().as_ref().map(|s| Serving {
+            listing: s.listing.clone(),
+            checked_at: s.checked_at,
+        });
+        let new = Arc::new(Collection {
+            spec: spec.clone(),
+            source: old.source.clone(),
+            serving: RwLock::new(serving),
+            refresh: tokio::sync::Mutex::new(()),
+            background: AtomicBool::new(false),
+            last_error: Mutex::new(old.last_error.lock().clone()),
+        });
+        let mut map = self.inner.collections.write();
+        match map.get(name) {
+            Some(cur) if Arc::ptr_eq(cur, &old) => {
+                map.insert(name.to_owned(), new);
+                Ok(spec)
+            }
+            _ => Err(EngineError::FailedPrecondition(format!(
+                "collection {name:?} was dropped or changed while being altered"
+            ))),
+        }
+    }
+
+    /// Replace the set of deleted ids of a collection. Searches skip them
+    /// from the next query on, in every partition, without a rebuild.
+    pub fn set_deleted(&self, name: &str, ids: HashSet<VectorId>) -> Result<()> {
+        self.collection(name)?;
+        let mut d = self.inner.deletes.write();
+        if ids.is_empty() {
+            d.remove(name);
+        } else {
+            d.insert(name.to_owned(), Arc::new(Deletes::new(ids)));
+        }
+        Ok(())
+    }
+
+    fn deletes(&self, name: &str) -> Option<Arc<Deletes>> {
+        self.inner.deletes.read().get(name).cloned()
+    }
+
+    /// Which of `ids` the collection's serving generation holds (deleted
+    /// ones included), loading it first if needed. A writer uses this to
+    /// refuse ids that would appear twice.
+    pub async fn existing_ids(&self, name: &str, ids: &HashSet<VectorId>) -> Result<Vec<VectorId>> {
+        let (_, parts) = self.partitions(name).await?;
+        let mut found = Vec::new();
+        for part in &parts {
+            let table = part.index.ids();
+            for pos in 0..table.len() as u32 {
+                let id = table.get(pos);
+                if ids.contains(&id) {
+                    found.push(id);
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
     }
 
     fn collection(&self, name: &str) -> Result<Arc<Collection>> {
@@ -227,10 +309,12 @@ impl RuLake {
         };
         let mut warm = 0;
         let mut vectors = 0;
+        let deletes = self.deletes(name);
         for p in 0..c.spec.partitions {
             if let Some(part) = self.inner.cache.peek(&key(&c.spec.name, p)) {
                 warm += 1;
-                vectors += part.index.live_len() as u64;
+                let hidden = deletes.as_ref().map_or(0, |d| d.hidden_in(&part));
+                vectors += (part.index.live_len() - hidden) as u64;
             }
         }
         let info = CollectionInfo {
@@ -551,7 +635,8 @@ impl RuLake {
         self.ensure_current(&c).await?;
         let (generation, parts) = self.serving_partitions(&c).await?;
         let params = Self::effective(&c.spec, params);
-        let hits = search_partitions(&parts, query, params)?;
+        let masks = self.masks(&c.spec.name, &parts);
+        let hits = search_partitions(&parts, &masks, query, params)?;
         Ok(SearchResponse {
             hits,
             generation,
@@ -575,11 +660,12 @@ impl RuLake {
         self.ensure_current(&c).await?;
         let (generation, parts) = self.serving_partitions(&c).await?;
         let params = Self::effective(&c.spec, params);
+        let masks = self.masks(&c.spec.name, &parts);
         queries
             .par_iter()
             .map(|q| {
                 Ok(SearchResponse {
-                    hits: search_partitions_seq(&parts, q, params)?,
+                    hits: search_partitions_seq(&parts, &masks, q, params)?,
                     generation: generation.clone(),
                     partitions_answered: parts.len() as u32,
                     partitions_total: c.spec.partitions,
@@ -624,15 +710,16 @@ impl RuLake {
             total += c.spec.partitions;
             generations.insert(c.spec.name.clone(), g.clone());
             let plan = partition_params(&parts, Self::effective(&c.spec, params));
-            for (part, p) in parts.into_iter().zip(plan) {
-                work.push((c.spec.name.clone(), g.clone(), part, p));
+            let masks = self.masks(&c.spec.name, &parts);
+            for ((part, p), mask) in parts.into_iter().zip(plan).zip(masks) {
+                work.push((c.spec.name.clone(), g.clone(), part, p, mask));
             }
         }
         let answered = work.len() as u32;
         let lists: Vec<Vec<FederatedHit>> = work
             .par_iter()
-            .map(|(name, g, part, p)| {
-                Ok(partition_hits(part, query, *p)?
+            .map(|(name, g, part, p, mask)| {
+                Ok(partition_hits(part, mask, query, *p)?
                     .into_iter()
                     .map(|h| FederatedHit {
                         collection: name.clone(),
@@ -662,6 +749,16 @@ impl RuLake {
     }
 }
 
+impl RuLake {
+    /// Per partition, the positions of deleted ids (empty when none are).
+    fn masks(&self, name: &str, parts: &[Arc<CachedPartition>]) -> Vec<Arc<Vec<u64>>> {
+        match self.deletes(name) {
+            None => vec![Arc::default(); parts.len()],
+            Some(d) => parts.iter().map(|p| d.mask(p)).collect(),
+        }
+    }
+}
+
 fn key(collection: &str, p: u32) -> PartitionKey {
     PartitionKey {
         collection: collection.to_owned(),
@@ -669,11 +766,16 @@ fn key(collection: &str, p: u32) -> PartitionKey {
     }
 }
 
-fn partition_hits(part: &CachedPartition, query: &[f32], p: SearchParams) -> Result<Vec<Hit>> {
+fn partition_hits(
+    part: &CachedPartition,
+    mask: &[u64],
+    query: &[f32],
+    p: SearchParams,
+) -> Result<Vec<Hit>> {
     let ids = part.index.ids();
     Ok(part
         .index
-        .search(query, p.k, p.nprobe, p.rerank)
+        .search_excluding(query, p.k, p.nprobe, p.rerank, mask)
         .map_err(|e| EngineError::InvalidArgument(e.to_string()))?
         .into_iter()
         .map(|(pos, distance)| Hit {
@@ -714,12 +816,13 @@ pub fn partition_params(parts: &[Arc<CachedPartition>], p: SearchParams) -> Vec<
 /// Fan out over partitions in parallel and merge exactly.
 fn search_partitions(
     parts: &[Arc<CachedPartition>],
+    masks: &[Arc<Vec<u64>>],
     query: &[f32],
     p: SearchParams,
 ) -> Result<Vec<Hit>> {
     let plan = partition_params(parts, p);
     if parts.len() == 1 {
-        let mut hits = partition_hits(&parts[0], query, plan[0])?;
+        let mut hits = partition_hits(&parts[0], &masks[0], query, plan[0])?;
         hits.sort_by(hit_order);
         return Ok(hits);
     }
@@ -730,10 +833,15 @@ fn search_partitions(
         .map(|_| parking_lot::Mutex::new(None))
         .collect();
     let first = rayon::in_place_scope(|s| {
-        for ((part, pp), slot) in parts[1..].iter().zip(&plan[1..]).zip(&slots) {
-            s.spawn(move |_| *slot.lock() = Some(partition_hits(part, query, *pp)));
+        for (((part, pp), slot), mask) in parts[1..]
+            .iter()
+            .zip(&plan[1..])
+            .zip(&slots)
+            .zip(&masks[1..])
+        {
+            s.spawn(move |_| *slot.lock() = Some(partition_hits(part, mask, query, *pp)));
         }
-        partition_hits(&parts[0], query, plan[0])
+        partition_hits(&parts[0], &masks[0], query, plan[0])
     });
     let mut lists = Vec::with_capacity(parts.len());
     lists.push(first?);
@@ -746,13 +854,15 @@ fn search_partitions(
 /// Sequential fan-out, for callers already parallel over queries.
 fn search_partitions_seq(
     parts: &[Arc<CachedPartition>],
+    masks: &[Arc<Vec<u64>>],
     query: &[f32],
     p: SearchParams,
 ) -> Result<Vec<Hit>> {
     let lists: Vec<Vec<Hit>> = parts
         .iter()
         .zip(partition_params(parts, p))
-        .map(|(part, pp)| partition_hits(part, query, pp))
+        .zip(masks)
+        .map(|((part, pp), mask)| partition_hits(part, mask, query, pp))
         .collect::<Result<_>>()?;
     Ok(merge_topk(lists, p.k))
 }

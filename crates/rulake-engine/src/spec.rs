@@ -170,3 +170,29 @@ pub struct CollectionInfo {
     /// Last refresh error, if unresolved.
     pub last_error: Option<String>,
 }
+
+/// Changes to a collection that need no rebuild. `None` keeps a value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Alter {
+    /// New consistency level.
+    pub consistency: Option<Consistency>,
+    /// New default rerank factor.
+    pub rerank: Option<usize>,
+    /// New default nprobe (`Some(None)` returns to the index's default).
+    pub nprobe: Option<Option<usize>>,
+}
+
+impl Alter {
+    /// Apply the changes to a spec.
+    pub fn apply_to(&self, spec: &mut CollectionSpec) {
+        if let Some(c) = self.consistency {
+            spec.consistency = c;
+        }
+        if let Some(r) = self.rerank {
+            spec.rerank = r;
+        }
+        if let Some(n) = self.nprobe {
+            spec.nprobe = n;
+        }
+    }
+}

@@ -736,7 +736,8 @@ impl PartitionIndex {
     }
 
     #[inline]
-    fn is_tombstoned(&self, pos: u32) -> bool {
+    /// Whether the row at `pos` was hidden by [`PartitionIndex::tombstone`].
+    pub fn is_tombstoned(&self, pos: u32) -> bool {
         self.tombstones[pos as usize / 64] & (1 << (pos % 64)) != 0
     }
 
@@ -846,6 +847,22 @@ impl PartitionIndex {
         nprobe: Option<usize>,
         rerank: Option<usize>,
     ) -> Result<Vec<(u32, f32)>> {
+        self.search_excluding(query, k, nprobe, rerank, &[])
+    }
+
+    /// [`PartitionIndex::search`] that also skips the positions set in `exclude`
+    /// (a bitset, bit `p % 64` of word `p / 64`; shorter than the index
+    /// means "not excluded"). Deletes committed after a partition was
+    /// built arrive this way: the partition is shared by concurrent
+    /// searches and costs far more to copy than a bitset to pass.
+    pub fn search_excluding(
+        &self,
+        query: &[f32],
+        k: usize,
+        nprobe: Option<usize>,
+        rerank: Option<usize>,
+        exclude: &[u64],
+    ) -> Result<Vec<(u32, f32)>> {
         if k == 0 {
             return Err(IndexError::ZeroK);
         }
@@ -899,7 +916,13 @@ impl PartitionIndex {
             plane.quantize(&rq);
         }
         let mut cand = Candidates::new(cap);
-        let check_tomb = self.n_tombstones > 0;
+        let check_tomb = self.n_tombstones > 0 || exclude.iter().any(|&w| w != 0);
+        let hidden = |pos: u32| {
+            self.is_tombstoned(pos)
+                || exclude
+                    .get(pos as usize / 64)
+                    .is_some_and(|w| w & (1 << (pos % 64)) != 0)
+        };
         let d = dim as f32;
         // Per probed list, what the refinement stage needs: the rotated
         // query (residual for l2/cosine), its Σqᵢ and ‖q‖₁, ‖q‖² and the
@@ -977,7 +1000,7 @@ impl PartitionIndex {
                     continue;
                 }
                 let pos = list.pos[i];
-                if check_tomb && self.is_tombstoned(pos) {
+                if check_tomb && hidden(pos) {
                     continue;
                 }
                 cand.push(Cand {

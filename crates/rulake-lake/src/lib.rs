@@ -11,6 +11,7 @@
 //! # Layout
 //! - [`source`] — the [`Source`] trait, [`Unit`], [`Listing`], [`RowBatch`].
 //! - [`parquet`] — Parquet files under an object-store prefix or glob.
+//! - [`managed`] — files RuLake wrote itself, made visible by catalog commits.
 //! - [`memory`] — an in-process mutable source.
 //! - `delta` (feature `delta`) — Delta Lake tables: log replay → data files.
 //! - `iceberg` (feature `iceberg`) — Iceberg tables: metadata, manifests → data files.
@@ -27,6 +28,7 @@ pub mod delta;
 pub mod error;
 #[cfg(feature = "iceberg")]
 pub mod iceberg;
+pub mod managed;
 pub mod memory;
 pub mod parquet;
 pub mod reader;
@@ -41,6 +43,7 @@ pub use delta::{DeltaSource, DeltaSourceConfig};
 pub use error::{LakeError, Location, Result};
 #[cfg(feature = "iceberg")]
 pub use iceberg::{IcebergSource, IcebergSourceConfig};
+pub use managed::ManagedSource;
 pub use memory::MemorySource;
 pub use parquet::{ParquetSource, ParquetSourceConfig};
 pub use reader::ReadCounters;

@@ -140,7 +140,6 @@ impl ParquetSource {
 
     /// A reader of data files named by a table format's own file list,
     /// in the store of the table (`url` is the table's, for messages only).
-    #[cfg(any(feature = "delta", feature = "iceberg"))]
     pub(crate) fn for_table(store: StoreUrl, id_column: &str, vector_column: &str) -> Self {
         ParquetSource {
             config: ParquetSourceConfig::new(store.url.to_string(), id_column, vector_column),

@@ -346,12 +346,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     id_column: id_col,
                     vector_column: vector_col,
                 },
-                "delta" => SourceKind::Delta { url },
-                "iceberg" => SourceKind::Iceberg { url },
+                "delta" => SourceKind::Delta {
+                    url,
+                    id_column: id_col,
+                    vector_column: vector_col,
+                    version: None,
+                },
+                "iceberg" => SourceKind::Iceberg {
+                    url,
+                    id_column: id_col,
+                    vector_column: vector_col,
+                    snapshot_id: None,
+                },
                 "managed" => SourceKind::Managed { prefix: url },
                 other => bail!("unknown source kind {other:?}: parquet, delta, iceberg or managed"),
             };
-            write(&addrs, Command::CreateSource(SourceRecord { name, kind })).await
+            write(
+                &addrs,
+                Command::CreateSource(SourceRecord {
+                    name,
+                    kind,
+                    options: Default::default(),
+                }),
+            )
+            .await
         }
         MetaCommand::Source(SourceCommand::Drop { addrs, name }) => {
             write(&addrs, Command::DropSource { name }).await

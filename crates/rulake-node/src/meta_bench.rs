@@ -124,6 +124,7 @@ async fn bench(
             kind: SourceKind::Managed {
                 prefix: "file:///bench/".into(),
             },
+            options: Default::default(),
         }))
         .await
         .context("first write (is the group up?)")?;

@@ -1,14 +1,16 @@
-//! `rulake serve`: the public API on one port, with the standard gRPC
-//! health service (so load balancers and Kubernetes probes need nothing
-//! RuLake-specific) and server reflection (so `grpcurl` works without the
-//! proto files). Stops cleanly on Ctrl-C or SIGTERM: in-flight calls finish,
+//! `rulake serve`: every role in one process (a one-member meta group, the
+//! engine and the coordinator) over one data directory, and the public API
+//! on one port, with the standard gRPC health service (so load balancers
+//! and Kubernetes probes need nothing RuLake-specific) and server
+//! reflection (so `grpcurl` works without the proto files). Collections,
+//! aliases, deletes and managed data survive a restart on the same data
+//! directory. Stops cleanly on Ctrl-C or SIGTERM: in-flight calls finish,
 //! new ones are refused.
 
 use rulake_api::{router, Api, Limits};
-use rulake_engine::{CacheConfig, RuLake};
+use rulake_coordinator::{Embedded, EmbeddedConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// `rulake serve` options.
@@ -17,15 +19,27 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:50051", env = "RULAKE_LISTEN")]
     pub listen: SocketAddr,
-    /// Directory for the persisted partition cache.
+    /// Directory for the catalog, the persisted partition cache and
+    /// managed collections' files.
     #[arg(long, default_value = "rulake-data", env = "RULAKE_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Address of the catalog's (one-member) meta group; port 0 picks a
+    /// free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub meta_listen: SocketAddr,
+    /// Where managed collections' Parquet files go (`file://`, `s3://`,
+    /// ...); default: `managed/` under the data directory.
+    #[arg(long, env = "RULAKE_MANAGED_URL")]
+    pub managed_url: Option<String>,
     /// Cache budget in bytes.
     #[arg(long, default_value_t = 4 << 30, env = "RULAKE_CACHE_BYTES")]
     pub cache_bytes: usize,
     /// Most queries in one BatchSearch.
     #[arg(long, default_value_t = 1024)]
     pub max_batch: usize,
+    /// Largest k a search may ask for.
+    #[arg(long, default_value_t = rulake_engine::MAX_K)]
+    pub max_k: usize,
     /// Upper bound on any request's run time; a client's own shorter
     /// deadline (grpc-timeout) applies first.
     #[arg(long, default_value = "30", value_parser = parse_secs)]
@@ -41,15 +55,22 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&a.data_dir)?;
-    let engine = Arc::new(RuLake::new(CacheConfig {
-        budget_bytes: a.cache_bytes,
-        persist_dir: Some(a.data_dir.join("cache")),
-    }));
+    if a.max_k == 0 || a.max_k > rulake_engine::MAX_K {
+        anyhow::bail!("--max-k must be between 1 and {}", rulake_engine::MAX_K);
+    }
+    let node = Embedded::start(EmbeddedConfig {
+        data_dir: a.data_dir.clone(),
+        cache_bytes: a.cache_bytes,
+        meta_listen: a.meta_listen,
+        managed_root: a.managed_url.clone(),
+    })
+    .await?;
     let api = Api::new(
-        engine,
+        node.coordinator.clone(),
         Limits {
             max_batch: a.max_batch,
+            max_k: a.max_k,
+            request_timeout: a.request_timeout,
         },
     );
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -67,14 +88,23 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(rulake_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    eprintln!("rulake serve: listening on {}", a.listen);
+    let collections = node.coordinator.catalog().collections.len();
+    eprintln!(
+        "rulake serve: listening on {} (data {}, {collections} collections, catalog on {})",
+        a.listen,
+        a.data_dir.display(),
+        node.meta_addr
+    );
     tonic::transport::Server::builder()
-        .timeout(a.request_timeout)
+        // The handlers answer DEADLINE_EXCEEDED at the deadline; this is the
+        // backstop for anything that does not return to them.
+        .timeout(a.request_timeout + Duration::from_secs(1))
         .add_routes(router(api))
         .add_service(health)
         .add_service(reflection)
         .serve_with_shutdown(a.listen, shutdown())
         .await?;
+    node.shutdown().await;
     eprintln!("rulake serve: stopped");
     Ok(())
 }

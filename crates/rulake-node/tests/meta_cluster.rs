@@ -19,6 +19,7 @@ fn managed(name: &str) -> Command {
         kind: SourceKind::Managed {
             prefix: format!("file:///lake/{name}/"),
         },
+        options: Default::default(),
     })
 }
 

@@ -40,6 +40,26 @@ impl fmt::Display for VectorId {
     }
 }
 
+impl VectorId {
+    /// A string that names the id and its type (`n:42`, `s:doc-7`), so the
+    /// integer 42 and the string "42" stay apart where ids are stored as
+    /// text (catalog tombstones).
+    pub fn to_key(&self) -> String {
+        match self {
+            VectorId::U64(v) => format!("n:{v}"),
+            VectorId::Str(s) => format!("s:{s}"),
+        }
+    }
+
+    /// The id a [`VectorId::to_key`] string names; `None` for anything else.
+    pub fn from_key(key: &str) -> Option<VectorId> {
+        if let Some(n) = key.strip_prefix("n:") {
+            return n.parse().ok().map(VectorId::U64);
+        }
+        key.strip_prefix("s:").map(|s| VectorId::Str(s.to_owned()))
+    }
+}
+
 impl From<u64> for VectorId {
     fn from(v: u64) -> Self {
         VectorId::U64(v)
