@@ -8,8 +8,11 @@
 //! - `bench-formats` (features `delta` + `iceberg`): lake → first answer and
 //!   refresh after an append, for a Parquet prefix, a Delta and an Iceberg table.
 //! - `meta`: run or administer a member of the catalog's Raft group.
+//! - `collections`, `alias`, `ingest`, `search`, `stats`: a client of a
+//!   running server (`cli`).
 
 mod bench;
+mod cli;
 mod demo;
 #[cfg(all(feature = "delta", feature = "iceberg"))]
 mod formats_bench;
@@ -41,8 +44,20 @@ enum Command {
     Query(query::Args),
     /// Run the benchmark and write docs/BENCHMARKS.md.
     Bench(bench::Args),
-    /// Serve the public gRPC API (rulake.v1) over the embedded engine.
+    /// Serve the public gRPC API (rulake.v1): every role in one process over a data directory.
     Serve(serve::Args),
+    /// Create, list, describe or drop collections on a running server.
+    #[command(subcommand)]
+    Collections(cli::Collections),
+    /// Create, delete, switch or list aliases on a running server.
+    #[command(subcommand)]
+    Alias(cli::Alias),
+    /// Ingest a Parquet, JSON Lines or CSV file into a managed collection.
+    Ingest(cli::IngestArgs),
+    /// Search a collection or alias on a running server.
+    Search(cli::SearchArgs),
+    /// Cache statistics and cluster status of a running server.
+    Stats(cli::Conn),
     /// Replace one named section of a Markdown report with standard input
     /// (used by benchmark scripts outside this binary).
     #[command(hide = true)]
@@ -77,6 +92,11 @@ fn main() -> anyhow::Result<()> {
         Command::Query(a) => rt.block_on(query::run(a)),
         Command::Bench(a) => rt.block_on(bench::run(a)),
         Command::Serve(a) => rt.block_on(serve::run(a)),
+        Command::Collections(c) => rt.block_on(cli::collections(c)),
+        Command::Alias(c) => rt.block_on(cli::alias(c)),
+        Command::Ingest(a) => rt.block_on(cli::ingest(a)),
+        Command::Search(a) => rt.block_on(cli::search(a)),
+        Command::Stats(c) => rt.block_on(cli::stats(c)),
         Command::ReportSection { name, file } => {
             let mut body = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut body)?;

@@ -25,12 +25,51 @@ pub struct Cluster {
     extra: Vec<String>,
 }
 
-fn free_port() -> u16 {
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A `rulake serve` process, killed when dropped.
+pub struct Served {
+    child: Child,
+    /// Its gRPC address (`host:port`).
+    pub addr: String,
+}
+
+impl Served {
+    /// Start `rulake serve` on a free port over `data_dir` and wait until
+    /// it accepts connections.
+    pub fn start(data_dir: &std::path::Path) -> Served {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_rulake"))
+            .args(["serve", "--listen", &addr, "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rulake serve");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "rulake serve did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Served { child, addr }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Send `sig` (e.g. `STOP`) with the shell's built-in `kill`, which every
