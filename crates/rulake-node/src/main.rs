@@ -4,6 +4,7 @@
 //! - `demo`: generate a clustered lake, build caches, print one comparison table.
 //! - `query`: run a Parquet file of queries against a Parquet source.
 //! - `bench`: the reproducible benchmark behind `docs/BENCHMARKS.md`.
+//! - `bench-grpc`: the gRPC API's cost over the engine, and managed ingest.
 //! - `serve`: the public gRPC API over the embedded engine.
 //! - `bench-formats` (features `delta` + `iceberg`): lake → first answer and
 //!   refresh after an append, for a Parquet prefix, a Delta and an Iceberg table.
@@ -16,6 +17,7 @@ mod cli;
 mod demo;
 #[cfg(all(feature = "delta", feature = "iceberg"))]
 mod formats_bench;
+mod grpc_bench;
 mod measure;
 mod meta;
 mod meta_bench;
@@ -44,6 +46,8 @@ enum Command {
     Query(query::Args),
     /// Run the benchmark and write docs/BENCHMARKS.md.
     Bench(bench::Args),
+    /// Measure the gRPC API against the in-process engine, and managed ingest (the `grpc` section of docs/BENCHMARKS.md).
+    BenchGrpc(grpc_bench::Args),
     /// Serve the public gRPC API (rulake.v1): every role in one process over a data directory.
     Serve(serve::Args),
     /// Create, list, describe or drop collections on a running server.
@@ -91,6 +95,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(a) => rt.block_on(demo::run(a)),
         Command::Query(a) => rt.block_on(query::run(a)),
         Command::Bench(a) => rt.block_on(bench::run(a)),
+        Command::BenchGrpc(a) => rt.block_on(grpc_bench::run(a)),
         Command::Serve(a) => rt.block_on(serve::run(a)),
         Command::Collections(c) => rt.block_on(cli::collections(c)),
         Command::Alias(c) => rt.block_on(cli::alias(c)),
