@@ -18,30 +18,42 @@ pub use service::{Api, Limits};
 
 use rulake_proto::v1 as pb;
 
-/// Largest message accepted or sent (a `BatchSearch` of 1,024 queries of
-/// 1,536 floats is about 6 MiB).
+/// Largest message accepted or sent by default (a `BatchSearch` of 1,024
+/// queries of 1,536 floats is about 6 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-/// A tonic router serving every `rulake.v1` service from `api`.
+/// A tonic router serving every `rulake.v1` service from `api`, accepting
+/// messages up to `limits.max_message_bytes`.
 pub fn router(api: Api) -> tonic::service::Routes {
     use pb::admin_service_server::AdminServiceServer;
     use pb::collection_service_server::CollectionServiceServer;
     use pb::data_service_server::DataServiceServer;
     use pb::search_service_server::SearchServiceServer;
+    let max = api.limits().max_message_bytes;
     tonic::service::Routes::new(
         CollectionServiceServer::new(api.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
     )
     .add_service(
         SearchServiceServer::new(api.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
     )
     .add_service(
         DataServiceServer::new(api.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
     )
     .add_service(AdminServiceServer::new(api))
 }
+
+/// A layer for the server that reports a request over the message size
+/// limit as `RESOURCE_EXHAUSTED`, as gRPC specifies; tonic's decoder says
+/// `OUT_OF_RANGE`. Streaming calls are mapped by their handler.
+pub fn oversized_as_resource_exhausted<B>(
+) -> tower::util::MapResponseLayer<fn(http::Response<B>) -> http::Response<B>> {
+    tower::util::MapResponseLayer::new(status::map_oversized::<B>)
+}
+
+use tonic::codegen::http;

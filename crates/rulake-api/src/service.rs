@@ -5,7 +5,7 @@
 //! protect the server (batch size, k) are enforced here, before any work.
 
 use crate::convert::*;
-use crate::status::{invalid, to_status};
+use crate::status::{invalid, oversized, to_status};
 use rulake_catalog::CollectionChanges;
 use rulake_coordinator::Coordinator;
 use rulake_proto::v1 as pb;
@@ -24,6 +24,8 @@ pub struct Limits {
     /// Upper bound on any request's run time; a client's shorter deadline
     /// (`grpc-timeout`) applies first. Past it: `DEADLINE_EXCEEDED`.
     pub request_timeout: Duration,
+    /// Largest message accepted or sent (`RESOURCE_EXHAUSTED` beyond it).
+    pub max_message_bytes: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +34,7 @@ impl Default for Limits {
             max_batch: 1024,
             max_k: rulake_engine::MAX_K,
             request_timeout: Duration::from_secs(30),
+            max_message_bytes: crate::MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -98,6 +101,11 @@ impl Api {
     /// The coordinator behind the API.
     pub fn coordinator(&self) -> &Coordinator {
         &self.coord
+    }
+
+    /// The limits it enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     fn check_k(&self, params: &rulake_types::SearchParams) -> Result<(), Status> {
@@ -476,14 +484,14 @@ impl pb::data_service_server::DataService for Api {
         // Dropping the ingest (an error, the deadline, a client that went
         // away) deletes whatever it wrote; only `commit` makes it visible.
         let (records, generation) = within(deadline, "Ingest", async {
-            let header = match stream.message().await? {
+            let header = match stream.message().await.map_err(oversized)? {
                 Some(pb::IngestRequest {
                     message: Some(pb::ingest_request::Message::Header(h)),
                 }) => h,
                 _ => return Err(invalid("the first Ingest message must be a header")),
             };
             let mut ingest = self.coord.ingest(&header.collection).map_err(to_status)?;
-            while let Some(msg) = stream.message().await? {
+            while let Some(msg) = stream.message().await.map_err(oversized)? {
                 match msg.message {
                     Some(pb::ingest_request::Message::Batch(b)) => {
                         for r in b.records {

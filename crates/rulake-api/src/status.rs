@@ -72,3 +72,46 @@ pub fn engine_status(e: &EngineError) -> Status {
 pub fn invalid(message: impl Into<String>) -> Status {
     Status::invalid_argument(message)
 }
+
+/// Whether a status is tonic's "message larger than the limit".
+pub(crate) fn is_oversized(code: Code, message: &str) -> bool {
+    code == Code::OutOfRange && message.contains("message length too large")
+}
+
+/// `RESOURCE_EXHAUSTED` for an oversized message, anything else unchanged.
+pub(crate) fn oversized(s: Status) -> Status {
+    if is_oversized(s.code(), s.message()) {
+        Status::resource_exhausted(format!(
+            "{} (raise the server's --max-message-bytes or send smaller messages)",
+            s.message()
+        ))
+    } else {
+        s
+    }
+}
+
+/// Rewrite a trailers-only response that carries tonic's oversized-message
+/// status (unary calls fail this way before their handler runs).
+pub(crate) fn map_oversized<B>(
+    mut resp: tonic::codegen::http::Response<B>,
+) -> tonic::codegen::http::Response<B> {
+    let h = resp.headers();
+    let code = h
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(Code::from_i32);
+    let message = h
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .replace("%20", " ");
+    if code.is_some_and(|c| is_oversized(c, &message)) {
+        let h = resp.headers_mut();
+        h.insert(
+            "grpc-status",
+            tonic::codegen::http::HeaderValue::from_static("8"),
+        );
+    }
+    resp
+}

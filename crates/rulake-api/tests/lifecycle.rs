@@ -593,6 +593,24 @@ async fn every_admin_and_data_rpc_and_its_errors() {
         ),
         Code::Unimplemented
     );
+    // Messages over the size limit (1 MiB here), unary and streamed.
+    let huge = vec![0.5f32; 300_000];
+    let err = SearchServiceClient::new(ch.clone())
+        .search(exhaustive("m", &huge, 5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let big = vec![pb::Record {
+        id: Some(pb::VectorId {
+            id: Some(pb::vector_id::Id::Num(1)),
+        }),
+        vector: Some(pb::Vector { values: huge }),
+    }];
+    let err = data_svc
+        .ingest(tokio_stream::iter(vec![header("m"), batch(big)]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     // Dropping a managed collection removes its files.
     coll.drop_collection(pb::DropCollectionRequest { name: "m".into() })
         .await

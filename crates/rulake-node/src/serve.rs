@@ -37,6 +37,9 @@ pub struct Args {
     /// Most queries in one BatchSearch.
     #[arg(long, default_value_t = 1024)]
     pub max_batch: usize,
+    /// Largest gRPC message accepted or sent, in bytes.
+    #[arg(long, default_value_t = rulake_api::MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
     /// Largest k a search may ask for.
     #[arg(long, default_value_t = rulake_engine::MAX_K)]
     pub max_k: usize,
@@ -71,6 +74,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             max_batch: a.max_batch,
             max_k: a.max_k,
             request_timeout: a.request_timeout,
+            max_message_bytes: a.max_message_bytes,
         },
     );
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -99,6 +103,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         // The handlers answer DEADLINE_EXCEEDED at the deadline; this is the
         // backstop for anything that does not return to them.
         .timeout(a.request_timeout + Duration::from_secs(1))
+        .layer(rulake_api::oversized_as_resource_exhausted())
         .add_routes(router(api))
         .add_service(health)
         .add_service(reflection)

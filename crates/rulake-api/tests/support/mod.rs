@@ -22,6 +22,7 @@ pub fn limits() -> Limits {
         max_batch: 8,
         max_k: 1000,
         request_timeout: Duration::from_secs(30),
+        max_message_bytes: 1 << 20,
     }
 }
 
@@ -39,6 +40,7 @@ pub async fn serve(data_dir: &Path, limits: Limits) -> Server {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         tonic::transport::Server::builder()
+            .layer(rulake_api::oversized_as_resource_exhausted())
             .add_routes(router(api))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
