@@ -37,6 +37,18 @@ pub struct Args {
     /// Most queries in one BatchSearch.
     #[arg(long, default_value_t = 1024)]
     pub max_batch: usize,
+    /// PEM certificate chain: serve the API over TLS (with --tls-key).
+    #[arg(long, env = "RULAKE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "RULAKE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require client certificates it signed (mutual TLS).
+    #[arg(long, env = "RULAKE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// How often the TLS files are checked for a rotation.
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    pub tls_reload: Duration,
     /// Largest gRPC message accepted or sent, in bytes.
     #[arg(long, default_value_t = rulake_api::MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
@@ -99,16 +111,37 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         a.data_dir.display(),
         node.meta_addr
     );
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         // The handlers answer DEADLINE_EXCEEDED at the deadline; this is the
         // backstop for anything that does not return to them.
         .timeout(a.request_timeout + Duration::from_secs(1))
         .layer(rulake_api::oversized_as_resource_exhausted())
         .add_routes(router(api))
         .add_service(health)
-        .add_service(reflection)
-        .serve_with_shutdown(a.listen, shutdown())
-        .await?;
+        .add_service(reflection);
+    match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => {
+            let acceptor = rulake_tls::ReloadingAcceptor::new(rulake_tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: a.tls_client_ca.clone(),
+            })?;
+            let _watch = acceptor.watch(a.tls_reload);
+            let listener = tokio::net::TcpListener::bind(a.listen).await?;
+            eprintln!(
+                "rulake serve: TLS on{}",
+                if a.tls_client_ca.is_some() {
+                    ", client certificates required"
+                } else {
+                    ""
+                }
+            );
+            server
+                .serve_with_incoming_shutdown(acceptor.incoming(listener), shutdown())
+                .await?;
+        }
+        _ => server.serve_with_shutdown(a.listen, shutdown()).await?,
+    }
     node.shutdown().await;
     eprintln!("rulake serve: stopped");
     Ok(())
