@@ -16,6 +16,9 @@ mod formats_bench;
 mod measure;
 mod meta;
 mod meta_bench;
+// Wired into `serve` and `meta` by their merge (see docs/observability.md).
+#[allow(dead_code)]
+mod observe;
 mod query;
 mod report;
 mod serve;
@@ -29,6 +32,10 @@ use clap::{Parser, Subcommand};
     about = "RuLake: k-nearest-neighbour queries over vectors in your data lake"
 )]
 struct Cli {
+    /// Log lines as human-readable text or one JSON object per line
+    /// (level filter: RULAKE_LOG, default warn).
+    #[arg(long, global = true, default_value = "text", env = "RULAKE_LOG_FORMAT")]
+    log_format: rulake_metrics::telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,14 +68,8 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RULAKE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    rulake_metrics::telemetry::init(cli.log_format)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
