@@ -88,3 +88,20 @@ fn main() -> anyhow::Result<()> {
         Command::Meta(a) => rt.block_on(meta::run(a)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own consistency checks over every subcommand (duplicate flag
+    /// or group names from flattened option structs fail here, not at
+    /// start-up).
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["rulake", "--log-format", "json", "demo"]).unwrap();
+        assert_eq!(cli.log_format, rulake_metrics::telemetry::LogFormat::Json);
+        assert!(Cli::try_parse_from(["rulake", "--log-format", "yaml", "demo"]).is_err());
+    }
+}

@@ -31,7 +31,7 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// Observability flags of `rulake serve`.
 #[derive(clap::Args, Clone, Debug)]
-pub struct Args {
+pub struct ObserveArgs {
     /// Address of the HTTP port serving /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:9090", env = "RULAKE_METRICS_LISTEN")]
     pub metrics_listen: SocketAddr,
@@ -56,7 +56,7 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
 /// to wrap the gRPC server with and the HTTP task (abort it once the gRPC
 /// server has stopped).
 pub async fn start(
-    a: &Args,
+    a: &ObserveArgs,
     engine: &Arc<RuLake>,
 ) -> anyhow::Result<(GrpcMetricsLayer, tokio::task::JoinHandle<()>)> {
     engine.set_recall_config(RecallConfig {
