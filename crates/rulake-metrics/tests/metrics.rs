@@ -448,3 +448,162 @@ fn placement_replaces_the_node_list_on_each_assignment() {
         Some(2.0)
     );
 }
+
+/// A handler stand-in: answers with the trace context an outgoing call
+/// from it would carry, its status in the headers (trailers-only form).
+#[derive(Clone)]
+struct EchoTrace;
+
+impl tower_service::Service<http::Request<()>> for EchoTrace {
+    type Response = http::Response<http_body_util::Empty<bytes::Bytes>>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<()>) -> Self::Future {
+        Box::pin(async {
+            set_collection("c");
+            let mut r = http::Response::new(http_body_util::Empty::new());
+            let mut h = http::HeaderMap::new();
+            rulake_metrics::telemetry::inject(&mut h, &rulake_metrics::telemetry::outgoing());
+            r.headers_mut().extend(h);
+            r.headers_mut().insert("grpc-status", "5".parse().unwrap());
+            Ok(r)
+        })
+    }
+}
+
+#[tokio::test]
+async fn calls_continue_the_callers_trace_and_trailers_only_errors_count_at_once() {
+    use rulake_metrics::telemetry::{extract, TraceContext, TRACEPARENT};
+    use tower_layer::Layer;
+    use tower_service::Service;
+    let metrics = Metrics::new();
+    let grpc = GrpcMetrics::new(&metrics, |c| c == "c").unwrap();
+    let mut svc = grpc.layer().layer(EchoTrace);
+    let caller = TraceContext::new_root();
+    let req = http::Request::builder()
+        .uri("/rulake.v1.SearchService/Search")
+        .header(TRACEPARENT, caller.to_string())
+        .body(())
+        .unwrap();
+    let resp = svc.call(req).await.unwrap();
+    let sent = extract(resp.headers()).expect("an outgoing traceparent");
+    assert_eq!(sent.trace_id, caller.trace_id);
+    assert_ne!(sent.span_id, caller.span_id);
+    // Counted before the (empty) body is read: the status was in the headers.
+    let l = [
+        ("method", "Search"),
+        ("collection", "c"),
+        ("code", "NOT_FOUND"),
+    ];
+    assert_eq!(metrics.sample("rulake_grpc_requests_total", &l), Some(1.0));
+    drop(resp);
+    assert_eq!(metrics.sample("rulake_grpc_requests_total", &l), Some(1.0));
+
+    // Without a caller's trace, a new one starts.
+    let req = http::Request::builder()
+        .uri("/rulake.v1.SearchService/Search")
+        .body(())
+        .unwrap();
+    let resp = svc.call(req).await.unwrap();
+    assert_ne!(extract(resp.headers()).unwrap().trace_id, caller.trace_id);
+    assert_eq!(metrics.sample("rulake_grpc_requests_total", &l), Some(2.0));
+}
+
+type Frames = std::pin::Pin<
+    Box<
+        dyn futures::Stream<Item = Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>>
+            + Send,
+    >,
+>;
+
+/// Answers every call with the body `make` returns and no status header.
+#[derive(Clone)]
+struct Streaming(fn() -> Frames);
+
+impl tower_service::Service<http::Request<()>> for Streaming {
+    type Response = http::Response<http_body_util::StreamBody<Frames>>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<()>) -> Self::Future {
+        std::future::ready(Ok(http::Response::new(http_body_util::StreamBody::new(
+            (self.0)(),
+        ))))
+    }
+}
+
+#[tokio::test]
+async fn streamed_calls_count_at_their_trailers_or_as_cancelled_when_dropped() {
+    use http_body_util::BodyExt;
+    use tower_layer::Layer;
+    use tower_service::Service;
+    let metrics = Metrics::new();
+    let grpc = GrpcMetrics::new(&metrics, |_| false).unwrap();
+    let req = || {
+        http::Request::builder()
+            .uri("/rulake.v1.SearchService/Export")
+            .body(())
+            .unwrap()
+    };
+    let count = |code: &str| {
+        metrics
+            .sample("rulake_grpc_requests_total", &[("code", code)])
+            .unwrap_or(0.0)
+    };
+
+    let mut ok = grpc.layer().layer(Streaming(|| {
+        let mut t = http::HeaderMap::new();
+        t.insert("grpc-status", "0".parse().unwrap());
+        Box::pin(futures::stream::iter(vec![
+            Ok(http_body::Frame::data(bytes::Bytes::from_static(b"m1"))),
+            Ok(http_body::Frame::data(bytes::Bytes::from_static(b"m2"))),
+            Ok(http_body::Frame::trailers(t)),
+        ]))
+    }));
+    let mut body = ok.call(req()).await.unwrap().into_body();
+    // Not over until the trailers pass.
+    body.frame().await.unwrap().unwrap();
+    assert_eq!(count("OK"), 0.0);
+    assert_eq!(
+        metrics.sample("rulake_grpc_requests_in_flight", &[]),
+        Some(1.0)
+    );
+    while body.frame().await.is_some() {}
+    assert_eq!(count("OK"), 1.0);
+    assert_eq!(
+        metrics.sample("rulake_grpc_requests_in_flight", &[]),
+        Some(0.0)
+    );
+
+    let mut stuck = grpc
+        .layer()
+        .layer(Streaming(|| Box::pin(futures::stream::pending())));
+    let resp = stuck.call(req()).await.unwrap();
+    assert_eq!(count("CANCELLED"), 0.0);
+    drop(resp);
+    assert_eq!(count("CANCELLED"), 1.0);
+    assert_eq!(
+        metrics.sample(
+            "rulake_grpc_request_duration_seconds_count",
+            &[("collection", "_unknown"), ("code", "CANCELLED")]
+        ),
+        Some(1.0)
+    );
+}
