@@ -29,6 +29,9 @@ pub const LOCAL_NODE: &str = "local";
 /// placement gauges.
 const TICK: Duration = Duration::from_secs(1);
 
+/// Wait before loading a collection again after its first load failed.
+const WARM_RETRY: Duration = Duration::from_secs(10);
+
 /// Observability flags of `rulake serve`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ObserveArgs {
@@ -92,18 +95,26 @@ pub async fn start(
 }
 
 async fn housekeeping(engine: Arc<RuLake>, placement: PlacementMetrics) {
+    // When each collection's failed first load may be tried again.
+    let mut retry_at: std::collections::HashMap<String, tokio::time::Instant> = Default::default();
     loop {
         let mut partitions = 0u64;
-        for name in engine.list_collections() {
+        let names = engine.list_collections();
+        retry_at.retain(|n, _| names.contains(n));
+        for name in names {
             let Ok(info) = engine.describe(&name) else {
                 continue;
             };
             partitions += u64::from(info.spec.partitions);
-            if info.generation.is_none() {
+            let due = retry_at
+                .get(&name)
+                .is_none_or(|t| *t <= tokio::time::Instant::now());
+            if info.generation.is_none() && due {
                 // Errors are kept in the collection's state (and shown by
-                // /readyz); the next tick tries again.
+                // /readyz); a failed load is tried again after WARM_RETRY.
                 if let Err(e) = engine.refresh(&name).await {
                     tracing::warn!(collection = %name, error = %e, "warming failed");
+                    retry_at.insert(name, tokio::time::Instant::now() + WARM_RETRY);
                 }
             }
         }
