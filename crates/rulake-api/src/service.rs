@@ -118,6 +118,16 @@ impl Api {
         Ok(())
     }
 
+    /// Name the call's collection for the per-collection metrics: the
+    /// collection an alias stands for, or the name as given (recorded as
+    /// unknown when no such collection exists, so labels stay bounded).
+    fn label(&self, name: &str) {
+        match self.coord.resolve(name) {
+            Ok(target) => rulake_metrics::set_collection(&target),
+            Err(_) => rulake_metrics::set_collection(name),
+        }
+    }
+
     fn info(&self, name: &str) -> Result<pb::CollectionInfo, Status> {
         self.coord.describe(name).map(view_to).map_err(to_status)
     }
@@ -135,10 +145,12 @@ impl pb::collection_service_server::CollectionService for Api {
             .spec
             .ok_or_else(|| invalid("spec is required"))?;
         let def = def_from(spec)?;
+        let name = def.record.name.clone();
         let view = within(deadline, "CreateCollection", async {
             self.coord.create_collection(def).await.map_err(to_status)
         })
         .await?;
+        self.label(&name);
         Ok(Response::new(pb::CreateCollectionResponse {
             info: Some(view_to(view)),
         }))
@@ -150,6 +162,7 @@ impl pb::collection_service_server::CollectionService for Api {
     ) -> Result<Response<pb::DropCollectionResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
         let name = req.into_inner().name;
+        self.label(&name);
         within(deadline, "DropCollection", async {
             self.coord.drop_collection(&name).await.map_err(to_status)
         })
@@ -170,6 +183,7 @@ impl pb::collection_service_server::CollectionService for Api {
         req: Request<pb::DescribeCollectionRequest>,
     ) -> Result<Response<pb::DescribeCollectionResponse>, Status> {
         let name = req.into_inner().name;
+        self.label(&name);
         Ok(Response::new(pb::DescribeCollectionResponse {
             info: Some(self.info(&name)?),
         }))
@@ -181,6 +195,7 @@ impl pb::collection_service_server::CollectionService for Api {
     ) -> Result<Response<pb::AlterCollectionResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
         let r = req.into_inner();
+        self.label(&r.name);
         let changes = CollectionChanges {
             replication: r.replication_factor,
             consistency: match r.consistency {
@@ -274,6 +289,7 @@ impl pb::search_service_server::SearchService for Api {
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
         let r = req.into_inner();
+        self.label(&r.collection);
         let query = query_from(r.query)?;
         let params = params_from(r.params)?;
         self.check_k(&params)?;
@@ -299,6 +315,7 @@ impl pb::search_service_server::SearchService for Api {
     ) -> Result<Response<pb::BatchSearchResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
         let r = req.into_inner();
+        self.label(&r.collection);
         if r.queries.len() > self.limits.max_batch {
             return Err(invalid(format!(
                 "a batch holds at most {} queries, got {}",
@@ -490,6 +507,7 @@ impl pb::data_service_server::DataService for Api {
                 }) => h,
                 _ => return Err(invalid("the first Ingest message must be a header")),
             };
+            self.label(&header.collection);
             let mut ingest = self.coord.ingest(&header.collection).map_err(to_status)?;
             while let Some(msg) = stream.message().await.map_err(oversized)? {
                 match msg.message {
@@ -521,6 +539,7 @@ impl pb::data_service_server::DataService for Api {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
         let r = req.into_inner();
+        self.label(&r.collection);
         let ids = r
             .ids
             .into_iter()
@@ -544,6 +563,7 @@ impl pb::data_service_server::DataService for Api {
     ) -> Result<Response<pb::RefreshResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
         let name = req.into_inner().collection;
+        self.label(&name);
         let (g, changed) = within(deadline, "Refresh", async {
             self.coord.refresh(&name).await.map_err(to_status)
         })

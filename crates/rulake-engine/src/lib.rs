@@ -20,12 +20,16 @@
 //! - [`RuLake`] — the handle (this file).
 //! - [`spec`] — [`CollectionSpec`] and the answer types.
 //! - [`error`] — [`EngineError`].
+//! - [`recall`] — live recall measurement ([`RecallConfig`]) and query
+//!   counters ([`QueryStats`]).
 
 mod deletes;
 pub mod error;
+pub mod recall;
 pub mod spec;
 
 pub use error::{EngineError, Result};
+pub use recall::{QueryStats, RecallConfig, RecallEstimate, RecallStats};
 pub use rulake_shard::{CacheConfig, CacheStats, CachedPartition};
 pub use spec::{
     Alter, CollectionInfo, CollectionSpec, FederatedHit, FederatedResponse, SearchResponse,
@@ -61,6 +65,8 @@ struct Inner {
     /// alter (which swaps the collection value) keeps them.
     deletes: RwLock<HashMap<String, Arc<Deletes>>>,
     cache: Arc<PartitionCache>,
+    recall: recall::RecallMonitor,
+    queries: recall::QueryCounters,
 }
 
 struct Serving {
@@ -95,16 +101,55 @@ fn valid_name(kind: &str, name: &str) -> Result<()> {
 }
 
 impl RuLake {
-    /// An engine with the given cache configuration.
+    /// An engine with the given cache configuration (and the default
+    /// recall measurement, see [`recall`]).
     pub fn new(cache: CacheConfig) -> Self {
+        Self::with_recall(cache, RecallConfig::default())
+    }
+
+    /// An engine with the given cache and recall-measurement configuration.
+    pub fn with_recall(cache: CacheConfig, recall: RecallConfig) -> Self {
         RuLake {
             inner: Arc::new(Inner {
                 sources: RwLock::new(HashMap::new()),
                 collections: RwLock::new(HashMap::new()),
                 deletes: RwLock::new(HashMap::new()),
                 cache: PartitionCache::new(cache),
+                recall: recall::RecallMonitor::new(recall),
+                queries: recall::QueryCounters::default(),
             }),
         }
+    }
+
+    /// The recall-measurement configuration.
+    pub fn recall_config(&self) -> RecallConfig {
+        self.inner.recall.config()
+    }
+
+    /// Change how recall is measured (takes effect for the next search).
+    pub fn set_recall_config(&self, config: RecallConfig) {
+        self.inner.recall.set_config(config);
+    }
+
+    /// Measured recall@k per collection (collections with no measured
+    /// sample yet are absent).
+    pub fn recall_estimates(&self) -> BTreeMap<String, RecallEstimate> {
+        self.inner.recall.estimates()
+    }
+
+    /// Counters of the recall measurement.
+    pub fn recall_stats(&self) -> RecallStats {
+        self.inner.recall.stats()
+    }
+
+    /// Queries answered and their fan-out.
+    pub fn query_stats(&self) -> QueryStats {
+        self.inner.queries.stats()
+    }
+
+    /// Whether a collection of this name exists.
+    pub fn has_collection(&self, name: &str) -> bool {
+        self.inner.collections.read().contains_key(name)
     }
 
     /// Register a source under a name.
@@ -203,6 +248,7 @@ impl RuLake {
             })?;
         self.inner.deletes.write().remove(name);
         self.inner.cache.remove_collection(name);
+        self.inner.recall.forget(name);
         Ok(())
     }
 
@@ -637,6 +683,11 @@ impl RuLake {
         let params = Self::effective(&c.spec, params);
         let masks = self.masks(&c.spec.name, &parts);
         let hits = search_partitions(&parts, &masks, query, params)?;
+        let answered = parts.len() as u32;
+        self.inner.queries.record(1, answered, c.spec.partitions);
+        self.inner
+            .recall
+            .offer(&c.spec.name, query, &hits, &parts, &masks, params.k);
         Ok(SearchResponse {
             hits,
             generation,
@@ -661,11 +712,18 @@ impl RuLake {
         let (generation, parts) = self.serving_partitions(&c).await?;
         let params = Self::effective(&c.spec, params);
         let masks = self.masks(&c.spec.name, &parts);
+        self.inner
+            .queries
+            .record(queries.len(), parts.len() as u32, c.spec.partitions);
         queries
             .par_iter()
             .map(|q| {
+                let hits = search_partitions_seq(&parts, &masks, q, params)?;
+                self.inner
+                    .recall
+                    .offer(&c.spec.name, q, &hits, &parts, &masks, params.k);
                 Ok(SearchResponse {
-                    hits: search_partitions_seq(&parts, &masks, q, params)?,
+                    hits,
                     generation: generation.clone(),
                     partitions_answered: parts.len() as u32,
                     partitions_total: c.spec.partitions,
@@ -716,6 +774,7 @@ impl RuLake {
             }
         }
         let answered = work.len() as u32;
+        self.inner.queries.record(1, answered, total);
         let lists: Vec<Vec<FederatedHit>> = work
             .par_iter()
             .map(|(name, g, part, p, mask)| {

@@ -1075,12 +1075,28 @@ impl PartitionIndex {
     /// Exact top-`k` over every live row (ground truth, and the answer when
     /// a caller asks for exhaustive search).
     pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<(u32, f32)>> {
+        self.exact_search_excluding(query, k, &[])
+    }
+
+    /// [`PartitionIndex::exact_search`] skipping the positions set in
+    /// `exclude` (the bitset [`PartitionIndex::search_excluding`] takes).
+    pub fn exact_search_excluding(
+        &self,
+        query: &[f32],
+        k: usize,
+        exclude: &[u64],
+    ) -> Result<Vec<(u32, f32)>> {
         if k == 0 {
             return Err(IndexError::ZeroK);
         }
         let q = self.prepare_query(query)?;
+        let excluded = |p: u32| {
+            exclude
+                .get(p as usize / 64)
+                .is_some_and(|w| w & (1 << (p % 64)) != 0)
+        };
         let mut all: Vec<(u32, f32)> = (0..self.len() as u32)
-            .filter(|&p| !self.is_tombstoned(p))
+            .filter(|&p| !self.is_tombstoned(p) && !excluded(p))
             .map(|p| (p, self.exact(&q, p)))
             .collect();
         let k = k.min(all.len());

@@ -21,6 +21,8 @@ mod grpc_bench;
 mod measure;
 mod meta;
 mod meta_bench;
+// Wired into `serve` and `meta` by their merge (see docs/observability.md).
+mod observe;
 mod query;
 mod report;
 mod serve;
@@ -34,6 +36,10 @@ use clap::{Parser, Subcommand};
     about = "RuLake: k-nearest-neighbour queries over vectors in your data lake"
 )]
 struct Cli {
+    /// Log lines as human-readable text or one JSON object per line
+    /// (level filter: RULAKE_LOG, default warn).
+    #[arg(long, global = true, default_value = "text", env = "RULAKE_LOG_FORMAT")]
+    log_format: rulake_metrics::telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,14 +86,8 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RULAKE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    rulake_metrics::telemetry::init(cli.log_format)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -110,5 +110,22 @@ fn main() -> anyhow::Result<()> {
         #[cfg(all(feature = "delta", feature = "iceberg"))]
         Command::BenchFormats(a) => rt.block_on(formats_bench::run(a)),
         Command::Meta(a) => rt.block_on(meta::run(a)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own consistency checks over every subcommand (duplicate flag
+    /// or group names from flattened option structs fail here, not at
+    /// start-up).
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["rulake", "--log-format", "json", "demo"]).unwrap();
+        assert_eq!(cli.log_format, rulake_metrics::telemetry::LogFormat::Json);
+        assert!(Cli::try_parse_from(["rulake", "--log-format", "yaml", "demo"]).is_err());
     }
 }

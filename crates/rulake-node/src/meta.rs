@@ -6,8 +6,7 @@
 use anyhow::{bail, Context};
 use clap::{Args as ClapArgs, Subcommand};
 use rulake_catalog::{
-    CollectionRecord, Command, MetaClient, MetaConfig, MetaNode, ReadConsistency, SourceKind,
-    SourceRecord,
+    CollectionRecord, Command, MetaClient, MetaConfig, ReadConsistency, SourceKind, SourceRecord,
 };
 use rulake_types::Metric;
 use std::collections::BTreeMap;
@@ -28,6 +27,9 @@ pub struct Args {
 /// Flags of a running member.
 #[derive(ClapArgs, Clone)]
 pub struct RunArgs {
+    /// Address of the HTTP port serving /metrics, /healthz and /readyz (off when unset).
+    #[arg(long, env = "RULAKE_META_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// This member's id (≥ 1).
     #[arg(long)]
     id: Option<u64>,
@@ -244,7 +246,7 @@ async fn run_member(a: RunArgs) -> anyhow::Result<()> {
         cfg.listen,
         cfg.data_dir.display()
     );
-    MetaNode::run(cfg, shutdown_signal()).await?;
+    crate::observe::run_meta(cfg, a.metrics_listen, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -34,6 +34,8 @@ pub struct Args {
     /// Cache budget in bytes.
     #[arg(long, default_value_t = 4 << 30, env = "RULAKE_CACHE_BYTES")]
     pub cache_bytes: usize,
+    #[command(flatten)]
+    pub observe: crate::observe::ObserveArgs,
     /// Most queries in one BatchSearch.
     #[arg(long, default_value_t = 1024)]
     pub max_batch: usize,
@@ -89,6 +91,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             max_message_bytes: a.max_message_bytes,
         },
     );
+    let engine = std::sync::Arc::new(node.coordinator.engine().clone());
+    let (metrics_layer, metrics_http) =
+        crate::observe::start(&a.observe, &engine, Some(&node.meta)).await?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     for name in [
         "rulake.v1.CollectionService",
@@ -115,6 +120,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         // The handlers answer DEADLINE_EXCEEDED at the deadline; this is the
         // backstop for anything that does not return to them.
         .timeout(a.request_timeout + Duration::from_secs(1))
+        .layer(metrics_layer)
         .layer(rulake_api::oversized_as_resource_exhausted())
         .add_routes(router(api))
         .add_service(health)
@@ -142,6 +148,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         }
         _ => server.serve_with_shutdown(a.listen, shutdown()).await?,
     }
+    metrics_http.abort();
     node.shutdown().await;
     eprintln!("rulake serve: stopped");
     Ok(())

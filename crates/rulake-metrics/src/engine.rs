@@ -1,0 +1,268 @@
+//! Scrape-time metrics of the embedded engine: the partition cache, each
+//! collection's warm partitions, query fan-out and the live recall
+//! estimate.
+//!
+//! The engine already counts all of this; [`EngineCollector`] reads those
+//! counters when Prometheus scrapes and never counts anything itself, so a
+//! value cannot drift from what `CacheStats` (the `CacheStats` RPC) says.
+//! Collection-labelled series exist exactly for the collections that exist
+//! at scrape time: a dropped collection's series disappear with it.
+//!
+//! Retries and hedges are exported as zero until the distributed query path
+//! (coordinator → shard) lands; in one process every query reaches every
+//! partition, so partial answers stay zero too.
+
+use crate::Result;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Counter, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use rulake_engine::RuLake;
+use std::sync::Mutex;
+
+struct Families {
+    hits: IntCounter,
+    misses: IntCounter,
+    evictions: IntCounter,
+    refused: IntCounter,
+    builds: IntCounter,
+    incremental: IntCounter,
+    build_seconds: Counter,
+    disk_loads: IntCounter,
+    bytes: IntGauge,
+    budget: IntGauge,
+    partitions: IntGauge,
+    errors: IntGauge,
+    coll_partitions: IntGaugeVec,
+    coll_warm: IntGaugeVec,
+    coll_vectors: IntGaugeVec,
+    coll_source_error: IntGaugeVec,
+    queries: IntCounter,
+    searched: IntCounter,
+    partial: IntCounter,
+    retries: IntCounter,
+    hedges: IntCounter,
+    recall: GaugeVec,
+    recall_samples: IntGaugeVec,
+    recall_sampled: IntCounter,
+    recall_dropped: IntCounterVec,
+    recall_measured: IntCounter,
+    recall_failed: IntCounter,
+}
+
+impl Families {
+    fn collectors(&self) -> Vec<&dyn Collector> {
+        vec![
+            &self.hits,
+            &self.misses,
+            &self.evictions,
+            &self.refused,
+            &self.builds,
+            &self.incremental,
+            &self.build_seconds,
+            &self.disk_loads,
+            &self.bytes,
+            &self.budget,
+            &self.partitions,
+            &self.errors,
+            &self.coll_partitions,
+            &self.coll_warm,
+            &self.coll_vectors,
+            &self.coll_source_error,
+            &self.queries,
+            &self.searched,
+            &self.partial,
+            &self.retries,
+            &self.hedges,
+            &self.recall,
+            &self.recall_samples,
+            &self.recall_sampled,
+            &self.recall_dropped,
+            &self.recall_measured,
+            &self.recall_failed,
+        ]
+    }
+}
+
+fn set_counter(c: &IntCounter, v: u64) {
+    c.reset();
+    c.inc_by(v);
+}
+
+/// Reads the engine's counters at scrape time (see the module docs).
+pub struct EngineCollector {
+    engine: RuLake,
+    families: Mutex<Families>,
+    descs: Vec<Desc>,
+}
+
+impl std::fmt::Debug for EngineCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineCollector").finish_non_exhaustive()
+    }
+}
+
+impl EngineCollector {
+    /// A collector over `engine` (register it with [`crate::Metrics::register`]).
+    pub fn new(engine: RuLake) -> Result<Self> {
+        let c = |name: &str, help: &str| IntCounter::new(name, help);
+        let g = |name: &str, help: &str| IntGauge::new(name, help);
+        let per_collection =
+            |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["collection"]);
+        let families = Families {
+            hits: c("cache_hits_total", "Partition lookups served from memory.")?,
+            misses: c("cache_misses_total", "Partition lookups that had to load or build the partition.")?,
+            evictions: c("cache_evictions_total", "Partitions evicted (least recently used) to make room.")?,
+            refused: c("cache_admission_refusals_total", "Partitions refused because they cannot fit the budget.")?,
+            builds: c("cache_builds_total", "Partitions built from the lake (full or incremental).")?,
+            incremental: c("cache_incremental_builds_total", "Of the builds, incremental extensions of a cached partition.")?,
+            build_seconds: Counter::new("cache_build_seconds_total", "Time spent building partitions from the lake.")?,
+            disk_loads: c("cache_disk_loads_total", "Partitions loaded from the local persist directory instead of rebuilt.")?,
+            bytes: g("cache_bytes", "Bytes of partitions held in memory.")?,
+            budget: g("cache_budget_bytes", "The cache's memory budget.")?,
+            partitions: g("cache_partitions", "Partitions held in memory.")?,
+            errors: g("cache_unresolved_errors", "Partitions or collections whose last load or refresh failed and has not succeeded since.")?,
+            coll_partitions: per_collection("collection_partitions", "Partitions of the collection (P).")?,
+            coll_warm: per_collection("collection_partitions_warm", "Partitions of the collection held in memory now.")?,
+            coll_vectors: per_collection("collection_vectors_cached", "Live vectors of the collection held in memory.")?,
+            coll_source_error: per_collection("collection_source_error", "1 while the collection's last source check or refresh failed (the previous generation keeps serving).")?,
+            queries: c("search_queries_total", "Queries answered (each query of a batch counts).")?,
+            searched: c("search_partitions_searched_total", "Partitions searched, summed over queries: divided by queries, the mean fan-out width.")?,
+            partial: c("search_partial_answers_total", "Answers from fewer partitions than the collection has (flagged to the client).")?,
+            retries: c("search_retries_total", "Partition calls retried on another replica (zero until the distributed query path).")?,
+            hedges: c("search_hedges_total", "Hedged partition calls (zero until the distributed query path).")?,
+            recall: GaugeVec::new(
+                Opts::new("recall_estimate", "Measured recall@k of live queries: mean over the latest sampled queries of the share of the exact top-k found."),
+                &["collection"],
+            )?,
+            recall_samples: per_collection("recall_window_samples", "Sampled queries the recall estimate averages over.")?,
+            recall_sampled: c("recall_sampled_total", "Queries picked for recall measurement.")?,
+            recall_dropped: IntCounterVec::new(
+                Opts::new("recall_dropped_total", "Picked queries not measured, by reason (budget: scans per second spent; queue_full)."),
+                &["reason"],
+            )?,
+            recall_measured: c("recall_measured_total", "Exact scans finished for recall measurement.")?,
+            recall_failed: c("recall_failed_total", "Exact scans for recall measurement that failed.")?,
+        };
+        let descs = families
+            .collectors()
+            .into_iter()
+            .flat_map(|c| c.desc().into_iter().cloned())
+            .collect();
+        Ok(EngineCollector {
+            engine,
+            families: Mutex::new(families),
+            descs,
+        })
+    }
+}
+
+impl Collector for EngineCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let f = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let e = &self.engine;
+        let s = e.cache_stats();
+        set_counter(&f.hits, s.hits);
+        set_counter(&f.misses, s.misses);
+        set_counter(&f.evictions, s.evictions);
+        set_counter(&f.refused, s.refused);
+        set_counter(&f.builds, s.builds);
+        set_counter(&f.incremental, s.incremental_builds);
+        f.build_seconds.reset();
+        f.build_seconds.inc_by(s.build_seconds);
+        set_counter(&f.disk_loads, s.disk_loads);
+        f.bytes.set(s.bytes as i64);
+        f.budget.set(s.budget_bytes as i64);
+        f.partitions.set(s.partitions as i64);
+        f.errors.set(s.errors.len() as i64);
+
+        for v in [
+            &f.coll_partitions,
+            &f.coll_warm,
+            &f.coll_vectors,
+            &f.coll_source_error,
+            &f.recall_samples,
+        ] {
+            v.reset();
+        }
+        f.recall.reset();
+        let recall = e.recall_estimates();
+        for name in e.list_collections() {
+            // Dropped between listing and describing: leave it out.
+            let Ok(info) = e.describe(&name) else {
+                continue;
+            };
+            let l = [name.as_str()];
+            f.coll_partitions
+                .with_label_values(&l)
+                .set(i64::from(info.spec.partitions));
+            f.coll_warm
+                .with_label_values(&l)
+                .set(i64::from(info.partitions_warm));
+            f.coll_vectors
+                .with_label_values(&l)
+                .set(info.vectors_cached as i64);
+            f.coll_source_error
+                .with_label_values(&l)
+                .set(i64::from(info.last_error.is_some()));
+            if let Some(r) = recall.get(&name) {
+                f.recall.with_label_values(&l).set(r.recall);
+                f.recall_samples.with_label_values(&l).set(r.samples as i64);
+            }
+        }
+
+        let q = e.query_stats();
+        set_counter(&f.queries, q.queries);
+        set_counter(&f.searched, q.partitions_searched);
+        set_counter(&f.partial, q.partial_answers);
+        let r = e.recall_stats();
+        set_counter(&f.recall_sampled, r.sampled);
+        set_counter(
+            &f.recall_dropped.with_label_values(&["budget"]),
+            r.dropped_budget,
+        );
+        set_counter(
+            &f.recall_dropped.with_label_values(&["queue_full"]),
+            r.dropped_queue_full,
+        );
+        set_counter(&f.recall_measured, r.measured);
+        set_counter(&f.recall_failed, r.failed);
+
+        f.collectors()
+            .into_iter()
+            .flat_map(|c| c.collect())
+            .collect()
+    }
+}
+
+/// Readiness of the shard role in one process: every collection has
+/// finished its first load, so each of its partitions was built (or loaded
+/// from disk) at least once and queries do not wait for a build. Later
+/// evictions under a tight budget do not make the node unready (that would
+/// take the only copy out of service); they show in
+/// `rulake_collection_partitions_warm` and its alert instead.
+pub fn shard_ready(engine: &RuLake) -> std::result::Result<(), String> {
+    let mut waiting = Vec::new();
+    for name in engine.list_collections() {
+        let Ok(info) = engine.describe(&name) else {
+            continue;
+        };
+        if info.generation.is_none() {
+            waiting.push(match info.last_error {
+                Some(e) => format!("collection {name:?}: first load failed: {e}"),
+                None => format!(
+                    "collection {name:?}: {} of {} partitions warm",
+                    info.partitions_warm, info.spec.partitions
+                ),
+            });
+        }
+    }
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(waiting.join("; "))
+    }
+}

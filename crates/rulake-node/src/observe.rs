@@ -1,0 +1,170 @@
+//! What `rulake serve` and `rulake meta` add to be observable: the metrics
+//! registry with the engine's (or Raft's) collectors, the gRPC metrics
+//! layer, and the HTTP port serving `/metrics`, `/healthz` and `/readyz`
+//! (see `docs/observability.md`).
+//!
+//! In one process this node is shard and coordinator at once, so readiness
+//! is the shard's: every collection finished its first load. A background
+//! task warms collections that were created but not yet loaded (a shard
+//! builds what it is assigned rather than waiting for the first query), and
+//! records the placement as one process sees it: epoch 0 (no catalog
+//! assignment yet) with every partition on this node.
+
+use rulake_catalog::{MetaConfig, MetaNode};
+use rulake_engine::{RecallConfig, RuLake};
+use rulake_metrics::engine::{shard_ready, EngineCollector};
+use rulake_metrics::http::Endpoints;
+use rulake_metrics::placement::PlacementMetrics;
+use rulake_metrics::raft::{meta_ready, RaftCollector};
+use rulake_metrics::{GrpcMetrics, GrpcMetricsLayer, Metrics};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The placement `node` label of the one node of `rulake serve`.
+pub const LOCAL_NODE: &str = "local";
+
+/// How often the housekeeping task warms new collections and updates the
+/// placement gauges.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Wait before loading a collection again after its first load failed.
+const WARM_RETRY: Duration = Duration::from_secs(10);
+
+/// Observability flags of `rulake serve`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ObserveArgs {
+    /// Address of the HTTP port serving /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:9090", env = "RULAKE_METRICS_LISTEN")]
+    pub metrics_listen: SocketAddr,
+    /// Share of searches re-answered by an exact scan to measure recall
+    /// (0 disables, 1 measures every query).
+    #[arg(long, default_value_t = RecallConfig::default().sample_fraction, env = "RULAKE_RECALL_SAMPLE", value_parser = parse_fraction)]
+    pub recall_sample: f64,
+    /// Most exact scans per second for recall measurement (each scans a
+    /// whole collection).
+    #[arg(long, default_value_t = RecallConfig::default().max_scans_per_second, env = "RULAKE_RECALL_MAX_SCANS")]
+    pub recall_max_scans: f64,
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| (0.0..=1.0).contains(v))
+        .ok_or_else(|| format!("{s:?} is not a number between 0 and 1"))
+}
+
+/// Set up metrics for `engine` and start the HTTP port. Returns the layer
+/// to wrap the gRPC server with and the HTTP task (abort it once the gRPC
+/// server has stopped).
+pub async fn start(
+    a: &ObserveArgs,
+    engine: &Arc<RuLake>,
+    meta: Option<&MetaNode>,
+) -> anyhow::Result<(GrpcMetricsLayer, tokio::task::JoinHandle<()>)> {
+    engine.set_recall_config(RecallConfig {
+        sample_fraction: a.recall_sample,
+        max_scans_per_second: a.recall_max_scans,
+        ..engine.recall_config()
+    });
+    let metrics = Metrics::new();
+    metrics.register(Box::new(EngineCollector::new(engine.as_ref().clone())?))?;
+    if let Some(node) = meta {
+        // The embedded catalog member: the consensus panels read it too.
+        metrics.register(Box::new(RaftCollector::start(node.clone())?))?;
+    }
+    let e = engine.clone();
+    let grpc = GrpcMetrics::new(&metrics, move |c| e.has_collection(c))?;
+    let placement = PlacementMetrics::new(&metrics)?;
+    let listener = rulake_metrics::http::bind(a.metrics_listen).await?;
+    eprintln!(
+        "rulake serve: metrics on http://{}/metrics",
+        listener.local_addr()?
+    );
+    let shard = engine.clone();
+    let endpoints = Endpoints::new(metrics).ready_when(move || shard_ready(&shard));
+    let engine = engine.clone();
+    // One task for both, so aborting it stops both.
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            r = endpoints.serve(listener, std::future::pending()) => {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "metrics endpoint stopped");
+                }
+            }
+            () = housekeeping(engine, placement) => {}
+        }
+    });
+    Ok((grpc.layer(), task))
+}
+
+async fn housekeeping(engine: Arc<RuLake>, placement: PlacementMetrics) {
+    // When each collection's failed first load may be tried again.
+    let mut retry_at: std::collections::HashMap<String, tokio::time::Instant> = Default::default();
+    loop {
+        let mut partitions = 0u64;
+        let names = engine.list_collections();
+        retry_at.retain(|n, _| names.contains(n));
+        for name in names {
+            let Ok(info) = engine.describe(&name) else {
+                continue;
+            };
+            partitions += u64::from(info.spec.partitions);
+            let due = retry_at
+                .get(&name)
+                .is_none_or(|t| *t <= tokio::time::Instant::now());
+            if info.generation.is_none() && due {
+                // Errors are kept in the collection's state (and shown by
+                // /readyz); a failed load is tried again after WARM_RETRY.
+                if let Err(e) = engine.refresh(&name).await {
+                    tracing::warn!(collection = %name, error = %e, "warming failed");
+                    retry_at.insert(name, tokio::time::Instant::now() + WARM_RETRY);
+                }
+            }
+        }
+        placement.set_assignment(0, [(LOCAL_NODE, partitions)], 0);
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// Run a catalog member as `MetaNode::run` does, plus, when
+/// `metrics_listen` is set, its observability port: the Raft collector on
+/// `/metrics`, and `/readyz` ready once the member knows a leader.
+pub async fn run_meta(
+    cfg: MetaConfig,
+    metrics_listen: Option<SocketAddr>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let node = MetaNode::start(&cfg).await?;
+    let http = match metrics_listen {
+        Some(addr) => {
+            let metrics = Metrics::new();
+            metrics.register(Box::new(RaftCollector::start(node.clone())?))?;
+            let l = rulake_metrics::http::bind(addr).await?;
+            eprintln!("rulake meta: metrics on http://{}/metrics", l.local_addr()?);
+            let n = node.clone();
+            let endpoints = Endpoints::new(metrics).ready_when(move || meta_ready(&n));
+            Some(tokio::spawn(async move {
+                if let Err(e) = endpoints.serve(l, std::future::pending()).await {
+                    tracing::error!(error = %e, "metrics endpoint stopped");
+                }
+            }))
+        }
+        None => None,
+    };
+    let boot = node.clone();
+    let peers = cfg.peers.clone();
+    tokio::spawn(async move {
+        if let Err(e) = boot.bootstrap(&peers).await {
+            tracing::error!("bootstrap failed: {e}");
+        }
+    });
+    let served = node.serve(listener, shutdown).await;
+    if let Some(h) = http {
+        h.abort();
+    }
+    let _ = node.raft().shutdown().await;
+    Ok(served?)
+}
