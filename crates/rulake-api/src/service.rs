@@ -6,6 +6,7 @@
 
 use crate::convert::*;
 use crate::status::{invalid, oversized, to_status};
+use rulake_auth::{authorize, Perm};
 use rulake_catalog::CollectionChanges;
 use rulake_coordinator::Coordinator;
 use rulake_proto::v1 as pb;
@@ -140,10 +141,12 @@ impl pb::collection_service_server::CollectionService for Api {
         req: Request<pb::CreateCollectionRequest>,
     ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
+        let ext = req.extensions().clone();
         let spec = req
             .into_inner()
             .spec
             .ok_or_else(|| invalid("spec is required"))?;
+        authorize(&ext, Perm::Admin, &spec.name)?;
         let def = def_from(spec)?;
         let name = def.record.name.clone();
         let view = within(deadline, "CreateCollection", async {
@@ -161,6 +164,7 @@ impl pb::collection_service_server::CollectionService for Api {
         req: Request<pb::DropCollectionRequest>,
     ) -> Result<Response<pb::DropCollectionResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
+        authorize(req.extensions(), Perm::Admin, &req.get_ref().name)?;
         let name = req.into_inner().name;
         self.label(&name);
         within(deadline, "DropCollection", async {
@@ -172,9 +176,16 @@ impl pb::collection_service_server::CollectionService for Api {
 
     async fn list_collections(
         &self,
-        _req: Request<pb::ListCollectionsRequest>,
+        req: Request<pb::ListCollectionsRequest>,
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
-        let collections = self.coord.list().into_iter().map(view_to).collect();
+        // Only what the caller may read: the rest stays unseen.
+        let collections = self
+            .coord
+            .list()
+            .into_iter()
+            .filter(|v| authorize(req.extensions(), Perm::Read, &v.record.name).is_ok())
+            .map(view_to)
+            .collect();
         Ok(Response::new(pb::ListCollectionsResponse { collections }))
     }
 
@@ -182,6 +193,7 @@ impl pb::collection_service_server::CollectionService for Api {
         &self,
         req: Request<pb::DescribeCollectionRequest>,
     ) -> Result<Response<pb::DescribeCollectionResponse>, Status> {
+        authorize(req.extensions(), Perm::Read, &req.get_ref().name)?;
         let name = req.into_inner().name;
         self.label(&name);
         Ok(Response::new(pb::DescribeCollectionResponse {
@@ -194,6 +206,7 @@ impl pb::collection_service_server::CollectionService for Api {
         req: Request<pb::AlterCollectionRequest>,
     ) -> Result<Response<pb::AlterCollectionResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
+        authorize(req.extensions(), Perm::Admin, &req.get_ref().name)?;
         let r = req.into_inner();
         self.label(&r.name);
         let changes = CollectionChanges {
@@ -222,10 +235,13 @@ impl pb::collection_service_server::CollectionService for Api {
         req: Request<pb::CreateAliasRequest>,
     ) -> Result<Response<pb::CreateAliasResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
+        let ext = req.extensions().clone();
         let a = req
             .into_inner()
             .alias
             .ok_or_else(|| invalid("alias is required"))?;
+        authorize(&ext, Perm::Admin, &a.alias)?;
+        authorize(&ext, Perm::Admin, &a.collection)?;
         within(deadline, "CreateAlias", async {
             self.coord
                 .create_alias(&a.alias, &a.collection)
@@ -241,6 +257,7 @@ impl pb::collection_service_server::CollectionService for Api {
         req: Request<pb::DeleteAliasRequest>,
     ) -> Result<Response<pb::DeleteAliasResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
+        authorize(req.extensions(), Perm::Admin, &req.get_ref().alias)?;
         let alias = req.into_inner().alias;
         within(deadline, "DeleteAlias", async {
             self.coord.delete_alias(&alias).await.map_err(to_status)
@@ -255,7 +272,10 @@ impl pb::collection_service_server::CollectionService for Api {
     ) -> Result<Response<pb::SwitchAliasesResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
         let mut switches = BTreeMap::new();
+        let ext = req.extensions().clone();
         for a in req.into_inner().aliases {
+            authorize(&ext, Perm::Admin, &a.alias)?;
+            authorize(&ext, Perm::Admin, &a.collection)?;
             if switches.insert(a.alias.clone(), a.collection).is_some() {
                 return Err(invalid(format!("alias {:?} appears twice", a.alias)));
             }
@@ -269,12 +289,13 @@ impl pb::collection_service_server::CollectionService for Api {
 
     async fn list_aliases(
         &self,
-        _req: Request<pb::ListAliasesRequest>,
+        req: Request<pb::ListAliasesRequest>,
     ) -> Result<Response<pb::ListAliasesResponse>, Status> {
         let aliases = self
             .coord
             .aliases()
             .into_iter()
+            .filter(|(a, _)| authorize(req.extensions(), Perm::Read, a).is_ok())
             .map(|(alias, collection)| pb::Alias { alias, collection })
             .collect();
         Ok(Response::new(pb::ListAliasesResponse { aliases }))
@@ -288,6 +309,7 @@ impl pb::search_service_server::SearchService for Api {
         req: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
+        authorize(req.extensions(), Perm::Read, &req.get_ref().collection)?;
         let r = req.into_inner();
         self.label(&r.collection);
         let query = query_from(r.query)?;
@@ -314,6 +336,7 @@ impl pb::search_service_server::SearchService for Api {
         req: Request<pb::BatchSearchRequest>,
     ) -> Result<Response<pb::BatchSearchResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
+        authorize(req.extensions(), Perm::Read, &req.get_ref().collection)?;
         let r = req.into_inner();
         self.label(&r.collection);
         if r.queries.len() > self.limits.max_batch {
@@ -362,6 +385,9 @@ impl pb::search_service_server::SearchService for Api {
         req: Request<pb::FederatedSearchRequest>,
     ) -> Result<Response<pb::FederatedSearchResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
+        for c in &req.get_ref().collections {
+            authorize(req.extensions(), Perm::Read, c)?;
+        }
         let r = req.into_inner();
         let query = query_from(r.query)?;
         let params = params_from(r.params)?;
@@ -396,8 +422,9 @@ impl pb::search_service_server::SearchService for Api {
 impl pb::admin_service_server::AdminService for Api {
     async fn cache_stats(
         &self,
-        _req: Request<pb::CacheStatsRequest>,
+        req: Request<pb::CacheStatsRequest>,
     ) -> Result<Response<pb::CacheStatsResponse>, Status> {
+        authorize(req.extensions(), Perm::Admin, CLUSTER)?;
         let s = self.coord.engine().cache_stats();
         let stats = pb::CacheStats {
             hits: s.hits,
@@ -422,6 +449,7 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         req: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        authorize(req.extensions(), Perm::Admin, CLUSTER)?;
         let deadline = deadline_of(&req, self.limits.request_timeout);
         let st = within(deadline, "ClusterStatus", async {
             self.coord
@@ -470,8 +498,9 @@ impl pb::admin_service_server::AdminService for Api {
 
     async fn drain_shard(
         &self,
-        _req: Request<pb::DrainShardRequest>,
+        req: Request<pb::DrainShardRequest>,
     ) -> Result<Response<pb::DrainShardResponse>, Status> {
+        authorize(req.extensions(), Perm::Admin, CLUSTER)?;
         Err(Status::unimplemented(
             "this server runs every role in one process; there is no other shard node to drain to",
         ))
@@ -479,13 +508,18 @@ impl pb::admin_service_server::AdminService for Api {
 
     async fn admit_shard(
         &self,
-        _req: Request<pb::AdmitShardRequest>,
+        req: Request<pb::AdmitShardRequest>,
     ) -> Result<Response<pb::AdmitShardResponse>, Status> {
+        authorize(req.extensions(), Perm::Admin, CLUSTER)?;
         Err(Status::unimplemented(
             "this server runs every role in one process; placement has one node",
         ))
     }
 }
+
+/// What cluster-wide admin calls are authorized against: only a grant
+/// matching every name (`admin:*`) covers it.
+const CLUSTER: &str = "*";
 
 /// The shard node of a single-process server, as admin answers name it.
 const LOCAL_NODE: &str = "local";
@@ -497,6 +531,7 @@ impl pb::data_service_server::DataService for Api {
         req: Request<tonic::Streaming<pb::IngestRequest>>,
     ) -> Result<Response<pb::IngestResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
+        let ext = req.extensions().clone();
         let mut stream = req.into_inner();
         // Dropping the ingest (an error, the deadline, a client that went
         // away) deletes whatever it wrote; only `commit` makes it visible.
@@ -507,6 +542,7 @@ impl pb::data_service_server::DataService for Api {
                 }) => h,
                 _ => return Err(invalid("the first Ingest message must be a header")),
             };
+            authorize(&ext, Perm::Write, &header.collection)?;
             self.label(&header.collection);
             let mut ingest = self.coord.ingest(&header.collection).map_err(to_status)?;
             while let Some(msg) = stream.message().await.map_err(oversized)? {
@@ -538,6 +574,7 @@ impl pb::data_service_server::DataService for Api {
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
+        authorize(req.extensions(), Perm::Write, &req.get_ref().collection)?;
         let r = req.into_inner();
         self.label(&r.collection);
         let ids = r
@@ -562,6 +599,7 @@ impl pb::data_service_server::DataService for Api {
         req: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
         let deadline = deadline_of(&req, self.limits.request_timeout);
+        authorize(req.extensions(), Perm::Write, &req.get_ref().collection)?;
         let name = req.into_inner().collection;
         self.label(&name);
         let (g, changed) = within(deadline, "Refresh", async {

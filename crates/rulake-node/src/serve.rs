@@ -48,6 +48,14 @@ pub struct Args {
     /// PEM CA bundle: require client certificates it signed (mutual TLS).
     #[arg(long, env = "RULAKE_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// JSON file of API keys (hashed), JWT settings and grants (see
+    /// docs/security.md); every public call then needs a credential.
+    #[arg(long, env = "RULAKE_AUTH_CONFIG")]
+    pub auth_config: Option<PathBuf>,
+    /// Serve without authentication on a non-loopback address. Without
+    /// --auth-config, only loopback listeners are allowed otherwise.
+    #[arg(long)]
+    pub allow_anonymous: bool,
     /// How often the TLS files are checked for a rotation.
     #[arg(long, default_value = "10", value_parser = parse_secs)]
     pub tls_reload: Duration,
@@ -72,6 +80,16 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
+    let auth = match &a.auth_config {
+        Some(path) => Some(rulake_auth::AuthLayer::new(
+            rulake_auth::AuthConfig::from_file(path)?,
+        )),
+        None if a.listen.ip().is_loopback() || a.allow_anonymous => None,
+        None => anyhow::bail!(
+            "refusing to serve {} without authentication: give --auth-config, or --allow-anonymous to accept anyone",
+            a.listen
+        ),
+    };
     if a.max_k == 0 || a.max_k > rulake_engine::MAX_K {
         anyhow::bail!("--max-k must be between 1 and {}", rulake_engine::MAX_K);
     }
@@ -121,6 +139,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         // backstop for anything that does not return to them.
         .timeout(a.request_timeout + Duration::from_secs(1))
         .layer(metrics_layer)
+        .layer(tower::util::option_layer(auth))
         .layer(rulake_api::oversized_as_resource_exhausted())
         .add_routes(router(api))
         .add_service(health)
