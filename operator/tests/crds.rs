@@ -13,7 +13,8 @@ fn chart_crds() -> PathBuf {
 fn crds_match_the_chart() {
     for (name, generated) in crd_files().expect("CRD YAML") {
         let path = chart_crds().join(name);
-        let shipped = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let shipped =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(
             shipped == generated,
             "{} drifted from the Rust types; regenerate with \
@@ -26,7 +27,11 @@ fn crds_match_the_chart() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     shipped.sort();
-    assert_eq!(shipped, ["rulakeclusters.yaml", "rulakecollections.yaml"], "no stale CRD files");
+    assert_eq!(
+        shipped,
+        ["rulakeclusters.yaml", "rulakecollections.yaml"],
+        "no stale CRD files"
+    );
 }
 
 #[test]
@@ -40,9 +45,13 @@ fn cluster_crd_has_scale_status_and_validation() {
     assert!(version["subresources"]["status"].is_object());
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
     let rules = spec["meta"]["properties"]["replicas"]["x-kubernetes-validations"].to_string();
-    assert!(rules.contains("self == 3 || self == 5") && rules.contains("self == oldSelf"), "{rules}");
+    assert!(
+        rules.contains("self == 3 || self == 5") && rules.contains("self == oldSelf"),
+        "{rules}"
+    );
     assert_eq!(spec["shards"]["properties"]["replicas"]["minimum"], 1.0);
-    let conditions = &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+    let conditions =
+        &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
     assert_eq!(conditions["x-kubernetes-list-type"], "map");
     assert_eq!(crd["spec"]["names"]["shortNames"][0], "rlc");
 }
@@ -54,12 +63,20 @@ fn collection_crd_validates_and_freezes_what_cannot_change() {
     let props = &spec["properties"];
     assert_eq!(props["dimension"]["minimum"], 1.0);
     assert_eq!(props["partitions"]["minimum"], 1.0);
-    assert_eq!(props["metric"]["enum"], serde_json::json!(["l2", "cosine", "innerProduct"]));
+    assert_eq!(
+        props["metric"]["enum"],
+        serde_json::json!(["l2", "cosine", "innerProduct"])
+    );
     for field in ["clusterRef", "source", "dimension", "metric", "partitions"] {
         let rules = props[field]["x-kubernetes-validations"].to_string();
-        assert!(rules.contains("self == oldSelf"), "{field} is immutable: {rules}");
+        assert!(
+            rules.contains("self == oldSelf"),
+            "{field} is immutable: {rules}"
+        );
     }
-    assert!(props["source"]["x-kubernetes-validations"].to_string().contains("size() == 1"));
+    assert!(props["source"]["x-kubernetes-validations"]
+        .to_string()
+        .contains("size() == 1"));
     let required = spec["required"].to_string();
     for field in ["clusterRef", "source", "dimension", "metric"] {
         assert!(required.contains(field), "{field} required: {required}");
