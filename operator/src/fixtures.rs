@@ -164,6 +164,9 @@ pub struct FakeAdmin {
     pub status: Mutex<Option<pb::ClusterStatusResponse>>,
     /// Nodes whose drain fails with UNAVAILABLE.
     pub failing_drains: Mutex<HashSet<String>>,
+    /// Nodes whose admission fails, with the code it fails with
+    /// (`NotFound`: not registered yet).
+    pub failing_admits: Mutex<HashMap<String, tonic::Code>>,
     /// Collections by name.
     pub collections: Mutex<HashMap<String, pb::CollectionInfo>>,
     /// When set, CreateCollection fails with this code.
@@ -205,6 +208,9 @@ impl ClusterAdmin for FakeAdmin {
 
     async fn admit_shard(&self, node_id: &str) -> Result<pb::AdmitShardResponse, AdminError> {
         self.record(format!("admit {node_id}"));
+        if let Some(code) = self.failing_admits.lock().unwrap().get(node_id) {
+            return Err(tonic::Status::new(*code, "mock").into());
+        }
         Ok(pb::AdmitShardResponse {
             partitions_assigned: 4,
             assignment_epoch: 10,

@@ -375,7 +375,21 @@ async fn admit(
                     Some(("WaitingForShardRegistration", format!("{node}: {e}")));
                 return Ok(());
             }
-            Err(e) => return Err(e.into()),
+            // Anything else: say so, keep the status current, and look
+            // again soon rather than failing the whole reconcile.
+            Err(e) => {
+                let message = format!("admitting {node}: {e}");
+                ctx.event(
+                    cluster,
+                    EventType::Warning,
+                    "AdmitFailed",
+                    "ScaleUp",
+                    message.clone(),
+                )
+                .await;
+                observed.progressing = Some(("AdmitFailed", message));
+                return Ok(());
+            }
         }
     }
     Ok(())
@@ -869,6 +883,49 @@ mod tests {
             ["admit demo-shard-3", "status"],
             "demo-shard-4 is not Ready"
         );
+    }
+
+    #[tokio::test]
+    async fn failed_admission_is_reported_and_retried_soon() {
+        for (code, reason) in [
+            (tonic::Code::NotFound, "WaitingForShardRegistration"),
+            (tonic::Code::Unavailable, "AdmitFailed"),
+        ] {
+            let fake = Arc::new(FakeAdmin::default());
+            *fake.status.lock().unwrap() = Some(healthy(4));
+            fake.failing_admits
+                .lock()
+                .unwrap()
+                .insert("demo-shard-3".into(), code);
+            let (ctx, mut api) = test_context(fake.clone());
+            let mut c = cluster(4);
+            c.status = Some(RuLakeClusterStatus::default());
+            c.status.as_mut().unwrap().shards.admitted = 3;
+            let server = tokio::spawn(async move {
+                shard_lookup(&mut api, Some(4)).await;
+                expect_children(&mut api, [3, 4, 2]).await;
+                api.expect(Method::GET, &format!("{NS}/pods/demo-shard-3"))
+                    .await
+                    .respond(pod("demo-shard-3", true));
+                if code != tonic::Code::NotFound {
+                    assert_eq!(api.expect_event("default").await, "AdmitFailed");
+                }
+                let status = api.expect(Method::PATCH, STATUS).await;
+                assert_eq!(status.body["status"]["shards"]["admitted"], 3);
+                assert_eq!(
+                    condition(&status.body, "Progressing"),
+                    ("True".into(), reason.into())
+                );
+                status.respond(serde_json::to_value(cluster(3)).unwrap());
+                api
+            });
+            let action = reconcile(Arc::new(c), ctx)
+                .await
+                .expect("reported, not failed");
+            assert_eq!(action, Action::requeue(PROGRESS_POLL));
+            server.await.unwrap().done().await;
+            assert_eq!(fake.calls(), ["admit demo-shard-3", "status"]);
+        }
     }
 
     #[tokio::test]
