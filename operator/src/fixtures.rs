@@ -40,6 +40,11 @@ pub struct Call {
 }
 
 impl MockApi {
+    /// Wraps the server side of a tower-test mock pair.
+    pub fn from_handle(handle: Handle) -> Self {
+        MockApi(handle)
+    }
+
     /// The next request; fails the test if none comes within 5 s.
     pub async fn next(&mut self) -> Call {
         let (request, send) = tokio::time::timeout(Duration::from_secs(5), self.0.next_request())
