@@ -198,23 +198,20 @@ async fn reconcile_inner(cluster: &RuLakeCluster, ctx: &Context) -> Result<Actio
         }
     }
 
-    let ready = |sts: &StatefulSet| {
+    // Counts are what the workloads report, not what the spec asks: the
+    // scale subresource reads `shards.replicas` as the current size.
+    let counts = |sts: &StatefulSet| {
         sts.status
             .as_ref()
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0)
+            .map_or((0, 0), |s| (s.replicas, s.ready_replicas.unwrap_or(0)))
     };
-    status.meta.replicas = cluster.spec.meta.replicas;
-    status.meta.ready = ready(&meta_sts);
-    status.shards.replicas = desired;
-    status.shards.ready = ready(&shard_sts);
+    (status.meta.replicas, status.meta.ready) = counts(&meta_sts);
+    (status.shards.replicas, status.shards.ready) = counts(&shard_sts);
     status.shards.selector = manifests::selector_string(cluster, Role::Shard);
-    status.coordinators.replicas = cluster.spec.coordinators.replicas;
-    status.coordinators.ready = coordinators
-        .status
-        .as_ref()
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
+    (status.coordinators.replicas, status.coordinators.ready) =
+        coordinators.status.as_ref().map_or((0, 0), |s| {
+            (s.replicas.unwrap_or(0), s.ready_replicas.unwrap_or(0))
+        });
 
     admit(
         cluster,
@@ -246,12 +243,12 @@ async fn reconcile_inner(cluster: &RuLakeCluster, ctx: &Context) -> Result<Actio
 
     if observed.progressing.is_none() {
         let lagging = [
-            ("meta", status.meta.ready, status.meta.replicas),
-            ("shard", status.shards.ready, status.shards.replicas),
+            ("meta", status.meta.ready, cluster.spec.meta.replicas),
+            ("shard", status.shards.ready, desired),
             (
                 "coordinator",
                 status.coordinators.ready,
-                status.coordinators.replicas,
+                cluster.spec.coordinators.replicas,
             ),
         ]
         .into_iter()
@@ -865,6 +862,8 @@ mod tests {
                 .respond(pod("demo-shard-4", false));
             let status = api.expect(Method::PATCH, STATUS).await;
             assert_eq!(status.body["status"]["shards"]["admitted"], 4);
+            // The scale subresource's current size: pods that exist, not the spec.
+            assert_eq!(status.body["status"]["shards"]["replicas"], 3);
             assert_eq!(
                 condition(&status.body, "Progressing"),
                 ("True".into(), "WaitingForShardReady".into())
