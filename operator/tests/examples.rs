@@ -139,6 +139,11 @@ fn the_schemas_reject_what_they_should() {
     for (what, doc) in [
         ("no shards", with(&cluster, "/shards/replicas", json!(0))),
         ("empty image", with(&cluster, "/image", json!(""))),
+        ("unknown pull policy", {
+            let mut doc = cluster.clone();
+            doc["imagePullPolicy"] = json!("Sometimes");
+            doc
+        }),
     ] {
         assert!(!errors(&cluster_schema, &doc).is_empty(), "accepted {what}");
     }

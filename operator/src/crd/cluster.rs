@@ -63,6 +63,7 @@ pub struct RuLakeClusterSpec {
     pub image: String,
     /// When to pull the image: Always, IfNotPresent or Never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Always", "IfNotPresent", "Never"]))]
     pub image_pull_policy: Option<String>,
     /// The Raft catalog group.
     pub meta: MetaSpec,
