@@ -1,0 +1,183 @@
+//! The controller loop: one reconciler per resource kind, sharing a
+//! [`Context`].
+//!
+//! Both reconcilers are level-based: each run reads what exists, applies
+//! what should exist by server-side apply under one field manager, and
+//! writes the status. Failures requeue with an exponential backoff per
+//! object; a spec that cannot be served is reported as a condition and
+//! waits for the next change, so it never loops.
+
+pub mod cluster;
+pub mod collection;
+
+use crate::admin::AdminFactory;
+use crate::crd::{RuLakeCluster, RuLakeCollection};
+use crate::manifests::FIELD_MANAGER;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// First retry delay after a failed reconcile.
+const BACKOFF_MIN: Duration = Duration::from_secs(5);
+/// Longest retry delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// What every reconcile needs.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// Admin clients of RuLake clusters.
+    pub admins: Arc<dyn AdminFactory>,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Consecutive failures per object, for the backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context publishing events as `rulake-operator`.
+    pub fn new(client: Client, admins: Arc<dyn AdminFactory>) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            admins,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes an Event about `obj`; a failure to publish is logged, not
+    /// fatal (events are best effort).
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "publishing event failed");
+        }
+    }
+
+    /// The delay before retrying `key` after one more failure.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key.to_string()).or_insert(0);
+        let delay = BACKOFF_MIN
+            .saturating_mul(1 << (*n).min(10))
+            .min(BACKOFF_MAX);
+        *n = n.saturating_add(1);
+        delay
+    }
+
+    /// Forgets `key`'s failures after a successful reconcile.
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// The backoff key of an object.
+fn key<K: Resource>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Server-side applies `obj` (named `name`) under the operator's field
+/// manager, forcing conflicts: the operator owns these objects.
+pub(crate) async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> crate::Result<K>
+where
+    K: Resource + Clone + Debug + Serialize + serde::de::DeserializeOwned,
+{
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    Ok(api.patch(name, &params, &Patch::Apply(obj)).await?)
+}
+
+/// Runs both controllers until a termination signal.
+pub async fn run(client: Client, admins: Arc<dyn AdminFactory>) {
+    let ctx = Arc::new(Context::new(client.clone(), admins));
+    let clusters = Api::<RuLakeCluster>::all(client.clone());
+    let collections = Api::<RuLakeCollection>::all(client.clone());
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=rulake-operator");
+
+    let cluster_controller =
+        Controller::new(clusters.clone(), watcher::Config::default().any_semantic())
+            .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+            .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+            .owns(Api::<Service>::all(client.clone()), owned.clone())
+            .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+            .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned)
+            .shutdown_on_signal()
+            .run(cluster::reconcile, cluster::error_policy, ctx.clone())
+            .for_each(|res| async move {
+                match res {
+                    Ok((obj, _)) => tracing::debug!(cluster = %obj, "reconciled"),
+                    Err(e) => tracing::warn!(error = %e, "cluster reconcile failed"),
+                }
+            });
+
+    // A collection follows its cluster: when the cluster changes (say it
+    // scales, which bounds the replication factor), its collections are
+    // checked again. The controller's own cache finds them.
+    let collection_controller =
+        Controller::new(collections, watcher::Config::default().any_semantic());
+    let store = collection_controller.store();
+    let collection_controller = collection_controller
+        .watches(
+            clusters,
+            watcher::Config::default(),
+            move |cluster: RuLakeCluster| {
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|c| {
+                        c.namespace() == cluster.namespace()
+                            && c.spec.cluster_ref.name == cluster.name_any()
+                    })
+                    .map(|c| ObjectRef::from(c.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(collection::reconcile, collection::error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(collection = %obj, "reconciled"),
+                Err(e) => tracing::warn!(error = %e, "collection reconcile failed"),
+            }
+        });
+
+    tokio::join!(cluster_controller, collection_controller);
+}
+
+/// Requeue after a failure, backing off per object.
+fn requeue_with_backoff<K: Resource>(obj: &K, error: &crate::Error, ctx: &Context) -> Action {
+    let delay = ctx.backoff(&key(obj));
+    tracing::warn!(object = %key(obj), error = %error, kind = error.metric_label(), ?delay, "reconcile failed; retrying");
+    Action::requeue(delay)
+}

@@ -1,0 +1,262 @@
+//! `RuLakeCluster`: one RuLake deployment (meta, shard and coordinator roles).
+
+// Each `printcolumn(...)` repeats `type_` and friends; clippy takes the
+// repeats for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Desired state of a RuLake cluster.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "rulake.io",
+    version = "v1alpha1",
+    kind = "RuLakeCluster",
+    plural = "rulakeclusters",
+    shortname = "rlc",
+    namespaced,
+    status = "RuLakeClusterStatus",
+    derive = "PartialEq",
+    doc = "A RuLake cluster: a Raft catalog (meta), cache-holding shard nodes and stateless coordinators.",
+    scale(
+        spec_replicas_path = ".spec.shards.replicas",
+        status_replicas_path = ".status.shards.replicas",
+        label_selector_path = ".status.shards.selector"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Shards",
+        type_ = "integer",
+        json_path = ".spec.shards.replicas"
+    ),
+    printcolumn(
+        name = "Ready Shards",
+        type_ = "integer",
+        json_path = ".status.shards.ready"
+    ),
+    printcolumn(name = "Leader", type_ = "integer", json_path = ".status.metaLeader"),
+    printcolumn(
+        name = "Epoch",
+        type_ = "integer",
+        json_path = ".status.assignmentEpoch"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RuLakeClusterSpec {
+    /// Container image holding the `rulake` binary, e.g. `rulake/rulake:0.1.0`.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// When to pull the image: Always, IfNotPresent or Never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Always", "IfNotPresent", "Never"]))]
+    pub image_pull_policy: Option<String>,
+    /// The Raft catalog group.
+    pub meta: MetaSpec,
+    /// Shard nodes: the caches of the lake's partitions.
+    pub shards: ShardSpec,
+    /// Coordinators: the query front end clients connect to.
+    #[serde(default)]
+    pub coordinators: CoordinatorSpec,
+    /// Credentials for the object store holding the lake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<ObjectStoreSpec>,
+    /// TLS for the gRPC API; plaintext when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+    /// Metrics scraping.
+    #[serde(default)]
+    pub monitoring: MonitoringSpec,
+}
+
+/// The meta role: the Raft group holding the catalog and the placement.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetaSpec {
+    /// Raft voters: 3 or 5. Fixed at creation: the operator does not change
+    /// Raft membership.
+    #[x_kube(validation = Rule::new("self == 3 || self == 5").message("meta.replicas must be 3 or 5"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("meta.replicas is immutable"))]
+    pub replicas: i32,
+    /// Persistent volume of each member (Raft log and snapshots).
+    pub storage: StorageSpec,
+    /// CPU and memory of each member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// The shard role.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardSpec {
+    /// Shard nodes. Scaling down drains the highest-numbered nodes first.
+    #[schemars(range(min = 1, max = 1024))]
+    pub replicas: i32,
+    /// Memory each node may spend on RaBitQ caches (`--cache-bytes`). Keep
+    /// it below the container's memory limit.
+    pub cache_memory: Quantity,
+    /// Persistent volume of each node (the persisted partition cache);
+    /// an emptyDir when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+    /// CPU and memory of each node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// The coordinator role.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CoordinatorSpec {
+    /// Coordinator pods behind the client Service.
+    #[schemars(range(min = 1, max = 256))]
+    pub replicas: i32,
+    /// CPU and memory of each coordinator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for CoordinatorSpec {
+    fn default() -> Self {
+        Self {
+            replicas: 2,
+            resources: None,
+        }
+    }
+}
+
+/// A persistent volume claim template.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Volume size, e.g. `10Gi`.
+    pub size: Quantity,
+    /// Storage class; the cluster's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// A Secret in the cluster's namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Object-store access for every role that reads the lake.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStoreSpec {
+    /// A Secret whose keys become environment variables of the shard and
+    /// coordinator containers, e.g. `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`.
+    pub credentials_secret_ref: SecretRef,
+}
+
+/// TLS for the gRPC API.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) the servers present.
+    pub server_secret_ref: SecretRef,
+    /// A Secret with `ca.crt`; when set, clients must present a certificate
+    /// it signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_secret_ref: Option<SecretRef>,
+}
+
+/// Metrics scraping.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// Port of `/metrics`, `/healthz` and `/readyz` on every pod.
+    #[schemars(range(min = 1, max = 65535))]
+    pub metrics_port: i32,
+    /// Create a prometheus-operator ServiceMonitor (only when that CRD is
+    /// installed; otherwise a condition says it was skipped).
+    pub service_monitor: bool,
+    /// Extra labels on the ServiceMonitor, to match a Prometheus's
+    /// `serviceMonitorSelector`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_monitor_labels: BTreeMap<String, String>,
+}
+
+impl Default for MonitoringSpec {
+    fn default() -> Self {
+        Self {
+            metrics_port: 9090,
+            service_monitor: false,
+            service_monitor_labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// Observed state of a RuLake cluster.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RuLakeClusterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// Meta members.
+    #[serde(default)]
+    pub meta: RoleStatus,
+    /// Shard nodes; `replicas` and `selector` back the scale subresource.
+    #[serde(default)]
+    pub shards: ShardStatus,
+    /// Coordinators.
+    #[serde(default)]
+    pub coordinators: RoleStatus,
+    /// Raft id of the catalog's leader, when one is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_leader: Option<u64>,
+    /// Epoch of the partition assignment in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment_epoch: Option<u64>,
+}
+
+/// Pod counts of one role.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleStatus {
+    /// Pods the workload runs.
+    pub replicas: i32,
+    /// Pods passing their readiness probe.
+    pub ready: i32,
+}
+
+/// Shard counts, and how far placement has caught up with them.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// Pods the shard StatefulSet runs.
+    pub replicas: i32,
+    /// Pods passing their readiness probe.
+    pub ready: i32,
+    /// Shard ordinals `0..admitted` are in placement (admitted through the
+    /// admin API); higher ordinals are waiting to be admitted or drained.
+    pub admitted: i32,
+    /// Label selector of the shard pods, for the scale subresource.
+    #[serde(default)]
+    pub selector: String,
+}

@@ -1,0 +1,307 @@
+//! The Helm chart, rendered with its default values and with
+//! `ci/full-values.yaml`: values pass `values.schema.json`, every
+//! manifest parses into its Kubernetes type without losing a field, RBAC
+//! grants only what the reconcilers use, and the monitoring templates
+//! follow the files that exist.
+//!
+//! helm itself is not available here; `support/helm.rs` says which subset
+//! of Helm's template language the chart may use.
+
+mod support;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use support::helm::{chart_dir, documents, yaml, Chart};
+
+fn full_values(chart: &Chart) -> Value {
+    let text = std::fs::read_to_string(chart_dir().join("ci/full-values.yaml")).unwrap();
+    chart.values_with(&yaml(&text))
+}
+
+/// Parses `doc` as `T` and checks nothing was dropped on the way: a
+/// misspelt or misplaced field would be.
+fn typed<T: DeserializeOwned + Serialize>(doc: &Value) -> T {
+    let parsed: T = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{e}: {doc:#}"));
+    let back = serde_json::to_value(&parsed).unwrap();
+    assert_eq!(back, *doc, "fields lost parsing {}", doc["kind"]);
+    parsed
+}
+
+/// Renders and type-checks every manifest; returns them by kind.
+fn render(chart: &Chart, values: &Value) -> BTreeMap<String, Vec<Value>> {
+    let validator =
+        jsonschema::validator_for(&chart.schema).expect("values.schema.json is a schema");
+    let errors: Vec<String> = validator
+        .iter_errors(values)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "values do not pass values.schema.json: {errors:?}"
+    );
+    let mut by_kind: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (path, out) in chart.render(values) {
+        if path == "NOTES.txt" {
+            assert!(out.contains("kubectl"), "NOTES.txt rendered: {out}");
+            continue;
+        }
+        for doc in documents(&out) {
+            let kind = doc["kind"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{path}: no kind"))
+                .to_string();
+            match kind.as_str() {
+                "Deployment" => drop(typed::<Deployment>(&doc)),
+                "ServiceAccount" => drop(typed::<ServiceAccount>(&doc)),
+                "ClusterRole" => drop(typed::<ClusterRole>(&doc)),
+                "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(&doc)),
+                "ConfigMap" => drop(typed::<ConfigMap>(&doc)),
+                "Pod" => drop(typed::<Pod>(&doc)),
+                "PrometheusRule" => {
+                    assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1");
+                    let groups = doc["spec"]["groups"].as_array().expect("spec.groups");
+                    assert!(
+                        groups
+                            .iter()
+                            .all(|g| g["name"].is_string() && g["rules"].is_array()),
+                        "{doc:#}"
+                    );
+                }
+                other => panic!("{path}: unexpected kind {other}"),
+            }
+            let labels = &doc["metadata"]["labels"];
+            assert_eq!(
+                labels["app.kubernetes.io/part-of"], "rulake",
+                "{path}: standard labels"
+            );
+            assert!(labels["helm.sh/chart"].is_string(), "{path}: chart label");
+            by_kind.entry(kind).or_default().push(doc);
+        }
+    }
+    by_kind
+}
+
+fn kinds(by_kind: &BTreeMap<String, Vec<Value>>) -> Vec<(&str, usize)> {
+    by_kind.iter().map(|(k, v)| (k.as_str(), v.len())).collect()
+}
+
+#[test]
+fn default_values_render_the_operator_and_least_privilege_rbac() {
+    let chart = Chart::load(&chart_dir());
+    let values = chart.values.clone();
+    let out = render(&chart, &values);
+    assert_eq!(
+        kinds(&out),
+        [
+            ("ClusterRole", 1),
+            ("ClusterRoleBinding", 1),
+            ("Deployment", 1),
+            ("ServiceAccount", 1)
+        ],
+        "monitoring and the test hook are off by default"
+    );
+    let deployment: Deployment = typed(&out["Deployment"][0]);
+    assert_eq!(deployment.metadata.name.as_deref(), Some("rulake-rulake"));
+    let spec = deployment.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1), "one operator: no leader election");
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("rulake-rulake"));
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.image.as_deref(),
+        Some("rulake/rulake:0.1.0"),
+        "tag defaults to appVersion"
+    );
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+
+    let role: ClusterRole = typed(&out["ClusterRole"][0]);
+    let mut grants = BTreeMap::new();
+    for rule in role.rules.unwrap() {
+        for group in rule.api_groups.unwrap_or_default() {
+            for resource in rule.resources.clone().unwrap_or_default() {
+                assert_ne!(resource, "*", "no wildcard resources");
+                assert!(
+                    !rule.verbs.iter().any(|v| v == "*" || v == "delete"),
+                    "no wildcard or delete verbs"
+                );
+                grants.insert(format!("{group}/{resource}"), rule.verbs.join(","));
+            }
+        }
+    }
+    let expected: BTreeMap<String, String> = [
+        ("rulake.io/rulakeclusters", "get,list,watch,patch"),
+        ("rulake.io/rulakecollections", "get,list,watch,patch"),
+        ("rulake.io/rulakeclusters/status", "get,patch"),
+        ("rulake.io/rulakecollections/status", "get,patch"),
+        ("apps/statefulsets", "get,list,watch,create,patch"),
+        ("apps/deployments", "get,list,watch,create,patch"),
+        ("/services", "get,list,watch,create,patch"),
+        ("/configmaps", "get,list,watch,create,patch"),
+        ("policy/poddisruptionbudgets", "get,list,watch,create,patch"),
+        ("/pods", "get"),
+        ("apiextensions.k8s.io/customresourcedefinitions", "get"),
+        ("monitoring.coreos.com/servicemonitors", "get,create,patch"),
+        ("events.k8s.io/events", "create,patch"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(grants, expected);
+    let binding: ClusterRoleBinding = typed(&out["ClusterRoleBinding"][0]);
+    assert_eq!(
+        binding.subjects.unwrap()[0].namespace.as_deref(),
+        Some("rulake-system")
+    );
+}
+
+#[test]
+fn full_values_render_monitoring_and_the_test_hook() {
+    let mut chart = Chart::load(&chart_dir());
+    // Stand-ins for the dashboards and rules the chart ships, so the
+    // templates are exercised whether or not those files exist yet.
+    chart
+        .files
+        .retain(|path, _| !path.starts_with("dashboards/") && path != "prometheus/rules.yaml");
+    chart.files.insert(
+        "dashboards/RuLake_Overview.json".into(),
+        r#"{"uid": "rulake-overview", "panels": []}"#.into(),
+    );
+    chart.files.insert(
+        "dashboards/shards.json".into(),
+        r#"{"uid": "rulake-shards", "panels": []}"#.into(),
+    );
+    chart
+        .files
+        .insert("dashboards/README.md".into(), "not a dashboard".into());
+    chart.files.insert(
+        "prometheus/rules.yaml".into(),
+        "groups:\n  - name: rulake\n    rules:\n      - alert: RuLakeShardDown\n        expr: up{job=\"rulake\"} == 0\n        for: 5m\n".into(),
+    );
+    let values = full_values(&chart);
+    let out = render(&chart, &values);
+    assert_eq!(
+        kinds(&out),
+        [
+            ("ClusterRole", 1),
+            ("ClusterRoleBinding", 1),
+            ("ConfigMap", 2),
+            ("Deployment", 1),
+            ("Pod", 1),
+            ("PrometheusRule", 1),
+            ("ServiceAccount", 1)
+        ]
+    );
+    let mut dashboards: Vec<ConfigMap> = out["ConfigMap"].iter().map(typed).collect();
+    dashboards.sort_by_key(|c| c.metadata.name.clone());
+    assert_eq!(
+        dashboards[0].metadata.name.as_deref(),
+        Some("lake-operator-dashboard-rulake-overview")
+    );
+    for d in &dashboards {
+        let labels = d.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["grafana_dashboard"], "1");
+        assert_eq!(labels["team"], "search");
+        let (file, content) = d.data.as_ref().unwrap().iter().next().unwrap();
+        assert!(file.ends_with(".json"));
+        let dashboard: Value =
+            serde_json::from_str(content).expect("dashboard JSON survives templating");
+        assert!(dashboard["uid"].as_str().unwrap().starts_with("rulake-"));
+    }
+    let rule = &out["PrometheusRule"][0];
+    assert_eq!(
+        rule["spec"]["groups"][0]["rules"][0]["alert"],
+        "RuLakeShardDown"
+    );
+    assert_eq!(rule["metadata"]["labels"]["release"], "prometheus");
+
+    let test: Pod = typed(&out["Pod"][0]);
+    assert_eq!(
+        test.metadata.annotations.as_ref().unwrap()["helm.sh/hook"],
+        "test"
+    );
+    let command = test.spec.unwrap().containers[0].command.clone().unwrap();
+    assert_eq!(
+        command,
+        [
+            "rulake-operator",
+            "search",
+            "--endpoint",
+            "http://demo.rulake-system.svc:50051",
+            "--collection",
+            "items",
+            "--k",
+            "5"
+        ]
+    );
+
+    let deployment: Deployment = typed(&out["Deployment"][0]);
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("rulake-op"));
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some("registry.example.com/rulake:0.1.0-rc1")
+    );
+    assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "regcred");
+    assert_eq!(
+        pod.tolerations.unwrap()[0].key.as_deref(),
+        Some("dedicated")
+    );
+    let env = pod.containers[0].env.clone().unwrap();
+    assert!(env
+        .iter()
+        .any(|e| e.name == "RULAKE_OPERATOR_ADMIN_TIMEOUT" && e.value.as_deref() == Some("600")));
+}
+
+#[test]
+fn monitoring_renders_nothing_without_its_files() {
+    let mut chart = Chart::load(&chart_dir());
+    chart
+        .files
+        .retain(|path, _| !path.starts_with("dashboards/") && !path.starts_with("prometheus/"));
+    let values = full_values(&chart);
+    let out = render(&chart, &values);
+    assert!(
+        !out.contains_key("ConfigMap"),
+        "no dashboards, no ConfigMaps"
+    );
+    assert!(
+        !out.contains_key("PrometheusRule"),
+        "no rules file, no PrometheusRule"
+    );
+}
+
+#[test]
+fn the_chart_shipped_files_render_too() {
+    // Whatever dashboards/ and prometheus/ hold right now must render.
+    let chart = Chart::load(&chart_dir());
+    let values = full_values(&chart);
+    let out = render(&chart, &values);
+    let dashboards = chart
+        .files
+        .keys()
+        .filter(|p| p.starts_with("dashboards/") && p.ends_with(".json"))
+        .count();
+    assert_eq!(out.get("ConfigMap").map_or(0, Vec::len), dashboards);
+}
+
+#[test]
+fn values_schema_rejects_bad_values() {
+    let chart = Chart::load(&chart_dir());
+    let validator = jsonschema::validator_for(&chart.schema).unwrap();
+    for bad in [
+        json!({ "image": { "pullPolicy": "Sometimes" } }),
+        json!({ "operator": { "adminTimeoutSeconds": 0 } }),
+        json!({ "monitoring": { "dashboards": { "enabld": true } } }),
+        json!({ "replicaCount": 2 }),
+    ] {
+        let values = chart.values_with(&bad);
+        assert!(!validator.is_valid(&values), "accepted {bad}");
+    }
+}
