@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::code_of;
+
 use rulake_index::{datasets::ClusteredGaussian, exact};
 use rulake_lake::{write_parquet_file, IdsRef};
 use rulake_proto::v1 as pb;
@@ -144,17 +146,6 @@ async fn search_over_grpc_equals_an_exact_scan() {
         pb::CollectionState::Ready as i32
     );
     assert_eq!(listed.collections[0].vector_count, 3000);
-}
-
-/// The status code of an answer; every error must carry a message.
-fn code_of<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
-    match r {
-        Ok(_) => Code::Ok,
-        Err(st) => {
-            assert!(!st.message().is_empty(), "{st:?}");
-            st.code()
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

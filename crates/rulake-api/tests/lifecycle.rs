@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::code_of;
+
 use pb::collection_service_client::CollectionServiceClient;
 use pb::data_service_client::DataServiceClient;
 use pb::search_service_client::SearchServiceClient;
@@ -28,6 +30,20 @@ fn managed(name: &str, partitions: u32) -> pb::CreateCollectionRequest {
             ..Default::default()
         }),
     }
+}
+
+/// A collection over the Parquet files in `dir`.
+fn external(name: &str, dir: &std::path::Path) -> pb::CreateCollectionRequest {
+    let mut req = managed(name, 1);
+    req.spec.as_mut().unwrap().source = Some(pb::Source {
+        kind: Some(pb::source::Kind::Parquet(pb::ParquetSource {
+            url: dir.to_str().unwrap().into(),
+            id_column: "id".into(),
+            vector_column: "vector".into(),
+            options: Default::default(),
+        })),
+    });
+    req
 }
 
 fn records(ids: std::ops::Range<u64>, data: &[f32]) -> Vec<pb::Record> {
@@ -413,17 +429,6 @@ async fn alias_switches_under_concurrent_searches_never_fail_a_query() {
     s.stop().await;
 }
 
-/// The status code of an answer; every error must carry a message.
-fn code_of<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
-    match r {
-        Ok(_) => Code::Ok,
-        Err(st) => {
-            assert!(!st.message().is_empty(), "{st:?}");
-            st.code()
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admin_and_data_rpc_and_its_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -535,15 +540,7 @@ async fn every_admin_and_data_rpc_and_its_errors() {
         10,
     )
     .unwrap();
-    let mut ext = managed("ext", 1);
-    ext.spec.as_mut().unwrap().source = Some(pb::Source {
-        kind: Some(pb::source::Kind::Parquet(pb::ParquetSource {
-            url: lake.path().to_str().unwrap().into(),
-            id_column: "id".into(),
-            vector_column: "vector".into(),
-            options: Default::default(),
-        })),
-    });
+    let ext = external("ext", lake.path());
     coll.create_collection(ext).await.unwrap();
     assert_eq!(
         ingest(&ch, "ext", records(10..20, &data))
@@ -653,15 +650,7 @@ async fn a_partition_over_the_cache_budget_is_resource_exhausted() {
         1000,
     )
     .unwrap();
-    let mut ext = managed("ext", 1);
-    ext.spec.as_mut().unwrap().source = Some(pb::Source {
-        kind: Some(pb::source::Kind::Parquet(pb::ParquetSource {
-            url: lake.path().to_str().unwrap().into(),
-            id_column: "id".into(),
-            vector_column: "vector".into(),
-            options: Default::default(),
-        })),
-    });
+    let ext = external("ext", lake.path());
     CollectionServiceClient::new(ch.clone())
         .create_collection(ext)
         .await

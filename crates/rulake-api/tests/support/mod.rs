@@ -77,3 +77,14 @@ impl Server {
         }
     }
 }
+
+/// The status code of an answer; every error must carry a message.
+pub fn code_of<T>(r: Result<tonic::Response<T>, tonic::Status>) -> tonic::Code {
+    match r {
+        Ok(_) => tonic::Code::Ok,
+        Err(st) => {
+            assert!(!st.message().is_empty(), "{st:?}");
+            st.code()
+        }
+    }
+}
