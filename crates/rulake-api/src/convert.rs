@@ -199,12 +199,6 @@ fn source_to(kind: &SourceKind, options: &BTreeMap<String, String>) -> pb::Sourc
 pub(crate) fn def_from(spec: pb::CollectionSpec) -> Result<CollectionDef, Status> {
     let source = spec.source.ok_or_else(|| invalid("source is required"))?;
     let (source, options) = source_from(source)?;
-    if spec.replication_factor > 1 {
-        return Err(Status::failed_precondition(format!(
-            "replication factor {} needs the distributed shard role; a single-process server holds one replica",
-            spec.replication_factor
-        )));
-    }
     let record = CollectionRecord {
         name: spec.name.clone(),
         source: spec.name,

@@ -3,18 +3,20 @@
 //! # Layout
 //! - [`service`]: the four services (collections, search, data, admin) on
 //!   one [`Api`] value; [`router`] mounts them on a tonic server.
+//! - [`shard`]: the shard node's internal `ShardService` ([`ShardApi`]).
 //! - [`status`]: the one mapping of RuLake's errors to gRPC status codes.
 //! - `convert`: wire types to catalog and engine types and back.
 //!
-//! What a single process cannot do (drain or admit shard nodes, more than
-//! one replica) is answered with `UNIMPLEMENTED` or `FAILED_PRECONDITION`
-//! and a message saying why.
+//! What a single process cannot do (drain or admit shard nodes) is answered
+//! with `FAILED_PRECONDITION` and a message saying why.
 
 mod convert;
 pub mod service;
+pub mod shard;
 pub mod status;
 
 pub use service::{Api, Limits};
+pub use shard::ShardApi;
 
 use rulake_proto::v1 as pb;
 

@@ -460,15 +460,55 @@ impl pb::admin_service_server::AdminService for Api {
         })
         .await?;
         let cat = self.coord.catalog();
-        let cache = self.coord.engine().cache_stats();
-        let (assigned, warm) = cat.collections.values().fold((0, 0), |(a, w), c| {
-            let warm = self
-                .coord
-                .engine()
-                .describe(&c.name)
-                .map_or(0, |i| i.partitions_warm);
-            (a + c.partitions, w + warm)
-        });
+        let shards = match self.coord.router() {
+            Some(router) => {
+                let states = router.shard_states();
+                cat.nodes
+                    .values()
+                    .map(|n| {
+                        let assigned = cat
+                            .assignment
+                            .partitions
+                            .values()
+                            .filter(|ns| ns.contains(&n.id))
+                            .count() as u32;
+                        let (live, warm) = states
+                            .iter()
+                            .find(|s| s.0 == n.id)
+                            .map_or((false, 0), |s| (s.2, s.3));
+                        pb::ShardNode {
+                            id: n.id.to_string(),
+                            address: n.addr.clone(),
+                            live,
+                            partitions_assigned: assigned,
+                            partitions_warm: warm,
+                            cache_bytes: 0,
+                            cache_budget_bytes: n.capacity_bytes,
+                        }
+                    })
+                    .collect()
+            }
+            None => {
+                let cache = self.coord.engine().cache_stats();
+                let (assigned, warm) = cat.collections.values().fold((0, 0), |(a, w), c| {
+                    let warm = self
+                        .coord
+                        .engine()
+                        .describe(&c.name)
+                        .map_or(0, |i| i.partitions_warm);
+                    (a + c.partitions, w + warm)
+                });
+                vec![pb::ShardNode {
+                    id: LOCAL_NODE.into(),
+                    address: String::new(),
+                    live: true,
+                    partitions_assigned: assigned,
+                    partitions_warm: warm,
+                    cache_bytes: cache.bytes as u64,
+                    cache_budget_bytes: cache.budget_bytes as u64,
+                }]
+            }
+        };
         Ok(Response::new(pb::ClusterStatusResponse {
             members: st
                 .members
@@ -484,15 +524,7 @@ impl pb::admin_service_server::AdminService for Api {
             commit_index: st.commit_index,
             applied_index: st.applied_index,
             assignment_epoch: st.epoch,
-            shards: vec![pb::ShardNode {
-                id: LOCAL_NODE.into(),
-                address: String::new(),
-                live: true,
-                partitions_assigned: assigned,
-                partitions_warm: warm,
-                cache_bytes: cache.bytes as u64,
-                cache_budget_bytes: cache.budget_bytes as u64,
-            }],
+            shards,
         }))
     }
 
@@ -501,9 +533,17 @@ impl pb::admin_service_server::AdminService for Api {
         req: Request<pb::DrainShardRequest>,
     ) -> Result<Response<pb::DrainShardResponse>, Status> {
         authorize(req.extensions(), Perm::Admin, CLUSTER)?;
-        Err(Status::unimplemented(
-            "this server runs every role in one process; there is no other shard node to drain to",
-        ))
+        let deadline = deadline_of(&req, self.limits.request_timeout);
+        single_process(&self.coord)?;
+        let node = node_id(&req.get_ref().node_id)?;
+        let (moved, epoch) = within(deadline, "DrainShard", async {
+            self.coord.drain(node).await.map_err(to_status)
+        })
+        .await?;
+        Ok(Response::new(pb::DrainShardResponse {
+            partitions_moved: moved,
+            assignment_epoch: epoch,
+        }))
     }
 
     async fn admit_shard(
@@ -511,10 +551,36 @@ impl pb::admin_service_server::AdminService for Api {
         req: Request<pb::AdmitShardRequest>,
     ) -> Result<Response<pb::AdmitShardResponse>, Status> {
         authorize(req.extensions(), Perm::Admin, CLUSTER)?;
-        Err(Status::unimplemented(
-            "this server runs every role in one process; placement has one node",
-        ))
+        let deadline = deadline_of(&req, self.limits.request_timeout);
+        single_process(&self.coord)?;
+        let node = node_id(&req.get_ref().node_id)?;
+        let (assigned, epoch) = within(deadline, "AdmitShard", async {
+            self.coord.admit(node).await.map_err(to_status)
+        })
+        .await?;
+        Ok(Response::new(pb::AdmitShardResponse {
+            partitions_assigned: assigned,
+            assignment_epoch: epoch,
+        }))
     }
+}
+
+/// Placement calls need shard nodes: a single-process server has none.
+fn single_process(coord: &Coordinator) -> Result<(), Status> {
+    if coord.router().is_none() {
+        return Err(Status::failed_precondition(
+            "this server runs every role in one process; there are no shard nodes to drain or admit (run `rulake coordinator` over `rulake shard` nodes)",
+        ));
+    }
+    Ok(())
+}
+
+fn node_id(s: &str) -> Result<u64, Status> {
+    s.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        invalid(format!(
+            "node_id {s:?} is not a shard node id (a number ≥ 1)"
+        ))
+    })
 }
 
 /// What cluster-wide admin calls are authorized against: only a grant

@@ -588,7 +588,7 @@ async fn every_admin_and_data_rpc_and_its_errors() {
                 })
                 .await
         ),
-        Code::Unimplemented
+        Code::FailedPrecondition
     );
     // Messages over the size limit (1 MiB here), unary and streamed.
     let huge = vec![0.5f32; 300_000];

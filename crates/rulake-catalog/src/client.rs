@@ -186,6 +186,19 @@ impl MetaClient {
         first: usize,
         consistency: ReadConsistency,
     ) -> Result<ReadResult, CatalogError> {
+        self.read_newer(first, consistency, 0)
+            .await
+            .map(|r| r.expect("a full read always returns the catalog"))
+    }
+
+    /// Read the catalog only if the member answering has applied past
+    /// `if_newer_than` (`None`: nothing new). Followers poll with this.
+    pub async fn read_newer(
+        &self,
+        first: usize,
+        consistency: ReadConsistency,
+        if_newer_than: u64,
+    ) -> Result<Option<ReadResult>, CatalogError> {
         let c = match consistency {
             ReadConsistency::Linearizable => pb::ReadConsistency::Linearizable,
             ReadConsistency::Local => pb::ReadConsistency::Local,
@@ -195,16 +208,44 @@ impl MetaClient {
                 let req = self.request(pb::ReadRequest {
                     consistency: c as i32,
                     forwarded: false,
+                    if_newer_than,
                 });
                 async move { cl.read(req).await.map(|r| r.into_inner()) }
             })
             .await?;
-        Ok(ReadResult {
+        if reply.unchanged {
+            return Ok(None);
+        }
+        Ok(Some(ReadResult {
             catalog: serde_json::from_slice(&reply.catalog_json)?,
             applied_index: reply.applied_index,
             epoch: reply.epoch,
             served_by: reply.served_by,
-        })
+        }))
+    }
+
+    /// Send a shard heartbeat to every member (each keeps its own view of
+    /// liveness, so a new leader needs no warm-up). Succeeds when at least
+    /// one member took it.
+    pub async fn heartbeat(&self, beat: pb::HeartbeatRequest) -> Result<(), CatalogError> {
+        let calls = self.members.iter().map(|(addr, c)| {
+            let mut c = c.clone();
+            let req = self.request(beat.clone());
+            async move {
+                c.heartbeat(req)
+                    .await
+                    .map_err(|s| format!("{addr}: {}", s.message()))
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        if results.iter().any(|r| r.is_ok()) {
+            return Ok(());
+        }
+        let errs: Vec<String> = results.into_iter().filter_map(|r| r.err()).collect();
+        Err(CatalogError::Transport(format!(
+            "no meta member took the heartbeat: {}",
+            errs.join("; ")
+        )))
     }
 
     /// The status of member `i` (no retries on other members).

@@ -12,24 +12,31 @@
 //! - [`store`]: durable log, vote and snapshots (`redb` + fsynced snapshot files).
 //! - [`network`]: Raft traffic over tonic; the [`Transport`] builds every
 //!   channel, which is where TLS goes.
+//! - [`placement`]: partitions → shard nodes (consistent hashing with
+//!   bounded loads), liveness from heartbeats, hand-off of moved partitions.
 //! - [`server`]: a meta member: Raft, the gRPC services, bootstrap, forwarding.
+//! - [`follower`]: a polled catalog view for shard nodes and coordinators.
 //! - [`client`]: a client for any member, with deadlines and safe retries.
 //! - [`error`]: [`CommandError`] (the caller's fault) and [`CatalogError`].
 
 pub mod client;
 pub mod error;
+pub mod follower;
 pub mod model;
 pub mod network;
+pub mod placement;
 pub mod server;
 pub mod store;
 
 pub use client::{MetaClient, ReadConsistency, ReadResult};
 pub use error::{CatalogError, CommandError, Rejection, RejectionKind};
+pub use follower::Follower;
 pub use model::{
     Applied, Assignment, Catalog, CollectionChanges, CollectionRecord, Command, ManagedCommit,
     NodeRecord, SourceKind, SourceRecord,
 };
 pub use network::Transport;
+pub use placement::PlacementConfig;
 pub use server::{MetaConfig, MetaNode};
 pub use store::Outcome;
 

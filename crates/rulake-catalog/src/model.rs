@@ -146,6 +146,13 @@ pub struct NodeRecord {
     pub id: u64,
     /// Address its internal services listen on.
     pub addr: String,
+    /// Cache budget it announced, in bytes (0: not said).
+    #[serde(default)]
+    pub capacity_bytes: u64,
+    /// Taken out of placement by an operator (drain); it keeps serving its
+    /// partitions until their new owners are warm.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// One commit of a managed source: files that became visible together.
@@ -164,6 +171,32 @@ pub struct Assignment {
     pub epoch: u64,
     /// `"collection/p"` → node ids, primary first.
     pub partitions: BTreeMap<String, Vec<u64>>,
+    /// `"collection/p"` → previous owners that keep serving the partition
+    /// until its new owners report it warm, so a move never leaves a
+    /// partition without a warm replica.
+    #[serde(default)]
+    pub handoff: BTreeMap<String, Vec<u64>>,
+}
+
+impl Assignment {
+    /// Every node that serves `key` now: owners first, then handoff.
+    pub fn serving(&self, key: &str) -> Vec<u64> {
+        let mut v = self.partitions.get(key).cloned().unwrap_or_default();
+        for n in self.handoff.get(key).into_iter().flatten() {
+            if !v.contains(n) {
+                v.push(*n);
+            }
+        }
+        v
+    }
+
+    /// Whether `node` owns or hands off any partition.
+    pub fn uses(&self, node: u64) -> bool {
+        self.partitions
+            .values()
+            .chain(self.handoff.values())
+            .any(|ns| ns.contains(&node))
+    }
 }
 
 /// A typed catalog command: the only way the catalog changes.
@@ -222,8 +255,16 @@ pub enum Command {
         /// Ids, in their string form.
         ids: Vec<String>,
     },
-    /// Register a serving node.
+    /// Register a serving node, or update its address and capacity when it
+    /// is registered already (a restart); its drain flag is kept.
     RegisterNode(NodeRecord),
+    /// Take a node out of placement (`draining`) or put it back.
+    SetNodeDraining {
+        /// Node id.
+        id: u64,
+        /// Drain (true) or admit (false).
+        draining: bool,
+    },
     /// Deregister a node no assignment uses.
     DeregisterNode {
         /// Node id.
@@ -259,6 +300,7 @@ impl Command {
             Command::AddTombstones { .. } => "add_tombstones",
             Command::RemoveTombstones { .. } => "remove_tombstones",
             Command::RegisterNode(_) => "register_node",
+            Command::SetNodeDraining { .. } => "set_node_draining",
             Command::DeregisterNode { .. } => "deregister_node",
             Command::SetAssignment(_) => "set_assignment",
             Command::CommitManaged { .. } => "commit_managed",
@@ -563,6 +605,9 @@ impl Catalog {
                 self.assignment
                     .partitions
                     .retain(|k, _| !k.starts_with(&prefix));
+                self.assignment
+                    .handoff
+                    .retain(|k, _| !k.starts_with(&prefix));
                 Ok(Applied::Done)
             }
             Command::CreateAlias { alias, collection } => {
@@ -641,13 +686,19 @@ impl Catalog {
                     });
                 }
                 check_url("addr", &node.addr)?;
-                if self.nodes.contains_key(&node.id) {
-                    return Err(CommandError::AlreadyExists {
+                let draining = self.nodes.get(&node.id).is_some_and(|n| n.draining);
+                self.nodes.insert(node.id, NodeRecord { draining, ..node });
+                Ok(Applied::Done)
+            }
+            Command::SetNodeDraining { id, draining } => {
+                let node = self
+                    .nodes
+                    .get_mut(&id)
+                    .ok_or_else(|| CommandError::NotFound {
                         what: "node",
-                        name: node.id.to_string(),
-                    });
-                }
-                self.nodes.insert(node.id, node);
+                        name: id.to_string(),
+                    })?;
+                node.draining = draining;
                 Ok(Applied::Done)
             }
             Command::DeregisterNode { id } => {
@@ -661,6 +712,7 @@ impl Catalog {
                     .assignment
                     .partitions
                     .iter()
+                    .chain(&self.assignment.handoff)
                     .find(|(_, ns)| ns.contains(&id))
                 {
                     return Err(CommandError::InUse {
@@ -680,7 +732,7 @@ impl Catalog {
                         expected,
                     });
                 }
-                for (key, nodes) in &a.partitions {
+                for (key, nodes) in a.partitions.iter().chain(&a.handoff) {
                     let (coll, p) =
                         key.rsplit_once('/')
                             .ok_or_else(|| CommandError::InvalidField {

@@ -15,6 +15,7 @@
 use crate::error::{CatalogError, Rejection, RejectionKind};
 use crate::model::Command;
 use crate::network::{NetworkFactory, Transport, MAX_RAFT_MESSAGE};
+use crate::placement::{Liveness, PlacementConfig};
 use crate::store::{AppliedState, LogStore, Outcome, StateMachine};
 use crate::CatalogRaft;
 use openraft::error::{ClientWriteError, RaftError};
@@ -64,6 +65,8 @@ pub struct MetaConfig {
     pub quorum_timeout: Duration,
     /// Transport for every outgoing channel (TLS goes here).
     pub transport: Transport,
+    /// Placement of partitions on shard nodes (run by the leader).
+    pub placement: PlacementConfig,
 }
 
 impl MetaConfig {
@@ -82,6 +85,7 @@ impl MetaConfig {
             keep_logs: 1000,
             quorum_timeout: Duration::from_secs(3),
             transport: Transport::default(),
+            placement: PlacementConfig::default(),
         }
     }
 
@@ -113,6 +117,9 @@ struct Inner {
     quorum_timeout: Duration,
     /// Channels to other members for forwarding, reused across calls.
     channels: parking_lot::Mutex<BTreeMap<String, tonic::transport::Channel>>,
+    /// Shard heartbeats as this member heard them.
+    liveness: parking_lot::Mutex<Liveness>,
+    placement: PlacementConfig,
 }
 
 /// A running meta member.
@@ -176,6 +183,7 @@ impl MetaNode {
             .await
             .map_err(|e| CatalogError::Transport(format!("bind {}: {e}", cfg.listen)))?;
         let node = MetaNode::start(&cfg).await?;
+        tokio::spawn(node.clone().run_placement());
         let serve = node.serve(listener, shutdown);
         let boot = node.clone();
         let peers = cfg.peers.clone();
@@ -218,8 +226,44 @@ impl MetaNode {
                 transport: cfg.transport.clone(),
                 quorum_timeout: cfg.quorum_timeout,
                 channels: Default::default(),
+                liveness: Default::default(),
+                placement: cfg.placement.clone(),
             }),
         })
+    }
+
+    /// Recompute placement whenever this member leads, until the Raft
+    /// handle shuts down. Spawned by [`MetaNode::run`]; an embedding that
+    /// calls [`MetaNode::start`] itself spawns it too.
+    pub async fn run_placement(self) {
+        let interval = self.inner.placement.interval;
+        loop {
+            tokio::time::sleep(interval).await;
+            if self.inner.raft.metrics().borrow().running_state.is_err() {
+                return;
+            }
+            if !self.is_leader() {
+                continue;
+            }
+            let next = {
+                let cat = &self.inner.state.read().catalog;
+                let live = self.inner.liveness.lock();
+                crate::placement::plan(cat, &live, &self.inner.placement)
+            };
+            let Some(next) = next else { continue };
+            let epoch = next.epoch;
+            let write = self.inner.raft.client_write(Command::SetAssignment(next));
+            match tokio::time::timeout(self.inner.quorum_timeout, write).await {
+                Ok(Ok(r)) => match r.data {
+                    Outcome(Ok(_)) => tracing::info!(epoch, "assignment committed"),
+                    Outcome(Err(e)) => {
+                        tracing::debug!(epoch, error = %e.message, "assignment refused")
+                    }
+                },
+                Ok(Err(e)) => tracing::debug!(epoch, error = %e, "assignment not proposed"),
+                Err(_) => tracing::warn!(epoch, "assignment not committed in time"),
+            }
+        }
     }
 
     /// Serve the Raft and meta services on `listener` until `shutdown`.
@@ -488,12 +532,45 @@ impl MetaService for MetaSvc {
             self.read_index().await?;
         }
         let s = self.inner.state.read();
+        let applied = s.last_applied.map_or(0, |l| l.index);
+        if req.if_newer_than > 0 && applied <= req.if_newer_than {
+            return Ok(Response::new(pb::ReadReply {
+                catalog_json: Vec::new(),
+                applied_index: applied,
+                epoch: s.catalog.assignment.epoch,
+                served_by: self.inner.id,
+                unchanged: true,
+            }));
+        }
         Ok(Response::new(pb::ReadReply {
             catalog_json: serde_json::to_vec(&s.catalog)
                 .map_err(|e| Status::internal(e.to_string()))?,
             applied_index: s.last_applied.map_or(0, |l| l.index),
             epoch: s.catalog.assignment.epoch,
             served_by: self.inner.id,
+            unchanged: false,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatReply>, Status> {
+        let req = req.into_inner();
+        if req.node_id == 0 {
+            return Err(Status::invalid_argument("node ids start at 1"));
+        }
+        let warm = req
+            .partitions
+            .into_iter()
+            .filter(|p| p.warm)
+            .map(|p| p.key)
+            .collect();
+        self.inner.liveness.lock().beat(req.node_id, warm);
+        let m = self.inner.raft.metrics().borrow().clone();
+        Ok(Response::new(pb::HeartbeatReply {
+            epoch: self.inner.state.read().catalog.assignment.epoch,
+            leader: m.current_leader == Some(self.inner.id) && m.state == ServerState::Leader,
         }))
     }
 

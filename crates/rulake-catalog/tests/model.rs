@@ -54,10 +54,14 @@ fn base() -> Catalog {
         Command::RegisterNode(NodeRecord {
             id: 1,
             addr: "10.0.0.1:7000".into(),
+            capacity_bytes: 0,
+            draining: false,
         }),
         Command::RegisterNode(NodeRecord {
             id: 2,
             addr: "10.0.0.2:7000".into(),
+            capacity_bytes: 0,
+            draining: false,
         }),
     ] {
         cat.apply(cmd).expect("base command applies");
@@ -127,6 +131,7 @@ fn valid_commands_apply() {
     let a1 = Assignment {
         epoch: 1,
         partitions: BTreeMap::from([("a/0".into(), vec![1, 2]), ("a/3".into(), vec![2])]),
+        handoff: BTreeMap::new(),
     };
     assert_eq!(
         cat.apply(Command::SetAssignment(a1)).unwrap(),
@@ -419,15 +424,33 @@ fn invalid_tombstones_nodes_assignments_and_commits_are_rejected() {
         Command::RegisterNode(NodeRecord {
             id,
             addr: addr.into(),
+            capacity_bytes: 0,
+            draining: false,
         })
     };
     rejects(&cat, node(0, "x:1"), |e| {
         matches!(e, E::InvalidField { .. })
     });
     rejects(&cat, node(3, ""), |e| matches!(e, E::InvalidField { .. }));
-    rejects(&cat, node(1, "x:1"), |e| {
-        matches!(e, E::AlreadyExists { .. })
-    });
+    // Registering again (a restart) updates the address and keeps the drain flag.
+    let mut again = cat.clone();
+    again
+        .apply(Command::SetNodeDraining {
+            id: 1,
+            draining: true,
+        })
+        .unwrap();
+    again.apply(node(1, "10.0.0.9:7000")).unwrap();
+    assert_eq!(again.nodes[&1].addr, "10.0.0.9:7000");
+    assert!(again.nodes[&1].draining);
+    rejects(
+        &cat,
+        Command::SetNodeDraining {
+            id: 9,
+            draining: true,
+        },
+        |e| matches!(e, E::NotFound { .. }),
+    );
     rejects(&cat, Command::DeregisterNode { id: 9 }, |e| {
         matches!(e, E::NotFound { .. })
     });
@@ -439,6 +462,7 @@ fn invalid_tombstones_nodes_assignments_and_commits_are_rejected() {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
+            handoff: BTreeMap::new(),
         })
     };
     rejects(&cat, assign(2, &[("a/0", vec![1])]), |e| {
@@ -477,9 +501,14 @@ fn invalid_tombstones_nodes_assignments_and_commits_are_rejected() {
         .apply(Command::SetAssignment(Assignment {
             epoch: 1,
             partitions: BTreeMap::from([("a/0".into(), vec![1])]),
+            handoff: BTreeMap::from([("a/1".into(), vec![2])]),
         }))
         .unwrap();
     rejects(&assigned, Command::DeregisterNode { id: 1 }, |e| {
+        matches!(e, E::InUse { .. })
+    });
+    // A node still handing a partition off is in use too.
+    rejects(&assigned, Command::DeregisterNode { id: 2 }, |e| {
         matches!(e, E::InUse { .. })
     });
 

@@ -497,4 +497,27 @@ impl Client {
             .await?;
         Ok(r.into_inner())
     }
+
+    /// Move every partition off shard node `node_id` and return once they
+    /// are warm elsewhere (the node can then stop without a partial answer).
+    pub async fn drain_shard(&self, node_id: &str) -> Result<proto::DrainShardResponse> {
+        let r = self
+            .admin()
+            .drain_shard(self.request(proto::DrainShardRequest {
+                node_id: node_id.to_owned(),
+            }))
+            .await?;
+        Ok(r.into_inner())
+    }
+
+    /// Put shard node `node_id` (back) into placement.
+    pub async fn admit_shard(&self, node_id: &str) -> Result<proto::AdmitShardResponse> {
+        let r = self
+            .admin()
+            .admit_shard(self.request(proto::AdmitShardRequest {
+                node_id: node_id.to_owned(),
+            }))
+            .await?;
+        Ok(r.into_inner())
+    }
 }

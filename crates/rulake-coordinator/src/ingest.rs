@@ -153,15 +153,17 @@ impl Ingest {
     }
 
     async fn commit_inner(&mut self) -> Result<(u64, Generation)> {
-        let engine = self.coord.engine().clone();
         if self.records == 0 {
-            let g = engine.refresh(&self.collection).await?;
+            let g = self.coord.refresh_target(&self.collection).await?;
             return Ok((0, g));
         }
         self.flush().await?;
         let lock = self.coord.writer_lock(&self.collection);
         let _guard = lock.lock().await;
-        let taken = engine.existing_ids(&self.collection, &self.seen).await?;
+        let taken = self
+            .coord
+            .existing_ids(&self.collection, &self.seen)
+            .await?;
         if !taken.is_empty() {
             let shown: Vec<String> = taken.iter().take(5).map(|i| i.to_string()).collect();
             return Err(CoordinatorError::AlreadyExists(format!(
@@ -187,7 +189,7 @@ impl Ingest {
         self.files.clear();
         let load = async {
             self.coord.sync().await?;
-            engine.refresh(&self.collection).await?;
+            self.coord.refresh_target(&self.collection).await?;
             Ok::<_, CoordinatorError>(())
         };
         if let Err(e) = load.await {

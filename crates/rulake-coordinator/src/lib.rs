@@ -9,25 +9,35 @@
 //! the catalog only to resolve aliases, from the local applied state, so an
 //! alias switch is one atomic step for every query.
 //!
-//! Today the engine is in-process (the `rulake serve` embedded default);
-//! the distributed query path replaces the engine calls with a fan-out to
-//! shard nodes and keeps the rest.
+//! The engine is either in this process (`rulake serve`, the embedded
+//! default) or spread over shard nodes (`rulake coordinator`): then every
+//! query, id lookup and refresh goes through the [`router`], and the
+//! catalog view is a polled [`rulake_catalog::Follower`]. Everything else
+//! (catalog writes, aliases, ingest's files) is the same code.
 //!
 //! # Layout
 //! - [`Coordinator`] — collections, aliases, search, deletes (this file).
 //! - [`ingest`] — managed ingest: files first, one catalog commit, cleanup.
 //! - [`embedded`] — every role in one process over one data directory.
+//! - [`router`] — the fan-out to shard nodes: replica choice, retries,
+//!   hedges, partial answers, exact merge.
+//! - [`shard_node`] — the shard role: its catalog view, the partitions the
+//!   assignment gives it, heartbeats.
 //! - `sync` — catalog → engine.
 //! - [`error`] — [`CoordinatorError`].
 
 pub mod embedded;
 pub mod error;
 pub mod ingest;
+pub mod router;
+pub mod shard_node;
 mod sync;
 
 pub use embedded::{Embedded, EmbeddedConfig};
 pub use error::{CoordinatorError, Result};
 pub use ingest::Ingest;
+pub use router::{PartitionRoute, Router, RouterConfig, RouterStats};
+pub use shard_node::{ShardConfig, ShardNode};
 
 use parking_lot::RwLock;
 use rulake_catalog::store::AppliedState;
@@ -86,6 +96,10 @@ struct Inner {
     /// Serialises the writers of one collection (ingest commits, deletes),
     /// which check ids against the data before committing.
     writers: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The shard nodes, when the engine is not in this process.
+    remote: Option<Router>,
+    /// The polled catalog view, when this process is not a meta member.
+    follower: Option<rulake_catalog::Follower>,
 }
 
 impl Coordinator {
@@ -98,6 +112,42 @@ impl Coordinator {
         view: Arc<RwLock<AppliedState>>,
         managed_root: &str,
     ) -> Result<Self> {
+        Self::open_with(engine, meta, view, managed_root, None, None).await
+    }
+
+    /// A coordinator of a cluster: it holds no partitions and fans queries
+    /// out to the shard nodes the catalog lists.
+    pub async fn open_remote(
+        meta: MetaClient,
+        follower: rulake_catalog::Follower,
+        managed_root: &str,
+        router: RouterConfig,
+    ) -> Result<Self> {
+        let view = follower.state();
+        let router = Router::start(view.clone(), router);
+        let engine = RuLake::new(rulake_engine::CacheConfig {
+            budget_bytes: 0,
+            persist_dir: None,
+        });
+        Self::open_with(
+            engine,
+            meta,
+            view,
+            managed_root,
+            Some(router),
+            Some(follower),
+        )
+        .await
+    }
+
+    async fn open_with(
+        engine: RuLake,
+        meta: MetaClient,
+        view: Arc<RwLock<AppliedState>>,
+        managed_root: &str,
+        remote: Option<Router>,
+        follower: Option<rulake_catalog::Follower>,
+    ) -> Result<Self> {
         let c = Coordinator {
             inner: Arc::new(Inner {
                 engine,
@@ -106,10 +156,108 @@ impl Coordinator {
                 managed_root: managed_root.trim_end_matches('/').to_owned(),
                 sync: tokio::sync::Mutex::new(sync::Synced::default()),
                 writers: Default::default(),
+                remote,
+                follower,
             }),
         };
         c.sync().await?;
         Ok(c)
+    }
+
+    /// The fan-out to shard nodes (`None`: the engine is in this process).
+    pub fn router(&self) -> Option<&Router> {
+        self.inner.remote.as_ref()
+    }
+
+    fn record(&self, target: &str) -> Result<CollectionRecord> {
+        self.inner
+            .view
+            .read()
+            .catalog
+            .collections
+            .get(target)
+            .cloned()
+            .ok_or_else(|| CoordinatorError::NotFound {
+                kind: "collection",
+                name: target.to_owned(),
+            })
+    }
+
+    /// Which of `ids` a collection holds, wherever its partitions are.
+    pub(crate) async fn existing_ids(
+        &self,
+        target: &str,
+        ids: &HashSet<VectorId>,
+    ) -> Result<Vec<VectorId>> {
+        match &self.inner.remote {
+            Some(r) => r.lookup(&self.record(target)?, ids).await,
+            None => Ok(self.inner.engine.existing_ids(target, ids).await?),
+        }
+    }
+
+    /// Check a collection's source now, wherever its partitions are.
+    pub(crate) async fn refresh_target(&self, target: &str) -> Result<Generation> {
+        match &self.inner.remote {
+            Some(r) => r.refresh(&self.record(target)?).await,
+            None => Ok(self.inner.engine.refresh(target).await?),
+        }
+    }
+
+    /// The serving state of a collection: the engine's, or gathered from
+    /// the shards' status reports.
+    fn info(&self, target: &str) -> Result<CollectionInfo> {
+        let Some(router) = &self.inner.remote else {
+            return Ok(self.inner.engine.describe(target)?);
+        };
+        let (rec, src) = {
+            let view = self.inner.view.read();
+            let rec = self.record(target)?;
+            let src = view
+                .catalog
+                .sources
+                .get(&rec.source)
+                .cloned()
+                .ok_or_else(|| CoordinatorError::NotFound {
+                    kind: "source",
+                    name: rec.source.clone(),
+                })?;
+            (rec, src)
+        };
+        let routes = router.routes(&rec);
+        let warm = routes.iter().filter(|r| !r.warm.is_empty()).count() as u32;
+        let vectors = router.collection_vectors(&rec);
+        Ok(CollectionInfo {
+            spec: sync::engine_spec(&rec, &src)?,
+            generation: router.generation(&rec),
+            source_rows: vectors,
+            vectors_cached: vectors,
+            partitions_warm: warm,
+            last_error: None,
+        })
+    }
+
+    fn check_queries(
+        &self,
+        target: &str,
+        queries: &[Vec<f32>],
+        params: &SearchParams,
+    ) -> Result<CollectionRecord> {
+        let rec = self.record(target)?;
+        let view = self.inner.view.read();
+        let src = view
+            .catalog
+            .sources
+            .get(&rec.source)
+            .cloned()
+            .ok_or_else(|| CoordinatorError::NotFound {
+                kind: "source",
+                name: rec.source.clone(),
+            })?;
+        let spec = sync::engine_spec(&rec, &src)?;
+        for q in queries {
+            RuLake::check_query(&spec, q, params)?;
+        }
+        Ok(rec)
     }
 
     /// The engine behind the coordinator.
@@ -135,6 +283,15 @@ impl Coordinator {
     /// Commit `cmd` and wait until this process has applied it.
     async fn write(&self, cmd: Command) -> Result<rulake_catalog::Applied> {
         let (index, applied) = self.inner.meta.write(&cmd).await?;
+        if let Some(f) = &self.inner.follower {
+            if !f.catch_up(index, APPLY_WAIT).await {
+                return Err(CoordinatorError::Unavailable(format!(
+                    "{} committed at index {index} but this coordinator's catalog view did not reach it within {APPLY_WAIT:?}",
+                    cmd.name()
+                )));
+            }
+            return Ok(applied);
+        }
         let start = Instant::now();
         while self.applied_index() < index {
             if start.elapsed() > APPLY_WAIT {
@@ -179,6 +336,12 @@ impl Coordinator {
     /// engine. Nothing is read from the lake until the first query.
     pub async fn create_collection(&self, def: CollectionDef) -> Result<CollectionView> {
         let name = def.record.name.clone();
+        if self.inner.remote.is_none() && def.record.replication > 1 {
+            return Err(CoordinatorError::FailedPrecondition(format!(
+                "replication factor {} needs shard nodes (`rulake coordinator` over `rulake shard`); a single-process server holds one replica",
+                def.record.replication
+            )));
+        }
         let source = SourceRecord {
             name: name.clone(),
             kind: match def.source {
@@ -337,7 +500,7 @@ impl Coordinator {
                 .collect();
             (record, source, aliases)
         };
-        let info = self.inner.engine.describe(&target)?;
+        let info = self.info(&target)?;
         Ok(CollectionView {
             record,
             source,
@@ -393,7 +556,18 @@ impl Coordinator {
         params: SearchParams,
     ) -> Result<SearchResponse> {
         let target = self.resolve(name)?;
-        Ok(self.inner.engine.search(&target, query, params).await?)
+        let Some(router) = &self.inner.remote else {
+            return Ok(self.inner.engine.search(&target, query, params).await?);
+        };
+        let queries = [query.to_vec()];
+        let rec = self.check_queries(&target, &queries, &params)?;
+        let mut f = router.scan(&rec, &queries, params).await?;
+        Ok(SearchResponse {
+            hits: f.hits.pop().unwrap_or_default(),
+            generation: f.generation,
+            partitions_answered: f.answered,
+            partitions_total: f.total,
+        })
     }
 
     /// Many queries against one collection or alias, one generation.
@@ -404,11 +578,24 @@ impl Coordinator {
         params: SearchParams,
     ) -> Result<Vec<SearchResponse>> {
         let target = self.resolve(name)?;
-        Ok(self
-            .inner
-            .engine
-            .batch_search(&target, queries, params)
-            .await?)
+        let Some(router) = &self.inner.remote else {
+            return Ok(self
+                .inner
+                .engine
+                .batch_search(&target, queries, params)
+                .await?);
+        };
+        let rec = self.check_queries(&target, queries, &params)?;
+        let f = router.scan(&rec, queries, params).await?;
+        Ok(f.hits
+            .into_iter()
+            .map(|hits| SearchResponse {
+                hits,
+                generation: f.generation.clone(),
+                partitions_answered: f.answered,
+                partitions_total: f.total,
+            })
+            .collect())
     }
 
     /// One query over several collections or aliases, merged exactly. Hits
@@ -424,21 +611,174 @@ impl Coordinator {
             .map(|n| self.resolve(n))
             .collect::<Result<_>>()?;
         let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
-        Ok(self
-            .inner
-            .engine
-            .federated_search(&refs, query, params)
-            .await?)
+        let Some(router) = &self.inner.remote else {
+            return Ok(self
+                .inner
+                .engine
+                .federated_search(&refs, query, params)
+                .await?);
+        };
+        self.federated_remote(router, &targets, query, params).await
+    }
+
+    async fn federated_remote(
+        &self,
+        router: &Router,
+        targets: &[String],
+        query: &[f32],
+        params: SearchParams,
+    ) -> Result<FederatedResponse> {
+        if targets.is_empty() {
+            return Err(CoordinatorError::InvalidArgument(
+                "no collections to search".into(),
+            ));
+        }
+        let queries = [query.to_vec()];
+        let mut recs = Vec::with_capacity(targets.len());
+        for t in targets {
+            recs.push(self.check_queries(t, &queries, &params)?);
+        }
+        let first = &recs[0];
+        if let Some(c) = recs
+            .iter()
+            .find(|c| c.dim != first.dim || c.metric != first.metric)
+        {
+            return Err(CoordinatorError::FailedPrecondition(format!(
+                "federated collections must share dimension and metric: {:?} is {}d {}, {:?} is {}d {}",
+                first.name, first.dim, first.metric, c.name, c.dim, c.metric
+            )));
+        }
+        let fans =
+            futures::future::join_all(recs.iter().map(|r| router.scan(r, &queries, params))).await;
+        let mut hits = Vec::new();
+        let mut generations = BTreeMap::new();
+        let (mut answered, mut total) = (0, 0);
+        for (rec, f) in recs.iter().zip(fans) {
+            let mut f = f?;
+            answered += f.answered;
+            total += f.total;
+            generations.insert(rec.name.clone(), f.generation.clone());
+            for h in f.hits.pop().unwrap_or_default() {
+                hits.push(rulake_engine::FederatedHit {
+                    collection: rec.name.clone(),
+                    generation: f.generation.clone(),
+                    id: h.id,
+                    distance: h.distance,
+                });
+            }
+        }
+        hits.sort_by(|a, b| {
+            a.distance
+                .total_cmp(&b.distance)
+                .then_with(|| a.collection.cmp(&b.collection))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        hits.truncate(params.k);
+        Ok(FederatedResponse {
+            hits,
+            generations,
+            partitions_answered: answered,
+            partitions_total: total,
+        })
     }
 
     /// Check a collection's source now; returns the generation served and
     /// whether it changed.
     pub async fn refresh(&self, name: &str) -> Result<(Generation, bool)> {
         let target = self.resolve(name)?;
-        let before = self.inner.engine.describe(&target)?.generation;
-        let g = self.inner.engine.refresh(&target).await?;
+        let before = self.info(&target)?.generation;
+        let g = self.refresh_target(&target).await?;
         let changed = before.as_ref() != Some(&g);
         Ok((g, changed))
+    }
+
+    // -- placement ---------------------------------------------------------
+
+    fn remote_node(&self, node: u64) -> Result<()> {
+        if self.inner.remote.is_none() {
+            return Err(CoordinatorError::FailedPrecondition(
+                "this server runs every role in one process; there are no shard nodes to place partitions on".into(),
+            ));
+        }
+        if !self.inner.view.read().catalog.nodes.contains_key(&node) {
+            return Err(CoordinatorError::NotFound {
+                kind: "shard node",
+                name: node.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Take shard node `node` out of placement and wait until it serves
+    /// nothing: every partition it held is warm on its new owners first
+    /// (the meta leader keeps it in hand-off until then), so no query sees
+    /// a partial answer. Returns the partitions moved and the epoch in
+    /// force. The caller bounds the wait; stopping early undoes nothing.
+    pub async fn drain(&self, node: u64) -> Result<(u32, u64)> {
+        self.remote_node(node)?;
+        let held = |c: &rulake_catalog::Catalog| {
+            c.assignment
+                .partitions
+                .values()
+                .chain(c.assignment.handoff.values())
+                .filter(|ns| ns.contains(&node))
+                .count() as u32
+        };
+        let before = held(&self.catalog());
+        self.write(Command::SetNodeDraining {
+            id: node,
+            draining: true,
+        })
+        .await?;
+        loop {
+            let (uses, epoch) = {
+                let v = self.inner.view.read();
+                (v.catalog.assignment.uses(node), v.catalog.assignment.epoch)
+            };
+            if !uses {
+                return Ok((before, epoch));
+            }
+            self.wait_catalog().await;
+        }
+    }
+
+    /// Put shard node `node` (back) into placement; returns the partitions
+    /// it is given and the epoch once the leader has placed it.
+    pub async fn admit(&self, node: u64) -> Result<(u32, u64)> {
+        self.remote_node(node)?;
+        self.write(Command::SetNodeDraining {
+            id: node,
+            draining: false,
+        })
+        .await?;
+        let start = Instant::now();
+        loop {
+            let (owned, epoch, any) = {
+                let v = self.inner.view.read();
+                let a = &v.catalog.assignment;
+                let owned = a
+                    .partitions
+                    .values()
+                    .filter(|ns| ns.contains(&node))
+                    .count() as u32;
+                (owned, a.epoch, !v.catalog.collections.is_empty())
+            };
+            if owned > 0 || !any || start.elapsed() > APPLY_WAIT {
+                return Ok((owned, epoch));
+            }
+            self.wait_catalog().await;
+        }
+    }
+
+    /// Wait a little for the catalog view to move.
+    async fn wait_catalog(&self) {
+        match &self.inner.follower {
+            Some(f) => {
+                let mut rx = f.changes();
+                let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
     }
 
     // -- deletes -----------------------------------------------------------
@@ -455,7 +795,7 @@ impl Coordinator {
         let lock = self.writer_lock(&target);
         let _guard = lock.lock().await;
         let wanted: HashSet<VectorId> = ids.into_iter().collect();
-        let present = self.inner.engine.existing_ids(&target, &wanted).await?;
+        let present = self.existing_ids(&target, &wanted).await?;
         let mut added = 0;
         for chunk in present.chunks(rulake_catalog::model::MAX_BATCH) {
             let applied = self

@@ -155,6 +155,10 @@ fn needs_recreate(
 impl Coordinator {
     /// Bring the engine to the catalog this process has applied.
     pub async fn sync(&self) -> Result<()> {
+        if self.inner.remote.is_some() {
+            // The shard nodes hold the collections; each syncs itself.
+            return Ok(());
+        }
         let mut synced = self.inner.sync.lock().await;
         let cat = self.inner.view.read().catalog.clone();
         let engine = &self.inner.engine;

@@ -20,17 +20,21 @@
 //! - [`RuLake`] — the handle (this file).
 //! - [`spec`] — [`CollectionSpec`] and the answer types.
 //! - [`error`] — [`EngineError`].
+//! - `scan` — a shard node's view: owned partitions, scans of some of
+//!   them, [`PartitionState`].
 //! - [`recall`] — live recall measurement ([`RecallConfig`]) and query
 //!   counters ([`QueryStats`]).
 
 mod deletes;
 pub mod error;
 pub mod recall;
+mod scan;
 pub mod spec;
 
 pub use error::{EngineError, Result};
 pub use recall::{QueryStats, RecallConfig, RecallEstimate, RecallStats};
 pub use rulake_shard::{CacheConfig, CacheStats, CachedPartition};
+pub use scan::PartitionState;
 pub use spec::{
     Alter, CollectionInfo, CollectionSpec, FederatedHit, FederatedResponse, SearchResponse,
 };
@@ -41,7 +45,7 @@ use rayon::prelude::*;
 use rulake_lake::{Listing, Source};
 use rulake_shard::{build_partition, PartitionCache, PartitionKey, PartitionSpec};
 use rulake_types::{hit_order, merge_topk, Consistency, Generation, Hit, SearchParams, VectorId};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -64,6 +68,11 @@ struct Inner {
     /// Deleted ids per collection; kept apart from [`Collection`] so an
     /// alter (which swaps the collection value) keeps them.
     deletes: RwLock<HashMap<String, Arc<Deletes>>>,
+    /// Partitions this engine serves, per collection; a collection not
+    /// listed is served whole (one process). A shard node sets it from the
+    /// assignment. Kept apart from [`Collection`] for the same reason as
+    /// `deletes`.
+    owned: RwLock<HashMap<String, BTreeSet<u32>>>,
     cache: Arc<PartitionCache>,
     recall: recall::RecallMonitor,
     queries: recall::QueryCounters,
@@ -114,6 +123,7 @@ impl RuLake {
                 sources: RwLock::new(HashMap::new()),
                 collections: RwLock::new(HashMap::new()),
                 deletes: RwLock::new(HashMap::new()),
+                owned: RwLock::new(HashMap::new()),
                 cache: PartitionCache::new(cache),
                 recall: recall::RecallMonitor::new(recall),
                 queries: recall::QueryCounters::default(),
@@ -247,6 +257,7 @@ impl RuLake {
                 name: name.to_owned(),
             })?;
         self.inner.deletes.write().remove(name);
+        self.inner.owned.write().remove(name);
         self.inner.cache.remove_collection(name);
         self.inner.recall.forget(name);
         Ok(())
@@ -413,8 +424,9 @@ impl RuLake {
             return Ok(listing.generation);
         }
         // Build every partition of the new generation before swapping any.
-        let mut built = Vec::with_capacity(spec.partitions as usize);
-        for p in 0..spec.partitions {
+        let owned = self.owned(spec);
+        let mut built = Vec::with_capacity(owned.len());
+        for p in owned {
             let pspec = self.partition_spec(spec, p);
             let previous = self.inner.cache.peek(&pspec.key);
             let part = match previous {
@@ -579,15 +591,40 @@ impl RuLake {
         &self,
         c: &Arc<Collection>,
     ) -> Result<(Generation, Vec<Arc<CachedPartition>>)> {
+        let (g, _, parts) = self.serving_owned(c).await?;
+        Ok((g, parts))
+    }
+
+    /// The partitions this engine serves of a collection (all of them in
+    /// one process), in partition order.
+    fn owned(&self, spec: &CollectionSpec) -> Vec<u32> {
+        match self.inner.owned.read().get(&spec.name) {
+            Some(set) => set
+                .iter()
+                .copied()
+                .filter(|p| *p < spec.partitions)
+                .collect(),
+            None => (0..spec.partitions).collect(),
+        }
+    }
+
+    /// The serving generation, the partition numbers served here and their
+    /// partitions, loading evicted or newly owned ones (from disk when
+    /// persisted, else from the lake).
+    async fn serving_owned(
+        &self,
+        c: &Arc<Collection>,
+    ) -> Result<(Generation, Vec<u32>, Vec<Arc<CachedPartition>>)> {
         let spec = &c.spec;
-        let mut parts = Vec::with_capacity(spec.partitions as usize);
+        let numbers = self.owned(spec);
+        let mut parts = Vec::with_capacity(numbers.len());
         let mut missing = Vec::new();
-        for p in 0..spec.partitions {
+        for (i, &p) in numbers.iter().enumerate() {
             match self.inner.cache.get(&key(&spec.name, p)) {
                 Some(part) => parts.push(Some(part)),
                 None => {
                     parts.push(None);
-                    missing.push(p);
+                    missing.push((i, p));
                 }
             }
         }
@@ -599,7 +636,7 @@ impl RuLake {
                 .as_ref()
                 .map(|s| s.listing.clone())
                 .unwrap_or_default();
-            for p in missing {
+            for (i, p) in missing {
                 let pspec = self.partition_spec(spec, p);
                 let part = match self.inner.cache.peek(&pspec.key) {
                     Some(part) => part,
@@ -625,7 +662,7 @@ impl RuLake {
                         part
                     }
                 };
-                parts[p as usize] = Some(part);
+                parts[i] = Some(part);
             }
         }
         let parts: Vec<_> = parts.into_iter().map(|p| p.expect("filled")).collect();
@@ -635,10 +672,13 @@ impl RuLake {
             .as_ref()
             .map(|s| s.listing.generation.clone())
             .unwrap_or_default();
-        Ok((generation, parts))
+        Ok((generation, numbers, parts))
     }
 
-    fn check_query(spec: &CollectionSpec, query: &[f32], params: &SearchParams) -> Result<()> {
+    /// Check a query against a collection: `k` in range, the dimension,
+    /// finite components. A coordinator checks before fanning out, so a
+    /// bad query gets the same error wherever the partitions live.
+    pub fn check_query(spec: &CollectionSpec, query: &[f32], params: &SearchParams) -> Result<()> {
         if params.k == 0 || params.k > MAX_K {
             return Err(EngineError::InvalidArgument(format!(
                 "k must be between 1 and {MAX_K}, got {}",
@@ -852,6 +892,16 @@ fn partition_hits(
 /// partition's answer at these parameters.
 pub fn partition_params(parts: &[Arc<CachedPartition>], p: SearchParams) -> Vec<SearchParams> {
     let total: usize = parts.iter().map(|x| x.index.len()).sum();
+    plan_with_total(parts, p, total)
+}
+
+/// [`partition_params`] for some partitions of a collection of `total`
+/// vectors (a shard node holds only some of them).
+pub(crate) fn plan_with_total(
+    parts: &[Arc<CachedPartition>],
+    p: SearchParams,
+    total: usize,
+) -> Vec<SearchParams> {
     let rerank = p.rerank.unwrap_or(rulake_index::DEFAULT_RERANK);
     parts
         .iter()

@@ -75,6 +75,10 @@ pub struct CreateArgs {
     /// Partitions.
     #[arg(long, default_value_t = 1)]
     pub partitions: u32,
+    /// Replicas of each partition (on distinct shard nodes; a
+    /// single-process server holds one).
+    #[arg(long, default_value_t = 1)]
+    pub replication: u32,
     /// `fresh`, or `eventual:<max staleness in ms>`.
     #[arg(long, default_value = "fresh")]
     pub consistency: String,
@@ -270,7 +274,7 @@ pub async fn collections(cmd: Collections) -> anyhow::Result<()> {
                 dimension: a.dim,
                 metric: metric(&a.metric)? as i32,
                 partitions: a.partitions,
-                replication_factor: 1,
+                replication_factor: a.replication,
                 consistency: Some(consistency(&a.consistency)?),
                 rerank: a.rerank,
                 nprobe: a.nprobe,

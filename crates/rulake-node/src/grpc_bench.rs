@@ -48,13 +48,13 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-struct Latency {
-    mean: f64,
-    p50: f64,
-    p99: f64,
+pub(crate) struct Latency {
+    pub mean: f64,
+    pub p50: f64,
+    pub p99: f64,
 }
 
-fn summarize(mut v: Vec<f64>) -> Latency {
+pub(crate) fn summarize(mut v: Vec<f64>) -> Latency {
     v.sort_by(f64::total_cmp);
     Latency {
         mean: v.iter().sum::<f64>() / v.len() as f64,

@@ -14,6 +14,7 @@
 
 mod bench;
 mod cli;
+mod cluster_bench;
 mod demo;
 #[cfg(all(feature = "delta", feature = "iceberg"))]
 mod formats_bench;
@@ -25,6 +26,7 @@ mod meta_bench;
 mod observe;
 mod query;
 mod report;
+mod roles;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -83,6 +85,14 @@ enum Command {
     BenchFormats(formats_bench::Args),
     /// Run a member of the catalog's Raft group (`--id`, `--peers`), or administer it.
     Meta(meta::Args),
+    /// Run a shard node: the partitions the meta group assigns it, served to coordinators.
+    Shard(roles::ShardArgs),
+    /// Run a coordinator: the public API over the cluster's shard nodes.
+    Coordinator(roles::CoordinatorArgs),
+    /// Measure placement (simulation) and the distributed query path (the `cluster` section of docs/BENCHMARKS.md).
+    BenchCluster(cluster_bench::Args),
+    /// Start a local cluster on loopback: 3 meta members, N shard nodes, one coordinator.
+    Dev(roles::DevArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,6 +120,10 @@ fn main() -> anyhow::Result<()> {
         #[cfg(all(feature = "delta", feature = "iceberg"))]
         Command::BenchFormats(a) => rt.block_on(formats_bench::run(a)),
         Command::Meta(a) => rt.block_on(meta::run(a)),
+        Command::Shard(a) => rt.block_on(roles::shard(a)),
+        Command::Coordinator(a) => rt.block_on(roles::coordinator(a)),
+        Command::Dev(a) => rt.block_on(roles::dev(a)),
+        Command::BenchCluster(a) => rt.block_on(cluster_bench::run(a)),
     }
 }
 

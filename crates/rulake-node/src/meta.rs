@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Log entries kept behind a snapshot.
     #[arg(long, default_value_t = 1000)]
     keep_logs: u64,
+    /// A shard node silent this long (milliseconds) is taken out of
+    /// placement until it beats again.
+    #[arg(long, default_value_t = 5000)]
+    shard_grace_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -241,6 +245,7 @@ async fn run_member(a: RunArgs) -> anyhow::Result<()> {
     cfg.election_max = Duration::from_millis(a.election_max_ms);
     cfg.snapshot_every = a.snapshot_every;
     cfg.keep_logs = a.keep_logs;
+    cfg.placement.grace = Duration::from_millis(a.shard_grace_ms);
     eprintln!(
         "rulake meta: member {id} listening on {} (data in {})",
         cfg.listen,

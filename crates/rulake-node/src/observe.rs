@@ -154,6 +154,7 @@ pub async fn run_meta(
         }
         None => None,
     };
+    tokio::spawn(node.clone().run_placement());
     let boot = node.clone();
     let peers = cfg.peers.clone();
     tokio::spawn(async move {

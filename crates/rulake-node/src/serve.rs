@@ -80,19 +80,7 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    let auth = match &a.auth_config {
-        Some(path) => Some(rulake_auth::AuthLayer::new(
-            rulake_auth::AuthConfig::from_file(path)?,
-        )),
-        None if a.listen.ip().is_loopback() || a.allow_anonymous => None,
-        None => anyhow::bail!(
-            "refusing to serve {} without authentication: give --auth-config, or --allow-anonymous to accept anyone",
-            a.listen
-        ),
-    };
-    if a.max_k == 0 || a.max_k > rulake_engine::MAX_K {
-        anyhow::bail!("--max-k must be between 1 and {}", rulake_engine::MAX_K);
-    }
+    check(&a)?;
     let node = Embedded::start(EmbeddedConfig {
         data_dir: a.data_dir.clone(),
         cache_bytes: a.cache_bytes,
@@ -100,8 +88,59 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         managed_root: a.managed_url.clone(),
     })
     .await?;
-    let api = Api::new(
+    let engine = std::sync::Arc::new(node.coordinator.engine().clone());
+    let label = format!(
+        "data {}, catalog on {}",
+        a.data_dir.display(),
+        node.meta_addr
+    );
+    serve_api(
+        &a,
         node.coordinator.clone(),
+        &engine,
+        Some(&node.meta),
+        "serve",
+        &label,
+    )
+    .await?;
+    node.shutdown().await;
+    eprintln!("rulake serve: stopped");
+    Ok(())
+}
+
+/// The flag checks every role serving the public API shares.
+pub fn check(a: &Args) -> anyhow::Result<()> {
+    if a.auth_config.is_none() && !a.listen.ip().is_loopback() && !a.allow_anonymous {
+        anyhow::bail!(
+            "refusing to serve {} without authentication: give --auth-config, or --allow-anonymous to accept anyone",
+            a.listen
+        );
+    }
+    if a.max_k == 0 || a.max_k > rulake_engine::MAX_K {
+        anyhow::bail!("--max-k must be between 1 and {}", rulake_engine::MAX_K);
+    }
+    Ok(())
+}
+
+/// Serve the public API over `coordinator` until Ctrl-C or SIGTERM: the
+/// embedded server and the cluster's coordinator role differ only in the
+/// coordinator they pass.
+pub async fn serve_api(
+    a: &Args,
+    coordinator: rulake_coordinator::Coordinator,
+    engine: &std::sync::Arc<rulake_engine::RuLake>,
+    meta: Option<&rulake_catalog::MetaNode>,
+    role: &str,
+    label: &str,
+) -> anyhow::Result<()> {
+    let auth = match &a.auth_config {
+        Some(path) => Some(rulake_auth::AuthLayer::new(
+            rulake_auth::AuthConfig::from_file(path)?,
+        )),
+        None => None,
+    };
+    let api = Api::new(
+        coordinator.clone(),
         Limits {
             max_batch: a.max_batch,
             max_k: a.max_k,
@@ -109,9 +148,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             max_message_bytes: a.max_message_bytes,
         },
     );
-    let engine = std::sync::Arc::new(node.coordinator.engine().clone());
-    let (metrics_layer, metrics_http) =
-        crate::observe::start(&a.observe, &engine, Some(&node.meta)).await?;
+    let (metrics_layer, metrics_http) = crate::observe::start(&a.observe, engine, meta).await?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     for name in [
         "rulake.v1.CollectionService",
@@ -127,12 +164,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(rulake_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let collections = node.coordinator.catalog().collections.len();
+    let collections = coordinator.catalog().collections.len();
     eprintln!(
-        "rulake serve: listening on {} (data {}, {collections} collections, catalog on {})",
-        a.listen,
-        a.data_dir.display(),
-        node.meta_addr
+        "rulake {role}: listening on {} ({label}, {collections} collections)",
+        a.listen
     );
     let server = tonic::transport::Server::builder()
         // The handlers answer DEADLINE_EXCEEDED at the deadline; this is the
@@ -154,7 +189,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             let _watch = acceptor.watch(a.tls_reload);
             let listener = tokio::net::TcpListener::bind(a.listen).await?;
             eprintln!(
-                "rulake serve: TLS on{}",
+                "rulake {role}: TLS on{}",
                 if a.tls_client_ca.is_some() {
                     ", client certificates required"
                 } else {
@@ -168,12 +203,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         _ => server.serve_with_shutdown(a.listen, shutdown()).await?,
     }
     metrics_http.abort();
-    node.shutdown().await;
-    eprintln!("rulake serve: stopped");
     Ok(())
 }
 
-async fn shutdown() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -230,6 +230,15 @@ impl PartitionCache {
         Ok(())
     }
 
+    /// Drop one partition from memory (its persisted copy stays, for a
+    /// quick reload should the partition come back).
+    pub fn remove(&self, key: &PartitionKey) {
+        let mut inner = self.inner.lock();
+        if let Some(e) = inner.entries.remove(key) {
+            inner.used -= e.bytes;
+        }
+    }
+
     /// Drop every partition of a collection (memory and disk).
     pub fn remove_collection(&self, collection: &str) {
         let mut inner = self.inner.lock();

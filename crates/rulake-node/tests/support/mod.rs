@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod distributed;
 pub mod linearizability;
 
 use rulake_catalog::MetaClient;

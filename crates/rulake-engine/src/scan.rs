@@ -1,0 +1,184 @@
+//! The engine as a shard node uses it: serve only the partitions the
+//! assignment gives this node, and answer a coordinator's scan of some of
+//! them with each query's merged exact top-k.
+//!
+//! A scan takes the collection-wide vector count from the coordinator so
+//! each partition gets the same share of `nprobe` and `rerank` it gets in
+//! one process ([`rulake_index::split_search`]): a cluster's answer is the
+//! single-process answer, not an approximation of it.
+
+use crate::{key, partition_hits, EngineError, Result, RuLake};
+use rayon::prelude::*;
+use rulake_types::{merge_topk, Generation, Hit, SearchParams, VectorId};
+use std::collections::{BTreeSet, HashSet};
+
+/// One served partition as a shard node reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionState {
+    /// Partition number.
+    pub partition: u32,
+    /// Loaded and able to answer without reading the lake.
+    pub warm: bool,
+    /// Generation it was built from (when warm).
+    pub generation: Option<Generation>,
+    /// Vectors it holds (when warm).
+    pub vectors: u64,
+}
+
+impl RuLake {
+    /// Serve only `owned` partitions of `name` (`None`: all of them).
+    /// Partitions given up leave the memory cache at once; newly owned ones
+    /// load on the next [`RuLake::warm`] or scan.
+    pub fn set_owned(&self, name: &str, owned: Option<BTreeSet<u32>>) -> Result<()> {
+        let c = self.collection(name)?;
+        let before: BTreeSet<u32> = self.owned(&c.spec).into_iter().collect();
+        match &owned {
+            Some(set) => self
+                .inner
+                .owned
+                .write()
+                .insert(name.to_owned(), set.clone()),
+            None => self.inner.owned.write().remove(name),
+        };
+        let after: BTreeSet<u32> = self.owned(&c.spec).into_iter().collect();
+        for p in before.difference(&after) {
+            self.inner.cache.remove(&key(name, *p));
+        }
+        Ok(())
+    }
+
+    /// Load every partition this engine serves of `name` at the current
+    /// generation; returns it.
+    pub async fn warm(&self, name: &str) -> Result<Generation> {
+        let c = self.collection(name)?;
+        self.ensure_current(&c).await?;
+        let (g, _, _) = self.serving_owned(&c).await?;
+        Ok(g)
+    }
+
+    /// The partitions this engine serves of `name`, warm or not.
+    pub fn partition_states(&self, name: &str) -> Result<Vec<PartitionState>> {
+        let c = self.collection(name)?;
+        Ok(self
+            .owned(&c.spec)
+            .into_iter()
+            .map(|p| match self.inner.cache.peek(&key(name, p)) {
+                Some(part) => PartitionState {
+                    partition: p,
+                    warm: true,
+                    generation: Some(part.generation.clone()),
+                    vectors: part.index.len() as u64,
+                },
+                None => PartitionState {
+                    partition: p,
+                    warm: false,
+                    generation: None,
+                    vectors: 0,
+                },
+            })
+            .collect())
+    }
+
+    /// Search `partitions` of `name` with every query; per query, the
+    /// merged exact top-k of those partitions. `collection_vectors` is the
+    /// size of the whole collection (0: the partitions served here).
+    pub async fn scan(
+        &self,
+        name: &str,
+        partitions: &[u32],
+        queries: &[Vec<f32>],
+        params: SearchParams,
+        collection_vectors: u64,
+    ) -> Result<(Generation, Vec<Vec<Hit>>)> {
+        let c = self.collection(name)?;
+        for q in queries {
+            Self::check_query(&c.spec, q, &params)?;
+        }
+        let owned: BTreeSet<u32> = self.owned(&c.spec).into_iter().collect();
+        if let Some(p) = partitions.iter().find(|p| !owned.contains(p)) {
+            return Err(EngineError::FailedPrecondition(format!(
+                "partition {p} of {name:?} is not served by this node"
+            )));
+        }
+        self.ensure_current(&c).await?;
+        let (generation, numbers, parts) = self.serving_owned(&c).await?;
+        let wanted: BTreeSet<u32> = partitions.iter().copied().collect();
+        let picked: Vec<_> = numbers
+            .iter()
+            .zip(&parts)
+            .filter(|(n, _)| wanted.contains(n))
+            .map(|(_, p)| p.clone())
+            .collect();
+        let params = Self::effective(&c.spec, params);
+        let total = if collection_vectors > 0 {
+            collection_vectors as usize
+        } else {
+            parts.iter().map(|p| p.index.len()).sum()
+        };
+        let plan = crate::plan_with_total(&picked, params, total);
+        let masks = self.masks(name, &picked);
+        self.inner
+            .queries
+            .record(queries.len(), picked.len() as u32, c.spec.partitions);
+        let one = |q: &Vec<f32>| -> Result<Vec<Hit>> {
+            let lists = picked
+                .iter()
+                .zip(&plan)
+                .zip(&masks)
+                .map(|((part, pp), mask)| partition_hits(part, mask, q, *pp))
+                .collect::<Result<Vec<_>>>()?;
+            let hits = merge_topk(lists, params.k);
+            self.inner
+                .recall
+                .offer(name, q, &hits, &picked, &masks, params.k);
+            Ok(hits)
+        };
+        let results = if queries.len() == 1 && picked.len() > 1 {
+            let q = &queries[0];
+            let lists = picked
+                .par_iter()
+                .zip(&plan)
+                .zip(&masks)
+                .map(|((part, pp), mask)| partition_hits(part, mask, q, *pp))
+                .collect::<Result<Vec<_>>>()?;
+            let hits = merge_topk(lists, params.k);
+            self.inner
+                .recall
+                .offer(name, q, &hits, &picked, &masks, params.k);
+            vec![hits]
+        } else {
+            queries.par_iter().map(one).collect::<Result<Vec<_>>>()?
+        };
+        Ok((generation, results))
+    }
+
+    /// Which of `ids` the given partitions of `name` hold (deleted ones
+    /// included).
+    pub async fn lookup(
+        &self,
+        name: &str,
+        partitions: &[u32],
+        ids: &HashSet<VectorId>,
+    ) -> Result<Vec<VectorId>> {
+        let c = self.collection(name)?;
+        self.ensure_current(&c).await?;
+        let (_, numbers, parts) = self.serving_owned(&c).await?;
+        let wanted: BTreeSet<u32> = partitions.iter().copied().collect();
+        let mut found = Vec::new();
+        for (_, part) in numbers
+            .iter()
+            .zip(&parts)
+            .filter(|(n, _)| wanted.contains(n))
+        {
+            let table = part.index.ids();
+            for pos in 0..table.len() as u32 {
+                let id = table.get(pos);
+                if ids.contains(&id) {
+                    found.push(id);
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+}
