@@ -37,7 +37,7 @@ pub use embedded::{Embedded, EmbeddedConfig};
 pub use error::{CoordinatorError, Result};
 pub use ingest::Ingest;
 pub use router::{PartitionRoute, Router, RouterConfig, RouterStats};
-pub use shard_node::{ShardConfig, ShardNode};
+pub use shard_node::{parse_node_id, ShardConfig, ShardNode};
 
 use parking_lot::RwLock;
 use rulake_catalog::store::AppliedState;

@@ -57,6 +57,8 @@ impl Default for RouterConfig {
 /// Counters of the fan-out, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RouterStats {
+    /// Queries answered (each query of a batch counts).
+    pub queries: u64,
     /// Requests sent to shards (first tries, retries and hedges).
     pub requests: u64,
     /// Requests re-sent after a failure.
@@ -65,12 +67,13 @@ pub struct RouterStats {
     pub hedges: u64,
     /// Answers that missed at least one partition.
     pub partial: u64,
-    /// Partitions asked, summed over queries' fan-outs.
+    /// Partitions asked, summed over queries.
     pub fanout_partitions: u64,
 }
 
 #[derive(Default)]
 struct Counters {
+    queries: AtomicU64,
     requests: AtomicU64,
     retries: AtomicU64,
     hedges: AtomicU64,
@@ -181,6 +184,7 @@ impl Router {
     pub fn stats(&self) -> RouterStats {
         let c = &self.inner.counters;
         RouterStats {
+            queries: c.queries.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
             hedges: c.hedges.load(Ordering::Relaxed),
@@ -404,10 +408,10 @@ impl Router {
                 None => unserved += 1,
             }
         }
-        self.inner
-            .counters
-            .fanout
-            .fetch_add(u64::from(total), Ordering::Relaxed);
+        let nq = queries.len() as u64;
+        let c = &self.inner.counters;
+        c.queries.fetch_add(nq, Ordering::Relaxed);
+        c.fanout.fetch_add(u64::from(total) * nq, Ordering::Relaxed);
         let runs = groups
             .into_iter()
             .map(|(node, parts)| self.run_group(node, parts, &cands, &base));
@@ -445,7 +449,7 @@ impl Router {
         }
         let _ = unserved;
         if answered < total {
-            self.inner.counters.partial.fetch_add(1, Ordering::Relaxed);
+            self.inner.counters.partial.fetch_add(nq, Ordering::Relaxed);
         }
         let generation = generations
             .into_iter()

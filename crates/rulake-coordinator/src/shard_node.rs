@@ -79,6 +79,17 @@ struct Inner {
     apply: tokio::sync::Mutex<u64>,
 }
 
+/// A shard node id from its name: a number (≥ 1) as is, or a StatefulSet
+/// pod name `<set>-<ordinal>` as `ordinal + 1`, so Kubernetes pods need no
+/// id of their own and admin calls may name a node either way.
+pub fn parse_node_id(name: &str) -> Option<u64> {
+    if let Ok(n) = name.parse::<u64>() {
+        return (n > 0).then_some(n);
+    }
+    let (_, ordinal) = name.rsplit_once('-')?;
+    ordinal.parse::<u64>().ok()?.checked_add(1)
+}
+
 /// How long registration keeps trying while the meta group comes up.
 const REGISTER_FOR: Duration = Duration::from_secs(60);
 

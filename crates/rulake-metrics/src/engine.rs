@@ -8,9 +8,10 @@
 //! Collection-labelled series exist exactly for the collections that exist
 //! at scrape time: a dropped collection's series disappear with it.
 //!
-//! Retries and hedges are exported as zero until the distributed query path
-//! (coordinator → shard) lands; in one process every query reaches every
-//! partition, so partial answers stay zero too.
+//! In one process every query reaches every partition, so retries, hedges
+//! and partial answers stay zero; a coordinator over shard nodes passes its
+//! fan-out counters with [`EngineCollector::with_fanout`] and they replace
+//! the engine's.
 
 use crate::Result;
 use prometheus::core::{Collector, Desc};
@@ -88,11 +89,29 @@ fn set_counter(c: &IntCounter, v: u64) {
     c.inc_by(v);
 }
 
+/// Query fan-out counters of a coordinator over shard nodes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fanout {
+    /// Queries answered (each query of a batch counts).
+    pub queries: u64,
+    /// Partitions asked, summed over queries.
+    pub searched: u64,
+    /// Answers that missed a partition.
+    pub partial: u64,
+    /// Shard calls retried on another replica.
+    pub retries: u64,
+    /// Shard calls duplicated because they were slow.
+    pub hedges: u64,
+}
+
+type FanoutFn = Box<dyn Fn() -> Fanout + Send + Sync>;
+
 /// Reads the engine's counters at scrape time (see the module docs).
 pub struct EngineCollector {
     engine: RuLake,
     families: Mutex<Families>,
     descs: Vec<Desc>,
+    fanout: Option<FanoutFn>,
 }
 
 impl std::fmt::Debug for EngineCollector {
@@ -128,8 +147,8 @@ impl EngineCollector {
             queries: c("search_queries_total", "Queries answered (each query of a batch counts).")?,
             searched: c("search_partitions_searched_total", "Partitions searched, summed over queries: divided by queries, the mean fan-out width.")?,
             partial: c("search_partial_answers_total", "Answers from fewer partitions than the collection has (flagged to the client).")?,
-            retries: c("search_retries_total", "Partition calls retried on another replica (zero until the distributed query path).")?,
-            hedges: c("search_hedges_total", "Hedged partition calls (zero until the distributed query path).")?,
+            retries: c("search_retries_total", "Shard calls retried on another replica (zero in one process).")?,
+            hedges: c("search_hedges_total", "Shard calls duplicated on another replica because the first was slow (zero in one process).")?,
             recall: GaugeVec::new(
                 Opts::new("recall_estimate", "Measured recall@k of live queries: mean over the latest sampled queries of the share of the exact top-k found."),
                 &["collection"],
@@ -152,7 +171,15 @@ impl EngineCollector {
             engine,
             families: Mutex::new(families),
             descs,
+            fanout: None,
         })
+    }
+
+    /// Read the query counters from `fanout` (a coordinator's router)
+    /// instead of the engine.
+    pub fn with_fanout(mut self, fanout: impl Fn() -> Fanout + Send + Sync + 'static) -> Self {
+        self.fanout = Some(Box::new(fanout));
+        self
     }
 }
 
@@ -214,10 +241,22 @@ impl Collector for EngineCollector {
             }
         }
 
-        let q = e.query_stats();
-        set_counter(&f.queries, q.queries);
-        set_counter(&f.searched, q.partitions_searched);
-        set_counter(&f.partial, q.partial_answers);
+        match &self.fanout {
+            Some(fan) => {
+                let q = fan();
+                set_counter(&f.queries, q.queries);
+                set_counter(&f.searched, q.searched);
+                set_counter(&f.partial, q.partial);
+                set_counter(&f.retries, q.retries);
+                set_counter(&f.hedges, q.hedges);
+            }
+            None => {
+                let q = e.query_stats();
+                set_counter(&f.queries, q.queries);
+                set_counter(&f.searched, q.partitions_searched);
+                set_counter(&f.partial, q.partial_answers);
+            }
+        }
         let r = e.recall_stats();
         set_counter(&f.recall_sampled, r.sampled);
         set_counter(

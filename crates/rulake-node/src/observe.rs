@@ -62,6 +62,7 @@ pub async fn start(
     a: &ObserveArgs,
     engine: &Arc<RuLake>,
     meta: Option<&MetaNode>,
+    cluster: Option<&rulake_coordinator::Coordinator>,
 ) -> anyhow::Result<(GrpcMetricsLayer, tokio::task::JoinHandle<()>)> {
     engine.set_recall_config(RecallConfig {
         sample_fraction: a.recall_sample,
@@ -69,7 +70,21 @@ pub async fn start(
         ..engine.recall_config()
     });
     let metrics = Metrics::new();
-    metrics.register(Box::new(EngineCollector::new(engine.as_ref().clone())?))?;
+    let mut collector = EngineCollector::new(engine.as_ref().clone())?;
+    let cluster = cluster.filter(|c| c.router().is_some()).cloned();
+    if let Some(router) = cluster.as_ref().and_then(|c| c.router()).cloned() {
+        collector = collector.with_fanout(move || {
+            let s = router.stats();
+            rulake_metrics::engine::Fanout {
+                queries: s.queries,
+                searched: s.fanout_partitions,
+                partial: s.partial,
+                retries: s.retries,
+                hedges: s.hedges,
+            }
+        });
+    }
+    metrics.register(Box::new(collector))?;
     if let Some(node) = meta {
         // The embedded catalog member: the consensus panels read it too.
         metrics.register(Box::new(RaftCollector::start(node.clone())?))?;
@@ -93,13 +108,41 @@ pub async fn start(
                     tracing::error!(error = %e, "metrics endpoint stopped");
                 }
             }
-            () = housekeeping(engine, placement) => {}
+            () = housekeeping(engine, placement, cluster) => {}
         }
     });
     Ok((grpc.layer(), task))
 }
 
-async fn housekeeping(engine: Arc<RuLake>, placement: PlacementMetrics) {
+async fn housekeeping(
+    engine: Arc<RuLake>,
+    placement: PlacementMetrics,
+    cluster: Option<rulake_coordinator::Coordinator>,
+) {
+    if let Some(coord) = cluster {
+        // A coordinator: placement as the catalog has it.
+        let mut last = rulake_catalog::Assignment::default();
+        loop {
+            let a = coord.catalog().assignment;
+            if a.epoch != last.epoch {
+                let mut per: std::collections::BTreeMap<String, u64> = Default::default();
+                for ns in a.partitions.values() {
+                    for n in ns {
+                        *per.entry(n.to_string()).or_default() += 1;
+                    }
+                }
+                let (moved, _) = rulake_catalog::placement::moved(&last.partitions, &a.partitions);
+                let moved = if last.epoch == 0 { 0 } else { moved };
+                placement.set_assignment(
+                    a.epoch,
+                    per.iter().map(|(n, c)| (n.as_str(), *c)),
+                    moved as u64,
+                );
+                last = a;
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    }
     // When each collection's failed first load may be tried again.
     let mut retry_at: std::collections::HashMap<String, tokio::time::Instant> = Default::default();
     loop {

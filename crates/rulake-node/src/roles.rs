@@ -16,8 +16,9 @@ use std::time::Duration;
 /// `rulake shard` options.
 #[derive(clap::Args)]
 pub struct ShardArgs {
-    /// This node's id (≥ 1), stable across restarts.
-    #[arg(long, env = "RULAKE_NODE_ID")]
+    /// This node's id, stable across restarts: a number ≥ 1, or a
+    /// StatefulSet pod name `<set>-<ordinal>` (id = ordinal + 1).
+    #[arg(long, alias = "node-id", env = "RULAKE_NODE_ID", value_parser = parse_id)]
     pub id: u64,
     /// Address the internal ShardService listens on.
     #[arg(long, default_value = "127.0.0.1:7800", env = "RULAKE_LISTEN")]
@@ -78,6 +79,12 @@ pub struct DevArgs {
     pub shard_grace_ms: u64,
 }
 
+fn parse_id(s: &str) -> Result<u64, String> {
+    rulake_coordinator::parse_node_id(s).ok_or_else(|| {
+        format!("{s:?} is not a node id: a number ≥ 1 or a pod name ending in -<ordinal>")
+    })
+}
+
 pub async fn shard(a: ShardArgs) -> anyhow::Result<()> {
     let advertise = a.advertise.clone().unwrap_or_else(|| a.listen.to_string());
     let mut cfg = ShardConfig::new(a.id, &advertise, a.meta.clone(), &a.data_dir);
@@ -88,7 +95,8 @@ pub async fn shard(a: ShardArgs) -> anyhow::Result<()> {
         .with_context(|| format!("bind {}", a.listen))?;
     let node = ShardNode::start(cfg).await?;
     let engine = Arc::new(node.engine().clone());
-    let (metrics_layer, metrics_http) = crate::observe::start(&a.observe, &engine, None).await?;
+    let (metrics_layer, metrics_http) =
+        crate::observe::start(&a.observe, &engine, None, None).await?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)

@@ -148,7 +148,8 @@ pub async fn serve_api(
             max_message_bytes: a.max_message_bytes,
         },
     );
-    let (metrics_layer, metrics_http) = crate::observe::start(&a.observe, engine, meta).await?;
+    let (metrics_layer, metrics_http) =
+        crate::observe::start(&a.observe, engine, meta, Some(&coordinator)).await?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     for name in [
         "rulake.v1.CollectionService",
