@@ -23,8 +23,12 @@
 mod arrow_conv;
 #[cfg(feature = "iceberg")]
 mod avro;
+#[cfg(any(feature = "delta", feature = "iceberg"))]
+mod deletes;
 #[cfg(feature = "delta")]
 pub mod delta;
+#[cfg(feature = "delta")]
+mod dv;
 pub mod error;
 #[cfg(feature = "iceberg")]
 pub mod iceberg;
@@ -42,7 +46,7 @@ pub mod writer;
 pub use delta::{DeltaSource, DeltaSourceConfig};
 pub use error::{LakeError, Location, Result};
 #[cfg(feature = "iceberg")]
-pub use iceberg::{IcebergSource, IcebergSourceConfig};
+pub use iceberg::{IcebergSource, IcebergSourceConfig, SqlCatalogTable};
 pub use managed::ManagedSource;
 pub use memory::MemorySource;
 pub use parquet::{ParquetSource, ParquetSourceConfig};
