@@ -26,8 +26,8 @@ pub mod store;
 pub use client::{MetaClient, ReadConsistency, ReadResult};
 pub use error::{CatalogError, CommandError, Rejection, RejectionKind};
 pub use model::{
-    Applied, Assignment, Catalog, CollectionChanges, CollectionRecord, Command, ManagedCommit,
-    NodeRecord, SourceKind, SourceRecord,
+    Applied, Assignment, Catalog, CollectionChanges, CollectionRecord, Command, IcebergSqlCatalog,
+    ManagedCommit, NodeRecord, SourceKind, SourceRecord,
 };
 pub use network::Transport;
 pub use server::{MetaConfig, MetaNode};
