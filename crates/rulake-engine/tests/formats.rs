@@ -411,6 +411,30 @@ async fn row_level_deletes_rebuild_only_the_touched_partitions() {
         let after = e.cache_stats();
         assert_eq!(after.builds - before.builds, 1, "{n}: {after:?}");
     }
+
+    // Deletes RuLake does not apply leave the previous generation serving
+    // with a clear error: an Iceberg v3 deletion vector (Puffin), a Delta
+    // vector of an unknown storage type.
+    let q = &queries[..DIM];
+    let good_i = e.search("i", q, exhaustive(10)).await.unwrap();
+    let good_d = e.search("d", q, exhaustive(10)).await.unwrap();
+    w.iceberg_delete_puffin(&wh, "db.t").unwrap();
+    let log = table.join("_delta_log");
+    let last = std::fs::read_to_string(log.join(format!("{:020}.json", 4))).unwrap();
+    let path = last
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|a| a["add"]["path"].as_str().map(str::to_owned))
+        .unwrap();
+    let bad = serde_json::json!({"add": {"path": path, "partitionValues": {}, "size": 1,
+        "modificationTime": 1, "dataChange": true,
+        "deletionVector": {"storageType": "q", "pathOrInlineDv": "x", "sizeInBytes": 8, "cardinality": 1}}});
+    std::fs::write(log.join(format!("{:020}.json", 5)), bad.to_string()).unwrap();
+    assert_eq!(e.search("i", q, exhaustive(10)).await.unwrap(), good_i);
+    assert_eq!(e.search("d", q, exhaustive(10)).await.unwrap(), good_d);
+    let errors = e.cache_stats().errors;
+    assert!(errors["i"].contains("format v3"), "{errors:?}");
+    assert!(errors["d"].contains("storageType \"q\""), "{errors:?}");
 }
 
 /// An Iceberg table named through pyiceberg's SQL catalog (SQLite): each

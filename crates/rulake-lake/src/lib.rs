@@ -14,7 +14,10 @@
 //! - [`managed`] — files RuLake wrote itself, made visible by catalog commits.
 //! - [`memory`] — an in-process mutable source.
 //! - `delta` (feature `delta`) — Delta Lake tables: log replay → data files.
-//! - `iceberg` (feature `iceberg`) — Iceberg tables: metadata, manifests → data files.
+//! - `iceberg` (feature `iceberg`) — Iceberg tables: metadata, manifests → data files;
+//!   tables named through a SQL catalog in SQLite with feature `iceberg-sql`.
+//! - `deletes` (either feature) — row-level deletes applied while units are read.
+//! - `dv` (feature `delta`) — Delta deletion vectors: Z85, Roaring, the DV file layout.
 //! - `reference` (either feature) — the formats' reference writers, for tests and benchmarks.
 //! - [`store`] — URL → object store, credentials from the environment.
 //! - [`writer`] — writing vectors as Parquet.
