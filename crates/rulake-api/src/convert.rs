@@ -121,8 +121,18 @@ fn source_from(source: pb::Source) -> Result<(SourceKind, BTreeMap<String, Strin
             opts(d.options),
         ),
         Some(pb::source::Kind::Iceberg(i)) => {
+            let mut sql_catalog = None;
             let url = match i.table {
                 Some(pb::iceberg_source::Table::MetadataLocation(m)) => m,
+                Some(pb::iceberg_source::Table::CatalogTable(t)) if !t.uri.is_empty() => {
+                    sql_catalog = Some(rulake_catalog::IcebergSqlCatalog {
+                        uri: t.uri,
+                        catalog: t.catalog,
+                        namespace: t.namespace,
+                        table: t.table,
+                    });
+                    String::new()
+                }
                 Some(pb::iceberg_source::Table::CatalogTable(t)) => {
                     return Err(Status::failed_precondition(format!(
                         "Iceberg catalog {:?} is not configured on this server; give the table's metadata_location",
@@ -137,6 +147,7 @@ fn source_from(source: pb::Source) -> Result<(SourceKind, BTreeMap<String, Strin
                     id_column: i.id_column,
                     vector_column: i.vector_column,
                     snapshot_id: i.snapshot_id,
+                    sql_catalog,
                 },
                 opts(i.options),
             )
@@ -182,8 +193,19 @@ fn source_to(kind: &SourceKind, options: &BTreeMap<String, String>) -> pb::Sourc
                 id_column,
                 vector_column,
                 snapshot_id,
+                sql_catalog,
             } => pb::source::Kind::Iceberg(pb::IcebergSource {
-                table: Some(pb::iceberg_source::Table::MetadataLocation(url.clone())),
+                table: Some(match sql_catalog {
+                    Some(c) => {
+                        pb::iceberg_source::Table::CatalogTable(pb::iceberg_source::CatalogTable {
+                            catalog: c.catalog.clone(),
+                            namespace: c.namespace.clone(),
+                            table: c.table.clone(),
+                            uri: c.uri.clone(),
+                        })
+                    }
+                    None => pb::iceberg_source::Table::MetadataLocation(url.clone()),
+                }),
                 id_column: id_column.clone(),
                 vector_column: vector_column.clone(),
                 snapshot_id: *snapshot_id,
@@ -248,5 +270,56 @@ pub(crate) fn view_to(v: CollectionView) -> pb::CollectionInfo {
         partitions_warm: info.partitions_warm,
         last_error: info.last_error.clone().unwrap_or_default(),
         aliases: v.aliases,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Iceberg table named through a SQL catalog survives the trip
+    /// through the catalog model and back; a catalog without a URI still
+    /// needs server configuration.
+    #[test]
+    fn iceberg_sql_catalog_sources_round_trip() {
+        let table = pb::iceberg_source::CatalogTable {
+            catalog: "default".into(),
+            namespace: "db".into(),
+            table: "emb".into(),
+            uri: "sqlite:////data/catalog.db".into(),
+        };
+        let source = pb::Source {
+            kind: Some(pb::source::Kind::Iceberg(pb::IcebergSource {
+                table: Some(pb::iceberg_source::Table::CatalogTable(table.clone())),
+                id_column: "id".into(),
+                vector_column: "vector".into(),
+                snapshot_id: None,
+                options: Default::default(),
+            })),
+        };
+        let (kind, options) = source_from(source.clone()).unwrap();
+        let SourceKind::Iceberg {
+            sql_catalog: Some(c),
+            ..
+        } = &kind
+        else {
+            panic!("{kind:?}")
+        };
+        assert_eq!(
+            (c.uri.as_str(), c.table.as_str()),
+            (table.uri.as_str(), "emb")
+        );
+        assert_eq!(source_to(&kind, &options), source);
+        let mut no_uri = source;
+        if let Some(pb::source::Kind::Iceberg(i)) = &mut no_uri.kind {
+            i.table = Some(pb::iceberg_source::Table::CatalogTable(
+                pb::iceberg_source::CatalogTable {
+                    uri: String::new(),
+                    ..table
+                },
+            ));
+        }
+        let err = source_from(no_uri).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     }
 }

@@ -32,8 +32,8 @@ pub use client::{MetaClient, ReadConsistency, ReadResult};
 pub use error::{CatalogError, CommandError, Rejection, RejectionKind};
 pub use follower::Follower;
 pub use model::{
-    Applied, Assignment, Catalog, CollectionChanges, CollectionRecord, Command, ManagedCommit,
-    NodeRecord, SourceKind, SourceRecord,
+    Applied, Assignment, Catalog, CollectionChanges, CollectionRecord, Command, IcebergSqlCatalog,
+    ManagedCommit, NodeRecord, SourceKind, SourceRecord,
 };
 pub use network::Transport;
 pub use placement::PlacementConfig;

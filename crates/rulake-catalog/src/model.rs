@@ -49,7 +49,8 @@ pub enum SourceKind {
     },
     /// An Iceberg table.
     Iceberg {
-        /// URL of a table metadata file.
+        /// URL of a table metadata file or table location (empty when the
+        /// table is named through `sql_catalog`).
         url: String,
         /// Id column.
         #[serde(default)]
@@ -60,6 +61,9 @@ pub enum SourceKind {
         /// Pinned snapshot; `None` follows the current snapshot.
         #[serde(default)]
         snapshot_id: Option<i64>,
+        /// The table through a SQL catalog instead of `url`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sql_catalog: Option<IcebergSqlCatalog>,
     },
     /// RuLake's own write path: immutable Parquet files under a prefix it owns,
     /// made visible by commits in this catalog.
@@ -67,6 +71,21 @@ pub enum SourceKind {
         /// Prefix the files are written under.
         prefix: String,
     },
+}
+
+/// An Iceberg table named through a SQL catalog (pyiceberg's `SqlCatalog`
+/// over SQLite): servers read its current metadata location from the
+/// catalog's `iceberg_tables` on every generation check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IcebergSqlCatalog {
+    /// `sqlite:///path/catalog.db` (SQLAlchemy form) or a file path.
+    pub uri: String,
+    /// Catalog name (the `catalog_name` column).
+    pub catalog: String,
+    /// Namespace, dot-separated.
+    pub namespace: String,
+    /// Table name.
+    pub table: String,
 }
 
 /// A registered source.
@@ -476,8 +495,20 @@ impl Catalog {
                             });
                         }
                     }
-                    SourceKind::Delta { url, .. } | SourceKind::Iceberg { url, .. } => {
-                        check_url("url", url)?
+                    SourceKind::Delta { url, .. }
+                    | SourceKind::Iceberg {
+                        url,
+                        sql_catalog: None,
+                        ..
+                    } => check_url("url", url)?,
+                    SourceKind::Iceberg {
+                        sql_catalog: Some(c),
+                        ..
+                    } => {
+                        check_url("sql_catalog.uri", &c.uri)?;
+                        check_url("sql_catalog.catalog", &c.catalog)?;
+                        check_url("sql_catalog.namespace", &c.namespace)?;
+                        check_url("sql_catalog.table", &c.table)?;
                     }
                     SourceKind::Managed { prefix } => check_url("prefix", prefix)?,
                 }

@@ -100,10 +100,23 @@ pub(crate) fn open_source(src: &SourceRecord) -> Result<Arc<dyn Source>> {
             url,
             id_column,
             vector_column,
+            sql_catalog,
             ..
         } => {
             columns(id_column, vector_column)?;
-            let mut config = rulake_lake::IcebergSourceConfig::new(url, id_column, vector_column);
+            let mut config = match sql_catalog {
+                Some(c) => rulake_lake::IcebergSourceConfig::sql_catalog(
+                    rulake_lake::SqlCatalogTable {
+                        uri: c.uri.clone(),
+                        catalog: c.catalog.clone(),
+                        namespace: c.namespace.clone(),
+                        table: c.table.clone(),
+                    },
+                    id_column,
+                    vector_column,
+                ),
+                None => rulake_lake::IcebergSourceConfig::new(url, id_column, vector_column),
+            };
             config.options = options;
             Ok(Arc::new(
                 rulake_lake::IcebergSource::open(config).map_err(lake_err)?,

@@ -11,11 +11,18 @@
 //! that are new. The generation is the table version, found by one LIST of
 //! `_delta_log/` that starts after the last version seen.
 //!
+//! Deletion vectors are applied: a file's vector is read (inline, by UUID
+//! under the table, or by absolute path), decoded into row positions and
+//! dropped while the file's units are read (see `deletes.rs`). A new vector
+//! changes the units of that file only, so only their partitions rebuild.
+//!
 //! Correctness comes before coverage: anything that would change which rows
-//! a file contributes and that RuLake does not apply (deletion vectors,
-//! column mapping, unknown reader features) is an [`LakeError::Unsupported`]
-//! naming the table and the feature, never rows served silently wrong.
+//! a file contributes and that RuLake does not apply (column mapping,
+//! unknown reader features) is an [`LakeError::Unsupported`] naming the
+//! table and the feature, never rows served silently wrong.
 
+use crate::deletes::{DeleteRegistry, FileDeletes};
+use crate::dv::{self, DvDescriptor};
 use crate::error::{LakeError, Result};
 use crate::parquet::ParquetSource;
 use crate::source::{Listing, RowStream, Source, Unit};
@@ -29,7 +36,7 @@ use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use rulake_types::Generation;
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Commit files fetched concurrently while replaying the log.
@@ -44,7 +51,13 @@ const READER_FEATURES: &[&str] = &[
     "v2Checkpoint",
     "typeWidening",
     "typeWidening-preview",
+    // Variant columns: RuLake reads only the id and vector columns, whose
+    // types are checked in every file.
+    "variantType",
+    "variantType-preview",
 ];
+/// Deletion vectors fetched concurrently while listing.
+const DV_CONCURRENCY: usize = 8;
 
 /// How to find and read a Delta table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +104,7 @@ impl DeltaSourceConfig {
 struct LiveFile {
     size: u64,
     modification_time: i64,
-    deletion_vector: bool,
+    deletion_vector: Option<DvDescriptor>,
 }
 
 /// The table as of one version.
@@ -116,6 +129,10 @@ pub struct DeltaSource {
     files: ParquetSource,
     /// Newest replay, reused by the next refresh.
     replay: tokio::sync::Mutex<Option<Replay>>,
+    /// Decoded deletion vectors by unique id (immutable once written).
+    vectors: parking_lot::Mutex<HashMap<String, Arc<FileDeletes>>>,
+    /// Delete sets of the newest listings, applied when units are read.
+    deletes: DeleteRegistry,
 }
 
 /// What a listing of `_delta_log/` shows.
@@ -165,6 +182,8 @@ impl DeltaSource {
             store,
             files,
             replay: tokio::sync::Mutex::new(None),
+            vectors: parking_lot::Mutex::new(HashMap::new()),
+            deletes: DeleteRegistry::default(),
         })
     }
 
@@ -365,6 +384,10 @@ impl DeltaSource {
     fn apply_commit(&self, file: &str, body: &[u8], st: &mut Replay) -> Result<()> {
         let text =
             std::str::from_utf8(body).map_err(|_| self.meta_err(file, "commit is not UTF-8"))?;
+        // Removes before adds: a commit that gives a file a new deletion
+        // vector removes (path, old vector) and adds (path, new vector), in
+        // either order.
+        let mut adds = Vec::new();
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
@@ -383,15 +406,20 @@ impl DeltaSource {
                     .as_u64()
                     .ok_or_else(|| bad("add without size"))?;
                 let modification_time = add["modificationTime"].as_i64().unwrap_or(0);
-                let dv = add.get("deletionVector").is_some_and(|d| !d.is_null());
-                st.files.insert(
+                let dv = match add.get("deletionVector") {
+                    None | Some(Json::Null) => None,
+                    Some(d) => Some(json_dv(d).ok_or_else(|| {
+                        bad("deletionVector without storageType, pathOrInlineDv, sizeInBytes or cardinality")
+                    })?),
+                };
+                adds.push((
                     decode_path(path),
                     LiveFile {
                         size,
                         modification_time,
                         deletion_vector: dv,
                     },
-                );
+                ));
             } else if let Some(rm) = obj.get("remove") {
                 let path = rm["path"]
                     .as_str()
@@ -410,6 +438,7 @@ impl DeltaSource {
                 st.reader_features = json_strings(&p["readerFeatures"]);
             }
         }
+        st.files.extend(adds);
         Ok(())
     }
 
@@ -447,7 +476,7 @@ impl DeltaSource {
                 let mtime = add
                     .column_by_name("modificationTime")
                     .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>());
-                let dv = add.column_by_name("deletionVector");
+                let dv = add.column_by_name("deletionVector").map(|c| c.as_struct());
                 for (row, p) in path_col.iter().enumerate() {
                     let Some(p) = p.as_ref().filter(|_| add.is_valid(row)) else {
                         continue;
@@ -464,7 +493,12 @@ impl DeltaSource {
                                 .filter(|m| m.is_valid(row))
                                 .map(|m| m.value(row))
                                 .unwrap_or(0),
-                            deletion_vector: dv.is_some_and(|d| d.is_valid(row)),
+                            deletion_vector: match dv.filter(|d| d.is_valid(row)) {
+                                None => None,
+                                Some(d) => Some(struct_dv(d, row).ok_or_else(|| {
+                                    self.meta_err(&file, "checkpoint deletionVector incomplete")
+                                })?),
+                            },
                         },
                     );
                 }
@@ -548,11 +582,16 @@ impl DeltaSource {
                 ));
             }
         }
-        if let Some((path, _)) = st.files.iter().find(|(_, f)| f.deletion_vector) {
-            return Err(self.unsupported(
-                "deletion vectors",
+        if let Some((path, _)) = st
+            .files
+            .iter()
+            .find(|(_, f)| f.deletion_vector.is_some())
+            .filter(|_| !st.reader_features.contains("deletionVectors"))
+        {
+            return Err(self.meta_err(
+                self.log_dir().as_ref(),
                 format!(
-                    "data file {path} has a deletion vector at version {}; rewrite it (e.g. OPTIMIZE / REORG ... APPLY (PURGE)) or disable delta.enableDeletionVectors",
+                    "data file {path} has a deletion vector at version {} but the protocol does not list the deletionVectors reader feature",
                     st.version
                 ),
             ));
@@ -560,7 +599,12 @@ impl DeltaSource {
         Ok(())
     }
 
-    fn object_meta(&self, rel: &str, f: &LiveFile) -> Result<ObjectMeta> {
+    fn object_meta(
+        &self,
+        rel: &str,
+        f: &LiveFile,
+        deletes: Option<&FileDeletes>,
+    ) -> Result<ObjectMeta> {
         let location = if rel.contains("://") {
             crate::store::path_in_store(&self.store, rel).ok_or_else(|| {
                 self.unsupported(
@@ -581,9 +625,92 @@ impl DeltaSource {
             last_modified: chrono::DateTime::from_timestamp_millis(f.modification_time)
                 .unwrap_or_default(),
             size: f.size,
-            e_tag: None,
+            e_tag: deletes.map(|d| d.e_tag(&format!("{}", f.modification_time))),
             version: None,
         })
+    }
+
+    /// Read and decode one deletion vector (cached by its unique id).
+    async fn load_vector(&self, data_file: &str, d: &DvDescriptor) -> Result<Arc<FileDeletes>> {
+        let id = d.unique_id();
+        if let Some(v) = self.vectors.lock().get(&id) {
+            return Ok(v.clone());
+        }
+        let bad =
+            |reason: String| self.meta_err(data_file, format!("deletion vector {id}: {reason}"));
+        if d.size_in_bytes < 4 || d.size_in_bytes > dv::MAX_DV_BYTES || d.cardinality < 0 {
+            return Err(bad(format!(
+                "sizeInBytes {} / cardinality {} out of range",
+                d.size_in_bytes, d.cardinality
+            )));
+        }
+        let size = d.size_in_bytes as usize;
+        let limit = (d.cardinality as usize).min(crate::deletes::MAX_DELETED_ROWS);
+        let positions = match d.storage_type.as_str() {
+            "i" => {
+                let mut bytes = dv::z85_decode(&d.path_or_inline_dv).map_err(bad)?;
+                if bytes.len() < size {
+                    return Err(bad("inline vector shorter than sizeInBytes".into()));
+                }
+                bytes.truncate(size);
+                dv::decode(&bytes, limit).map_err(bad)?
+            }
+            "u" | "p" => {
+                let path = if d.storage_type == "u" {
+                    let rel = dv::relative_path(&d.path_or_inline_dv).map_err(bad)?;
+                    Path::from_iter(
+                        self.store
+                            .path
+                            .parts()
+                            .chain(rel.split('/').map(PathPart::from)),
+                    )
+                } else {
+                    let abs = decode_path(&d.path_or_inline_dv);
+                    crate::store::path_in_store(&self.store, &abs).ok_or_else(|| {
+                        self.unsupported(
+                            "deletion vectors in another store",
+                            format!("{abs} is not inside {}", self.store.url),
+                        )
+                    })?
+                };
+                let offset = d.offset.unwrap_or(1).max(0) as u64;
+                let range = offset..offset + size as u64 + 8;
+                let bytes =
+                    self.store
+                        .store
+                        .get_range(&path, range)
+                        .await
+                        .map_err(|e| match e {
+                            object_store::Error::NotFound { .. } => LakeError::Vanished {
+                                path: path.to_string(),
+                            },
+                            e => LakeError::store(path.to_string(), e),
+                        })?;
+                let data =
+                    dv::from_file_range(&bytes, size).map_err(|e| bad(format!("{path}: {e}")))?;
+                dv::decode(data, limit).map_err(|e| bad(format!("{path}: {e}")))?
+            }
+            other => {
+                return Err(self.unsupported(
+                    "deletion vector storage",
+                    format!("storageType {other:?} on {data_file} (known: u, i, p)"),
+                ))
+            }
+        };
+        if positions.len() as i64 != d.cardinality {
+            return Err(bad(format!(
+                "holds {} rows, the log says cardinality {}",
+                positions.len(),
+                d.cardinality
+            )));
+        }
+        let v = Arc::new(FileDeletes::new(
+            positions,
+            Vec::new(),
+            std::slice::from_ref(&id),
+        ));
+        self.vectors.lock().insert(id, v.clone());
+        Ok(v)
     }
 
     /// The version currently served (after the last listing).
@@ -606,6 +733,40 @@ fn json_strings<C: FromIterator<String> + Default>(v: &serde_json::Value) -> C {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A deletion vector descriptor from a JSON commit.
+fn json_dv(d: &Json) -> Option<DvDescriptor> {
+    Some(DvDescriptor {
+        storage_type: d["storageType"].as_str()?.to_owned(),
+        path_or_inline_dv: d["pathOrInlineDv"].as_str()?.to_owned(),
+        offset: d["offset"].as_i64(),
+        size_in_bytes: d["sizeInBytes"].as_i64()?,
+        cardinality: d["cardinality"].as_i64()?,
+    })
+}
+
+/// A deletion vector descriptor from a checkpoint's `add.deletionVector`.
+fn struct_dv(d: &StructArray, row: usize) -> Option<DvDescriptor> {
+    let s = |name: &str| field_strings(d, name)?.get(row)?.clone();
+    let int = |name: &str| -> Option<i64> {
+        let c = d.column_by_name(name)?;
+        if c.is_null(row) {
+            return None;
+        }
+        if let Some(a) = c.as_primitive_opt::<arrow_array::types::Int64Type>() {
+            return Some(a.value(row));
+        }
+        c.as_primitive_opt::<arrow_array::types::Int32Type>()
+            .map(|a| i64::from(a.value(row)))
+    };
+    Some(DvDescriptor {
+        storage_type: s("storageType")?,
+        path_or_inline_dv: s("pathOrInlineDv")?,
+        offset: int("offset"),
+        size_in_bytes: int("sizeInBytes")?,
+        cardinality: int("cardinality")?,
+    })
 }
 
 fn decode_path(p: &str) -> String {
@@ -700,12 +861,42 @@ impl Source for DeltaSource {
             _ => self.replay(cached.clone(), target).await?,
         };
         self.check(&state)?;
-        let objects = state
+        let with_dv: Vec<(String, DvDescriptor)> = state
             .files
             .iter()
-            .map(|(p, f)| self.object_meta(p, f))
-            .collect::<Result<Vec<_>>>()?;
+            .filter_map(|(p, f)| f.deletion_vector.clone().map(|d| (p.clone(), d)))
+            .collect();
+        let loaded: Vec<(String, Arc<FileDeletes>)> = futures::stream::iter(with_dv)
+            .map(|(p, d)| async move {
+                let v = self.load_vector(&p, &d).await?;
+                Ok::<_, LakeError>((p, v))
+            })
+            .buffered(DV_CONCURRENCY)
+            .try_collect()
+            .await?;
+        crate::deletes::check_total(
+            &self.table(),
+            loaded.iter().map(|(_, d)| d.positions.len()).sum(),
+        )?;
+        let by_rel: HashMap<String, Arc<FileDeletes>> = loaded.into_iter().collect();
+        let mut by_object = HashMap::new();
+        let mut objects = Vec::with_capacity(state.files.len());
+        for (p, f) in &state.files {
+            let d = by_rel.get(p).filter(|d| !d.is_empty());
+            let meta = self.object_meta(p, f, d.map(|d| d.as_ref()))?;
+            if let Some(d) = d {
+                by_object.insert(meta.location.to_string(), d.clone());
+            }
+            objects.push(meta);
+        }
+        let live_ids: HashSet<String> = state
+            .files
+            .values()
+            .filter_map(|f| f.deletion_vector.as_ref().map(DvDescriptor::unique_id))
+            .collect();
+        self.vectors.lock().retain(|k, _| live_ids.contains(k));
         let units = self.files.units_of_objects(objects).await?;
+        self.deletes.publish(&units, &by_object);
         *cached = Some(state);
         Ok(Listing {
             generation: generation_of(target),
@@ -714,7 +905,9 @@ impl Source for DeltaSource {
     }
 
     fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
-        self.files.read_object_unit(unit, dim)
+        let rows = self.files.read_object_unit(unit, dim);
+        self.deletes
+            .apply(unit, self.files.first_row_of(unit), dim, rows)
     }
 
     /// `12`, `v12` or the generation string `delta-v12`.

@@ -14,7 +14,10 @@
 //! - [`managed`] — files RuLake wrote itself, made visible by catalog commits.
 //! - [`memory`] — an in-process mutable source.
 //! - `delta` (feature `delta`) — Delta Lake tables: log replay → data files.
-//! - `iceberg` (feature `iceberg`) — Iceberg tables: metadata, manifests → data files.
+//! - `iceberg` (feature `iceberg`) — Iceberg tables: metadata, manifests → data files;
+//!   tables named through a SQL catalog in SQLite with feature `iceberg-sql`.
+//! - `deletes` (either feature) — row-level deletes applied while units are read.
+//! - `dv` (feature `delta`) — Delta deletion vectors: Z85, Roaring, the DV file layout.
 //! - `reference` (either feature) — the formats' reference writers, for tests and benchmarks.
 //! - [`store`] — URL → object store, credentials from the environment.
 //! - [`writer`] — writing vectors as Parquet.
@@ -23,8 +26,12 @@
 mod arrow_conv;
 #[cfg(feature = "iceberg")]
 mod avro;
+#[cfg(any(feature = "delta", feature = "iceberg"))]
+mod deletes;
 #[cfg(feature = "delta")]
 pub mod delta;
+#[cfg(feature = "delta")]
+mod dv;
 pub mod error;
 #[cfg(feature = "iceberg")]
 pub mod iceberg;
@@ -42,7 +49,7 @@ pub mod writer;
 pub use delta::{DeltaSource, DeltaSourceConfig};
 pub use error::{LakeError, Location, Result};
 #[cfg(feature = "iceberg")]
-pub use iceberg::{IcebergSource, IcebergSourceConfig};
+pub use iceberg::{IcebergSource, IcebergSourceConfig, SqlCatalogTable};
 pub use managed::ManagedSource;
 pub use memory::MemorySource;
 pub use parquet::{ParquetSource, ParquetSourceConfig};

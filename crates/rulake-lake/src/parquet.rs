@@ -449,6 +449,16 @@ impl ParquetSource {
         Ok(units)
     }
 
+    /// Position in its file of the first row of `unit` (a listed unit).
+    #[cfg(any(feature = "delta", feature = "iceberg"))]
+    pub(crate) fn first_row_of(&self, unit: &Unit) -> Option<u64> {
+        let footers = self.footers.lock();
+        let md = footers.get(&(unit.object.clone(), unit.version.clone()))?;
+        let groups = md.metadata().row_groups();
+        let before = groups.get(..unit.row_group)?;
+        Some(before.iter().map(|g| g.num_rows().max(0) as u64).sum())
+    }
+
     /// Stream the rows of a unit listed by [`Self::units_of_objects`].
     pub(crate) fn read_object_unit(&self, unit: &Unit, dim: usize) -> RowStream {
         let unit = unit.clone();

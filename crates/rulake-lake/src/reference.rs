@@ -38,7 +38,8 @@ fn invalid(msg: String) -> LakeError {
 
 impl ReferenceWriters {
     /// Find the interpreter (`RULAKE_PYTHON`, else `python3`) and check that
-    /// it can import `deltalake`, `pyiceberg` and its SQL catalog.
+    /// it can import `deltalake`, `pyiceberg` and its SQL catalog, and
+    /// `pyroaring` (deletion vectors).
     pub fn find() -> Result<Self> {
         let python = PathBuf::from(std::env::var("RULAKE_PYTHON").unwrap_or("python3".into()));
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -57,7 +58,7 @@ impl ReferenceWriters {
         };
         w.run(&["check".into()]).map_err(|e| {
             invalid(format!(
-                "the reference table writers are not usable ({e}); install them with `pip install deltalake 'pyiceberg[sql-sqlite,pyarrow]'` and point RULAKE_PYTHON at that interpreter"
+                "the reference table writers are not usable ({e}); install them with `pip install deltalake 'pyiceberg[sql-sqlite,pyarrow]' pyroaring` and point RULAKE_PYTHON at that interpreter"
             ))
         })?;
         Ok(w)
@@ -111,6 +112,32 @@ impl ReferenceWriters {
         self.run(&args).map(drop)
     }
 
+    /// Like [`Self::delta_append`], creating the table with deletion vectors
+    /// enabled (reader and writer feature `deletionVectors`).
+    pub fn delta_append_dv(&self, table: &Path, files: &[PathBuf]) -> Result<()> {
+        let mut args = vec![
+            "delta-append".into(),
+            table.display().to_string(),
+            "--dv".into(),
+        ];
+        args.extend(Self::files(files));
+        self.run(&args).map(drop)
+    }
+
+    /// Delete rows by id through deletion vectors, one commit written by
+    /// this crate's script per the Delta protocol (deltalake cannot write
+    /// them): `storage` is `u` (relative, UUID), `i` (inline) or `p`
+    /// (absolute path).
+    pub fn delta_dv(&self, table: &Path, storage: &str, ids: &[u64]) -> Result<()> {
+        let mut args = vec![
+            "delta-dv".into(),
+            table.display().to_string(),
+            storage.into(),
+        ];
+        args.extend(ids.iter().map(u64::to_string));
+        self.run(&args).map(drop)
+    }
+
     /// Delete the rows matching a SQL `predicate` (copy-on-write): one commit.
     pub fn delta_delete(&self, table: &Path, predicate: &str) -> Result<()> {
         self.run(&[
@@ -146,10 +173,70 @@ impl ReferenceWriters {
             args.push("--string-ids".into());
         }
         args.extend(Self::files(files));
-        let out = self.run(&args)?;
+        self.metadata_location(&args)
+    }
+
+    fn metadata_location(&self, args: &[String]) -> Result<String> {
+        let out = self.run(args)?;
         out.lines()
             .last()
             .map(|l| l.trim().to_owned())
-            .ok_or_else(|| invalid("iceberg-append printed no metadata location".into()))
+            .ok_or_else(|| invalid(format!("{} printed no metadata location", args[0])))
+    }
+
+    /// Commit a position delete file deleting the rows with `ids` (delete
+    /// file written per the Iceberg spec by this crate's script, committed
+    /// through pyiceberg's snapshot producer); returns the metadata URL.
+    pub fn iceberg_delete_positions(
+        &self,
+        warehouse: &Path,
+        name: &str,
+        ids: &[u64],
+    ) -> Result<String> {
+        let mut args = vec![
+            "iceberg-delete-positions".into(),
+            warehouse.display().to_string(),
+            name.into(),
+        ];
+        args.extend(ids.iter().map(u64::to_string));
+        self.metadata_location(&args)
+    }
+
+    /// Commit an equality delete file on `column` deleting `ids`.
+    pub fn iceberg_delete_equality(
+        &self,
+        warehouse: &Path,
+        name: &str,
+        column: &str,
+        ids: &[u64],
+    ) -> Result<String> {
+        let mut args = vec![
+            "iceberg-delete-equality".into(),
+            warehouse.display().to_string(),
+            name.into(),
+            column.into(),
+        ];
+        args.extend(ids.iter().map(u64::to_string));
+        self.metadata_location(&args)
+    }
+
+    /// Commit a format-v3 style deletion vector entry (a Puffin position
+    /// delete), which RuLake refuses.
+    pub fn iceberg_delete_puffin(&self, warehouse: &Path, name: &str) -> Result<String> {
+        self.metadata_location(&[
+            "iceberg-delete-puffin".into(),
+            warehouse.display().to_string(),
+            name.into(),
+        ])
+    }
+
+    /// Drop a table from the SQL catalog (the row only; files stay).
+    pub fn iceberg_drop(&self, warehouse: &Path, name: &str) -> Result<()> {
+        self.run(&[
+            "iceberg-drop".into(),
+            warehouse.display().to_string(),
+            name.into(),
+        ])
+        .map(drop)
     }
 }

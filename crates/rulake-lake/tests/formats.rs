@@ -180,12 +180,13 @@ async fn delta_bad_tables_fail_clearly() {
         err.to_string().contains("00000000000000000001.json"),
         "{err}"
     );
-    // A deletion vector is refused, not ignored.
+    // A deletion vector on a table whose protocol does not name the
+    // deletionVectors reader feature is a broken table, not ignored.
     let dv = r#"{"add":{"path":"x.parquet","partitionValues":{},"size":10,"modificationTime":1,"dataChange":true,"deletionVector":{"storageType":"u","pathOrInlineDv":"ab","offset":1,"sizeInBytes":36,"cardinality":2}}}"#;
     std::fs::write(log.join(format!("{:020}.json", 1)), dv).unwrap();
     let err = src.list_units().await.unwrap_err();
     assert!(
-        matches!(&err, LakeError::Unsupported { feature, .. } if feature == "deletion vectors"),
+        matches!(&err, LakeError::TableMetadata { reason, .. } if reason.contains("deletionVectors")),
         "{err}"
     );
     // Column mapping is refused.
@@ -324,4 +325,287 @@ async fn iceberg_string_ids_and_bad_tables() {
     let err = open(&table, "id", "vector").generation().await.unwrap_err();
     assert!(matches!(err, LakeError::TableMetadata { .. }), "{err}");
     assert!(err.to_string().contains("99999-corrupt"), "{err}");
+}
+
+/// Units of `l` whose object contains none of `changed`'s objects are the
+/// same in `m` (an untouched file keeps its units, so its partitions are
+/// not rebuilt), and every unit of a changed object has a new version.
+fn only_changed(l: &Listing, m: &Listing, changed: &[&str]) {
+    for u in &l.units {
+        let touched = changed.iter().any(|c| u.object == *c);
+        assert_eq!(
+            m.units.contains(u),
+            !touched,
+            "unit {} (touched: {touched})",
+            u.key
+        );
+    }
+}
+
+/// The data file holding id `id` (by reading the units).
+async fn object_of(src: &dyn Source, l: &Listing, id: u64) -> String {
+    for u in &l.units {
+        let one = Listing {
+            generation: l.generation.clone(),
+            units: vec![u.clone()],
+        };
+        if read_all(src, &one, DIM)
+            .await
+            .unwrap()
+            .ids
+            .contains(&VectorId::U64(id))
+        {
+            return u.object.clone();
+        }
+    }
+    panic!("id {id} not found")
+}
+
+/// Deletion vectors written per the Delta protocol (the `delta-dv` script:
+/// pyroaring bitmaps; the table, its appends and the checkpoint are
+/// deltalake's) in all three storage types are applied; a new vector
+/// changes only its file's units; the checkpoint carries the vectors.
+#[tokio::test]
+async fn delta_deletion_vectors_are_applied() {
+    let Some(w) = ReferenceWriters::for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t");
+    w.delta_append_dv(&table, &[input(dir.path(), "a.parquet", 0..100)])
+        .unwrap();
+    w.delta_append(&table, &[input(dir.path(), "b.parquet", 100..200)], false)
+        .unwrap();
+    w.delta_append(&table, &[input(dir.path(), "c.parquet", 200..300)], false)
+        .unwrap();
+    let open = || {
+        DeltaSource::open(DeltaSourceConfig::new(
+            table.to_str().unwrap(),
+            "id",
+            "vector",
+        ))
+        .unwrap()
+    };
+    let src = open();
+    let (l2, r2) = rows(&src).await;
+    assert_eq!(r2, expect(0..300));
+    let (fa, fb, fc) = (
+        object_of(&src, &l2, 0).await,
+        object_of(&src, &l2, 100).await,
+        object_of(&src, &l2, 200).await,
+    );
+    let mut live: Vec<u64> = (0..300).collect();
+    let mut prev = l2;
+    for (storage, ids, file, version) in [
+        ("u", vec![3u64, 4, 5, 99], &fa, 3),
+        ("i", vec![150, 151], &fb, 4),
+        ("p", (250..260).collect::<Vec<_>>(), &fc, 5),
+    ] {
+        w.delta_dv(&table, storage, &ids).unwrap();
+        live.retain(|i| !ids.contains(i));
+        assert_eq!(
+            src.generation().await.unwrap().0,
+            format!("delta-v{version}")
+        );
+        let (l, r) = rows(&src).await;
+        assert_eq!(r, expect(live.iter().copied()), "storage type {storage}");
+        only_changed(&prev, &l, &[file]);
+        prev = l;
+    }
+    // Time travel to before the vectors: every row.
+    let pinned = DeltaSource::open(
+        DeltaSourceConfig::new(table.to_str().unwrap(), "id", "vector").at_version(2),
+    )
+    .unwrap();
+    assert_eq!(rows(&pinned).await.1, expect(0..300));
+    // A checkpoint carries the vectors once the commits are gone.
+    w.delta_checkpoint(&table).unwrap();
+    for v in 0..5 {
+        std::fs::remove_file(table.join("_delta_log").join(format!("{v:020}.json"))).unwrap();
+    }
+    assert_eq!(rows(&open()).await.1, expect(live.iter().copied()));
+    // A corrupt vector file is a clear error naming the vector.
+    let dv_dir = table.join("dv");
+    let dv_file = std::fs::read_dir(&dv_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&dv_file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::fs::write(&dv_file, bytes).unwrap();
+    let err = open().list_units().await.unwrap_err();
+    assert!(matches!(err, LakeError::TableMetadata { .. }), "{err}");
+    assert!(err.to_string().contains("checksum"), "{err}");
+}
+
+/// Iceberg v2 position and equality delete files (written per the spec by
+/// the `iceberg-delete-*` script on a pyiceberg table, committed through
+/// pyiceberg's snapshot producer) are applied with the spec's
+/// sequence-number rules; unsupported deletes are refused.
+#[tokio::test]
+async fn iceberg_delete_files_are_applied() {
+    let Some(w) = ReferenceWriters::for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    for (name, ids) in [("a", 0..300), ("b", 300..450), ("c", 450..500)] {
+        w.iceberg_append(
+            &wh,
+            "db.d",
+            &[input(dir.path(), &format!("{name}.parquet"), ids)],
+            false,
+        )
+        .unwrap();
+    }
+    let table = wh.join("db").join("d");
+    let src = IcebergSource::open(IcebergSourceConfig::new(
+        table.to_str().unwrap(),
+        "id",
+        "vector",
+    ))
+    .unwrap();
+    let (l0, r0) = rows(&src).await;
+    assert_eq!(r0, expect(0..500));
+    let fa = object_of(&src, &l0, 0).await;
+    let fb = object_of(&src, &l0, 300).await;
+
+    // Position deletes in two files: only their units change.
+    let m1 = w
+        .iceberg_delete_positions(&wh, "db.d", &[3, 4, 299, 310])
+        .unwrap();
+    let mut live: Vec<u64> = (0..500).filter(|i| ![3, 4, 299, 310].contains(i)).collect();
+    let (l1, r1) = rows(&src).await;
+    assert_ne!(l1.generation, l0.generation);
+    assert_eq!(r1, expect(live.iter().copied()));
+    only_changed(&l0, &l1, &[&fa, &fb]);
+
+    // Equality deletes apply to older data only: id 460 re-appended after
+    // the delete is live again.
+    w.iceberg_delete_equality(&wh, "db.d", "id", &[20, 460, 461])
+        .unwrap();
+    live.retain(|i| ![20, 460, 461].contains(i));
+    assert_eq!(rows(&src).await.1, expect(live.iter().copied()));
+    w.iceberg_append(
+        &wh,
+        "db.d",
+        &[input(dir.path(), "again.parquet", 460..461)],
+        false,
+    )
+    .unwrap();
+    live.push(460);
+    live.sort();
+    assert_eq!(rows(&src).await.1, expect(live.iter().copied()));
+
+    // The snapshot before the deletes still reads whole, and the one
+    // after the position delete without the equality delete.
+    let first: i64 = l0.generation.0["iceberg-".len()..].parse().unwrap();
+    let pinned = IcebergSource::open(
+        IcebergSourceConfig::new(table.to_str().unwrap(), "id", "vector").at_snapshot(first),
+    )
+    .unwrap();
+    assert_eq!(rows(&pinned).await.1, expect(0..500));
+    let static1 = IcebergSource::open(IcebergSourceConfig::new(&m1, "id", "vector")).unwrap();
+    assert_eq!(rows(&static1).await.1, r1);
+
+    // Unsupported deletes are refused, naming the file.
+    let bad_eq = w
+        .iceberg_delete_equality(&wh, "db.d", "vector", &[1])
+        .unwrap();
+    let err = IcebergSource::open(IcebergSourceConfig::new(&bad_eq, "id", "vector"))
+        .unwrap()
+        .list_units()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LakeError::Unsupported { feature, .. } if feature.contains("other than the id column")),
+        "{err}"
+    );
+    let puffin = w.iceberg_delete_puffin(&wh, "db.d").unwrap();
+    let err = IcebergSource::open(IcebergSourceConfig::new(&puffin, "id", "vector"))
+        .unwrap()
+        .list_units()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LakeError::Unsupported { feature, .. } if feature.contains("format v3")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("dv.puffin"), "{err}");
+}
+
+/// A table named through pyiceberg's SQL catalog (SQLite) follows the
+/// catalog's commits; a missing table or catalog file is a clear error.
+#[cfg(feature = "iceberg-sql")]
+#[tokio::test]
+async fn iceberg_sql_catalog_follows_commits() {
+    let Some(w) = ReferenceWriters::for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    w.iceberg_append(
+        &wh,
+        "db.emb",
+        &[input(dir.path(), "a.parquet", 0..300)],
+        false,
+    )
+    .unwrap();
+    let catalog = |table: &str| SqlCatalogTable {
+        uri: format!("sqlite:///{}", wh.join("catalog.db").display()),
+        catalog: "rulake".into(),
+        namespace: "db".into(),
+        table: table.into(),
+    };
+    let src = IcebergSource::open(IcebergSourceConfig::sql_catalog(
+        catalog("emb"),
+        "id",
+        "vector",
+    ))
+    .unwrap();
+    let (l1, r1) = rows(&src).await;
+    assert_eq!(r1, expect(0..300));
+    w.iceberg_append(
+        &wh,
+        "db.emb",
+        &[input(dir.path(), "b.parquet", 300..450)],
+        false,
+    )
+    .unwrap();
+    let g2 = src.generation().await.unwrap();
+    assert_ne!(g2, l1.generation);
+    let (l2, r2) = rows(&src).await;
+    assert_eq!((l2.generation, r2), (g2, expect(0..450)));
+
+    // A table the catalog does not have.
+    let err = IcebergSource::open(IcebergSourceConfig::sql_catalog(
+        catalog("nope"),
+        "id",
+        "vector",
+    ))
+    .unwrap_err();
+    assert!(matches!(err, LakeError::TableNotFound { .. }), "{err}");
+    assert!(err.to_string().contains("db.nope"), "{err}");
+    // The catalog file gone, then back.
+    let db = wh.join("catalog.db");
+    std::fs::rename(&db, wh.join("moved.db")).unwrap();
+    let err = src.generation().await.unwrap_err();
+    assert!(matches!(err, LakeError::TableNotFound { .. }), "{err}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    std::fs::rename(wh.join("moved.db"), &db).unwrap();
+    assert_eq!(rows(&src).await.1, expect(0..450));
+    // Not a catalog at all.
+    let err = IcebergSource::open(IcebergSourceConfig::sql_catalog(
+        SqlCatalogTable {
+            uri: dir.path().join("a.parquet").display().to_string(),
+            ..catalog("emb")
+        },
+        "id",
+        "vector",
+    ))
+    .unwrap_err();
+    assert!(matches!(err, LakeError::TableMetadata { .. }), "{err}");
 }

@@ -27,7 +27,7 @@ impl Conn {
 #[derive(clap::Subcommand)]
 pub enum Collections {
     /// Create a collection over a lake source, or a managed one.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List collections.
     List(Conn),
     /// Show one collection (or the one an alias points at).
@@ -72,6 +72,16 @@ pub struct CreateArgs {
     /// Pin a Delta version or Iceberg snapshot (time travel).
     #[arg(long)]
     pub pin: Option<i64>,
+    /// Iceberg: a SQL catalog to read the table from instead of --url
+    /// (`sqlite:///path/catalog.db`, pyiceberg's SqlCatalog), with --iceberg-table.
+    #[arg(long, requires = "iceberg_table")]
+    pub iceberg_catalog: Option<String>,
+    /// Iceberg: `namespace.table` in --iceberg-catalog.
+    #[arg(long, requires = "iceberg_catalog")]
+    pub iceberg_table: Option<String>,
+    /// Iceberg: the SQL catalog's name (the name pyiceberg's SqlCatalog was given).
+    #[arg(long, default_value = "default")]
+    pub iceberg_catalog_name: String,
     /// Partitions.
     #[arg(long, default_value_t = 1)]
     pub partitions: u32,
@@ -212,7 +222,22 @@ fn source(a: &CreateArgs) -> anyhow::Result<proto::Source> {
             options: Default::default(),
         }),
         "iceberg" => Kind::Iceberg(proto::IcebergSource {
-            table: Some(proto::iceberg_source::Table::MetadataLocation(url()?)),
+            table: Some(match (&a.iceberg_catalog, &a.iceberg_table) {
+                (Some(uri), Some(t)) => {
+                    let (namespace, table) = t
+                        .rsplit_once('.')
+                        .with_context(|| format!("--iceberg-table {t:?}: namespace.table"))?;
+                    proto::iceberg_source::Table::CatalogTable(
+                        proto::iceberg_source::CatalogTable {
+                            catalog: a.iceberg_catalog_name.clone(),
+                            namespace: namespace.to_owned(),
+                            table: table.to_owned(),
+                            uri: uri.clone(),
+                        },
+                    )
+                }
+                _ => proto::iceberg_source::Table::MetadataLocation(url()?),
+            }),
             id_column: a.id_column.clone(),
             vector_column: a.vector_column.clone(),
             snapshot_id: a.pin,

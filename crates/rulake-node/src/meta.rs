@@ -364,6 +364,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     id_column: id_col,
                     vector_column: vector_col,
                     snapshot_id: None,
+                    sql_catalog: None,
                 },
                 "managed" => SourceKind::Managed { prefix: url },
                 other => bail!("unknown source kind {other:?}: parquet, delta, iceberg or managed"),

@@ -149,6 +149,9 @@ pub fn to_proto(name: &str, spec: &RuLakeCollectionSpec) -> pb::CollectionSpec {
                     catalog: t.catalog.clone(),
                     namespace: t.namespace.clone(),
                     table: t.table.clone(),
+                    // A catalog configured on the servers; the CRD does
+                    // not name SQL catalog files (yet).
+                    uri: String::new(),
                 },
             )),
             (None, None) => None,
