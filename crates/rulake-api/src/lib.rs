@@ -5,16 +5,20 @@
 //!   one [`Api`] value; [`router`] mounts them on a tonic server.
 //! - [`status`]: the one mapping of RuLake's errors to gRPC status codes.
 //! - `convert`: wire types to catalog and engine types and back.
+//! - [`limit`]: the bound on calls in flight per client connection, a
+//!   server layer because only the transport knows connections.
 //!
 //! What a single process cannot do (drain or admit shard nodes, more than
 //! one replica) is answered with `UNIMPLEMENTED` or `FAILED_PRECONDITION`
 //! and a message saying why.
 
 mod convert;
+pub mod limit;
 pub mod service;
 pub mod status;
 
-pub use service::{Api, Limits};
+pub use limit::PerConnectionLimitLayer;
+pub use service::{Api, Limits, MAX_INGEST_BYTES, MAX_INGEST_RECORDS};
 
 use rulake_proto::v1 as pb;
 
@@ -57,3 +61,11 @@ pub fn oversized_as_resource_exhausted<B>(
 }
 
 use tonic::codegen::http;
+
+/// A layer for the server that answers a call beyond
+/// `limits.max_concurrent_per_connection` in flight on its connection with
+/// `RESOURCE_EXHAUSTED`. Add it before authentication, so a refused call
+/// costs nothing, and after the metrics layer, so refusals are counted.
+pub fn per_connection_limit(limits: &Limits) -> PerConnectionLimitLayer {
+    PerConnectionLimitLayer::new(limits.max_concurrent_per_connection)
+}
