@@ -54,6 +54,11 @@ impl MockApi {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or_default().to_string();
+        let apply = request
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
+        assert_granted(method.as_str(), &path, &query, apply);
         let bytes = request
             .into_body()
             .collect_bytes()
@@ -119,6 +124,27 @@ impl MockApi {
                 request.uri()
             );
         }
+    }
+}
+
+/// Every request the operator makes must be granted by its role
+/// ([`crate::rbac::RULES`], which the chart's ClusterRole matches): a
+/// reconciler that starts a new kind of call fails its tests until the
+/// role grants it.
+fn assert_granted(method: &str, path: &str, query: &str, apply: bool) {
+    let (group, resource, verb, name) = crate::rbac::needs(method, path, query)
+        .unwrap_or_else(|| panic!("not a Kubernetes API request: {method} {path}"));
+    let mut verbs = vec![verb];
+    // Server-side apply creates what does not exist yet.
+    if apply && !resource.contains('/') {
+        verbs.push("create".into());
+    }
+    for verb in verbs {
+        assert!(
+            crate::rbac::allows(&group, &resource, &verb, &name),
+            "{method} {path}: the operator's role does not grant {verb:?} on {group}/{resource}; \
+             add it to rbac::RULES and charts/rulake/templates/clusterrole.yaml"
+        );
     }
 }
 

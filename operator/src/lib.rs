@@ -17,12 +17,15 @@
 //! - [`controller`]: the two reconcilers and the controller loop.
 //! - [`manifests`]: the Kubernetes objects a cluster is made of (pure
 //!   functions of the spec).
+//! - [`rbac`]: the permissions the reconcilers need, which the chart's
+//!   ClusterRole grants exactly.
 //! - `fixtures` (tests only): a mocked API server and a fake cluster.
 
 pub mod admin;
 pub mod controller;
 pub mod crd;
 pub mod manifests;
+pub mod rbac;
 
 #[cfg(test)]
 mod fixtures;

@@ -86,6 +86,59 @@ fn render(chart: &Chart, values: &Value) -> BTreeMap<String, Vec<Value>> {
     by_kind
 }
 
+/// The rendered ClusterRole grants exactly `rulake_operator::rbac::RULES`:
+/// no verb, resource or object name more (least privilege) or less (the
+/// mocked-API tests check every request the reconcilers make against
+/// RULES, so a missing grant here would fail in a real cluster).
+fn assert_role_is_exactly_what_the_operator_uses(role: &ClusterRole) {
+    use std::collections::BTreeSet;
+    type Grant = (String, String, String, Vec<String>);
+    let mut granted: BTreeSet<Grant> = BTreeSet::new();
+    for rule in role.rules.clone().unwrap() {
+        let names = rule.resource_names.clone().unwrap_or_default();
+        for group in rule.api_groups.clone().unwrap_or_default() {
+            for resource in rule.resources.clone().unwrap_or_default() {
+                assert_ne!(resource, "*", "no wildcard resources");
+                for verb in &rule.verbs {
+                    assert_ne!(verb, "*", "no wildcard verbs");
+                    let fresh = granted.insert((
+                        group.clone(),
+                        resource.clone(),
+                        verb.clone(),
+                        names.clone(),
+                    ));
+                    assert!(fresh, "{verb} on {group}/{resource} granted twice");
+                }
+            }
+        }
+    }
+    let used: BTreeSet<Grant> = rulake_operator::rbac::RULES
+        .iter()
+        .flat_map(|r| {
+            r.verbs.iter().map(|v| {
+                (
+                    r.group.to_string(),
+                    r.resource.to_string(),
+                    v.to_string(),
+                    r.names.iter().map(|n| n.to_string()).collect(),
+                )
+            })
+        })
+        .collect();
+    let extra: Vec<_> = granted.difference(&used).collect();
+    let missing: Vec<_> = used.difference(&granted).collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "ClusterRole differs from operator/src/rbac.rs: granted but unused {extra:?}, used but not granted {missing:?}"
+    );
+    assert!(
+        !used
+            .iter()
+            .any(|(_, _, v, _)| v == "delete" || v == "update"),
+        "the operator only applies (garbage collection deletes through owner references)"
+    );
+}
+
 fn kinds(by_kind: &BTreeMap<String, Vec<Value>>) -> Vec<(&str, usize)> {
     by_kind.iter().map(|(k, v)| (k.as_str(), v.len())).collect()
 }
@@ -122,38 +175,7 @@ fn default_values_render_the_operator_and_least_privilege_rbac() {
     assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
 
     let role: ClusterRole = typed(&out["ClusterRole"][0]);
-    let mut grants = BTreeMap::new();
-    for rule in role.rules.unwrap() {
-        for group in rule.api_groups.unwrap_or_default() {
-            for resource in rule.resources.clone().unwrap_or_default() {
-                assert_ne!(resource, "*", "no wildcard resources");
-                assert!(
-                    !rule.verbs.iter().any(|v| v == "*" || v == "delete"),
-                    "no wildcard or delete verbs"
-                );
-                grants.insert(format!("{group}/{resource}"), rule.verbs.join(","));
-            }
-        }
-    }
-    let expected: BTreeMap<String, String> = [
-        ("rulake.io/rulakeclusters", "get,list,watch,patch"),
-        ("rulake.io/rulakecollections", "get,list,watch,patch"),
-        ("rulake.io/rulakeclusters/status", "get,patch"),
-        ("rulake.io/rulakecollections/status", "get,patch"),
-        ("apps/statefulsets", "get,list,watch,create,patch"),
-        ("apps/deployments", "get,list,watch,create,patch"),
-        ("/services", "get,list,watch,create,patch"),
-        ("/configmaps", "get,list,watch,create,patch"),
-        ("policy/poddisruptionbudgets", "get,list,watch,create,patch"),
-        ("/pods", "get"),
-        ("apiextensions.k8s.io/customresourcedefinitions", "get"),
-        ("monitoring.coreos.com/servicemonitors", "get,create,patch"),
-        ("events.k8s.io/events", "create,patch"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    assert_eq!(grants, expected);
+    assert_role_is_exactly_what_the_operator_uses(&role);
     let binding: ClusterRoleBinding = typed(&out["ClusterRoleBinding"][0]);
     assert_eq!(
         binding.subjects.unwrap()[0].namespace.as_deref(),
@@ -303,5 +325,26 @@ fn values_schema_rejects_bad_values() {
     ] {
         let values = chart.values_with(&bad);
         assert!(!validator.is_valid(&values), "accepted {bad}");
+    }
+}
+
+/// The operator Deployment and the test-hook Pod run unprivileged with a
+/// read-only root filesystem, like the pods the operator creates.
+#[test]
+fn every_pod_the_chart_renders_is_unprivileged_and_read_only() {
+    let chart = Chart::load(&chart_dir());
+    for values in [chart.values.clone(), full_values(&chart)] {
+        let out = render(&chart, &values);
+        for doc in &out["Deployment"] {
+            let d: Deployment = typed(doc);
+            support::pod_security::assert_hardened(
+                "chart Deployment",
+                &d.spec.unwrap().template.spec.unwrap(),
+            );
+        }
+        for doc in out.get("Pod").into_iter().flatten() {
+            let p: Pod = typed(doc);
+            support::pod_security::assert_hardened("chart test Pod", &p.spec.unwrap());
+        }
     }
 }

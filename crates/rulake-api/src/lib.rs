@@ -6,16 +6,20 @@
 //! - [`shard`]: the shard node's internal `ShardService` ([`ShardApi`]).
 //! - [`status`]: the one mapping of RuLake's errors to gRPC status codes.
 //! - `convert`: wire types to catalog and engine types and back.
+//! - [`limit`]: the bound on calls in flight per client connection, a
+//!   server layer because only the transport knows connections.
 //!
 //! What a single process cannot do (drain or admit shard nodes) is answered
 //! with `FAILED_PRECONDITION` and a message saying why.
 
 mod convert;
+pub mod limit;
 pub mod service;
 pub mod shard;
 pub mod status;
 
-pub use service::{Api, Limits};
+pub use limit::PerConnectionLimitLayer;
+pub use service::{Api, Limits, MAX_INGEST_BYTES, MAX_INGEST_RECORDS};
 pub use shard::ShardApi;
 
 use rulake_proto::v1 as pb;
@@ -59,3 +63,56 @@ pub fn oversized_as_resource_exhausted<B>(
 }
 
 use tonic::codegen::http;
+
+/// A layer for the server that answers a call beyond
+/// `limits.max_concurrent_per_connection` in flight on its connection with
+/// `RESOURCE_EXHAUSTED`. Add it before authentication, so a refused call
+/// costs nothing, and after the metrics layer, so refusals are counted.
+pub fn per_connection_limit(limits: &Limits) -> PerConnectionLimitLayer {
+    PerConnectionLimitLayer::new(limits.max_concurrent_per_connection)
+}
+
+/// Fuzzing entry points: the conversions and checks a handler runs on a
+/// request before any work, for messages decoded from arbitrary bytes.
+/// They must answer every input with an error, never a panic.
+#[doc(hidden)]
+pub mod fuzz {
+    use crate::convert::*;
+    use crate::pb;
+    use rulake_catalog::{Catalog, Command, SourceRecord};
+
+    /// `CreateCollection`: the spec's conversion, then the catalog's checks
+    /// of the source and collection commands it becomes.
+    pub fn create_collection(spec: pb::CollectionSpec) -> Result<(), String> {
+        let def = def_from(spec).map_err(|s| s.message().to_owned())?;
+        let mut record = def.record;
+        record.source = record.name.clone();
+        let mut catalog = Catalog::default();
+        catalog
+            .apply(Command::CreateSource(SourceRecord {
+                name: record.name.clone(),
+                kind: def.source,
+                options: def.options,
+            }))
+            .map_err(|e| e.to_string())?;
+        catalog
+            .apply(Command::CreateCollection(record))
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// `Search`, `BatchSearch`: the query and its parameters.
+    pub fn search(r: pb::SearchRequest) -> Result<(), String> {
+        query_from(r.query).map_err(|s| s.message().to_owned())?;
+        params_from(r.params).map_err(|s| s.message().to_owned())?;
+        Ok(())
+    }
+
+    /// `Ingest`, `Delete`: every id.
+    pub fn ids(ids: Vec<pb::VectorId>) -> Result<(), String> {
+        for id in ids {
+            id_from(Some(id)).map_err(|s| s.message().to_owned())?;
+        }
+        Ok(())
+    }
+}

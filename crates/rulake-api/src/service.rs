@@ -5,7 +5,7 @@
 //! protect the server (batch size, k) are enforced here, before any work.
 
 use crate::convert::*;
-use crate::status::{invalid, oversized, to_status};
+use crate::status::{ingest_too_large, invalid, oversized, to_status};
 use rulake_auth::{authorize, Perm};
 use rulake_catalog::CollectionChanges;
 use rulake_coordinator::Coordinator;
@@ -27,6 +27,15 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Largest message accepted or sent (`RESOURCE_EXHAUSTED` beyond it).
     pub max_message_bytes: usize,
+    /// Calls one client connection may have in flight; the next one gets
+    /// `RESOURCE_EXHAUSTED` at once (0: no limit). Enforced by
+    /// [`crate::per_connection_limit`], a layer of the server.
+    pub max_concurrent_per_connection: usize,
+    /// Records in one `Ingest` stream (`RESOURCE_EXHAUSTED` beyond it, and
+    /// nothing of the stream is committed).
+    pub max_ingest_records: u64,
+    /// Vector and id bytes in one `Ingest` stream (as for records).
+    pub max_ingest_bytes: u64,
 }
 
 impl Default for Limits {
@@ -36,9 +45,21 @@ impl Default for Limits {
             max_k: rulake_engine::MAX_K,
             request_timeout: Duration::from_secs(30),
             max_message_bytes: crate::MAX_MESSAGE_BYTES,
+            max_concurrent_per_connection: crate::limit::MAX_CONCURRENT_PER_CONNECTION,
+            max_ingest_records: MAX_INGEST_RECORDS,
+            max_ingest_bytes: MAX_INGEST_BYTES,
         }
     }
 }
+
+/// Default for [`Limits::max_ingest_records`]: an ingest buffers at most a
+/// file of rows, but remembers every id it was given (to refuse repeats),
+/// so the stream's length bounds its memory; bigger loads are several
+/// ingests (or an external source).
+pub const MAX_INGEST_RECORDS: u64 = 10_000_000;
+
+/// Default for [`Limits::max_ingest_bytes`]: 10 M vectors of 256 floats.
+pub const MAX_INGEST_BYTES: u64 = 10 << 30;
 
 /// The public API over one coordinator: every `rulake.v1` service.
 #[derive(Clone)]
@@ -576,11 +597,21 @@ fn single_process(coord: &Coordinator) -> Result<(), Status> {
 }
 
 fn node_id(s: &str) -> Result<u64, Status> {
-    s.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+    rulake_coordinator::parse_node_id(s).ok_or_else(|| {
         invalid(format!(
-            "node_id {s:?} is not a shard node id (a number ≥ 1)"
+            "node_id {s:?} is not a shard node id (a number ≥ 1, or a StatefulSet pod name ending in -<ordinal>)"
         ))
     })
+}
+
+/// What a record counts against [`Limits::max_ingest_bytes`]: its vector
+/// and its id as stored.
+fn record_bytes(id: &rulake_types::VectorId, v: &[f32]) -> u64 {
+    let id = match id {
+        rulake_types::VectorId::U64(_) => 8,
+        rulake_types::VectorId::Str(s) => s.len(),
+    };
+    (v.len() * 4 + id) as u64
 }
 
 /// What cluster-wide admin calls are authorized against: only a grant
@@ -611,12 +642,27 @@ impl pb::data_service_server::DataService for Api {
             authorize(&ext, Perm::Write, &header.collection)?;
             self.label(&header.collection);
             let mut ingest = self.coord.ingest(&header.collection).map_err(to_status)?;
+            let mut bytes = 0u64;
             while let Some(msg) = stream.message().await.map_err(oversized)? {
                 match msg.message {
                     Some(pb::ingest_request::Message::Batch(b)) => {
                         for r in b.records {
                             let id = id_from(r.id)?;
                             let v = r.vector.map(|v| v.values).unwrap_or_default();
+                            bytes += record_bytes(&id, &v);
+                            let over = if ingest.records() >= self.limits.max_ingest_records {
+                                Some(("records", self.limits.max_ingest_records))
+                            } else if bytes > self.limits.max_ingest_bytes {
+                                Some(("bytes", self.limits.max_ingest_bytes))
+                            } else {
+                                None
+                            };
+                            if let Some((what, limit)) = over {
+                                // Delete what was written before answering,
+                                // so the refusal leaves nothing behind.
+                                ingest.abort().await;
+                                return Err(ingest_too_large(what, limit));
+                            }
                             ingest.add(id, &v).await.map_err(to_status)?;
                         }
                     }

@@ -73,6 +73,25 @@ pub fn invalid(message: impl Into<String>) -> Status {
     Status::invalid_argument(message)
 }
 
+/// A call over its connection's limit of calls in flight.
+pub fn too_many_in_flight(limit: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "this connection already has {limit} calls in flight, the server's \
+         --max-concurrent-per-connection; wait for some to finish, spread calls \
+         over more connections, or raise the limit"
+    ))
+}
+
+/// An `Ingest` stream past the server's size limit; nothing of it was
+/// committed.
+pub fn ingest_too_large(what: &str, limit: u64) -> Status {
+    Status::resource_exhausted(format!(
+        "this Ingest stream exceeds the server's limit of {limit} {what} per stream \
+         (--max-ingest-{what}); nothing of it was committed: split the data into \
+         several Ingest calls"
+    ))
+}
+
 /// Whether a status is tonic's "message larger than the limit".
 pub(crate) fn is_oversized(code: Code, message: &str) -> bool {
     code == Code::OutOfRange && message.contains("message length too large")

@@ -22,8 +22,11 @@
 //! - [`Client`] — connection, deadlines and one method per RPC (this file).
 //! - [`proto`] — the generated `rulake.v1` types, for requests the helpers
 //!   do not cover.
+//! - [`records`] — records parsed from JSON Lines and CSV text.
 
 pub use rulake_proto::v1 as proto;
+
+pub mod records;
 
 use proto::admin_service_client::AdminServiceClient;
 use proto::collection_service_client::CollectionServiceClient;

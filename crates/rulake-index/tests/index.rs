@@ -260,3 +260,42 @@ fn a_split_collection_shares_out_the_work_of_one_index() {
         (part_nl, 1 << 18)
     );
 }
+
+/// The fuzz target's seed (`fuzz/seeds/index_persist/small`) is a real
+/// partition file of the current format, so fuzzing starts from inputs that
+/// reach every section. After a format change, `RULAKE_WRITE_FUZZ_SEEDS=1`
+/// rewrites it.
+#[test]
+fn the_fuzz_seed_is_a_current_partition_file() {
+    let dim = 4;
+    let g = ClusteredGaussian::new(dim, 2, 0.2, 9);
+    let ids: Vec<VectorId> = (0..40u64)
+        .map(|i| {
+            if i % 3 == 0 {
+                VectorId::Str(format!("d{i}"))
+            } else {
+                VectorId::U64(i)
+            }
+        })
+        .collect();
+    let mut idx = PartitionIndex::build(
+        dim,
+        Metric::L2,
+        ids.clone(),
+        g.sample(40, 1),
+        BuildParams::default(),
+    )
+    .unwrap();
+    idx.tombstone(&[ids[1].clone()].into_iter().collect());
+    // The target's first byte chooses its mode: 0 reads the rest as is.
+    let mut bytes = vec![0u8];
+    idx.write_to(&mut bytes).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/seeds/index_persist/small");
+    if std::env::var_os("RULAKE_WRITE_FUZZ_SEEDS").is_some() {
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let seed = std::fs::read(&path).expect("the committed seed");
+    let back = PartitionIndex::read_from(&seed[1..], seed.len() as u64 - 1).unwrap();
+    assert_eq!(back.ids().len(), 40);
+}

@@ -253,6 +253,7 @@ impl<'a> Cursor<'a> {
                     .collect::<Result<_, String>>()?,
             ),
             Schema::Array(items) => {
+                zero_width_refused(items)?;
                 let mut out = Vec::new();
                 loop {
                     let n = self.block_count()?;
@@ -283,11 +284,36 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Items that take no bytes (null, empty records) would let a count of
+/// 2^60 in a few bytes of input allocate without bound; Iceberg never
+/// writes them.
+fn zero_width_refused(s: &Schema) -> Result<(), String> {
+    fn zero(s: &Schema) -> bool {
+        match s {
+            Schema::Null | Schema::Fixed(0) => true,
+            Schema::Record(fields) => fields.iter().all(|(_, f)| zero(f)),
+            _ => false,
+        }
+    }
+    match zero(s) {
+        true => Err("Avro items of zero width (null, empty record) are not supported".into()),
+        false => Ok(()),
+    }
+}
+
+/// Largest decompressed block: writers cut blocks at tens of KiB, and a
+/// bound keeps a small compressed block from inflating without limit.
+const MAX_BLOCK_BYTES: usize = 64 << 20;
+
 fn decompress(codec: &str, block: &[u8]) -> Result<Vec<u8>, String> {
+    let too_big = || format!("Avro block inflates past {MAX_BLOCK_BYTES} bytes");
     match codec {
         "null" => Ok(block.to_vec()),
-        "deflate" => miniz_oxide::inflate::decompress_to_vec(block)
-            .map_err(|e| format!("corrupt deflate block: {e:?}")),
+        "deflate" => miniz_oxide::inflate::decompress_to_vec_with_limit(block, MAX_BLOCK_BYTES)
+            .map_err(|e| match e.status {
+                miniz_oxide::inflate::TINFLStatus::HasMoreOutput => too_big(),
+                _ => format!("corrupt deflate block: {e:?}"),
+            }),
         "snappy" => {
             // Raw snappy followed by a 4-byte CRC of the uncompressed data.
             let body = block
@@ -295,12 +321,23 @@ fn decompress(codec: &str, block: &[u8]) -> Result<Vec<u8>, String> {
                 .checked_sub(4)
                 .map(|n| &block[..n])
                 .ok_or("truncated snappy block")?;
+            if snap::raw::decompress_len(body).map_err(|e| e.to_string())? > MAX_BLOCK_BYTES {
+                return Err(too_big());
+            }
             snap::raw::Decoder::new()
                 .decompress_vec(body)
                 .map_err(|e| format!("corrupt snappy block: {e}"))
         }
         "zstandard" => {
-            zstd::stream::decode_all(block).map_err(|e| format!("corrupt zstandard block: {e}"))
+            use std::io::Read;
+            let mut out = Vec::new();
+            zstd::stream::read::Decoder::new(block)
+                .and_then(|d| d.take(MAX_BLOCK_BYTES as u64 + 1).read_to_end(&mut out))
+                .map_err(|e| format!("corrupt zstandard block: {e}"))?;
+            match out.len() > MAX_BLOCK_BYTES {
+                true => Err(too_big()),
+                false => Ok(out),
+            }
         }
         other => Err(format!("unsupported Avro codec {other:?}")),
     }
@@ -342,6 +379,7 @@ pub(crate) fn read_container(buf: &[u8]) -> Result<AvroFile, String> {
     )
     .map_err(|e| format!("Avro schema is not JSON: {e}"))?;
     let schema = parse_schema(&schema_json, &mut HashMap::new())?;
+    zero_width_refused(&schema)?;
     let codec = metadata
         .get("avro.codec")
         .map(|c| String::from_utf8_lossy(c).into_owned())

@@ -192,6 +192,15 @@ impl DeltaSource {
         &self.config
     }
 
+    /// Fuzzing entry: replay one commit file's actions and check the result.
+    #[doc(hidden)]
+    pub fn fuzz_commit(&self, name: &str, body: &[u8]) -> Result<()> {
+        let _ = parse_log_name(name);
+        let mut st = Replay::default();
+        self.apply_commit(name, body, &mut st)?;
+        self.check(&st)
+    }
+
     fn table(&self) -> String {
         self.config.url.clone()
     }

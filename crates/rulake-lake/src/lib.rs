@@ -28,6 +28,13 @@ mod arrow_conv;
 mod avro;
 #[cfg(any(feature = "delta", feature = "iceberg"))]
 mod deletes;
+/// Fuzzing entry: decode an Avro object container (Iceberg manifests and
+/// manifest lists), as the Iceberg source does.
+#[cfg(feature = "iceberg")]
+#[doc(hidden)]
+pub fn fuzz_avro_container(buf: &[u8]) -> std::result::Result<(), String> {
+    avro::read_container(buf).map(|_| ())
+}
 #[cfg(feature = "delta")]
 pub mod delta;
 #[cfg(feature = "delta")]

@@ -412,42 +412,6 @@ async fn parquet_records(a: &IngestArgs) -> anyhow::Result<(Records, u64)> {
     Ok((s.boxed(), rows))
 }
 
-fn json_record(line: &str, n: usize) -> Result<(Id, Vec<f32>), String> {
-    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("line {n}: {e}"))?;
-    let id = match v.get("id") {
-        Some(serde_json::Value::Number(x)) => Id::Num(
-            x.as_u64()
-                .ok_or_else(|| format!("line {n}: id {x} is not an unsigned integer"))?,
-        ),
-        Some(serde_json::Value::String(s)) => Id::Str(s.clone()),
-        _ => return Err(format!("line {n}: \"id\" (number or string) is required")),
-    };
-    let vector = v
-        .get("vector")
-        .and_then(|x| x.as_array())
-        .ok_or_else(|| format!("line {n}: \"vector\" (an array of numbers) is required"))?
-        .iter()
-        .map(|x| x.as_f64().map(|f| f as f32))
-        .collect::<Option<Vec<f32>>>()
-        .ok_or_else(|| format!("line {n}: \"vector\" holds a value that is not a number"))?;
-    Ok((id, vector))
-}
-
-fn csv_record(line: &str, n: usize) -> Result<(Id, Vec<f32>), String> {
-    let mut fields = line.split(',').map(str::trim);
-    let id = fields.next().unwrap_or_default();
-    let id = match id.parse::<u64>() {
-        Ok(x) => Id::Num(x),
-        Err(_) if !id.is_empty() => Id::Str(id.trim_matches('"').to_owned()),
-        Err(_) => return Err(format!("line {n}: empty id")),
-    };
-    let vector = fields
-        .map(|f| f.parse::<f32>())
-        .collect::<Result<Vec<f32>, _>>()
-        .map_err(|e| format!("line {n}: {e}"))?;
-    Ok((id, vector))
-}
-
 /// Records of a line-oriented file (JSON Lines or CSV), read as they are sent.
 fn line_records(path: &std::path::Path, csv: bool) -> anyhow::Result<(Records, u64)> {
     let count = std::io::BufReader::new(std::fs::File::open(path)?)
@@ -473,11 +437,12 @@ fn line_records(path: &std::path::Path, csv: bool) -> anyhow::Result<(Records, u
         if header {
             return None;
         }
-        Some(if csv {
-            csv_record(&line, n)
+        let record = if csv {
+            rulake_client::records::csv_record(&line, n)
         } else {
-            json_record(&line, n)
-        })
+            rulake_client::records::json_record(&line, n)
+        };
+        Some(record.map_err(|e| e.to_string()))
     });
     Ok((futures::stream::iter(records).boxed(), count))
 }

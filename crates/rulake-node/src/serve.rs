@@ -69,6 +69,17 @@ pub struct Args {
     /// deadline (grpc-timeout) applies first.
     #[arg(long, default_value = "30", value_parser = parse_secs)]
     pub request_timeout: Duration,
+    /// Calls one client connection may have in flight; beyond it a call
+    /// gets RESOURCE_EXHAUSTED at once (0: no limit).
+    #[arg(long, default_value_t = rulake_api::limit::MAX_CONCURRENT_PER_CONNECTION)]
+    pub max_concurrent_per_connection: usize,
+    /// Records one Ingest stream may carry; beyond it the stream gets
+    /// RESOURCE_EXHAUSTED and nothing of it is committed.
+    #[arg(long, default_value_t = rulake_api::MAX_INGEST_RECORDS)]
+    pub max_ingest_records: u64,
+    /// Vector and id bytes one Ingest stream may carry (as for records).
+    #[arg(long, default_value_t = rulake_api::MAX_INGEST_BYTES)]
+    pub max_ingest_bytes: u64,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -146,8 +157,12 @@ pub async fn serve_api(
             max_k: a.max_k,
             request_timeout: a.request_timeout,
             max_message_bytes: a.max_message_bytes,
+            max_concurrent_per_connection: a.max_concurrent_per_connection,
+            max_ingest_records: a.max_ingest_records,
+            max_ingest_bytes: a.max_ingest_bytes,
         },
     );
+    let per_connection = rulake_api::per_connection_limit(api.limits());
     let (metrics_layer, metrics_http) =
         crate::observe::start(&a.observe, engine, meta, Some(&coordinator)).await?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -175,6 +190,7 @@ pub async fn serve_api(
         // backstop for anything that does not return to them.
         .timeout(a.request_timeout + Duration::from_secs(1))
         .layer(metrics_layer)
+        .layer(per_connection)
         .layer(tower::util::option_layer(auth))
         .layer(rulake_api::oversized_as_resource_exhausted())
         .add_routes(router(api))

@@ -2,3 +2,4 @@
 #![allow(dead_code)]
 
 pub mod helm;
+pub mod pod_security;

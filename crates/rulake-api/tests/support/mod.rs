@@ -11,6 +11,8 @@ use std::time::Duration;
 
 /// A running server.
 pub struct Server {
+    pub addr: std::net::SocketAddr,
+    /// One client connection to it.
     pub channel: tonic::transport::Channel,
     pub node: Option<Embedded>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -23,6 +25,7 @@ pub fn limits() -> Limits {
         max_k: 1000,
         request_timeout: Duration::from_secs(30),
         max_message_bytes: 1 << 20,
+        ..Limits::default()
     }
 }
 
@@ -34,12 +37,14 @@ pub async fn serve(data_dir: &Path, limits: Limits) -> Server {
     })
     .await
     .expect("embedded node starts");
+    let per_connection = rulake_api::per_connection_limit(&limits);
     let api = Api::new(node.coordinator.clone(), limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         tonic::transport::Server::builder()
+            .layer(per_connection)
             .layer(rulake_api::oversized_as_resource_exhausted())
             .add_routes(router(api))
             .serve_with_incoming_shutdown(
@@ -51,17 +56,23 @@ pub async fn serve(data_dir: &Path, limits: Limits) -> Server {
             .await
             .unwrap();
     });
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = connect(addr).await;
     Server {
+        addr,
         channel,
         node: Some(node),
         stop: Some(stop),
         task,
     }
+}
+
+/// A new client connection (HTTP/2 multiplexes every call over it).
+pub async fn connect(addr: std::net::SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 impl Server {
