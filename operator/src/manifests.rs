@@ -529,6 +529,7 @@ pub fn meta_statefulset(cluster: &RuLakeCluster) -> StatefulSet {
 /// `replicas`: it only shrinks after the removed nodes are drained.
 pub fn shard_statefulset(cluster: &RuLakeCluster, replicas: i32, cache_bytes: u64) -> StatefulSet {
     let svc = role_name(cluster, Role::Shard);
+    let ns = cluster.namespace().unwrap_or_else(|| "default".into());
     let template = pod_template(
         cluster,
         PodParts {
@@ -544,8 +545,11 @@ pub fn shard_statefulset(cluster: &RuLakeCluster, replicas: i32, cache_bytes: u6
                 "$(RULAKE_META)".into(),
                 "--cache-bytes".into(),
                 cache_bytes.to_string(),
+                // The node id is the pod's ordinal + 1, as for meta members.
                 "--node-id".into(),
                 "$(POD_NAME)".into(),
+                "--advertise".into(),
+                format!("$(POD_NAME).{svc}.{ns}.svc:{GRPC_PORT}"),
                 "--metrics-listen".into(),
                 "$(RULAKE_METRICS_LISTEN)".into(),
             ],
@@ -591,8 +595,6 @@ pub fn coordinator_deployment(cluster: &RuLakeCluster) -> Deployment {
                 format!("0.0.0.0:{GRPC_PORT}"),
                 "--meta".into(),
                 "$(RULAKE_META)".into(),
-                "--node-id".into(),
-                "$(POD_NAME)".into(),
                 "--metrics-listen".into(),
                 "$(RULAKE_METRICS_LISTEN)".into(),
             ],

@@ -94,41 +94,59 @@ async fn calls_beyond_the_per_connection_limit_are_refused_not_queued() {
     };
     search(&server.channel).await.unwrap();
 
-    // All calls over the one connection of `server.channel`.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    for _ in 0..CALLS {
-        let mut c = SearchServiceClient::new(server.channel.clone());
-        let req = exhaustive(&queries, DIM, 100);
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let r = c.batch_search(req).await;
-            let _ = tx.send(r.map(|_| ()));
-        });
+    // All calls over the one connection of `server.channel`. On a loaded
+    // machine an admitted batch can finish before every excess call has
+    // reached the server (which then admits it, correctly); such a burst
+    // proves nothing either way, so it is tried again.
+    let mut clean = false;
+    for _attempt in 0..5 {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..CALLS {
+            let mut c = SearchServiceClient::new(server.channel.clone());
+            let req = exhaustive(&queries, DIM, 100);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let r = c.batch_search(req).await;
+                let _ = tx.send(r.map(|_| ()));
+            });
+        }
+        drop(tx);
+        let mut outcomes = Vec::new();
+        while outcomes.len() < CALLS - LIMIT {
+            outcomes.push(rx.recv().await.expect("every call answers"));
+        }
+        let first_refused = outcomes.iter().all(|r| r.is_err());
+        if first_refused {
+            // The connection is at its limit now; another one is not
+            // limited by it.
+            let other = support::connect(server.addr).await;
+            search(&other).await.expect("a second connection is served");
+        }
+        while let Some(r) = rx.recv().await {
+            outcomes.push(r);
+        }
+        assert_eq!(outcomes.len(), CALLS, "every call answers");
+        for st in outcomes.iter().filter_map(|r| r.as_ref().err()) {
+            assert_eq!(st.code(), Code::ResourceExhausted, "{st:?}");
+            assert!(
+                st.message().contains("--max-concurrent-per-connection")
+                    && st.message().contains(&LIMIT.to_string()),
+                "the refusal names the limit and what to do: {st:?}"
+            );
+        }
+        let refused = outcomes.iter().filter(|r| r.is_err()).count();
+        assert!(refused <= CALLS - LIMIT, "more refused than over the limit");
+        if first_refused {
+            // The admitted calls ran to completion.
+            assert_eq!(refused, CALLS - LIMIT);
+            clean = true;
+            break;
+        }
     }
-    drop(tx);
-    let mut refused = 0;
-    while refused < CALLS - LIMIT {
-        let st = rx.recv().await.expect("every call answers").expect_err(
-            "a slow batch finished before the excess calls arrived: the refusals must come first",
-        );
-        assert_eq!(st.code(), Code::ResourceExhausted, "{st:?}");
-        assert!(
-            st.message().contains("--max-concurrent-per-connection")
-                && st.message().contains(&LIMIT.to_string()),
-            "the refusal names the limit and what to do: {st:?}"
-        );
-        refused += 1;
-    }
-    // The connection is at its limit; another connection is not limited by it.
-    let other = support::connect(server.addr).await;
-    search(&other).await.expect("a second connection is served");
-    // The calls admitted run to completion.
-    let mut done = 0;
-    while let Some(r) = rx.recv().await {
-        r.expect("an admitted call completes");
-        done += 1;
-    }
-    assert_eq!(done, LIMIT);
+    assert!(
+        clean,
+        "in five bursts the excess calls were never all refused while the admitted ones ran"
+    );
     // Their slots are given back: the first connection is served again.
     for _ in 0..LIMIT + 1 {
         search(&server.channel).await.unwrap();
