@@ -209,20 +209,7 @@ impl Coordinator {
         let Some(router) = &self.inner.remote else {
             return Ok(self.inner.engine.describe(target)?);
         };
-        let (rec, src) = {
-            let view = self.inner.view.read();
-            let rec = self.record(target)?;
-            let src = view
-                .catalog
-                .sources
-                .get(&rec.source)
-                .cloned()
-                .ok_or_else(|| CoordinatorError::NotFound {
-                    kind: "source",
-                    name: rec.source.clone(),
-                })?;
-            (rec, src)
-        };
+        let (rec, src) = self.record_and_source(target)?;
         let routes = router.routes(&rec);
         let warm = routes.iter().filter(|r| !r.warm.is_empty()).count() as u32;
         let vectors = router.collection_vectors(&rec);
@@ -236,14 +223,19 @@ impl Coordinator {
         })
     }
 
-    fn check_queries(
-        &self,
-        target: &str,
-        queries: &[Vec<f32>],
-        params: &SearchParams,
-    ) -> Result<CollectionRecord> {
-        let rec = self.record(target)?;
+    /// A collection's record and its source, under one read of the view
+    /// (a second read while holding one could wait behind a writer forever).
+    fn record_and_source(&self, target: &str) -> Result<(CollectionRecord, SourceRecord)> {
         let view = self.inner.view.read();
+        let rec = view
+            .catalog
+            .collections
+            .get(target)
+            .cloned()
+            .ok_or_else(|| CoordinatorError::NotFound {
+                kind: "collection",
+                name: target.to_owned(),
+            })?;
         let src = view
             .catalog
             .sources
@@ -253,6 +245,16 @@ impl Coordinator {
                 kind: "source",
                 name: rec.source.clone(),
             })?;
+        Ok((rec, src))
+    }
+
+    fn check_queries(
+        &self,
+        target: &str,
+        queries: &[Vec<f32>],
+        params: &SearchParams,
+    ) -> Result<CollectionRecord> {
+        let (rec, src) = self.record_and_source(target)?;
         let spec = sync::engine_spec(&rec, &src)?;
         for q in queries {
             RuLake::check_query(&spec, q, params)?;
