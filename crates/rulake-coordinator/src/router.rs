@@ -90,13 +90,11 @@ struct Shard {
 }
 
 impl Shard {
-    fn warm(&self, key: &str) -> Option<&'static str> {
+    /// Whether the node has `key` warm; `None` when it does not answer.
+    fn warm(&self, key: &str) -> Option<bool> {
         let s = self.status.read();
-        match s.as_ref() {
-            Some((_, parts)) if parts.get(key).is_some_and(|p| p.warm) => Some("warm"),
-            Some(_) => Some("cold"),
-            None => None,
-        }
+        s.as_ref()
+            .map(|(_, parts)| parts.get(key).is_some_and(|p| p.warm))
     }
 }
 
@@ -292,8 +290,8 @@ impl Router {
                     .filter_map(|(rank, n)| {
                         let s = self.shard(n)?;
                         let class = match s.warm(&key) {
-                            Some("warm") => 0,
-                            Some(_) => 1,
+                            Some(true) => 0,
+                            Some(false) => 1,
                             None => 2,
                         };
                         Some((class, s.outstanding.load(Ordering::Relaxed), rank, n))
@@ -316,7 +314,7 @@ impl Router {
                 let warm = replicas
                     .iter()
                     .copied()
-                    .filter(|n| self.shard(*n).and_then(|s| s.warm(&key)) == Some("warm"))
+                    .filter(|n| self.shard(*n).and_then(|s| s.warm(&key)) == Some(true))
                     .collect();
                 PartitionRoute {
                     partition: p,
@@ -400,12 +398,12 @@ impl Router {
             catalog_index: self.catalog_index(),
         };
         // First choice per partition, grouped by node.
+        // A partition with no replica at all is simply not asked: it
+        // counts out of `answered`.
         let mut groups: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
-        let mut unserved = 0u32;
         for (p, c) in cands.iter().enumerate() {
-            match c.first() {
-                Some(n) => groups.entry(*n).or_default().push(p as u32),
-                None => unserved += 1,
+            if let Some(n) = c.first() {
+                groups.entry(*n).or_default().push(p as u32);
             }
         }
         let nq = queries.len() as u64;
@@ -447,7 +445,6 @@ impl Router {
                 return Err(e);
             }
         }
-        let _ = unserved;
         if answered < total {
             self.inner.counters.partial.fetch_add(nq, Ordering::Relaxed);
         }
