@@ -325,50 +325,36 @@ impl Router {
             .collect()
     }
 
+    /// Per partition of `rec`, the report of one replica that has it warm.
+    fn warm_reports(&self, rec: &CollectionRecord) -> Vec<Option<pb::PartitionState>> {
+        let view = self.inner.view.read();
+        let a = &view.catalog.assignment;
+        (0..rec.partitions)
+            .map(|p| {
+                let key = format!("{}/{p}", rec.name);
+                a.serving(&key).into_iter().find_map(|n| {
+                    let s = self.shard(n)?;
+                    let st = s.status.read();
+                    st.as_ref()?.1.get(&key).filter(|p| p.warm).cloned()
+                })
+            })
+            .collect()
+    }
+
     /// Vectors in the collection, from the shards' reports; 0 when some
     /// partition has no warm report (the shards then plan on their own).
     pub fn collection_vectors(&self, rec: &CollectionRecord) -> u64 {
-        let view = self.inner.view.read();
-        let a = &view.catalog.assignment;
-        let mut total = 0;
-        for p in 0..rec.partitions {
-            let key = format!("{}/{p}", rec.name);
-            let known = a.serving(&key).into_iter().find_map(|n| {
-                let s = self.shard(n)?;
-                let st = s.status.read();
-                st.as_ref()?
-                    .1
-                    .get(&key)
-                    .filter(|p| p.warm)
-                    .map(|p| p.vectors)
-            });
-            match known {
-                Some(v) => total += v,
-                None => return 0,
-            }
-        }
-        total
+        self.warm_reports(rec)
+            .into_iter()
+            .try_fold(0, |total, r| r.map(|r| total + r.vectors))
+            .unwrap_or(0)
     }
 
     /// The generation most warm partitions of `rec` report.
     pub fn generation(&self, rec: &CollectionRecord) -> Option<Generation> {
-        let view = self.inner.view.read();
-        let a = &view.catalog.assignment;
         let mut seen: BTreeMap<String, u32> = BTreeMap::new();
-        for p in 0..rec.partitions {
-            let key = format!("{}/{p}", rec.name);
-            let g = a.serving(&key).into_iter().find_map(|n| {
-                let s = self.shard(n)?;
-                let st = s.status.read();
-                st.as_ref()?
-                    .1
-                    .get(&key)
-                    .filter(|p| p.warm)
-                    .map(|p| p.generation.clone())
-            });
-            if let Some(g) = g {
-                *seen.entry(g).or_default() += 1;
-            }
+        for r in self.warm_reports(rec).into_iter().flatten() {
+            *seen.entry(r.generation).or_default() += 1;
         }
         seen.into_iter()
             .max_by_key(|(_, n)| *n)

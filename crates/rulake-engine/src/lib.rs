@@ -318,19 +318,9 @@ impl RuLake {
     /// ones included), loading it first if needed. A writer uses this to
     /// refuse ids that would appear twice.
     pub async fn existing_ids(&self, name: &str, ids: &HashSet<VectorId>) -> Result<Vec<VectorId>> {
-        let (_, parts) = self.partitions(name).await?;
-        let mut found = Vec::new();
-        for part in &parts {
-            let table = part.index.ids();
-            for pos in 0..table.len() as u32 {
-                let id = table.get(pos);
-                if ids.contains(&id) {
-                    found.push(id);
-                }
-            }
-        }
-        found.sort();
-        Ok(found)
+        let c = self.collection(name)?;
+        let owned = self.owned(&c.spec);
+        self.lookup(name, &owned, ids).await
     }
 
     fn collection(&self, name: &str) -> Result<Arc<Collection>> {

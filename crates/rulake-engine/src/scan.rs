@@ -7,10 +7,11 @@
 //! one process ([`rulake_index::split_search`]): a cluster's answer is the
 //! single-process answer, not an approximation of it.
 
-use crate::{key, partition_hits, EngineError, Result, RuLake};
+use crate::{key, partition_hits, CachedPartition, EngineError, Result, RuLake};
 use rayon::prelude::*;
 use rulake_types::{merge_topk, Generation, Hit, SearchParams, VectorId};
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 /// One served partition as a shard node reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,35 +121,36 @@ impl RuLake {
         self.inner
             .queries
             .record(queries.len(), picked.len() as u32, c.spec.partitions);
+        // One query: its partitions in parallel (nothing else to spread);
+        // a batch: queries in parallel, each query's partitions in turn.
+        let parallel_parts = queries.len() == 1;
         let one = |q: &Vec<f32>| -> Result<Vec<Hit>> {
-            let lists = picked
-                .iter()
-                .zip(&plan)
-                .zip(&masks)
-                .map(|((part, pp), mask)| partition_hits(part, mask, q, *pp))
-                .collect::<Result<Vec<_>>>()?;
+            let hits_of =
+                |((part, pp), mask): ((&Arc<CachedPartition>, &SearchParams), &Arc<Vec<u64>>)| {
+                    partition_hits(part, mask, q, *pp)
+                };
+            let lists = if parallel_parts {
+                picked
+                    .par_iter()
+                    .zip(&plan)
+                    .zip(&masks)
+                    .map(hits_of)
+                    .collect::<Result<Vec<_>>>()?
+            } else {
+                picked
+                    .iter()
+                    .zip(&plan)
+                    .zip(&masks)
+                    .map(hits_of)
+                    .collect::<Result<Vec<_>>>()?
+            };
             let hits = merge_topk(lists, params.k);
             self.inner
                 .recall
                 .offer(name, q, &hits, &picked, &masks, params.k);
             Ok(hits)
         };
-        let results = if queries.len() == 1 && picked.len() > 1 {
-            let q = &queries[0];
-            let lists = picked
-                .par_iter()
-                .zip(&plan)
-                .zip(&masks)
-                .map(|((part, pp), mask)| partition_hits(part, mask, q, *pp))
-                .collect::<Result<Vec<_>>>()?;
-            let hits = merge_topk(lists, params.k);
-            self.inner
-                .recall
-                .offer(name, q, &hits, &picked, &masks, params.k);
-            vec![hits]
-        } else {
-            queries.par_iter().map(one).collect::<Result<Vec<_>>>()?
-        };
+        let results = queries.par_iter().map(one).collect::<Result<Vec<_>>>()?;
         Ok((generation, results))
     }
 
