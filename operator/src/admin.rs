@@ -36,6 +36,10 @@ pub enum AdminError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The operator is not set up to reach this cluster (for example, the
+    /// cluster serves TLS and the operator has no CA to check it with).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl AdminError {
@@ -44,6 +48,7 @@ impl AdminError {
         match self {
             AdminError::Status(s) => s.code(),
             AdminError::Connect { .. } => tonic::Code::Unavailable,
+            AdminError::Config(_) => tonic::Code::FailedPrecondition,
         }
     }
 }
@@ -85,23 +90,105 @@ pub struct GrpcAdminFactory {
     /// Deadline of every call. Draining waits for partitions to warm on
     /// their new owners, so this is minutes, not seconds.
     pub timeout: Duration,
+    /// How to reach clusters whose API serves TLS (`spec.tls`).
+    pub tls: Option<AdminTls>,
 }
 
 impl Default for GrpcAdminFactory {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(300),
+            tls: None,
         }
+    }
+}
+
+/// The operator's TLS material for clusters' APIs, read from files on
+/// every connection so a rotated Secret is used without a restart.
+#[derive(Clone, Debug)]
+pub struct AdminTls {
+    /// PEM bundle of the CA that signed the clusters' API certificates.
+    pub ca: std::path::PathBuf,
+    /// PEM certificate and key the operator presents, for clusters that
+    /// require client certificates (`spec.tls.clientCaSecretRef`).
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl AdminTls {
+    fn config(&self, domain: &str) -> Result<tonic::transport::ClientTlsConfig, AdminError> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| AdminError::Config(format!("{}: {e}", p.display())))
+        };
+        let mut cfg = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&self.ca)?))
+            .domain_name(domain);
+        if let Some((cert, key)) = &self.identity {
+            cfg = cfg.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(cfg)
     }
 }
 
 impl AdminFactory for GrpcAdminFactory {
     fn admin(&self, cluster: &RuLakeCluster) -> Result<Arc<dyn ClusterAdmin>, AdminError> {
         let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
-        // Plaintext: the operator does not yet present a client certificate,
-        // so clusters with `spec.tls` need a plaintext admin listener.
-        let endpoint = format!("http://{}.{namespace}.svc:{GRPC_PORT}", cluster.name_any());
-        Ok(Arc::new(GrpcAdmin::connect_lazy(&endpoint, self.timeout)?))
+        let host = format!("{}.{namespace}.svc", cluster.name_any());
+        let tls =
+            match (&cluster.spec.tls, &self.tls) {
+                (None, _) => None,
+                (Some(_), Some(t)) => match t.config(&host) {
+                    Ok(c) => Some(c),
+                    Err(e) => return Ok(Arc::new(Unreachable(e.to_string()))),
+                },
+                // The workloads are still applied; every admin call (status,
+                // drain, collections) fails with this, which the reconcilers
+                // surface as conditions and Events.
+                (Some(_), None) => return Ok(Arc::new(Unreachable(
+                    "the cluster serves its API over TLS (spec.tls) and the operator has no CA \
+                     to check it with: set the chart value operator.apiTls.secretName"
+                        .into(),
+                ))),
+            };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://{host}:{GRPC_PORT}");
+        Ok(Arc::new(GrpcAdmin::connect_lazy_with(
+            &endpoint,
+            self.timeout,
+            tls,
+        )?))
+    }
+}
+
+/// A cluster the operator is not set up to reach: every call fails with
+/// the reason, so the reconcilers report it instead of stopping.
+struct Unreachable(String);
+
+#[async_trait]
+impl ClusterAdmin for Unreachable {
+    async fn cluster_status(&self) -> Result<ClusterStatusResponse, AdminError> {
+        Err(AdminError::Config(self.0.clone()))
+    }
+    async fn drain_shard(&self, _: &str) -> Result<DrainShardResponse, AdminError> {
+        Err(AdminError::Config(self.0.clone()))
+    }
+    async fn admit_shard(&self, _: &str) -> Result<AdmitShardResponse, AdminError> {
+        Err(AdminError::Config(self.0.clone()))
+    }
+    async fn create_collection(&self, _: CollectionSpec) -> Result<CollectionInfo, AdminError> {
+        Err(AdminError::Config(self.0.clone()))
+    }
+    async fn describe_collection(&self, _: &str) -> Result<CollectionInfo, AdminError> {
+        Err(AdminError::Config(self.0.clone()))
+    }
+    async fn alter_collection(
+        &self,
+        _: AlterCollectionRequest,
+    ) -> Result<CollectionInfo, AdminError> {
+        Err(AdminError::Config(self.0.clone()))
+    }
+    async fn drop_collection(&self, _: &str) -> Result<(), AdminError> {
+        Err(AdminError::Config(self.0.clone()))
     }
 }
 
@@ -115,14 +202,28 @@ pub struct GrpcAdmin {
 impl GrpcAdmin {
     /// A client for `endpoint` (`http://host:port`) that connects on first use.
     pub fn connect_lazy(endpoint: &str, timeout: Duration) -> Result<Self, AdminError> {
-        let channel = Endpoint::from_shared(endpoint.to_string())
-            .map_err(|source| AdminError::Connect {
-                endpoint: endpoint.to_string(),
-                source,
-            })?
+        Self::connect_lazy_with(endpoint, timeout, None)
+    }
+
+    /// As [`GrpcAdmin::connect_lazy`], over TLS when `tls` is set
+    /// (`https://host:port`).
+    pub fn connect_lazy_with(
+        endpoint: &str,
+        timeout: Duration,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Result<Self, AdminError> {
+        let connect = |source| AdminError::Connect {
+            endpoint: endpoint.to_string(),
+            source,
+        };
+        let mut ep = Endpoint::from_shared(endpoint.to_string())
+            .map_err(connect)?
             .connect_timeout(Duration::from_secs(5))
-            .timeout(timeout)
-            .connect_lazy();
+            .timeout(timeout);
+        if let Some(tls) = tls {
+            ep = ep.tls_config(tls).map_err(connect)?;
+        }
+        let channel = ep.connect_lazy();
         Ok(Self {
             admin: AdminServiceClient::new(channel.clone()),
             collections: CollectionServiceClient::new(channel),
@@ -205,5 +306,43 @@ impl ClusterAdmin for GrpcAdmin {
         };
         self.collections.clone().drop_collection(req).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{SecretRef, TlsSpec};
+
+    #[tokio::test]
+    async fn a_tls_cluster_without_the_operator_ca_says_what_to_set() {
+        let mut cluster = crate::fixtures::cluster(3);
+        cluster.spec.tls = Some(TlsSpec {
+            server_secret_ref: SecretRef { name: "api".into() },
+            client_ca_secret_ref: None,
+            cluster_secret_ref: None,
+        });
+        let admin = GrpcAdminFactory::default().admin(&cluster).unwrap();
+        let err = admin.cluster_status().await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            err.to_string().contains("operator.apiTls.secretName"),
+            "{err}"
+        );
+
+        // A CA file that cannot be read is named in the error.
+        let factory = GrpcAdminFactory {
+            tls: Some(AdminTls {
+                ca: "/nonexistent/ca.crt".into(),
+                identity: None,
+            }),
+            ..GrpcAdminFactory::default()
+        };
+        let err = factory
+            .admin(&cluster)
+            .unwrap()
+            .drain_shard("demo-shard-0")
+            .await;
+        assert!(err.unwrap_err().to_string().contains("ca.crt"));
     }
 }

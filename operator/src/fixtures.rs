@@ -348,6 +348,7 @@ pub fn cluster(shards: i32) -> RuLakeCluster {
             },
             coordinators: CoordinatorSpec::default(),
             object_store: None,
+            managed_url: None,
             tls: None,
             monitoring: MonitoringSpec::default(),
         },

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use rulake_operator::admin::GrpcAdminFactory;
+use rulake_operator::admin::{AdminTls, GrpcAdminFactory};
 use rulake_proto::v1::{
     collection_service_client::CollectionServiceClient, search_service_client::SearchServiceClient,
     DescribeCollectionRequest, SearchParams, SearchRequest, Vector,
@@ -24,6 +24,17 @@ struct Cli {
     /// to warm elsewhere), seconds.
     #[arg(long, default_value_t = 300, env = "RULAKE_OPERATOR_ADMIN_TIMEOUT")]
     admin_timeout: u64,
+    /// PEM CA bundle that signed clusters' API certificates: needed to
+    /// manage clusters with `spec.tls`.
+    #[arg(long, env = "RULAKE_OPERATOR_API_CA")]
+    api_ca: Option<std::path::PathBuf>,
+    /// PEM certificate the operator presents to clusters that require
+    /// client certificates (with --api-key).
+    #[arg(long, env = "RULAKE_OPERATOR_API_CERT", requires_all = ["api_key", "api_ca"])]
+    api_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --api-cert.
+    #[arg(long, env = "RULAKE_OPERATOR_API_KEY", requires = "api_cert")]
+    api_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +71,10 @@ async fn main() -> anyhow::Result<()> {
                 .context("connecting to the Kubernetes API")?;
             let admins = GrpcAdminFactory {
                 timeout: Duration::from_secs(cli.admin_timeout),
+                tls: cli.api_ca.map(|ca| AdminTls {
+                    ca,
+                    identity: cli.api_cert.zip(cli.api_key),
+                }),
             };
             tracing::info!("rulake-operator started");
             rulake_operator::controller::run(client, Arc::new(admins)).await;

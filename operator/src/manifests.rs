@@ -282,17 +282,13 @@ fn pod_name_env() -> EnvVar {
     }
 }
 
-/// TLS flags, volumes and mounts (empty without `spec.tls`).
-fn tls(cluster: &RuLakeCluster) -> (Vec<String>, Vec<Volume>, Vec<VolumeMount>) {
+/// TLS flags, volumes and mounts of a role's pod (empty without
+/// `spec.tls`): the API's certificate on coordinators, the cluster's on
+/// every role.
+fn tls(cluster: &RuLakeCluster, role: Role) -> (Vec<String>, Vec<Volume>, Vec<VolumeMount>) {
     let Some(tls) = &cluster.spec.tls else {
         return Default::default();
     };
-    let mut args = vec![
-        "--tls-cert".to_string(),
-        format!("{TLS_DIR}/server/tls.crt"),
-        "--tls-key".to_string(),
-        format!("{TLS_DIR}/server/tls.key"),
-    ];
     let secret_volume = |name: &str, secret: &str| Volume {
         name: name.into(),
         secret: Some(SecretVolumeSource {
@@ -307,15 +303,33 @@ fn tls(cluster: &RuLakeCluster) -> (Vec<String>, Vec<Volume>, Vec<VolumeMount>) 
         read_only: Some(true),
         ..VolumeMount::default()
     };
-    let mut volumes = vec![secret_volume("tls-server", &tls.server_secret_ref.name)];
-    let mut mounts = vec![mount("tls-server", "server")];
-    if let Some(ca) = &tls.client_ca_secret_ref {
-        args.extend([
-            "--tls-client-ca".to_string(),
-            format!("{TLS_DIR}/client-ca/ca.crt"),
+    let (mut args, mut volumes, mut mounts) = (Vec::new(), Vec::new(), Vec::new());
+    let mut flags = |pairs: &[(&str, &str)]| {
+        for (flag, file) in pairs {
+            args.extend([flag.to_string(), format!("{TLS_DIR}/{file}")]);
+        }
+    };
+    if role == Role::Coordinator {
+        flags(&[
+            ("--tls-cert", "server/tls.crt"),
+            ("--tls-key", "server/tls.key"),
         ]);
-        volumes.push(secret_volume("tls-client-ca", &ca.name));
-        mounts.push(mount("tls-client-ca", "client-ca"));
+        volumes.push(secret_volume("tls-server", &tls.server_secret_ref.name));
+        mounts.push(mount("tls-server", "server"));
+        if let Some(ca) = &tls.client_ca_secret_ref {
+            flags(&[("--tls-client-ca", "client-ca/ca.crt")]);
+            volumes.push(secret_volume("tls-client-ca", &ca.name));
+            mounts.push(mount("tls-client-ca", "client-ca"));
+        }
+    }
+    if let Some(secret) = &tls.cluster_secret_ref {
+        flags(&[
+            ("--cluster-ca", "cluster/ca.crt"),
+            ("--cluster-cert", "cluster/tls.crt"),
+            ("--cluster-key", "cluster/tls.key"),
+        ]);
+        volumes.push(secret_volume("tls-cluster", &secret.name));
+        mounts.push(mount("tls-cluster", "cluster"));
     }
     (args, volumes, mounts)
 }
@@ -371,7 +385,7 @@ struct PodParts {
 }
 
 fn pod_template(cluster: &RuLakeCluster, parts: PodParts) -> PodTemplateSpec {
-    let (tls_args, mut volumes, mut mounts) = tls(cluster);
+    let (tls_args, mut volumes, mut mounts) = tls(cluster, parts.role);
     let mut args = parts.args;
     args.extend(tls_args);
     let metrics_port = cluster.spec.monitoring.metrics_port;
@@ -589,15 +603,23 @@ pub fn coordinator_deployment(cluster: &RuLakeCluster) -> Deployment {
         PodParts {
             role: Role::Coordinator,
             command: None,
-            args: vec![
-                "coordinator".into(),
-                "--listen".into(),
-                format!("0.0.0.0:{GRPC_PORT}"),
-                "--meta".into(),
-                "$(RULAKE_META)".into(),
-                "--metrics-listen".into(),
-                "$(RULAKE_METRICS_LISTEN)".into(),
-            ],
+            args: {
+                let mut args: Vec<String> = vec![
+                    "coordinator".into(),
+                    "--listen".into(),
+                    format!("0.0.0.0:{GRPC_PORT}"),
+                    "--data-dir".into(),
+                    DATA_DIR.into(),
+                    "--meta".into(),
+                    "$(RULAKE_META)".into(),
+                    "--metrics-listen".into(),
+                    "$(RULAKE_METRICS_LISTEN)".into(),
+                ];
+                if let Some(url) = &cluster.spec.managed_url {
+                    args.extend(["--managed-url".into(), url.clone()]);
+                }
+                args
+            },
             ports: vec![port("grpc", i32::from(GRPC_PORT))],
             credentials: true,
             resources: cluster.spec.coordinators.resources.clone(),
@@ -689,5 +711,91 @@ mod tests {
         assert_eq!(q("100m"), None, "milli-bytes are not bytes");
         assert_eq!(q("0.5"), None);
         assert_eq!(q("lots"), None);
+    }
+
+    /// Coordinators keep their files under the mounted data directory (the
+    /// root filesystem is read-only) and write managed collections where
+    /// shards can read them.
+    #[test]
+    fn coordinators_get_their_data_dir_and_the_managed_url() {
+        let mut cluster = crate::fixtures::cluster(3);
+        let args = |c: &RuLakeCluster| {
+            coordinator_deployment(c)
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+                .containers[0]
+                .args
+                .clone()
+                .unwrap()
+        };
+        let flag = |args: &[String], f: &str| {
+            args.iter()
+                .position(|a| a == f)
+                .map(|i| args[i + 1].clone())
+        };
+        assert_eq!(
+            flag(&args(&cluster), "--data-dir").as_deref(),
+            Some(DATA_DIR)
+        );
+        assert_eq!(flag(&args(&cluster), "--managed-url"), None);
+        cluster.spec.managed_url = Some("s3://lake/rulake-managed/".into());
+        assert_eq!(
+            flag(&args(&cluster), "--managed-url").as_deref(),
+            Some("s3://lake/rulake-managed/")
+        );
+    }
+
+    /// The API's certificate goes to coordinators only (meta and shard
+    /// processes take no `--tls-cert`); the cluster's goes to every role.
+    #[test]
+    fn tls_flags_follow_the_role() {
+        use crate::crd::{SecretRef, TlsSpec};
+        let mut cluster = crate::fixtures::cluster(3);
+        cluster.spec.tls = Some(TlsSpec {
+            server_secret_ref: SecretRef { name: "api".into() },
+            client_ca_secret_ref: None,
+            cluster_secret_ref: Some(SecretRef {
+                name: "members".into(),
+            }),
+        });
+        let container = |t: PodTemplateSpec| t.spec.unwrap().containers.remove(0);
+        let pods = [
+            (
+                Role::Meta,
+                container(meta_statefulset(&cluster).spec.unwrap().template),
+            ),
+            (
+                Role::Shard,
+                container(
+                    shard_statefulset(&cluster, 3, 1 << 30)
+                        .spec
+                        .unwrap()
+                        .template,
+                ),
+            ),
+            (
+                Role::Coordinator,
+                container(coordinator_deployment(&cluster).spec.unwrap().template),
+            ),
+        ];
+        for (role, c) in pods {
+            let args = c.args.unwrap_or_default();
+            let has = |flag: &str| args.iter().any(|a| a == flag);
+            for flag in ["--cluster-ca", "--cluster-cert", "--cluster-key"] {
+                assert!(has(flag), "{role:?} lacks {flag}: {args:?}");
+            }
+            assert_eq!(
+                has("--tls-cert"),
+                role == Role::Coordinator,
+                "{role:?}: {args:?}"
+            );
+            let mounts = c.volume_mounts.unwrap();
+            assert!(mounts
+                .iter()
+                .any(|m| m.mount_path == format!("{TLS_DIR}/cluster")));
+        }
     }
 }

@@ -279,6 +279,30 @@ fn full_values_render_monitoring_and_the_test_hook() {
     assert!(env
         .iter()
         .any(|e| e.name == "RULAKE_OPERATOR_ADMIN_TIMEOUT" && e.value.as_deref() == Some("600")));
+    // operator.apiTls: the Secret is mounted and the operator pointed at it.
+    let dir = "/etc/rulake-operator/api-tls";
+    for (name, file) in [
+        ("RULAKE_OPERATOR_API_CA", "ca.crt"),
+        ("RULAKE_OPERATOR_API_CERT", "tls.crt"),
+        ("RULAKE_OPERATOR_API_KEY", "tls.key"),
+    ] {
+        let want = format!("{dir}/{file}");
+        assert!(
+            env.iter()
+                .any(|e| e.name == name && e.value.as_deref() == Some(want.as_str())),
+            "{name} is not {want}"
+        );
+    }
+    let mount = &pod.containers[0].volume_mounts.clone().unwrap()[0];
+    assert_eq!(
+        (mount.name.as_str(), mount.mount_path.as_str()),
+        ("api-tls", dir)
+    );
+    let volume = &pod.volumes.unwrap()[0];
+    assert_eq!(
+        volume.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("rulake-operator-api-tls")
+    );
 }
 
 #[test]

@@ -26,14 +26,17 @@ use tonic::transport::{Channel, Endpoint};
 pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
 
 type EndpointFn = dyn Fn(&str) -> Result<Endpoint, String> + Send + Sync;
+type ConnectFn = dyn Fn(Endpoint) -> Channel + Send + Sync;
 
-/// Builds the gRPC endpoint for a member's address. The default is plaintext
+/// Builds the gRPC channel for a peer's address. The default is plaintext
 /// HTTP/2 with a connect timeout, `TCP_NODELAY` and HTTP/2 keepalive (so a
-/// dead peer is noticed even on an idle connection); a TLS transport wraps
-/// the same builder and adds `tls_config`.
+/// dead peer is noticed even on an idle connection); a mutual-TLS
+/// transport keeps those settings and dials through a TLS connector
+/// ([`Transport::with_connect`]).
 #[derive(Clone)]
 pub struct Transport {
     build: Arc<EndpointFn>,
+    connect: Option<Arc<ConnectFn>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -66,7 +69,22 @@ impl Default for Transport {
 impl Transport {
     /// A transport from an endpoint builder.
     pub fn new(f: impl Fn(&str) -> Result<Endpoint, String> + Send + Sync + 'static) -> Self {
-        Transport { build: Arc::new(f) }
+        Transport {
+            build: Arc::new(f),
+            connect: None,
+        }
+    }
+
+    /// The same endpoints, turned into channels by `connect` (for example
+    /// `Endpoint::connect_with_connector_lazy` with a TLS connector).
+    pub fn with_connect(
+        self,
+        connect: impl Fn(Endpoint) -> Channel + Send + Sync + 'static,
+    ) -> Self {
+        Transport {
+            connect: Some(Arc::new(connect)),
+            ..self
+        }
     }
 
     /// The endpoint for `addr`.
@@ -76,7 +94,11 @@ impl Transport {
 
     /// A lazily connecting channel to `addr`.
     pub fn channel(&self, addr: &str) -> Result<Channel, String> {
-        Ok(self.endpoint(addr)?.connect_lazy())
+        let ep = self.endpoint(addr)?;
+        Ok(match &self.connect {
+            Some(connect) => connect(ep),
+            None => ep.connect_lazy(),
+        })
     }
 }
 

@@ -272,6 +272,27 @@ impl MetaNode {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), CatalogError> {
+        self.serve_incoming(tokio_stream_listener(listener), shutdown)
+            .await
+    }
+
+    /// Serve the Raft and meta services on the connections `incoming`
+    /// yields (mutual TLS between members is set up by whoever accepts
+    /// them) until `shutdown`.
+    pub async fn serve_incoming<IO, E>(
+        &self,
+        incoming: impl futures::Stream<Item = Result<IO, E>> + Send + 'static,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), CatalogError>
+    where
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + tonic::transport::server::Connected
+            + Unpin
+            + Send
+            + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let raft_svc = RaftServiceServer::new(RaftSvc {
             raft: self.inner.raft.clone(),
         })
@@ -284,7 +305,7 @@ impl MetaNode {
             .tcp_nodelay(true)
             .add_service(raft_svc)
             .add_service(meta_svc)
-            .serve_with_incoming_shutdown(tokio_stream_listener(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(|e| CatalogError::Transport(e.to_string()))
     }

@@ -114,7 +114,7 @@ impl ShardNode {
             match meta.write(&Command::RegisterNode(record.clone())).await {
                 Ok((index, _)) => break index,
                 Err(e) if start.elapsed() < REGISTER_FOR => {
-                    tracing::info!(error = %e, "meta group not ready; retrying registration");
+                    tracing::warn!(error = %e, "cannot register with the meta group yet; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Err(e) => return Err(e.into()),

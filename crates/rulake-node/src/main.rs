@@ -15,6 +15,7 @@
 mod bench;
 mod cli;
 mod cluster_bench;
+mod cluster_tls;
 mod demo;
 #[cfg(all(feature = "delta", feature = "iceberg"))]
 mod formats_bench;

@@ -65,6 +65,8 @@ pub struct RunArgs {
     /// placement until it beats again.
     #[arg(long, default_value_t = 5000)]
     shard_grace_ms: u64,
+    #[command(flatten)]
+    tls: crate::cluster_tls::ClusterTlsArgs,
 }
 
 #[derive(Subcommand)]
@@ -120,11 +122,15 @@ struct AddrArgs {
     /// Member addresses, comma-separated (any subset of the group).
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7700")]
     addrs: Vec<String>,
+    #[command(flatten)]
+    tls: crate::cluster_tls::ClusterTlsArgs,
 }
 
 impl AddrArgs {
     fn client(&self) -> anyhow::Result<MetaClient> {
-        Ok(MetaClient::new(&self.addrs)?)
+        let tls = self.tls.load()?;
+        let transport = crate::cluster_tls::transport(tls.as_ref());
+        Ok(MetaClient::with_transport(&self.addrs, &transport)?)
     }
 }
 
@@ -246,12 +252,14 @@ async fn run_member(a: RunArgs) -> anyhow::Result<()> {
     cfg.snapshot_every = a.snapshot_every;
     cfg.keep_logs = a.keep_logs;
     cfg.placement.grace = Duration::from_millis(a.shard_grace_ms);
+    let tls = a.tls.load()?;
+    cfg.transport = crate::cluster_tls::transport(tls.as_ref());
     eprintln!(
         "rulake meta: member {id} listening on {} (data in {})",
         cfg.listen,
         cfg.data_dir.display()
     );
-    crate::observe::run_meta(cfg, a.metrics_listen, shutdown_signal()).await?;
+    crate::observe::run_meta(cfg, a.metrics_listen, tls, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -177,6 +177,7 @@ async fn housekeeping(
 pub async fn run_meta(
     cfg: MetaConfig,
     metrics_listen: Option<SocketAddr>,
+    tls: Option<crate::cluster_tls::ClusterTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
@@ -205,7 +206,8 @@ pub async fn run_meta(
             tracing::error!("bootstrap failed: {e}");
         }
     });
-    let served = node.serve(listener, shutdown).await;
+    let incoming = crate::cluster_tls::incoming(listener, tls.as_ref());
+    let served = node.serve_incoming(incoming, shutdown).await;
     if let Some(h) = http {
         h.abort();
     }

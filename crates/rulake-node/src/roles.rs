@@ -3,6 +3,7 @@
 //! members, N shard nodes, one coordinator) for trying the distributed
 //! path on one machine. Meta members are `rulake meta`.
 
+use crate::cluster_tls::{self, ClusterTlsArgs};
 use anyhow::Context;
 use rulake_api::ShardApi;
 use rulake_catalog::{Follower, MetaClient};
@@ -40,6 +41,8 @@ pub struct ShardArgs {
     pub heartbeat_ms: u64,
     #[command(flatten)]
     pub observe: crate::observe::ObserveArgs,
+    #[command(flatten)]
+    pub tls: ClusterTlsArgs,
 }
 
 /// `rulake coordinator` options: the public API's flags plus the cluster's.
@@ -55,6 +58,8 @@ pub struct CoordinatorArgs {
     /// Catalog poll interval, milliseconds.
     #[arg(long, default_value_t = 200)]
     pub poll_ms: u64,
+    #[command(flatten)]
+    pub tls: ClusterTlsArgs,
     #[command(flatten)]
     pub serve: crate::serve::Args,
 }
@@ -77,6 +82,10 @@ pub struct DevArgs {
     /// A shard node silent this long (milliseconds) loses its partitions.
     #[arg(long, default_value_t = 3000)]
     pub shard_grace_ms: u64,
+    /// Passed to every process: mutual TLS between them. The certificate
+    /// must name 127.0.0.1.
+    #[command(flatten)]
+    pub tls: ClusterTlsArgs,
 }
 
 fn parse_id(s: &str) -> Result<u64, String> {
@@ -90,6 +99,8 @@ pub async fn shard(a: ShardArgs) -> anyhow::Result<()> {
     let mut cfg = ShardConfig::new(a.id, &advertise, a.meta.clone(), &a.data_dir);
     cfg.cache_bytes = a.cache_bytes;
     cfg.heartbeat = Duration::from_millis(a.heartbeat_ms.max(10));
+    let tls = a.tls.load()?;
+    cfg.transport = cluster_tls::transport(tls.as_ref());
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("bind {}", a.listen))?;
@@ -108,13 +119,7 @@ pub async fn shard(a: ShardArgs) -> anyhow::Result<()> {
         a.meta.join(","),
         a.data_dir.display()
     );
-    let incoming = futures::stream::unfold(listener, |l| async move {
-        let r = l.accept().await.map(|(s, _)| {
-            let _ = s.set_nodelay(true);
-            s
-        });
-        Some((r, l))
-    });
+    let incoming = cluster_tls::incoming(listener, tls.as_ref());
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .layer(metrics_layer)
@@ -129,7 +134,9 @@ pub async fn shard(a: ShardArgs) -> anyhow::Result<()> {
 
 pub async fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
     crate::serve::check(&a.serve)?;
-    let meta = MetaClient::new(&a.meta)?;
+    let tls = a.tls.load()?;
+    let transport = cluster_tls::transport(tls.as_ref());
+    let meta = MetaClient::with_transport(&a.meta, &transport)?;
     let follower = Follower::spawn(meta.clone(), Duration::from_millis(a.poll_ms.max(10)));
     if !follower.catch_up(1, Duration::from_secs(60)).await {
         anyhow::bail!("could not read the catalog from {}", a.meta.join(","));
@@ -145,6 +152,7 @@ pub async fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
     let router = RouterConfig {
         hedge_delay: Duration::from_millis(a.hedge_ms),
         request_timeout: a.serve.request_timeout,
+        transport,
         ..RouterConfig::default()
     };
     let coord = Coordinator::open_remote(meta, follower, &managed, router).await?;
@@ -192,11 +200,18 @@ impl Drop for Children {
     }
 }
 
-fn spawn(children: &mut Children, name: &str, log: &Path, args: &[String]) -> anyhow::Result<()> {
+fn spawn(
+    children: &mut Children,
+    tls: &[String],
+    name: &str,
+    log: &Path,
+    args: &[String],
+) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let out = std::fs::File::create(log)?;
     let child = Command::new(exe)
         .args(args)
+        .args(tls)
         .stdout(out.try_clone()?)
         .stderr(out)
         .spawn()
@@ -213,6 +228,7 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     let root = std::fs::canonicalize(&a.data_dir)?;
     let s = |p: &Path| p.display().to_string();
     let mut children = Children(Vec::new());
+    let tls = a.tls.to_args();
     let metas: Vec<String> = (0..3)
         .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
         .collect::<anyhow::Result<_>>()?;
@@ -225,6 +241,7 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
         let id = i + 1;
         spawn(
             &mut children,
+            &tls,
             &format!("meta-{id}"),
             &root.join(format!("meta-{id}.log")),
             &[
@@ -246,6 +263,7 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
         let port = free_port()?;
         spawn(
             &mut children,
+            &tls,
             &format!("shard-{id}"),
             &root.join(format!("shard-{id}.log")),
             &[
@@ -269,6 +287,7 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&managed)?;
     spawn(
         &mut children,
+        &tls,
         "coordinator",
         &root.join("coordinator.log"),
         &[

@@ -196,15 +196,13 @@ pub async fn serve_api(
         .add_routes(router(api))
         .add_service(health)
         .add_service(reflection);
-    match (&a.tls_cert, &a.tls_key) {
+    let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => {
             let acceptor = rulake_tls::ReloadingAcceptor::new(rulake_tls::TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
                 client_ca: a.tls_client_ca.clone(),
             })?;
-            let _watch = acceptor.watch(a.tls_reload);
-            let listener = tokio::net::TcpListener::bind(a.listen).await?;
             eprintln!(
                 "rulake {role}: TLS on{}",
                 if a.tls_client_ca.is_some() {
@@ -213,12 +211,15 @@ pub async fn serve_api(
                     ""
                 }
             );
-            server
-                .serve_with_incoming_shutdown(acceptor.incoming(listener), shutdown())
-                .await?;
+            Some(acceptor)
         }
-        _ => server.serve_with_shutdown(a.listen, shutdown()).await?,
-    }
+        _ => None,
+    };
+    let _watch = tls.as_ref().map(|t| t.watch(a.tls_reload));
+    let listener = tokio::net::TcpListener::bind(a.listen).await?;
+    server
+        .serve_with_incoming_shutdown(rulake_tls::incoming(listener, tls), shutdown())
+        .await?;
     metrics_http.abort();
     Ok(())
 }

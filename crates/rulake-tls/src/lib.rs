@@ -13,9 +13,22 @@
 //! that CA signed (mutual TLS): that is how cluster members authenticate
 //! each other.
 //!
+//! Cluster members talk to each other over mutual TLS with one cluster CA:
+//! each presents its certificate as a client and checks the server's
+//! against the CA. The client side reloads the same way
+//! ([`ReloadingConnector`]): a rotated certificate is used from the next
+//! connection on.
+//!
 //! # Layout
-//! - [`TlsFiles`], [`ReloadingAcceptor`] — server side (this file).
+//! - [`TlsFiles`], [`ReloadingAcceptor`], [`incoming`] — server side (this
+//!   file); [`Reloading`] — the reload logic both sides share.
+//! - [`client`] — [`ClientTlsFiles`], [`ReloadingConnector`] and the
+//!   [`TlsConnector`] gRPC channels dial through.
 //! - [`TlsError`] — what can be wrong with the files.
+
+pub mod client;
+
+pub use client::{ClientTlsFiles, ReloadingConnector, TlsConnector};
 
 use futures::Stream;
 use parking_lot::{Mutex, RwLock};
@@ -24,8 +37,11 @@ use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 
@@ -68,6 +84,15 @@ fn file_err(path: &Path, reason: impl std::fmt::Display) -> TlsError {
     }
 }
 
+/// The CAs of a PEM bundle as a root store.
+fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in certs(path)? {
+        roots.add(c).map_err(|e| file_err(path, e))?;
+    }
+    Ok(roots)
+}
+
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| file_err(path, e))?
@@ -91,13 +116,12 @@ impl TlsFiles {
         let builder = match &self.client_ca {
             None => builder.with_no_client_auth(),
             Some(ca) => {
-                let mut roots = RootCertStore::empty();
-                for c in certs(ca)? {
-                    roots.add(c).map_err(|e| file_err(ca, e))?;
-                }
-                let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
-                    .build()
-                    .map_err(|e| TlsError::Config(format!("client CA {}: {e}", ca.display())))?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(roots(ca)?.into(), provider)
+                        .build()
+                        .map_err(|e| {
+                            TlsError::Config(format!("client CA {}: {e}", ca.display()))
+                        })?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
@@ -107,35 +131,62 @@ impl TlsFiles {
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(config)
     }
+}
 
-    fn stamp(&self) -> Vec<Option<(u64, SystemTime)>> {
-        let one = |p: &Path| {
-            std::fs::metadata(p)
-                .ok()
-                .map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
-        };
-        let mut v = vec![one(&self.cert), one(&self.key)];
-        if let Some(ca) = &self.client_ca {
-            v.push(one(ca));
-        }
+/// A set of PEM files a TLS configuration is built from.
+pub trait PemSet: Send + Sync + 'static {
+    /// The rustls configuration the files make.
+    type Config: Send + Sync + 'static;
+    /// Build the configuration from the files as they are now.
+    fn build(&self) -> Result<Self::Config, TlsError>;
+    /// The files, to notice a change (size and modification time).
+    fn paths(&self) -> Vec<&Path>;
+}
+
+impl PemSet for TlsFiles {
+    type Config = ServerConfig;
+    fn build(&self) -> Result<ServerConfig, TlsError> {
+        self.server_config()
+    }
+    fn paths(&self) -> Vec<&Path> {
+        let mut v = vec![self.cert.as_path(), self.key.as_path()];
+        v.extend(self.client_ca.as_deref());
         v
     }
 }
 
-/// Accepts TLS connections with the newest valid configuration.
-pub struct ReloadingAcceptor {
-    files: TlsFiles,
-    config: RwLock<Arc<ServerConfig>>,
-    stamp: Mutex<Vec<Option<(u64, SystemTime)>>>,
+type Stamp = Vec<Option<(u64, SystemTime)>>;
+
+fn stamp(paths: &[&Path]) -> Stamp {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
+        })
+        .collect()
 }
 
-impl ReloadingAcceptor {
+/// The newest valid configuration built from a [`PemSet`]: servers accept
+/// with it ([`ReloadingAcceptor`]), clients connect with it
+/// ([`ReloadingConnector`]).
+pub struct Reloading<F: PemSet> {
+    files: F,
+    config: RwLock<Arc<F::Config>>,
+    stamp: Mutex<Stamp>,
+}
+
+/// Accepts TLS connections with the newest valid configuration.
+pub type ReloadingAcceptor = Reloading<TlsFiles>;
+
+impl<F: PemSet> Reloading<F> {
     /// Load the files; an invalid set is an error here (at start-up a
-    /// server must not come up without the TLS it was asked for).
-    pub fn new(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
-        let stamp = files.stamp();
-        let config = files.server_config()?;
-        Ok(Arc::new(ReloadingAcceptor {
+    /// process must not come up without the TLS it was asked for).
+    pub fn new(files: F) -> Result<Arc<Self>, TlsError> {
+        let stamp = stamp(&files.paths());
+        let config = files.build()?;
+        Ok(Arc::new(Reloading {
             files,
             config: RwLock::new(Arc::new(config)),
             stamp: Mutex::new(stamp),
@@ -146,7 +197,7 @@ impl ReloadingAcceptor {
     /// on an invalid new set the old configuration stays and the error is
     /// returned.
     pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
-        let now = self.files.stamp();
+        let now = stamp(&self.files.paths());
         let mut stamp = self.stamp.lock();
         if *stamp == now {
             return Ok(false);
@@ -154,12 +205,12 @@ impl ReloadingAcceptor {
         // Remember the attempt either way: a broken rotation is reported
         // once, and retried when the files change again.
         *stamp = now;
-        let config = self.files.server_config()?;
+        let config = self.files.build()?;
         *self.config.write() = Arc::new(config);
         Ok(true)
     }
 
-    /// Check the files every `every` until the acceptor is dropped.
+    /// Check the files every `every` until the last handle is dropped.
     pub fn watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -168,13 +219,12 @@ impl ReloadingAcceptor {
             loop {
                 tick.tick().await;
                 let Some(me) = weak.upgrade() else { return };
+                let first = me.files.paths().first().map(|p| p.display().to_string());
                 match me.reload_if_changed() {
-                    Ok(true) => {
-                        tracing::info!(cert = %me.files.cert.display(), "TLS certificates reloaded")
-                    }
+                    Ok(true) => tracing::info!(file = ?first, "TLS certificates reloaded"),
                     Ok(false) => {}
                     Err(e) => {
-                        tracing::error!(error = %e, "TLS files changed but are not usable; the previous certificates keep serving")
+                        tracing::error!(error = %e, "TLS files changed but are not usable; the previous certificates stay in use")
                     }
                 }
             }
@@ -182,10 +232,12 @@ impl ReloadingAcceptor {
     }
 
     /// The configuration new connections get.
-    pub fn current(&self) -> Arc<ServerConfig> {
+    pub fn current(&self) -> Arc<F::Config> {
         self.config.read().clone()
     }
+}
 
+impl ReloadingAcceptor {
     /// Accept on `listener`, handshake each connection on its own task (a
     /// slow or hostile client holds up nobody else) and yield the
     /// connections that completed it. Failed handshakes (a plain-text
@@ -224,5 +276,112 @@ impl ReloadingAcceptor {
             }
         });
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+    }
+}
+
+/// A server-side connection with or without TLS, so that a process serves
+/// the same way whether TLS is configured or not.
+pub enum ServerConn {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP (boxed: the TLS state is large).
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl ServerConn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            ServerConn::Plain(s) => s,
+            ServerConn::Tls(t) => t.get_ref().0,
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for ServerConn {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.tcp().connect_info()
+    }
+}
+
+impl AsyncRead for ServerConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ServerConn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ServerConn::Tls(t) => Pin::new(t.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ServerConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ServerConn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ServerConn::Tls(t) => Pin::new(t.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ServerConn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ServerConn::Tls(t) => Pin::new(t.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ServerConn::Plain(s) => s.is_write_vectored(),
+            ServerConn::Tls(t) => t.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ServerConn::Plain(s) => Pin::new(s).poll_flush(cx),
+            ServerConn::Tls(t) => Pin::new(t.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ServerConn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ServerConn::Tls(t) => Pin::new(t.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The connections a server accepts on `listener`: TLS handshakes through
+/// `tls` when it is set (see [`ReloadingAcceptor::incoming`]), plain TCP
+/// with `TCP_NODELAY` otherwise.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Option<Arc<ReloadingAcceptor>>,
+) -> Pin<Box<dyn Stream<Item = std::io::Result<ServerConn>> + Send>> {
+    use futures::StreamExt;
+    match tls {
+        Some(acceptor) => Box::pin(
+            acceptor
+                .incoming(listener)
+                .map(|c| c.map(|t| ServerConn::Tls(Box::new(t)))),
+        ),
+        None => Box::pin(futures::stream::unfold(listener, |l| async move {
+            let r = l.accept().await.map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                ServerConn::Plain(s)
+            });
+            Some((r, l))
+        })),
     }
 }

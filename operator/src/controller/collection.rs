@@ -149,9 +149,7 @@ pub fn to_proto(name: &str, spec: &RuLakeCollectionSpec) -> pb::CollectionSpec {
                     catalog: t.catalog.clone(),
                     namespace: t.namespace.clone(),
                     table: t.table.clone(),
-                    // A catalog configured on the servers; the CRD does
-                    // not name SQL catalog files (yet).
-                    uri: String::new(),
+                    uri: t.uri.clone().unwrap_or_default(),
                 },
             )),
             (None, None) => None,
@@ -889,6 +887,42 @@ mod tests {
                 max_staleness_seconds: None
             }),
             "InvalidConsistency"
+        );
+    }
+
+    #[test]
+    fn an_iceberg_sql_catalog_table_reaches_the_api() {
+        use crate::crd::{CatalogTable, IcebergSource};
+        let mut spec = collection().spec;
+        spec.source.parquet = None;
+        spec.source.iceberg = Some(IcebergSource {
+            metadata_location: None,
+            catalog_table: Some(CatalogTable {
+                catalog: "lake".into(),
+                namespace: "ml.prod".into(),
+                table: "items".into(),
+                uri: Some("sqlite:///catalogs/lake.db".into()),
+            }),
+            id_column: "id".into(),
+            vector_column: "embedding".into(),
+            snapshot_id: None,
+            options: Default::default(),
+        });
+        assert_eq!(validate(&spec, &cluster(3)), Ok(()));
+        let Some(pb::source::Kind::Iceberg(i)) = to_proto("items", &spec).source.unwrap().kind
+        else {
+            panic!("not an Iceberg source")
+        };
+        assert_eq!(
+            i.table,
+            Some(pb::iceberg_source::Table::CatalogTable(
+                pb::iceberg_source::CatalogTable {
+                    catalog: "lake".into(),
+                    namespace: "ml.prod".into(),
+                    table: "items".into(),
+                    uri: "sqlite:///catalogs/lake.db".into(),
+                }
+            ))
         );
     }
 

@@ -75,6 +75,14 @@ pub struct RuLakeClusterSpec {
     /// Credentials for the object store holding the lake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_store: Option<ObjectStoreSpec>,
+    /// Where managed collections' Parquet files go: an object-store prefix
+    /// (`s3://bucket/rulake/`, `gs://...`, `az://...`) that every
+    /// coordinator writes and every shard reads. Without it, coordinators
+    /// write under their own data directory, which shard pods cannot read,
+    /// so managed collections need it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub managed_url: Option<String>,
     /// TLS for the gRPC API; plaintext when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
@@ -169,16 +177,24 @@ pub struct ObjectStoreSpec {
     pub credentials_secret_ref: SecretRef,
 }
 
-/// TLS for the gRPC API.
+/// TLS for the gRPC API, and mutual TLS between the cluster's pods.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
-    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) the servers present.
+    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) the coordinators
+    /// present to clients of the gRPC API.
     pub server_secret_ref: SecretRef,
-    /// A Secret with `ca.crt`; when set, clients must present a certificate
-    /// it signed.
+    /// A Secret with `ca.crt`; when set, API clients must present a
+    /// certificate it signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca_secret_ref: Option<SecretRef>,
+    /// A Secret with `ca.crt`, `tls.crt` and `tls.key` (as cert-manager
+    /// writes them): every meta, shard and coordinator pod presents this
+    /// certificate to the others and accepts only peers the CA signed (Raft,
+    /// catalog, shard scans, heartbeats). The certificate must name
+    /// `*.<cluster>-meta.<namespace>.svc` and `*.<cluster>-shard.<namespace>.svc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_secret_ref: Option<SecretRef>,
 }
 
 /// Metrics scraping.

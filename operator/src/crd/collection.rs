@@ -205,12 +205,19 @@ pub struct IcebergSource {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CatalogTable {
-    /// Catalog name in the servers' configuration.
+    /// Catalog name in the servers' configuration or, with `uri`, the SQL
+    /// catalog's name (the `catalog_name` column pyiceberg's SqlCatalog
+    /// writes).
     pub catalog: String,
     /// Dot-separated namespace.
     pub namespace: String,
     /// Table name.
     pub table: String,
+    /// A SQL catalog over SQLite to read the table's current metadata
+    /// location from: `sqlite:///path/catalog.db` or a path, as the shard
+    /// and coordinator pods see it (a mounted volume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
 }
 
 /// A collection RuLake owns; it has no fields.

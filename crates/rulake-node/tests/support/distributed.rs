@@ -16,6 +16,9 @@ pub struct Distributed {
     pub meta: Cluster,
     shards: BTreeMap<u64, (String, Option<Child>)>,
     coordinators: BTreeMap<String, Child>,
+    /// Flags every shard and coordinator gets (the meta members get them
+    /// through `meta`).
+    extra: Vec<String>,
 }
 
 fn wait_listening(addr: &str, what: &str) {
@@ -32,12 +35,26 @@ fn wait_listening(addr: &str, what: &str) {
 impl Distributed {
     /// Meta members 1..=3 and shard nodes 1..=`shards`.
     pub fn start(shards: u64) -> Distributed {
-        let meta = Cluster::start(3, &["--shard-grace-ms", GRACE_MS]);
+        Self::start_with(shards, &[], Default::default())
+    }
+
+    /// As [`Distributed::start`], with `extra` flags for every process and
+    /// `transport` for the test's own catalog clients.
+    pub fn start_with(
+        shards: u64,
+        extra: &[String],
+        transport: rulake_catalog::Transport,
+    ) -> Distributed {
+        let mut meta_flags = vec!["--shard-grace-ms", GRACE_MS];
+        meta_flags.extend(extra.iter().map(String::as_str));
+        let mut meta = Cluster::start(3, &meta_flags);
+        meta.transport = transport;
         let mut d = Distributed {
             dir: tempfile::tempdir().unwrap(),
             meta,
             shards: BTreeMap::new(),
             coordinators: BTreeMap::new(),
+            extra: extra.to_vec(),
         };
         for id in 1..=shards {
             d.spawn_shard(id);
@@ -56,6 +73,12 @@ impl Distributed {
 
     /// Start shard node `id` (a new one, or again after a kill).
     pub fn spawn_shard(&mut self, id: u64) {
+        let extra = self.extra.clone();
+        self.spawn_shard_with(id, &extra);
+    }
+
+    /// Start shard node `id` with `flags` instead of the common extra flags.
+    pub fn spawn_shard_with(&mut self, id: u64, flags: &[String]) {
         let addr = match self.shards.get(&id) {
             Some((a, _)) => a.clone(),
             None => format!("127.0.0.1:{}", free_port()),
@@ -65,6 +88,7 @@ impl Distributed {
             .args(["--meta", &self.meta_addrs(), "--heartbeat-ms", "200"])
             .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.dir.path().join(format!("shard-{id}")))
+            .args(flags)
             .env("RULAKE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -111,6 +135,7 @@ impl Distributed {
             .args(["--hedge-ms", "50", "--poll-ms", "100"])
             .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.dir.path().join("coordinator"))
+            .args(&self.extra)
             .env("RULAKE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -132,6 +157,11 @@ impl Distributed {
     /// A client of the coordinator at `addr`.
     pub async fn client(&self, addr: &str) -> Client {
         Client::connect(&format!("http://{addr}")).await.unwrap()
+    }
+
+    /// The address of shard node `id`.
+    pub fn shard_addr(&self, id: u64) -> String {
+        self.shards[&id].0.clone()
     }
 
     /// The committed assignment.

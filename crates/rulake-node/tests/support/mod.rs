@@ -24,6 +24,8 @@ pub struct Cluster {
     pub members: BTreeMap<u64, Member>,
     peers: String,
     extra: Vec<String>,
+    /// How clients of the group connect (plaintext unless set).
+    pub transport: rulake_catalog::Transport,
 }
 
 /// A loopback port nobody listens on right now.
@@ -107,6 +109,7 @@ impl Cluster {
             members,
             peers,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            transport: Default::default(),
         };
         for id in 1..=n {
             c.spawn(id, true);
@@ -174,7 +177,7 @@ impl Cluster {
 
     /// A client of `ids` with short deadlines.
     pub fn client(&self, ids: &[u64]) -> MetaClient {
-        let mut c = MetaClient::new(&self.addrs(ids)).unwrap();
+        let mut c = MetaClient::with_transport(&self.addrs(ids), &self.transport).unwrap();
         c.call_timeout = Duration::from_secs(3);
         c.total_timeout = Duration::from_secs(20);
         c
