@@ -7,7 +7,9 @@
 # lets Debian's `prometheus` scrape both every second, then evaluates every
 # PromQL expression of every dashboard panel and every alert rule through
 # Prometheus's HTTP API: each must be valid, and each panel's expression must
-# return at least one series. `promtool check rules` must pass too.
+# return at least one series. The lake counters must show that loading the
+# collection read Parquet bytes, without errors. `promtool check rules` must
+# pass too.
 #
 # Needs: prometheus and promtool (Debian: apt-get install -y prometheus), a
 # Python with grpcio and PyYAML ($RULAKE_PYTHON, default python3), and the
@@ -171,6 +173,16 @@ def substitute(expr):
 
 failures = []
 checked = 0
+
+# The collection's load read the lake: the lake I/O panels show real
+# reads, not only the zero series every kind exports.
+for expr in ('sum(rulake_lake_read_bytes_total{kind="parquet"}) > 0',
+             'sum(rulake_lake_read_requests_total{kind="parquet"}) > 0',
+             'sum(rulake_lake_read_errors_total{kind="parquet"}) == 0'):
+    checked += 1
+    code, r = promql(expr)
+    if not r.get("data", {}).get("result"):
+        failures.append(f"lake reads: no series for {expr}")
 for path in sorted(glob.glob("charts/rulake/dashboards/*.json")):
     d = json.load(open(path))
     for key in ("uid", "title", "panels"):

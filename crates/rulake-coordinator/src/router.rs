@@ -140,6 +140,17 @@ struct Reply {
     hits: Vec<Vec<Hit>>,
 }
 
+/// `req` carrying the trace context of the call this task serves (W3C
+/// `traceparent`, this coordinator's span as the parent), so the shard's
+/// `grpc` span and log lines have the same `trace_id` as ours.
+fn traced<T>(mut req: tonic::Request<T>) -> tonic::Request<T> {
+    let ctx = rulake_metrics::telemetry::outgoing();
+    let value = ctx.to_string().parse().expect("traceparent is ASCII");
+    req.metadata_mut()
+        .insert(rulake_metrics::telemetry::TRACEPARENT, value);
+    req
+}
+
 fn status_error(node: u64, addr: &str, s: tonic::Status) -> CoordinatorError {
     let msg = format!("shard {node} ({addr}): {}", s.message());
     match s.code() {
@@ -455,10 +466,10 @@ impl Router {
         self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
         shard.outstanding.fetch_add(1, Ordering::Relaxed);
         let _done = Outstanding(&shard.outstanding);
-        let mut req = tonic::Request::new(pb::ScanRequest {
+        let mut req = traced(tonic::Request::new(pb::ScanRequest {
             partitions: parts,
             ..base.clone()
-        });
+        }));
         let timeout = self.inner.cfg.request_timeout;
         req.set_timeout(timeout);
         let mut c = shard.client.clone();
@@ -625,12 +636,12 @@ impl Router {
                 let shard = self.shard(node).ok_or_else(|| {
                     CoordinatorError::Unavailable(format!("shard {node} is not registered"))
                 })?;
-                let mut req = tonic::Request::new(pb::LookupRequest {
+                let mut req = traced(tonic::Request::new(pb::LookupRequest {
                     collection: rec.name.clone(),
                     partitions: parts,
                     ids: keys,
                     catalog_index: self.catalog_index(),
-                });
+                }));
                 req.set_timeout(self.inner.cfg.request_timeout);
                 let mut c = shard.client.clone();
                 c.lookup(req)
@@ -670,10 +681,10 @@ impl Router {
             let shard = self.shard(node).ok_or_else(|| {
                 CoordinatorError::Unavailable(format!("shard {node} is not registered"))
             })?;
-            let mut req = tonic::Request::new(pb::ShardRefreshRequest {
+            let mut req = traced(tonic::Request::new(pb::ShardRefreshRequest {
                 collection: rec.name.clone(),
                 catalog_index: self.catalog_index(),
-            });
+            }));
             req.set_timeout(self.inner.cfg.request_timeout);
             let mut c = shard.client.clone();
             c.refresh(req)

@@ -162,9 +162,12 @@ impl RuLake {
         self.inner.collections.read().contains_key(name)
     }
 
-    /// Register a source under a name.
+    /// Register a source under a name. The engine reads every source it
+    /// serves through this, so here its failed reads start counting as
+    /// lake read errors of its kind (`rulake_lake::io`).
     pub fn register_source(&self, name: &str, source: Arc<dyn Source>) -> Result<()> {
         valid_name("source", name)?;
+        let source = rulake_lake::io::metered(source);
         let mut s = self.inner.sources.write();
         if s.contains_key(name) {
             return Err(EngineError::AlreadyExists {

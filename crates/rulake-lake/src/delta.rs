@@ -174,7 +174,7 @@ impl DeltaSource {
     /// Open a table (no I/O yet besides building the store client).
     pub fn open(config: DeltaSourceConfig) -> Result<Self> {
         let url = to_url(config.url.trim_end_matches('/'))?;
-        let store = open_store(&url, &config.options)?;
+        let store = open_store(&url, &config.options, crate::io::LakeKind::Delta)?;
         let files =
             ParquetSource::for_table(store.clone(), &config.id_column, &config.vector_column);
         Ok(DeltaSource {

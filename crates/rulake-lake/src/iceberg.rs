@@ -227,7 +227,7 @@ impl IcebergSource {
         } else {
             url.clone()
         };
-        let store = open_store(&table_url, &config.options)?;
+        let store = open_store(&table_url, &config.options, crate::io::LakeKind::Iceberg)?;
         let static_metadata = if is_file && config.catalog.is_none() {
             Some(
                 path_in_store(&store, url.as_str()).ok_or_else(|| LakeError::InvalidUrl {

@@ -20,6 +20,7 @@
 //! - `dv` (feature `delta`) — Delta deletion vectors: Z85, Roaring, the DV file layout.
 //! - `reference` (either feature) — the formats' reference writers, for tests and benchmarks.
 //! - [`store`] — URL → object store, credentials from the environment.
+//! - [`io`] — bytes, requests and errors per source kind, for metrics.
 //! - [`writer`] — writing vectors as Parquet.
 //! - [`error`] — [`LakeError`], which names file, row group and column.
 
@@ -42,6 +43,7 @@ mod dv;
 pub mod error;
 #[cfg(feature = "iceberg")]
 pub mod iceberg;
+pub mod io;
 pub mod managed;
 pub mod memory;
 pub mod parquet;

@@ -45,7 +45,7 @@ impl ManagedSource {
     /// with nothing committed yet.
     pub fn open(prefix: &str, options: &[(String, String)]) -> Result<Self> {
         let url = to_url(prefix.trim_end_matches('/'))?;
-        let store = open_store(&url, options)?;
+        let store = open_store(&url, options, crate::io::LakeKind::Managed)?;
         let files = ParquetSource::for_table(store.clone(), ID_COLUMN, VECTOR_COLUMN);
         Ok(ManagedSource {
             prefix: prefix.to_owned(),

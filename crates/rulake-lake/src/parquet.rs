@@ -128,7 +128,7 @@ impl ParquetSource {
             (config.url.clone(), None)
         };
         let url = to_url(&base)?;
-        let store = open_store(&url, &config.options)?;
+        let store = open_store(&url, &config.options, crate::io::LakeKind::Parquet)?;
         Ok(ParquetSource {
             config,
             store,

@@ -2,8 +2,13 @@
 //! way `object_store` names them (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT`,
 //! `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`, ...); explicit
 //! options given by the caller override the environment.
+//!
+//! Every store is opened for one source kind and wrapped in a
+//! [`CountingStore`], so the lake I/O metrics see each read of every
+//! source (see [`crate::io`]).
 
 use crate::error::{LakeError, Result};
+use crate::io::{CountingStore, LakeKind};
 use object_store::{local::LocalFileSystem, path::Path, ObjectStore};
 use std::sync::{Arc, Once};
 use url::Url;
@@ -48,9 +53,10 @@ fn install_crypto_provider() {
     });
 }
 
-/// Open the store a URL names. `options` (e.g. `aws_endpoint`,
-/// `aws_allow_http`) override what the environment says.
-pub fn open_store(url: &Url, options: &[(String, String)]) -> Result<StoreUrl> {
+/// Open the store a URL names, counting its reads as `kind`'s. `options`
+/// (e.g. `aws_endpoint`, `aws_allow_http`) override what the environment
+/// says.
+pub fn open_store(url: &Url, options: &[(String, String)], kind: LakeKind) -> Result<StoreUrl> {
     let invalid = |reason: String| LakeError::InvalidUrl {
         url: url.to_string(),
         reason,
@@ -61,7 +67,7 @@ pub fn open_store(url: &Url, options: &[(String, String)]) -> Result<StoreUrl> {
             .map_err(|_| invalid("file URL without a local path".into()))?;
         let path = Path::from_absolute_path(&fs_path).map_err(|e| invalid(e.to_string()))?;
         return Ok(StoreUrl {
-            store: Arc::new(LocalFileSystem::new()),
+            store: Arc::new(CountingStore::new(Arc::new(LocalFileSystem::new()), kind)),
             path,
             url: url.clone(),
         });

@@ -447,6 +447,7 @@ async fn parquet_over_s3_protocol() {
     let store = rulake_lake::store::open_store(
         &url::Url::parse("s3://lake/emb").unwrap(),
         &cfg("s3://lake/emb").options,
+        rulake_lake::io::LakeKind::Parquet,
     )
     .unwrap();
     use object_store::ObjectStoreExt;

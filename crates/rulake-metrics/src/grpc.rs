@@ -214,6 +214,7 @@ struct Call {
     metrics: GrpcMetrics,
     path: String,
     context: RequestContext,
+    span: tracing::Span,
     start: Instant,
     done: bool,
 }
@@ -231,12 +232,18 @@ impl Call {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        self.metrics.record(
-            &self.path,
-            collection,
-            code,
-            self.start.elapsed().as_secs_f64(),
-        );
+        let seconds = self.start.elapsed().as_secs_f64();
+        // The call's log line, in its span: what joins the logs of caller
+        // and callee on `trace_id`.
+        self.span.in_scope(|| {
+            tracing::info!(
+                code = code_name(code),
+                seconds,
+                collection = collection.as_deref().unwrap_or(""),
+                "grpc call completed"
+            )
+        });
+        self.metrics.record(&self.path, collection, code, seconds);
     }
 }
 
@@ -295,6 +302,7 @@ where
             metrics: self.metrics.clone(),
             path: req.uri().path().to_owned(),
             context: context.clone(),
+            span: span.clone(),
             start: Instant::now(),
             done: false,
         };

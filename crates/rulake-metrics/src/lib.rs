@@ -4,7 +4,7 @@
 //!
 //! Every metric lives in one [`Metrics`] registry whose names carry the
 //! `rulake_` prefix. Values that a library already counts (the partition
-//! cache, the engine's query counters, the recall monitor, Raft) are read
+//! cache, the engine's query counters, the recall monitor, Raft, lake I/O) are read
 //! when Prometheus scrapes, through collectors, so nothing is counted
 //! twice; values that only exist on the request path (gRPC calls) are
 //! recorded by a tower layer as calls complete.
@@ -21,6 +21,8 @@
 //!   [`set_collection`].
 //! - [`engine`] — scrape-time collector over the embedded engine: cache,
 //!   collections, fan-out, recall estimate.
+//! - [`lake`] — scrape-time collector over the process's lake I/O
+//!   counters (bytes, requests, errors per source kind).
 //! - [`raft`] — scrape-time collector over a catalog member's Raft metrics.
 //! - [`placement`] — placement epoch and partitions per node, fed by whoever
 //!   knows the assignment.
@@ -34,6 +36,7 @@ pub mod engine;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod lake;
 pub mod placement;
 pub mod raft;
 pub mod telemetry;

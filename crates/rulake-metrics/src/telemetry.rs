@@ -10,10 +10,16 @@
 //! header (gRPC metadata is HTTP/2 headers): version `00`, a 16-byte trace
 //! id, an 8-byte parent span id and flags. The gRPC layer
 //! ([`crate::grpc`]) reads it from each incoming call, opens a `grpc` span
-//! carrying `trace_id` and `span_id` fields, and keeps the call's context
-//! so an outgoing call (coordinator → shard) continues the trace with
-//! [`inject`]. There is no exporter: the ids in the logs of each process
-//! are what joins a query's path across the cluster.
+//! carrying `trace_id`, `span_id` and (when the caller sent one)
+//! `parent_id` fields, and keeps the call's context so an outgoing call
+//! (coordinator → shard) continues the trace: [`outgoing`] is the context
+//! to send, with the serving call's span as the parent, and [`inject`]
+//! (or the router's tonic metadata) carries it. When a call completes the
+//! layer logs one `info` event inside that span, so with
+//! `RULAKE_LOG=info` every call leaves a line carrying its ids. There is
+//! no exporter: the ids in the logs of each process are what joins a
+//! query's path across the cluster (the callee's `parent_id` is the
+//! caller's `span_id`).
 
 use crate::{MetricsError, Result};
 use http::{HeaderMap, HeaderValue};
@@ -57,15 +63,22 @@ impl fmt::Display for LogFormat {
 /// filtered by `RULAKE_LOG` (an `EnvFilter` directive; default `warn`).
 /// Fails if a subscriber is installed already or the filter is malformed.
 pub fn init(format: LogFormat) -> Result<()> {
+    let filter = std::env::var("RULAKE_LOG").unwrap_or_else(|_| "warn".to_owned());
+    init_to(format, &filter, std::io::stderr)
+}
+
+/// [`init`] with an explicit filter directive and writer: the same lines
+/// `rulake` writes, for tests and tools that read them back.
+pub fn init_to<W>(format: LogFormat, filter: &str, writer: W) -> Result<()>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RULAKE_LOG") {
-        Ok(v) => EnvFilter::try_new(&v)
-            .map_err(|e| MetricsError::Telemetry(format!("RULAKE_LOG={v:?}: {e}")))?,
-        Err(_) => EnvFilter::new("warn"),
-    };
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|e| MetricsError::Telemetry(format!("log filter (RULAKE_LOG) {filter:?}: {e}")))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let r = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder
@@ -210,19 +223,24 @@ pub fn inject(headers: &mut HeaderMap, ctx: &TraceContext) {
     headers.insert(TRACEPARENT, value);
 }
 
-/// The trace context of the gRPC call this task is serving, continued as a
-/// new span: what an outgoing call from a handler should carry. A task not
-/// serving a call starts a new trace.
-pub fn outgoing() -> TraceContext {
+/// The trace context of the gRPC call this task is serving, if any.
+pub fn current() -> Option<TraceContext> {
     crate::grpc::current_trace()
-        .map(|t| t.child())
-        .unwrap_or_else(TraceContext::new_root)
+}
+
+/// What an outgoing call from this task should carry: the trace of the
+/// gRPC call it serves, with that call's span (the `span_id` its logs
+/// show) as the parent. A task not serving a call starts a new trace.
+pub fn outgoing() -> TraceContext {
+    current().unwrap_or_else(TraceContext::new_root)
 }
 
 /// The span a gRPC call runs in: its path and trace context (continuing
-/// the caller's trace when the call carries one).
+/// the caller's trace when the call carries one, the caller's span as
+/// `parent_id`).
 pub(crate) fn request_span(path: &str, headers: &HeaderMap) -> (tracing::Span, TraceContext) {
-    let ctx = extract(headers)
+    let caller = extract(headers);
+    let ctx = caller
         .map(|c| c.child())
         .unwrap_or_else(TraceContext::new_root);
     let span = tracing::info_span!(
@@ -230,7 +248,11 @@ pub(crate) fn request_span(path: &str, headers: &HeaderMap) -> (tracing::Span, T
         path = %path,
         trace_id = %ctx.trace_id_hex(),
         span_id = %ctx.span_id_hex(),
+        parent_id = tracing::field::Empty,
     );
+    if let Some(c) = caller {
+        span.record("parent_id", tracing::field::display(c.span_id_hex()));
+    }
     (span, ctx)
 }
 
@@ -264,6 +286,17 @@ mod tests {
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            // Non-hex digits, signs, wrong separators and field widths.
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-001",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-701",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+            "00--4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é1",
         ] {
             assert_eq!(TraceContext::parse(bad), None, "{bad:?}");
         }
@@ -279,6 +312,13 @@ mod tests {
         inject(&mut h, &child);
         assert_eq!(extract(&h), Some(child));
         assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        // Outside a served call there is no context, and an outgoing call
+        // starts a new, sampled trace each time.
+        assert_eq!(current(), None);
+        let (a, b) = (outgoing(), outgoing());
+        assert!(a.sampled && b.sampled);
+        assert_ne!(a.trace_id, b.trace_id);
+        assert_eq!(TraceContext::parse(&a.to_string()), Some(a));
         assert!("yaml".parse::<LogFormat>().is_err());
     }
 }

@@ -615,3 +615,74 @@ async fn streamed_calls_count_at_their_trailers_or_as_cancelled_when_dropped() {
         Some(1.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lake_reads_through_the_engine_are_exported_per_source_kind() {
+    use rulake_lake::{ParquetSource, ParquetSourceConfig};
+    let dir = tempfile::tempdir().unwrap();
+    write_lake(dir.path());
+    let size = std::fs::metadata(dir.path().join("part-0.parquet"))
+        .unwrap()
+        .len() as f64;
+    let metrics = Metrics::new();
+    metrics
+        .register(Box::new(
+            rulake_metrics::lake::LakeCollector::new().unwrap(),
+        ))
+        .unwrap();
+    let v = |name: &str, kind: &str| {
+        metrics
+            .sample(name, &[("kind", kind)])
+            .unwrap_or_else(|| panic!("no {name}{{kind={kind:?}}}"))
+    };
+    const BYTES: &str = "rulake_lake_read_bytes_total";
+    const REQUESTS: &str = "rulake_lake_read_requests_total";
+    const ERRORS: &str = "rulake_lake_read_errors_total";
+
+    // The label set is closed and known before anything is read: the
+    // object kinds for bytes and requests, the memory source for errors.
+    for kind in ["parquet", "delta", "iceberg", "managed"] {
+        v(BYTES, kind);
+        v(REQUESTS, kind);
+        v(ERRORS, kind);
+    }
+    v(ERRORS, "memory");
+    assert_eq!(metrics.sample(BYTES, &[("kind", "memory")]), None);
+    let text = metrics.encode().unwrap();
+    for line in text.lines().filter(|l| l.starts_with("rulake_lake_")) {
+        let labels = &line[line.find('{').unwrap()..line.find('}').unwrap() + 1];
+        assert!(
+            labels.starts_with("{kind=\"") && labels.matches('=').count() == 1,
+            "{line}"
+        );
+    }
+    assert!(text.contains("# TYPE rulake_lake_read_bytes_total counter"));
+
+    // Loading a collection reads the file's footer and row groups.
+    let (bytes, requests, errors) = (
+        v(BYTES, "parquet"),
+        v(REQUESTS, "parquet"),
+        v(ERRORS, "parquet"),
+    );
+    let e = RuLake::new(CacheConfig::default());
+    let src = ParquetSource::open(ParquetSourceConfig::new(
+        dir.path().to_str().unwrap(),
+        "id",
+        "vector",
+    ))
+    .unwrap();
+    e.register_source("lake", Arc::new(src)).unwrap();
+    e.create_collection(CollectionSpec::new("c", "lake", DIM))
+        .unwrap();
+    e.refresh("c").await.unwrap();
+    assert!(v(BYTES, "parquet") - bytes >= size, "{size} bytes of file");
+    // A footer and four row groups.
+    assert!(v(REQUESTS, "parquet") - requests >= 5.0);
+    assert_eq!(v(ERRORS, "parquet"), errors, "nothing failed");
+
+    // A corrupt file appears: the engine's next listing fails, and that
+    // is a parquet read error.
+    std::fs::write(dir.path().join("part-1.parquet"), b"not parquet at all").unwrap();
+    assert!(e.refresh("c").await.is_err());
+    assert!(v(ERRORS, "parquet") - errors >= 1.0);
+}

@@ -1,5 +1,5 @@
 //! What `rulake serve` and `rulake meta` add to be observable: the metrics
-//! registry with the engine's (or Raft's) collectors, the gRPC metrics
+//! registry with the engine's (or Raft's) collectors and the lake I/O one, the gRPC metrics
 //! layer, and the HTTP port serving `/metrics`, `/healthz` and `/readyz`
 //! (see `docs/observability.md`).
 //!
@@ -14,6 +14,7 @@ use rulake_catalog::{MetaConfig, MetaNode};
 use rulake_engine::{RecallConfig, RuLake};
 use rulake_metrics::engine::{shard_ready, EngineCollector};
 use rulake_metrics::http::Endpoints;
+use rulake_metrics::lake::LakeCollector;
 use rulake_metrics::placement::PlacementMetrics;
 use rulake_metrics::raft::{meta_ready, RaftCollector};
 use rulake_metrics::{GrpcMetrics, GrpcMetricsLayer, Metrics};
@@ -85,6 +86,8 @@ pub async fn start(
         });
     }
     metrics.register(Box::new(collector))?;
+    // Every role that reads the lake (shard, `serve`) starts here.
+    metrics.register(Box::new(LakeCollector::new()?))?;
     if let Some(node) = meta {
         // The embedded catalog member: the consensus panels read it too.
         metrics.register(Box::new(RaftCollector::start(node.clone())?))?;
