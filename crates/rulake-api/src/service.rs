@@ -12,7 +12,7 @@ use rulake_coordinator::Coordinator;
 use rulake_proto::v1 as pb;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 /// Server-side limits, each answered with a clear status code.
@@ -84,7 +84,7 @@ fn deadline_of<T>(req: &Request<T>, cap: Duration) -> Duration {
 }
 
 /// `grpc-timeout` is digits followed by one unit letter (H M S m u n).
-fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+pub(crate) fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
@@ -336,9 +336,10 @@ impl pb::search_service_server::SearchService for Api {
         let query = query_from(r.query)?;
         let params = params_from(r.params)?;
         self.check_k(&params)?;
+        let by = Instant::now() + deadline;
         let a = within(deadline, "Search", async {
             self.coord
-                .search(&r.collection, &query, params)
+                .search(&r.collection, &query, params, by)
                 .await
                 .map_err(to_status)
         })
@@ -349,6 +350,7 @@ impl pb::search_service_server::SearchService for Api {
             partial: a.partitions_answered < a.partitions_total,
             partitions_answered: a.partitions_answered,
             partitions_total: a.partitions_total,
+            loading_generation: a.loading.map(|g| g.0).unwrap_or_default(),
         }))
     }
 
@@ -370,18 +372,20 @@ impl pb::search_service_server::SearchService for Api {
         let params = params_from(r.params)?;
         self.check_k(&params)?;
         let queries: Vec<Vec<f32>> = r.queries.into_iter().map(|v| v.values).collect();
+        let by = Instant::now() + deadline;
         let answers = within(deadline, "BatchSearch", async {
             self.coord
-                .batch_search(&r.collection, &queries, params)
+                .batch_search(&r.collection, &queries, params, by)
                 .await
                 .map_err(to_status)
         })
         .await?;
-        let (generation, answered, total) = answers
+        let (generation, loading, answered, total) = answers
             .first()
             .map(|a| {
                 (
                     a.generation.0.clone(),
+                    a.loading.clone().map(|g| g.0).unwrap_or_default(),
                     a.partitions_answered,
                     a.partitions_total,
                 )
@@ -398,6 +402,7 @@ impl pb::search_service_server::SearchService for Api {
             partial: answered < total,
             partitions_answered: answered,
             partitions_total: total,
+            loading_generation: loading,
         }))
     }
 
@@ -413,9 +418,10 @@ impl pb::search_service_server::SearchService for Api {
         let query = query_from(r.query)?;
         let params = params_from(r.params)?;
         self.check_k(&params)?;
+        let by = Instant::now() + deadline;
         let a = within(deadline, "FederatedSearch", async {
             self.coord
-                .federated_search(&r.collections, &query, params)
+                .federated_search(&r.collections, &query, params, by)
                 .await
                 .map_err(to_status)
         })
@@ -432,6 +438,7 @@ impl pb::search_service_server::SearchService for Api {
                 })
                 .collect(),
             generations: a.generations.into_iter().map(|(k, g)| (k, g.0)).collect(),
+            loading_generations: a.loading.into_iter().map(|(k, g)| (k, g.0)).collect(),
             partial: a.partitions_answered < a.partitions_total,
             partitions_answered: a.partitions_answered,
             partitions_total: a.partitions_total,
@@ -481,6 +488,24 @@ impl pb::admin_service_server::AdminService for Api {
         })
         .await?;
         let cat = self.coord.catalog();
+        let (routing_epoch, routes) = match self.coord.router() {
+            Some(router) => {
+                let (epoch, table) = router.route_table();
+                let routes = table
+                    .into_iter()
+                    .flat_map(|(collection, routes)| {
+                        routes.into_iter().map(move |r| pb::PartitionRoute {
+                            collection: collection.clone(),
+                            partition: r.partition,
+                            replicas: r.replicas.iter().map(u64::to_string).collect(),
+                            warm: r.warm.iter().map(u64::to_string).collect(),
+                        })
+                    })
+                    .collect();
+                (epoch, routes)
+            }
+            None => (0, Vec::new()),
+        };
         let shards = match self.coord.router() {
             Some(router) => {
                 let states = router.shard_states();
@@ -546,6 +571,8 @@ impl pb::admin_service_server::AdminService for Api {
             applied_index: st.applied_index,
             assignment_epoch: st.epoch,
             shards,
+            routing_epoch,
+            routes,
         }))
     }
 

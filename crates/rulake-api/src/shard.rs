@@ -2,12 +2,14 @@
 //! lives here, beside the public services, so that every RuLake error is
 //! mapped to a gRPC status in one place ([`crate::status`]).
 
+use crate::service::parse_grpc_timeout;
 use crate::status::{engine_status, to_status};
 use rulake_coordinator::ShardNode;
 use rulake_proto::internal::v1 as pb;
 use rulake_proto::internal::v1::shard_service_server::{ShardService, ShardServiceServer};
 use rulake_types::{SearchParams, VectorId};
 use std::collections::HashSet;
+use std::time::Instant;
 use tonic::{Request, Response, Status};
 
 /// Largest scan request or reply (a batch of many wide queries).
@@ -44,13 +46,21 @@ fn params(r: &pb::ScanRequest) -> SearchParams {
 #[tonic::async_trait]
 impl ShardService for ShardApi {
     async fn scan(&self, req: Request<pb::ScanRequest>) -> Result<Response<pb::ScanReply>, Status> {
+        // The coordinator's deadline: a fresh collection answers from what
+        // is warm rather than wait past it for a newer generation.
+        let deadline = req
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map(|d| Instant::now() + d);
         let req = req.into_inner();
         self.node
             .catch_up(req.catalog_index)
             .await
             .map_err(to_status)?;
         let queries: Vec<Vec<f32>> = req.queries.iter().map(|q| q.values.clone()).collect();
-        let (generation, results) = self
+        let scanned = self
             .node
             .engine()
             .scan(
@@ -59,12 +69,15 @@ impl ShardService for ShardApi {
                 &queries,
                 params(&req),
                 req.collection_vectors,
+                deadline,
             )
             .await
             .map_err(|e| engine_status(&e))?;
         Ok(Response::new(pb::ScanReply {
-            generation: generation.0,
-            results: results
+            generation: scanned.generation.0,
+            loading_generation: scanned.loading.map(|g| g.0).unwrap_or_default(),
+            results: scanned
+                .hits
                 .into_iter()
                 .map(|hits| pb::ScanHits {
                     hits: hits

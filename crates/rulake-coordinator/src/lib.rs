@@ -550,50 +550,61 @@ impl Coordinator {
 
     // -- queries -----------------------------------------------------------
 
-    /// Search a collection or alias.
+    /// Search a collection or alias, answering by `deadline` (a `fresh`
+    /// collection whose newer generation is still loading then answers
+    /// from the newest warm one, and says which is loading).
     pub async fn search(
         &self,
         name: &str,
         query: &[f32],
         params: SearchParams,
+        deadline: Instant,
     ) -> Result<SearchResponse> {
         let target = self.resolve(name)?;
         let Some(router) = &self.inner.remote else {
-            return Ok(self.inner.engine.search(&target, query, params).await?);
+            return Ok(self
+                .inner
+                .engine
+                .search_until(&target, query, params, Some(deadline))
+                .await?);
         };
         let queries = [query.to_vec()];
         let rec = self.check_queries(&target, &queries, &params)?;
-        let mut f = router.scan(&rec, &queries, params).await?;
+        let mut f = router.scan(&rec, &queries, params, deadline).await?;
         Ok(SearchResponse {
             hits: f.hits.pop().unwrap_or_default(),
             generation: f.generation,
+            loading: f.loading,
             partitions_answered: f.answered,
             partitions_total: f.total,
         })
     }
 
-    /// Many queries against one collection or alias, one generation.
+    /// Many queries against one collection or alias, one generation,
+    /// answering by `deadline` as [`Coordinator::search`].
     pub async fn batch_search(
         &self,
         name: &str,
         queries: &[Vec<f32>],
         params: SearchParams,
+        deadline: Instant,
     ) -> Result<Vec<SearchResponse>> {
         let target = self.resolve(name)?;
         let Some(router) = &self.inner.remote else {
             return Ok(self
                 .inner
                 .engine
-                .batch_search(&target, queries, params)
+                .batch_search_until(&target, queries, params, Some(deadline))
                 .await?);
         };
         let rec = self.check_queries(&target, queries, &params)?;
-        let f = router.scan(&rec, queries, params).await?;
+        let f = router.scan(&rec, queries, params, deadline).await?;
         Ok(f.hits
             .into_iter()
             .map(|hits| SearchResponse {
                 hits,
                 generation: f.generation.clone(),
+                loading: f.loading.clone(),
                 partitions_answered: f.answered,
                 partitions_total: f.total,
             })
@@ -601,12 +612,14 @@ impl Coordinator {
     }
 
     /// One query over several collections or aliases, merged exactly. Hits
-    /// name the collection they came from (not the alias).
+    /// name the collection they came from (not the alias). Answers by
+    /// `deadline` as [`Coordinator::search`].
     pub async fn federated_search(
         &self,
         names: &[String],
         query: &[f32],
         params: SearchParams,
+        deadline: Instant,
     ) -> Result<FederatedResponse> {
         let targets: Vec<String> = names
             .iter()
@@ -617,10 +630,11 @@ impl Coordinator {
             return Ok(self
                 .inner
                 .engine
-                .federated_search(&refs, query, params)
+                .federated_search_until(&refs, query, params, Some(deadline))
                 .await?);
         };
-        self.federated_remote(router, &targets, query, params).await
+        self.federated_remote(router, &targets, query, params, deadline)
+            .await
     }
 
     async fn federated_remote(
@@ -629,6 +643,7 @@ impl Coordinator {
         targets: &[String],
         query: &[f32],
         params: SearchParams,
+        deadline: Instant,
     ) -> Result<FederatedResponse> {
         if targets.is_empty() {
             return Err(CoordinatorError::InvalidArgument(
@@ -650,16 +665,23 @@ impl Coordinator {
                 first.name, first.dim, first.metric, c.name, c.dim, c.metric
             )));
         }
-        let fans =
-            futures::future::join_all(recs.iter().map(|r| router.scan(r, &queries, params))).await;
+        let fans = futures::future::join_all(
+            recs.iter()
+                .map(|r| router.scan(r, &queries, params, deadline)),
+        )
+        .await;
         let mut hits = Vec::new();
         let mut generations = BTreeMap::new();
+        let mut loading = BTreeMap::new();
         let (mut answered, mut total) = (0, 0);
         for (rec, f) in recs.iter().zip(fans) {
             let mut f = f?;
             answered += f.answered;
             total += f.total;
             generations.insert(rec.name.clone(), f.generation.clone());
+            if let Some(g) = f.loading.take() {
+                loading.insert(rec.name.clone(), g);
+            }
             for h in f.hits.pop().unwrap_or_default() {
                 hits.push(rulake_engine::FederatedHit {
                     collection: rec.name.clone(),
@@ -679,6 +701,7 @@ impl Coordinator {
         Ok(FederatedResponse {
             hits,
             generations,
+            loading,
             partitions_answered: answered,
             partitions_total: total,
         })

@@ -9,6 +9,11 @@
 //! picked on the same node travel in one request, which the node answers
 //! with its merged top-k.
 //!
+//! Each request carries the client's deadline, less a margin for the merge,
+//! as its `grpc-timeout`: a shard serving a `fresh` collection whose newer
+//! generation is still loading answers from the generation it has warm
+//! instead of letting the deadline pass, and says which one is loading.
+//!
 //! A request that fails is retried on other replicas of its partitions; one
 //! that is still running after the hedge delay gets a duplicate on other
 //! replicas, and whichever completes first answers. A partition that no
@@ -20,7 +25,7 @@ use crate::{CoordinatorError, Result};
 use futures::future::{join_all, select, Either};
 use parking_lot::RwLock;
 use rulake_catalog::store::AppliedState;
-use rulake_catalog::CollectionRecord;
+use rulake_catalog::{Assignment, CollectionRecord};
 use rulake_proto::internal::v1 as pb;
 use rulake_proto::internal::v1::shard_service_client::ShardServiceClient;
 use rulake_types::{merge_topk, Generation, Hit, SearchParams, VectorId};
@@ -118,6 +123,9 @@ pub struct Fanned {
     pub hits: Vec<Vec<Hit>>,
     /// Generation most partitions were served from.
     pub generation: Generation,
+    /// A newer generation some partitions are still loading (a `fresh`
+    /// collection's shards answered from the one they had warm).
+    pub loading: Option<Generation>,
     /// Partitions that answered.
     pub answered: u32,
     /// Partitions of the collection.
@@ -129,14 +137,22 @@ pub struct Fanned {
 pub struct PartitionRoute {
     /// Partition number.
     pub partition: u32,
-    /// Owners then hand-off nodes, from the assignment.
+    /// The replicas (owners and hand-off nodes of the assignment) this
+    /// coordinator would try, in order, with no request in flight: warm,
+    /// then cold, then not answering; the assignment's order within each.
     pub replicas: Vec<u64>,
     /// Those that report it warm.
     pub warm: Vec<u64>,
 }
 
+/// Time kept from a client's deadline to merge the shards' answers.
+fn merge_margin(left: Duration) -> Duration {
+    (left / 20).clamp(Duration::from_millis(5), Duration::from_millis(50))
+}
+
 struct Reply {
     generation: String,
+    loading: String,
     hits: Vec<Vec<Hit>>,
 }
 
@@ -284,7 +300,25 @@ impl Router {
         self.inner.shards.read().get(&id).cloned()
     }
 
-    /// Replicas of each partition of `rec`, best first for this coordinator.
+    /// Replicas serving `key` with a handle here, as (class, assignment
+    /// rank, node): class 0 reports `key` warm, 1 cold, 2 does not answer.
+    fn ranked(&self, a: &Assignment, key: &str) -> Vec<(u8, usize, u64)> {
+        a.serving(key)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(rank, n)| {
+                let class = match self.shard(n)?.warm(key) {
+                    Some(true) => 0,
+                    Some(false) => 1,
+                    None => 2,
+                };
+                Some((class, rank, n))
+            })
+            .collect()
+    }
+
+    /// Replicas of each partition of `rec`, best first for this coordinator:
+    /// the order of [`Router::routes`], then the fewest requests in flight.
     fn candidates(&self, rec: &CollectionRecord) -> Vec<Vec<u64>> {
         if self.inner.shards.read().is_empty() {
             self.shard_handles();
@@ -293,19 +327,12 @@ impl Router {
         let a = &view.catalog.assignment;
         (0..rec.partitions)
             .map(|p| {
-                let key = format!("{}/{p}", rec.name);
-                let mut reps: Vec<(u8, usize, usize, u64)> = a
-                    .serving(&key)
+                let mut reps: Vec<(u8, usize, usize, u64)> = self
+                    .ranked(a, &format!("{}/{p}", rec.name))
                     .into_iter()
-                    .enumerate()
-                    .filter_map(|(rank, n)| {
-                        let s = self.shard(n)?;
-                        let class = match s.warm(&key) {
-                            Some(true) => 0,
-                            Some(false) => 1,
-                            None => 2,
-                        };
-                        Some((class, s.outstanding.load(Ordering::Relaxed), rank, n))
+                    .filter_map(|(class, rank, n)| {
+                        let load = self.shard(n)?.outstanding.load(Ordering::Relaxed);
+                        Some((class, load, rank, n))
                     })
                     .collect();
                 reps.sort();
@@ -316,24 +343,43 @@ impl Router {
 
     /// How each partition of `rec` is served now.
     pub fn routes(&self, rec: &CollectionRecord) -> Vec<PartitionRoute> {
+        if self.inner.shards.read().is_empty() {
+            self.shard_handles();
+        }
         let view = self.inner.view.read();
-        let a = &view.catalog.assignment;
+        self.routes_in(&view.catalog.assignment, rec)
+    }
+
+    fn routes_in(&self, a: &Assignment, rec: &CollectionRecord) -> Vec<PartitionRoute> {
         (0..rec.partitions)
             .map(|p| {
-                let key = format!("{}/{p}", rec.name);
-                let replicas = a.serving(&key);
-                let warm = replicas
-                    .iter()
-                    .copied()
-                    .filter(|n| self.shard(*n).and_then(|s| s.warm(&key)) == Some(true))
-                    .collect();
+                let mut reps = self.ranked(a, &format!("{}/{p}", rec.name));
+                reps.sort();
                 PartitionRoute {
                     partition: p,
-                    replicas,
-                    warm,
+                    replicas: reps.iter().map(|r| r.2).collect(),
+                    warm: reps.iter().filter(|r| r.0 == 0).map(|r| r.2).collect(),
                 }
             })
             .collect()
+    }
+
+    /// The assignment epoch of this coordinator's catalog view and, under
+    /// the same view, the routes of every collection by name: what two
+    /// coordinators compare to check they route alike.
+    pub fn route_table(&self) -> (u64, Vec<(String, Vec<PartitionRoute>)>) {
+        if self.inner.shards.read().is_empty() {
+            self.shard_handles();
+        }
+        let view = self.inner.view.read();
+        let a = &view.catalog.assignment;
+        let table = view
+            .catalog
+            .collections
+            .values()
+            .map(|rec| (rec.name.clone(), self.routes_in(a, rec)))
+            .collect();
+        (a.epoch, table)
     }
 
     /// Per partition of `rec`, the report of one replica that has it warm.
@@ -372,12 +418,13 @@ impl Router {
             .map(|(g, _)| Generation(g))
     }
 
-    /// Search `rec` with `queries` on the shards.
+    /// Search `rec` with `queries` on the shards, answering by `deadline`.
     pub async fn scan(
         &self,
         rec: &CollectionRecord,
         queries: &[Vec<f32>],
         params: SearchParams,
+        deadline: Instant,
     ) -> Result<Fanned> {
         let cands = self.candidates(rec);
         let total = rec.partitions;
@@ -409,10 +456,11 @@ impl Router {
         c.fanout.fetch_add(u64::from(total) * nq, Ordering::Relaxed);
         let runs = groups
             .into_iter()
-            .map(|(node, parts)| self.run_group(node, parts, &cands, &base));
+            .map(|(node, parts)| self.run_group(node, parts, &cands, &base, deadline));
         let results = join_all(runs).await;
         let mut lists: Vec<Vec<Vec<Hit>>> = vec![Vec::new(); queries.len()];
         let mut generations: BTreeMap<String, u32> = BTreeMap::new();
+        let mut loading: BTreeMap<String, u32> = BTreeMap::new();
         let mut answered = 0u32;
         let mut first_error = None;
         for r in results {
@@ -421,6 +469,9 @@ impl Router {
                     answered += n;
                     for reply in replies {
                         *generations.entry(reply.generation).or_default() += n;
+                        if !reply.loading.is_empty() {
+                            *loading.entry(reply.loading).or_default() += n;
+                        }
                         for (i, hits) in reply.hits.into_iter().enumerate() {
                             if let Some(l) = lists.get_mut(i) {
                                 l.push(hits);
@@ -450,16 +501,28 @@ impl Router {
             .max_by_key(|(_, n)| *n)
             .map(|(g, _)| Generation(g))
             .unwrap_or_default();
+        let loading = loading
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map(|(g, _)| Generation(g));
         Ok(Fanned {
             hits: lists.into_iter().map(|l| merge_topk(l, params.k)).collect(),
             generation,
+            loading,
             answered,
             total,
         })
     }
 
-    /// Send one request to one node.
-    async fn call(&self, node: u64, parts: Vec<u32>, base: &pb::ScanRequest) -> Result<Reply> {
+    /// Send one request to one node, to be answered by `deadline` less the
+    /// merge margin (and within the configured request timeout).
+    async fn call(
+        &self,
+        node: u64,
+        parts: Vec<u32>,
+        base: &pb::ScanRequest,
+        deadline: Instant,
+    ) -> Result<Reply> {
         let shard = self.shard(node).ok_or_else(|| {
             CoordinatorError::Unavailable(format!("shard {node} is not registered"))
         })?;
@@ -470,7 +533,12 @@ impl Router {
             partitions: parts,
             ..base.clone()
         }));
-        let timeout = self.inner.cfg.request_timeout;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = self
+            .inner
+            .cfg
+            .request_timeout
+            .min(left.saturating_sub(merge_margin(left)));
         req.set_timeout(timeout);
         let mut c = shard.client.clone();
         let reply =
@@ -501,6 +569,7 @@ impl Router {
             .collect();
         Ok(Reply {
             generation: reply.generation,
+            loading: reply.loading_generation,
             hits,
         })
     }
@@ -514,9 +583,10 @@ impl Router {
         parts: Vec<u32>,
         cands: &[Vec<u64>],
         base: &pb::ScanRequest,
+        deadline: Instant,
     ) -> Result<(u32, Vec<Reply>)> {
         let n = parts.len() as u32;
-        let primary = Box::pin(self.call(node, parts.clone(), base));
+        let primary = Box::pin(self.call(node, parts.clone(), base, deadline));
         let hedge = Box::pin(tokio::time::sleep(self.inner.cfg.hedge_delay));
         let (primary, hedged) = match select(primary, hedge).await {
             Either::Left((Ok(r), _)) => return Ok((n, vec![r])),
@@ -548,7 +618,10 @@ impl Router {
         }
         let alternates = async {
             let calls = alt.iter().map(|(node, ps)| async move {
-                (ps.len() as u32, self.call(*node, ps.clone(), base).await)
+                (
+                    ps.len() as u32,
+                    self.call(*node, ps.clone(), base, deadline).await,
+                )
             });
             join_all(calls).await
         };

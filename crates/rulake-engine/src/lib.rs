@@ -34,7 +34,7 @@ pub mod spec;
 pub use error::{EngineError, Result};
 pub use recall::{QueryStats, RecallConfig, RecallEstimate, RecallStats};
 pub use rulake_shard::{CacheConfig, CacheStats, CachedPartition};
-pub use scan::PartitionState;
+pub use scan::{PartitionState, Scanned};
 pub use spec::{
     Alter, CollectionInfo, CollectionSpec, FederatedHit, FederatedResponse, SearchResponse,
 };
@@ -46,9 +46,8 @@ use rulake_lake::{Listing, Source};
 use rulake_shard::{build_partition, PartitionCache, PartitionKey, PartitionSpec};
 use rulake_types::{hit_order, merge_topk, Consistency, Generation, Hit, SearchParams, VectorId};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Largest `k` a search may ask for.
 pub const MAX_K: usize = 10_000;
@@ -89,7 +88,9 @@ struct Collection {
     serving: RwLock<Option<Serving>>,
     /// Serialises refreshes and partition loads of this collection.
     refresh: tokio::sync::Mutex<()>,
-    background: AtomicBool,
+    /// Whether a refresh runs in the background; queries that must see
+    /// its end (a `fresh` collection's) wait on the change to `false`.
+    background: tokio::sync::watch::Sender<bool>,
     last_error: Mutex<Option<String>>,
 }
 
@@ -242,7 +243,7 @@ impl RuLake {
                 source,
                 serving: RwLock::new(None),
                 refresh: tokio::sync::Mutex::new(()),
-                background: AtomicBool::new(false),
+                background: tokio::sync::watch::Sender::new(false),
                 last_error: Mutex::new(None),
             }),
         );
@@ -285,7 +286,7 @@ impl RuLake {
             source: old.source.clone(),
             serving: RwLock::new(serving),
             refresh: tokio::sync::Mutex::new(()),
-            background: AtomicBool::new(false),
+            background: tokio::sync::watch::Sender::new(false),
             last_error: Mutex::new(old.last_error.lock().clone()),
         });
         let mut map = self.inner.collections.write();
@@ -442,17 +443,22 @@ impl RuLake {
             };
             built.push((pspec.key, part));
         }
-        for (k, part) in &built {
-            self.inner
-                .cache
-                .insert(k.clone(), part.clone())
-                .map_err(|e| self.unavailable(c, e))?;
-        }
+        // The swap is one step under the serving lock: a query that does
+        // not wait for the refresh sees all old partitions or all new ones.
         let generation = listing.generation.clone();
-        *c.serving.write() = Some(Serving {
-            listing,
-            checked_at: Instant::now(),
-        });
+        {
+            let mut serving = c.serving.write();
+            for (k, part) in &built {
+                self.inner
+                    .cache
+                    .insert(k.clone(), part.clone())
+                    .map_err(|e| self.unavailable(c, e))?;
+            }
+            *serving = Some(Serving {
+                listing,
+                checked_at: Instant::now(),
+            });
+        }
         // Persist off the query path; a crash before it finishes only costs a rebuild.
         if self.inner.cache.persist_dir().is_some() {
             let cache = self.inner.cache.clone();
@@ -509,74 +515,117 @@ impl RuLake {
     }
 
     /// Make sure the collection may answer under its consistency level.
-    async fn ensure_current(&self, c: &Arc<Collection>) -> Result<()> {
-        let (has, age) = match c.serving.read().as_ref() {
-            Some(s) => (true, s.checked_at.elapsed()),
-            None => (false, std::time::Duration::MAX),
+    ///
+    /// A `fresh` collection whose source moved on starts (or joins) a
+    /// refresh and waits for it, but with a `deadline` only until
+    /// [`answer_by`] of it: past that it answers from the generation it
+    /// has warm, and the newer generation, still loading in the
+    /// background, is returned so the answer can say so. A slow load never
+    /// fails a query that has something to serve.
+    async fn ensure_current(
+        &self,
+        c: &Arc<Collection>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Generation>> {
+        let age = c.serving.read().as_ref().map(|s| s.checked_at.elapsed());
+        let Some(age) = age else {
+            // Nothing to serve yet: the load is the answer's only way.
+            let r = self.refresh_collection(c).await;
+            if c.serving.read().is_none() {
+                r?;
+            }
+            return Ok(None);
         };
-        let must_refresh = match c.spec.consistency {
-            _ if !has => true,
+        match c.spec.consistency {
             Consistency::Fresh => {
-                match c.source.generation().await {
+                let newer = match c.source.generation().await {
                     Ok(g) => {
-                        let stale = c
-                            .serving
-                            .read()
-                            .as_ref()
-                            .is_none_or(|s| s.listing.generation != g);
-                        if !stale && c.last_error.lock().take().is_some() {
-                            // The lake is back to what is served: nothing is wrong any more.
-                            self.inner.cache.clear_error(&c.spec.name);
+                        if self.serves(c, &g) {
+                            if c.last_error.lock().take().is_some() {
+                                // The lake is back to what is served: nothing is wrong any more.
+                                self.inner.cache.clear_error(&c.spec.name);
+                            }
+                            return Ok(None);
                         }
-                        stale
+                        g
                     }
                     Err(e) => {
                         // Serve the last good generation; say so in the stats.
                         self.inner.cache.record_error(&c.spec.name, &e);
                         *c.last_error.lock() = Some(e.to_string());
-                        false
+                        return Ok(None);
+                    }
+                };
+                let until = deadline.map(answer_by);
+                // A refresh joined may have listed the source just before
+                // it moved on; one more round picks the move up.
+                for _ in 0..2 {
+                    let mut done = self.refresh_in_background(c);
+                    let end = done.wait_for(|running| !*running);
+                    match until {
+                        Some(t) => {
+                            if tokio::time::timeout_at(t.into(), end).await.is_err() {
+                                return Ok(Some(newer));
+                            }
+                        }
+                        None => {
+                            let _ = end.await;
+                        }
+                    }
+                    // A failed refresh leaves the last good generation
+                    // serving, its error in the stats.
+                    if self.serves(c, &newer) || c.last_error.lock().is_some() {
+                        return Ok(None);
                     }
                 }
+                Ok(None)
             }
             Consistency::Eventual { max_staleness } => {
                 if age > max_staleness {
-                    true
-                } else {
-                    if age > max_staleness / 2 {
-                        self.refresh_in_background(c);
-                    }
-                    false
+                    // Too stale to serve: the refresh's error, if any, is
+                    // in the stats and the last good generation serves.
+                    let _ = self.refresh_collection(c).await;
+                } else if age > max_staleness / 2 {
+                    self.refresh_in_background(c);
                 }
-            }
-        };
-        if must_refresh {
-            let r = self.refresh_collection(c).await;
-            if c.serving.read().is_none() {
-                r?;
+                Ok(None)
             }
         }
-        Ok(())
     }
 
-    fn refresh_in_background(&self, c: &Arc<Collection>) {
+    /// Whether `c` serves generation `g` now.
+    fn serves(&self, c: &Collection, g: &Generation) -> bool {
+        c.serving
+            .read()
+            .as_ref()
+            .is_some_and(|s| s.listing.generation == *g)
+    }
+
+    /// Start a refresh of `c` in the background unless one runs already;
+    /// the receiver sees `false` once it (either one) is over.
+    fn refresh_in_background(&self, c: &Arc<Collection>) -> tokio::sync::watch::Receiver<bool> {
+        let rx = c.background.subscribe();
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
+            return rx;
         };
-        if c.background.swap(true, Ordering::AcqRel) {
-            return;
+        let started = c
+            .background
+            .send_if_modified(|running| !std::mem::replace(running, true));
+        if started {
+            let (engine, c) = (self.clone(), c.clone());
+            rt.spawn(async move {
+                let _ = engine.refresh_collection(&c).await;
+                c.background.send_replace(false);
+            });
         }
-        let (engine, c) = (self.clone(), c.clone());
-        rt.spawn(async move {
-            let _ = engine.refresh_collection(&c).await;
-            c.background.store(false, Ordering::Release);
-        });
+        rx
     }
 
     /// The serving generation and every partition of a collection, loading
     /// evicted ones back (from disk when persisted, else from the lake).
     pub async fn partitions(&self, name: &str) -> Result<(Generation, Vec<Arc<CachedPartition>>)> {
         let c = self.collection(name)?;
-        self.ensure_current(&c).await?;
+        self.ensure_current(&c, None).await?;
         self.serving_partitions(&c).await
     }
 
@@ -610,19 +659,13 @@ impl RuLake {
     ) -> Result<(Generation, Vec<u32>, Vec<Arc<CachedPartition>>)> {
         let spec = &c.spec;
         let numbers = self.owned(spec);
-        let mut parts = Vec::with_capacity(numbers.len());
-        let mut missing = Vec::new();
-        for (i, &p) in numbers.iter().enumerate() {
-            match self.inner.cache.get(&key(&spec.name, p)) {
-                Some(part) => parts.push(Some(part)),
-                None => {
-                    parts.push(None);
-                    missing.push((i, p));
-                }
-            }
-        }
+        let (mut generation, mut parts, mut missing) = self.snapshot(c, &numbers);
         if !missing.is_empty() {
             let _guard = c.refresh.lock().await;
+            // Under the refresh lock no swap can happen: take the snapshot
+            // again, so what was cached and what is loaded now are of one
+            // generation.
+            (generation, parts, missing) = self.snapshot(c, &numbers);
             let listing = c
                 .serving
                 .read()
@@ -631,41 +674,62 @@ impl RuLake {
                 .unwrap_or_default();
             for (i, p) in missing {
                 let pspec = self.partition_spec(spec, p);
-                let part = match self.inner.cache.peek(&pspec.key) {
+                let part = match self.load_from_disk(&pspec, &listing.generation).await {
                     Some(part) => part,
-                    None => {
-                        let part = match self.load_from_disk(&pspec, &listing.generation).await {
-                            Some(part) => part,
-                            None => Arc::new(
-                                build_partition(
-                                    c.source.as_ref(),
-                                    &listing,
-                                    &pspec,
-                                    None,
-                                    &self.inner.cache,
-                                )
-                                .await
-                                .map_err(|e| self.unavailable(c, e))?,
-                            ),
-                        };
-                        self.inner
-                            .cache
-                            .insert(pspec.key.clone(), part.clone())
-                            .map_err(|e| self.unavailable(c, e))?;
-                        part
-                    }
+                    None => Arc::new(
+                        build_partition(
+                            c.source.as_ref(),
+                            &listing,
+                            &pspec,
+                            None,
+                            &self.inner.cache,
+                        )
+                        .await
+                        .map_err(|e| self.unavailable(c, e))?,
+                    ),
                 };
+                self.inner
+                    .cache
+                    .insert(pspec.key.clone(), part.clone())
+                    .map_err(|e| self.unavailable(c, e))?;
                 parts[i] = Some(part);
             }
         }
         let parts: Vec<_> = parts.into_iter().map(|p| p.expect("filled")).collect();
-        let generation = c
-            .serving
-            .read()
+        Ok((generation, numbers, parts))
+    }
+
+    /// The serving generation and the cached partitions among `numbers`,
+    /// read under the serving lock (so of one generation), with the
+    /// positions and numbers of those not cached.
+    #[allow(clippy::type_complexity)]
+    fn snapshot(
+        &self,
+        c: &Collection,
+        numbers: &[u32],
+    ) -> (
+        Generation,
+        Vec<Option<Arc<CachedPartition>>>,
+        Vec<(usize, u32)>,
+    ) {
+        let serving = c.serving.read();
+        let generation = serving
             .as_ref()
             .map(|s| s.listing.generation.clone())
             .unwrap_or_default();
-        Ok((generation, numbers, parts))
+        let mut missing = Vec::new();
+        let parts = numbers
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                let part = self.inner.cache.get(&key(&c.spec.name, p));
+                if part.is_none() {
+                    missing.push((i, p));
+                }
+                part
+            })
+            .collect();
+        (generation, parts, missing)
     }
 
     /// Check a query against a collection: `k` in range, the dimension,
@@ -709,9 +773,22 @@ impl RuLake {
         query: &[f32],
         params: SearchParams,
     ) -> Result<SearchResponse> {
+        self.search_until(collection, query, params, None).await
+    }
+
+    /// Search one collection, answering by `deadline`: a `fresh`
+    /// collection whose newer generation is still loading then answers
+    /// from the one it has warm (see [`SearchResponse::loading`]).
+    pub async fn search_until(
+        &self,
+        collection: &str,
+        query: &[f32],
+        params: SearchParams,
+        deadline: Option<Instant>,
+    ) -> Result<SearchResponse> {
         let c = self.collection(collection)?;
         Self::check_query(&c.spec, query, &params)?;
-        self.ensure_current(&c).await?;
+        let loading = self.ensure_current(&c, deadline).await?;
         let (generation, parts) = self.serving_partitions(&c).await?;
         let params = Self::effective(&c.spec, params);
         let masks = self.masks(&c.spec.name, &parts);
@@ -724,6 +801,7 @@ impl RuLake {
         Ok(SearchResponse {
             hits,
             generation,
+            loading,
             partitions_answered: parts.len() as u32,
             partitions_total: c.spec.partitions,
         })
@@ -737,11 +815,24 @@ impl RuLake {
         queries: &[Vec<f32>],
         params: SearchParams,
     ) -> Result<Vec<SearchResponse>> {
+        self.batch_search_until(collection, queries, params, None)
+            .await
+    }
+
+    /// [`RuLake::batch_search`] answering by `deadline`, as
+    /// [`RuLake::search_until`].
+    pub async fn batch_search_until(
+        &self,
+        collection: &str,
+        queries: &[Vec<f32>],
+        params: SearchParams,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<SearchResponse>> {
         let c = self.collection(collection)?;
         for q in queries {
             Self::check_query(&c.spec, q, &params)?;
         }
-        self.ensure_current(&c).await?;
+        let loading = self.ensure_current(&c, deadline).await?;
         let (generation, parts) = self.serving_partitions(&c).await?;
         let params = Self::effective(&c.spec, params);
         let masks = self.masks(&c.spec.name, &parts);
@@ -758,6 +849,7 @@ impl RuLake {
                 Ok(SearchResponse {
                     hits,
                     generation: generation.clone(),
+                    loading: loading.clone(),
                     partitions_answered: parts.len() as u32,
                     partitions_total: c.spec.partitions,
                 })
@@ -772,6 +864,19 @@ impl RuLake {
         collections: &[&str],
         query: &[f32],
         params: SearchParams,
+    ) -> Result<FederatedResponse> {
+        self.federated_search_until(collections, query, params, None)
+            .await
+    }
+
+    /// [`RuLake::federated_search`] answering by `deadline`, as
+    /// [`RuLake::search_until`].
+    pub async fn federated_search_until(
+        &self,
+        collections: &[&str],
+        query: &[f32],
+        params: SearchParams,
+        deadline: Option<Instant>,
     ) -> Result<FederatedResponse> {
         if collections.is_empty() {
             return Err(EngineError::InvalidArgument(
@@ -794,9 +899,12 @@ impl RuLake {
         }
         let mut work = Vec::new();
         let mut generations = BTreeMap::new();
+        let mut loading = BTreeMap::new();
         let mut total = 0;
         for c in &cs {
-            self.ensure_current(c).await?;
+            if let Some(g) = self.ensure_current(c, deadline).await? {
+                loading.insert(c.spec.name.clone(), g);
+            }
             let (g, parts) = self.serving_partitions(c).await?;
             total += c.spec.partitions;
             generations.insert(c.spec.name.clone(), g.clone());
@@ -835,6 +943,7 @@ impl RuLake {
         Ok(FederatedResponse {
             hits: all,
             generations,
+            loading,
             partitions_answered: answered,
             partitions_total: total,
         })
@@ -849,6 +958,21 @@ impl RuLake {
             Some(d) => parts.iter().map(|p| d.mask(p)).collect(),
         }
     }
+}
+
+/// Least time kept to answer after waiting for a load.
+const ANSWER_MIN: Duration = Duration::from_millis(20);
+
+/// Most time kept to answer after waiting for a load.
+const ANSWER_MAX: Duration = Duration::from_millis(500);
+
+/// Until when a query with `deadline` may wait for a newer generation: a
+/// quarter of the time left (within [`ANSWER_MIN`]..=[`ANSWER_MAX`]) is
+/// kept to search what is warm and send the answer.
+pub fn answer_by(deadline: Instant) -> Instant {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let keep = (left / 4).clamp(ANSWER_MIN, ANSWER_MAX);
+    deadline.checked_sub(keep).unwrap_or(deadline)
 }
 
 fn key(collection: &str, p: u32) -> PartitionKey {

@@ -12,6 +12,18 @@ use rayon::prelude::*;
 use rulake_types::{merge_topk, Generation, Hit, SearchParams, VectorId};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
+
+/// A shard node's answer to a scan.
+#[derive(Clone, Debug)]
+pub struct Scanned {
+    /// Generation every scanned partition was served from.
+    pub generation: Generation,
+    /// A newer generation still loading (see [`crate::SearchResponse::loading`]).
+    pub loading: Option<Generation>,
+    /// Per query, the merged exact top-k.
+    pub hits: Vec<Vec<Hit>>,
+}
 
 /// One served partition as a shard node reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +64,7 @@ impl RuLake {
     /// generation; returns it.
     pub async fn warm(&self, name: &str) -> Result<Generation> {
         let c = self.collection(name)?;
-        self.ensure_current(&c).await?;
+        self.ensure_current(&c, None).await?;
         let (g, _, _) = self.serving_owned(&c).await?;
         Ok(g)
     }
@@ -82,7 +94,9 @@ impl RuLake {
 
     /// Search `partitions` of `name` with every query; per query, the
     /// merged exact top-k of those partitions. `collection_vectors` is the
-    /// size of the whole collection (0: the partitions served here).
+    /// size of the whole collection (0: the partitions served here). A
+    /// `fresh` collection answers by `deadline` as
+    /// [`RuLake::search_until`] does.
     pub async fn scan(
         &self,
         name: &str,
@@ -90,7 +104,8 @@ impl RuLake {
         queries: &[Vec<f32>],
         params: SearchParams,
         collection_vectors: u64,
-    ) -> Result<(Generation, Vec<Vec<Hit>>)> {
+        deadline: Option<Instant>,
+    ) -> Result<Scanned> {
         let c = self.collection(name)?;
         for q in queries {
             Self::check_query(&c.spec, q, &params)?;
@@ -101,7 +116,7 @@ impl RuLake {
                 "partition {p} of {name:?} is not served by this node"
             )));
         }
-        self.ensure_current(&c).await?;
+        let loading = self.ensure_current(&c, deadline).await?;
         let (generation, numbers, parts) = self.serving_owned(&c).await?;
         let wanted: BTreeSet<u32> = partitions.iter().copied().collect();
         let picked: Vec<_> = numbers
@@ -150,8 +165,12 @@ impl RuLake {
                 .offer(name, q, &hits, &picked, &masks, params.k);
             Ok(hits)
         };
-        let results = queries.par_iter().map(one).collect::<Result<Vec<_>>>()?;
-        Ok((generation, results))
+        let hits = queries.par_iter().map(one).collect::<Result<Vec<_>>>()?;
+        Ok(Scanned {
+            generation,
+            loading,
+            hits,
+        })
     }
 
     /// Which of `ids` the given partitions of `name` hold (deleted ones
@@ -163,7 +182,7 @@ impl RuLake {
         ids: &HashSet<VectorId>,
     ) -> Result<Vec<VectorId>> {
         let c = self.collection(name)?;
-        self.ensure_current(&c).await?;
+        self.ensure_current(&c, None).await?;
         let (_, numbers, parts) = self.serving_owned(&c).await?;
         let wanted: BTreeSet<u32> = partitions.iter().copied().collect();
         let mut found = Vec::new();

@@ -122,6 +122,11 @@ pub struct SearchResponse {
     pub hits: Vec<Hit>,
     /// Source generation the answer was served from.
     pub generation: Generation,
+    /// A newer generation of a `fresh` collection's source that was still
+    /// loading when the deadline left no more time to wait for it: the
+    /// answer is from `generation`, the one warm, and a later query gets
+    /// this one.
+    pub loading: Option<Generation>,
     /// Partitions that answered.
     pub partitions_answered: u32,
     /// Partitions of the collection.
@@ -148,6 +153,9 @@ pub struct FederatedResponse {
     pub hits: Vec<FederatedHit>,
     /// Generation served per collection.
     pub generations: BTreeMap<String, Generation>,
+    /// Per collection that answered from an older generation while a
+    /// newer one loads (see [`SearchResponse::loading`]), the newer one.
+    pub loading: BTreeMap<String, Generation>,
     /// Partitions that answered.
     pub partitions_answered: u32,
     /// Partitions over all collections.

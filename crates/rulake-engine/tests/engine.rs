@@ -171,6 +171,119 @@ async fn fresh_collections_answer_from_new_data_on_the_next_query() {
     assert_eq!(r4.hits[1].id, VectorId::from("ß/ü"));
 }
 
+/// A source whose listing waits while its gate is closed: a load of a new
+/// generation that takes as long as the test wants, while the generation
+/// check stays instant.
+#[derive(Debug)]
+struct Gated {
+    inner: Arc<MemorySource>,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl rulake_lake::Source for Gated {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn generation(&self) -> rulake_lake::Result<rulake_types::Generation> {
+        self.inner.generation().await
+    }
+
+    async fn list_units(&self) -> rulake_lake::Result<rulake_lake::Listing> {
+        let mut open = self.open.subscribe();
+        let _ = open.wait_for(|o| *o).await;
+        self.inner.list_units().await
+    }
+
+    fn read_unit(&self, unit: &rulake_lake::Unit, dim: usize) -> rulake_lake::RowStream {
+        self.inner.read_unit(unit, dim)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_collections_answer_from_the_warm_generation_when_a_load_outlasts_the_deadline() {
+    let e = RuLake::new(CacheConfig::default());
+    let m = MemorySource::new("m", DIM);
+    m.add(rows(0, &gen().sample(300, 1))).unwrap();
+    let gated = Arc::new(Gated {
+        inner: m.clone(),
+        open: tokio::sync::watch::Sender::new(true),
+    });
+    e.register_source("m", gated.clone()).unwrap();
+    e.create_collection(
+        CollectionSpec::new("f", "m", DIM)
+            .partitions(2)
+            .consistency(Consistency::Fresh),
+    )
+    .unwrap();
+    let target = vec![9.0f32; DIM];
+    let within = |ms| Some(std::time::Instant::now() + Duration::from_millis(ms));
+    let old = e
+        .search_until("f", &target, exhaustive(3), within(5_000))
+        .await
+        .unwrap();
+    assert_eq!(old.loading, None);
+
+    // The source moves on; loading the new generation blocks.
+    gated.open.send_replace(false);
+    m.add(vec![(VectorId::from("new"), target.clone())])
+        .unwrap();
+    for _ in 0..2 {
+        // The first query starts the refresh, the second joins it: both
+        // answer from the old generation and name the one loading.
+        let r = e
+            .search_until("f", &target, exhaustive(3), within(300))
+            .await
+            .unwrap();
+        assert_eq!(r.generation, old.generation);
+        assert_eq!(r.hits, old.hits);
+        let loading = r.loading.expect("a newer generation is loading");
+        assert_ne!(loading, old.generation);
+        let b = e
+            .batch_search_until(
+                "f",
+                std::slice::from_ref(&target),
+                exhaustive(3),
+                within(300),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (&b[0].generation, &b[0].loading),
+            (&old.generation, &Some(loading))
+        );
+    }
+    assert_eq!(
+        e.describe("f").unwrap().generation,
+        Some(old.generation.clone())
+    );
+
+    // The load finishes in the background; a later query gets it.
+    gated.open.send_replace(true);
+    let start = std::time::Instant::now();
+    let new = loop {
+        let r = e
+            .search_until("f", &target, exhaustive(3), within(300))
+            .await
+            .unwrap();
+        if r.loading.is_none() && r.generation != old.generation {
+            break r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the new generation never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(new.hits[0].id, VectorId::from("new"));
+    assert_eq!(new.hits[0].distance, 0.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eventual_collections_catch_up_within_their_staleness_bound() {
     let e = RuLake::new(CacheConfig::default());

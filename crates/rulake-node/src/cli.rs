@@ -568,6 +568,18 @@ pub async fn stats(conn: Conn) -> anyhow::Result<()> {
                     s.id, s.live, s.partitions_warm, s.partitions_assigned
                 );
             }
+            if !st.routes.is_empty() {
+                println!("routes at epoch {}:", st.routing_epoch);
+                for r in st.routes {
+                    println!(
+                        "  {}/{} -> [{}] warm [{}]",
+                        r.collection,
+                        r.partition,
+                        r.replicas.join(", "),
+                        r.warm.join(", ")
+                    );
+                }
+            }
         }
         Err(e) => println!("cluster status unavailable: {e}"),
     }

@@ -1,8 +1,9 @@
 //! The distributed query path as real processes on loopback: three
 //! `rulake meta` members, `rulake shard` nodes and `rulake coordinator`s,
 //! under a steady query load while shard nodes are killed, added and
-//! drained. The single-process engine over the same Parquet files is the
-//! reference answer.
+//! drained, and a `fresh` collection whose new data loads for longer than
+//! a query's deadline. The single-process engine over the same Parquet
+//! files (or a brute-force scan of their rows) is the reference answer.
 
 mod support;
 
@@ -86,6 +87,58 @@ fn parquet_spec(name: &str, url: &str, partitions: u32, replication: u32) -> pro
         }),
         rerank: None,
         nprobe: None,
+    }
+}
+
+/// A `fresh` collection over the Parquet files at `url`, of `dim`.
+fn fresh_spec(name: &str, url: &str, dim: usize, partitions: u32) -> proto::CollectionSpec {
+    proto::CollectionSpec {
+        dimension: dim as u32,
+        consistency: Some(proto::Consistency {
+            level: Some(proto::consistency::Level::Fresh(
+                proto::consistency::Fresh {},
+            )),
+        }),
+        ..parquet_spec(name, url, partitions, 1)
+    }
+}
+
+/// Parameters under which every partition answers exactly.
+fn exhaustive(k: u32) -> proto::SearchParams {
+    proto::SearchParams {
+        k,
+        nprobe: Some(1 << 20),
+        rerank: Some(1 << 20),
+    }
+}
+
+/// The exact `k` nearest to `q` under L2 of the rows `ids` with `dim`-wide
+/// `vectors`, as (id key, distance).
+fn brute_force(ids: &[u64], vectors: &[f32], q: &[f32], k: usize) -> Vec<(String, f32)> {
+    let mut d: Vec<(f32, u64)> = ids
+        .iter()
+        .zip(vectors.chunks(q.len()))
+        .map(|(id, v)| {
+            let d: f32 = v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
+            (d, *id)
+        })
+        .collect();
+    d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    d.into_iter()
+        .take(k)
+        .map(|(d, id)| (format!("n:{id}"), d))
+        .collect()
+}
+
+/// Same ids in the same order, distances equal up to float rounding.
+fn assert_exact(got: &[(String, f32)], want: &[(String, f32)], what: &str) {
+    let ids = |h: &[(String, f32)]| h.iter().map(|(i, _)| i.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(got), ids(want), "{what}: ids differ");
+    for ((_, g), (_, w)) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= 1e-3 * w.max(1.0),
+            "{what}: distance {g} vs exact {w}"
+        );
     }
 }
 
@@ -252,6 +305,39 @@ async fn cluster_equals_engine_survives_a_killed_shard_and_a_coordinator_restart
         c2.cluster_status().await.unwrap().assignment_epoch,
     );
     assert_eq!(e1, e2, "coordinators see different epochs");
+    // Both route by that epoch, and identically: the same replicas in the
+    // same order for every partition (once each has polled the shards'
+    // warm state, which the order depends on).
+    let start = Instant::now();
+    loop {
+        let (a, b) = (
+            c.cluster_status().await.unwrap(),
+            c2.cluster_status().await.unwrap(),
+        );
+        let same = a.routing_epoch == b.routing_epoch && a.routes == b.routes;
+        let settled = a.routing_epoch == a.assignment_epoch
+            && a.routes.len() == 8
+            && a.routes.iter().all(|r| r.warm.len() == 2);
+        if same && settled {
+            assert!(
+                a.routes
+                    .iter()
+                    .all(|r| !r.replicas.contains(&"2".to_string())),
+                "a route still names the killed node: {:?}",
+                a.routes
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "coordinators route differently at epochs {} and {}:\n{:?}\n{:?}",
+            a.routing_epoch,
+            b.routing_epoch,
+            a.routes,
+            b.routes
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     for q in queries(10) {
         let a = c.search("docs", &q, 10).await.unwrap();
         let b = c2.search("docs", &q, 10).await.unwrap();
@@ -328,4 +414,145 @@ async fn adding_and_draining_shards_under_load_moves_little_and_loses_nothing() 
     assert_eq!(e.code(), Some(tonic::Code::InvalidArgument));
     let e = c.drain_shard("99").await.unwrap_err();
     assert_eq!(e.code(), Some(tonic::Code::NotFound));
+}
+
+/// Dimension of the `fresh` collection: wide enough that building its
+/// partitions (a rotation per vector, k-means) is slow in a debug build.
+const FRESH_DIM: usize = 128;
+/// Rows the `fresh` collection starts with.
+const OLD_ROWS: usize = 6_000;
+/// Rows of the file appended to it: enough that loading them takes
+/// seconds in a debug build, far past `SHORT_DEADLINE`. If a faster
+/// machine loads them within the wait, the assertion on
+/// `loading_generation` says so.
+const NEW_ROWS: usize = 800_000;
+/// First id of the appended rows.
+const NEW_BASE: u64 = 1_000_000;
+/// The deadline of the queries right after the append: a few hundred ms,
+/// with room for a loaded machine to search what is warm and answer.
+const SHORT_DEADLINE: Duration = Duration::from_millis(500);
+
+/// `n` pseudo-random vectors of `FRESH_DIM` around a few centers.
+fn fresh_rows(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f32 / (1u64 << 53) as f32
+    };
+    let centers: Vec<f32> = (0..8 * FRESH_DIM).map(|i| (i % 13) as f32).collect();
+    let mut v = Vec::with_capacity(n * FRESH_DIM);
+    for i in 0..n {
+        let c = &centers[(i % 8) * FRESH_DIM..(i % 8 + 1) * FRESH_DIM];
+        v.extend(c.iter().map(|x| x + next() * 4.0 - 2.0));
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fresh_collection_answers_within_the_deadline_from_the_warm_generation() {
+    let lake = tempfile::tempdir().unwrap();
+    let mut ids: Vec<u64> = (0..OLD_ROWS as u64).collect();
+    let mut vectors = fresh_rows(OLD_ROWS, 7);
+    rulake_lake::write_parquet_file(
+        &lake.path().join("part-old.parquet"),
+        IdsRef::U64(&ids),
+        &vectors,
+        FRESH_DIM,
+        OLD_ROWS / 8,
+    )
+    .unwrap();
+    let url = format!("file://{}/", lake.path().display());
+    let mut cluster = Distributed::start(2);
+    let coord = cluster.coordinator();
+    let c = cluster.client(&coord).await;
+    c.create_collection(fresh_spec("live", &url, FRESH_DIM, 4))
+        .await
+        .unwrap();
+    let qs: Vec<Vec<f32>> = fresh_rows(3, 99)
+        .chunks(FRESH_DIM)
+        .map(<[f32]>::to_vec)
+        .collect();
+    let start = Instant::now();
+    let old = loop {
+        if let Ok(r) = c.search_with("live", &qs[0], exhaustive(10)).await {
+            if r.partitions_answered == r.partitions_total {
+                break r;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "never complete");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(old.loading_generation.is_empty());
+
+    // Append a big file: written aside, then renamed in, so no listing
+    // ever sees half of it. Its first rows sit on the queries.
+    let new_ids: Vec<u64> = (0..NEW_ROWS as u64).map(|i| NEW_BASE + i).collect();
+    let mut new_vectors = fresh_rows(NEW_ROWS, 11);
+    for (i, q) in qs.iter().enumerate() {
+        new_vectors[i * FRESH_DIM..(i + 1) * FRESH_DIM].copy_from_slice(q);
+    }
+    let aside = tempfile::tempdir().unwrap();
+    let file = aside.path().join("part-new.parquet");
+    rulake_lake::write_parquet_file(
+        &file,
+        IdsRef::U64(&new_ids),
+        &new_vectors,
+        FRESH_DIM,
+        NEW_ROWS / 16,
+    )
+    .unwrap();
+    std::fs::rename(&file, lake.path().join("part-new.parquet")).unwrap();
+
+    // Right after: answered within the short deadline, from the old
+    // generation, exactly as over the old rows, naming the one loading.
+    let short = cluster.client(&coord).await.with_timeout(SHORT_DEADLINE);
+    for (i, q) in qs.iter().enumerate() {
+        let r = match short.search_with("live", q, exhaustive(10)).await {
+            Ok(r) => r,
+            Err(e) => panic!("query {i} right after the append failed: {e}"),
+        };
+        assert_eq!(r.partitions_answered, 4);
+        assert!(
+            !r.loading_generation.is_empty() && r.generation == old.generation,
+            "query {i}: the new file loaded within the wait (served {:?}, loading {:?}); make NEW_ROWS bigger",
+            r.generation,
+            r.loading_generation
+        );
+        assert_ne!(r.loading_generation, old.generation);
+        assert_exact(
+            &hits(&r),
+            &brute_force(&ids, &vectors, q, 10),
+            "old generation",
+        );
+    }
+
+    // The load goes on in the background: a later query gets the new
+    // generation, with the new rows.
+    let start = Instant::now();
+    let new = loop {
+        let r = c.search_with("live", &qs[0], exhaustive(10)).await.unwrap();
+        if r.loading_generation.is_empty() && r.generation != old.generation {
+            break r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the new generation never finished loading"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!(
+        "new generation served {:?} after the append",
+        start.elapsed()
+    );
+    ids.extend(&new_ids);
+    vectors.extend(&new_vectors);
+    for (i, q) in qs.iter().enumerate() {
+        let r = c.search_with("live", q, exhaustive(10)).await.unwrap();
+        assert_eq!(r.generation, new.generation);
+        let got = hits(&r);
+        assert_eq!(got[0], (format!("n:{}", NEW_BASE + i as u64), 0.0));
+        assert_exact(&got, &brute_force(&ids, &vectors, q, 10), "new generation");
+    }
 }

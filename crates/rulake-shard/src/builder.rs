@@ -9,6 +9,11 @@
 //! partition is rebuilt and retrained. Either way the result is a new
 //! partition; the caller swaps it in only when it is complete, so the old
 //! one serves until then and a failed build leaves it untouched.
+//!
+//! Index work runs on a rayon pool of its own ([`build_pool`]): on the
+//! global pool a build of many seconds would queue every search behind it,
+//! and a node loading a new generation could not answer even from the
+//! partitions it has warm.
 
 use crate::cache::{CachedPartition, PartitionCache, PartitionKey};
 use crate::error::{Result, ShardError};
@@ -17,8 +22,20 @@ use rulake_index::{BuildParams, PartitionIndex};
 use rulake_lake::{Listing, Source, Unit};
 use rulake_types::{partition_of, Metric, VectorId};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+
+/// The rayon pool partition builds run on, apart from the global pool that
+/// searches use; as many threads as cores, so both share the machine.
+fn build_pool() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("rulake-build-{i}"))
+            .build()
+            .expect("a thread pool for partition builds")
+    })
+}
 
 /// What a partition is and how to build it.
 #[derive(Clone, Debug)]
@@ -134,21 +151,22 @@ pub async fn build_partition(
                 .collect();
             let (new_ids, vectors) = read_units(source, &added, spec, seen).await?;
             let mut index = prev.index.clone();
-            let index =
-                tokio::task::spawn_blocking(move || index.add(new_ids, vectors).map(|_| index))
-                    .await
-                    .map_err(|e| ShardError::Task {
-                        partition: spec.key.to_string(),
-                        message: e.to_string(),
-                    })?
-                    .map_err(index_err)?;
+            let index = tokio::task::spawn_blocking(move || {
+                build_pool().install(|| index.add(new_ids, vectors).map(|_| index))
+            })
+            .await
+            .map_err(|e| ShardError::Task {
+                partition: spec.key.to_string(),
+                message: e.to_string(),
+            })?
+            .map_err(index_err)?;
             (index, true)
         }
         None => {
             let (ids, vectors) = read_units(source, &mine, spec, HashMap::new()).await?;
             let (dim, metric, build) = (spec.dim, spec.metric, spec.build);
             let index = tokio::task::spawn_blocking(move || {
-                PartitionIndex::build(dim, metric, ids, vectors, build)
+                build_pool().install(|| PartitionIndex::build(dim, metric, ids, vectors, build))
             })
             .await
             .map_err(|e| ShardError::Task {
