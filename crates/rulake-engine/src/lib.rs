@@ -659,13 +659,13 @@ impl RuLake {
     ) -> Result<(Generation, Vec<u32>, Vec<Arc<CachedPartition>>)> {
         let spec = &c.spec;
         let numbers = self.owned(spec);
-        let (mut generation, mut parts, mut missing) = self.snapshot(c, &numbers);
+        let (mut generation, mut parts, mut missing) = self.snapshot(c, &numbers, true);
         if !missing.is_empty() {
             let _guard = c.refresh.lock().await;
             // Under the refresh lock no swap can happen: take the snapshot
             // again, so what was cached and what is loaded now are of one
-            // generation.
-            (generation, parts, missing) = self.snapshot(c, &numbers);
+            // generation (not counted again: the first look counted).
+            (generation, parts, missing) = self.snapshot(c, &numbers, false);
             let listing = c
                 .serving
                 .read()
@@ -701,12 +701,14 @@ impl RuLake {
 
     /// The serving generation and the cached partitions among `numbers`,
     /// read under the serving lock (so of one generation), with the
-    /// positions and numbers of those not cached.
+    /// positions and numbers of those not cached; `count` records the
+    /// looks as cache hits and misses.
     #[allow(clippy::type_complexity)]
     fn snapshot(
         &self,
         c: &Collection,
         numbers: &[u32],
+        count: bool,
     ) -> (
         Generation,
         Vec<Option<Arc<CachedPartition>>>,
@@ -722,7 +724,12 @@ impl RuLake {
             .iter()
             .enumerate()
             .map(|(i, &p)| {
-                let part = self.inner.cache.get(&key(&c.spec.name, p));
+                let k = key(&c.spec.name, p);
+                let part = if count {
+                    self.inner.cache.get(&k)
+                } else {
+                    self.inner.cache.peek(&k)
+                };
                 if part.is_none() {
                     missing.push((i, p));
                 }
