@@ -539,6 +539,25 @@ pub fn meta_statefulset(cluster: &RuLakeCluster) -> StatefulSet {
     }
 }
 
+/// Arguments of a role serving gRPC on [`GRPC_PORT`] (shard, coordinator):
+/// where it listens and keeps its files, the meta group, the metrics port,
+/// then `extra`.
+fn grpc_role_args(role: &str, extra: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        role.into(),
+        "--listen".into(),
+        format!("0.0.0.0:{GRPC_PORT}"),
+        "--data-dir".into(),
+        DATA_DIR.into(),
+        "--meta".into(),
+        "$(RULAKE_META)".into(),
+        "--metrics-listen".into(),
+        "$(RULAKE_METRICS_LISTEN)".into(),
+    ];
+    args.extend(extra);
+    args
+}
+
 /// The shard StatefulSet with `replicas` pods. The reconciler decides
 /// `replicas`: it only shrinks after the removed nodes are drained.
 pub fn shard_statefulset(cluster: &RuLakeCluster, replicas: i32, cache_bytes: u64) -> StatefulSet {
@@ -549,24 +568,18 @@ pub fn shard_statefulset(cluster: &RuLakeCluster, replicas: i32, cache_bytes: u6
         PodParts {
             role: Role::Shard,
             command: None,
-            args: vec![
-                "shard".into(),
-                "--listen".into(),
-                format!("0.0.0.0:{GRPC_PORT}"),
-                "--data-dir".into(),
-                DATA_DIR.into(),
-                "--meta".into(),
-                "$(RULAKE_META)".into(),
-                "--cache-bytes".into(),
-                cache_bytes.to_string(),
-                // The node id is the pod's ordinal + 1, as for meta members.
-                "--node-id".into(),
-                "$(POD_NAME)".into(),
-                "--advertise".into(),
-                format!("$(POD_NAME).{svc}.{ns}.svc:{GRPC_PORT}"),
-                "--metrics-listen".into(),
-                "$(RULAKE_METRICS_LISTEN)".into(),
-            ],
+            args: grpc_role_args(
+                "shard",
+                [
+                    "--cache-bytes".into(),
+                    cache_bytes.to_string(),
+                    // The node id is the pod's ordinal + 1, as for meta members.
+                    "--node-id".into(),
+                    "$(POD_NAME)".into(),
+                    "--advertise".into(),
+                    format!("$(POD_NAME).{svc}.{ns}.svc:{GRPC_PORT}"),
+                ],
+            ),
             ports: vec![port("grpc", i32::from(GRPC_PORT))],
             credentials: true,
             resources: cluster.spec.shards.resources.clone(),
@@ -603,23 +616,14 @@ pub fn coordinator_deployment(cluster: &RuLakeCluster) -> Deployment {
         PodParts {
             role: Role::Coordinator,
             command: None,
-            args: {
-                let mut args: Vec<String> = vec![
-                    "coordinator".into(),
-                    "--listen".into(),
-                    format!("0.0.0.0:{GRPC_PORT}"),
-                    "--data-dir".into(),
-                    DATA_DIR.into(),
-                    "--meta".into(),
-                    "$(RULAKE_META)".into(),
-                    "--metrics-listen".into(),
-                    "$(RULAKE_METRICS_LISTEN)".into(),
-                ];
-                if let Some(url) = &cluster.spec.managed_url {
-                    args.extend(["--managed-url".into(), url.clone()]);
-                }
-                args
-            },
+            args: grpc_role_args(
+                "coordinator",
+                cluster
+                    .spec
+                    .managed_url
+                    .iter()
+                    .flat_map(|url| ["--managed-url".to_string(), url.clone()]),
+            ),
             ports: vec![port("grpc", i32::from(GRPC_PORT))],
             credentials: true,
             resources: cluster.spec.coordinators.resources.clone(),

@@ -37,6 +37,24 @@ fn build_pool() -> &'static rayon::ThreadPool {
     })
 }
 
+/// Run index work for `spec`'s partition on the build pool, off the async
+/// runtime.
+async fn on_build_pool<T: Send + 'static>(
+    spec: &PartitionSpec,
+    work: impl FnOnce() -> std::result::Result<T, rulake_index::IndexError> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(move || build_pool().install(work))
+        .await
+        .map_err(|e| ShardError::Task {
+            partition: spec.key.to_string(),
+            message: e.to_string(),
+        })?
+        .map_err(|source| ShardError::Index {
+            partition: spec.key.to_string(),
+            source,
+        })
+}
+
 /// What a partition is and how to build it.
 #[derive(Clone, Debug)]
 pub struct PartitionSpec {
@@ -125,11 +143,6 @@ pub async fn build_partition(
             && prev.units.iter().all(|(k, v)| units.get(k) == Some(v))
             && !prev.index.drift().needs_retrain()
     });
-    let index_err = |source| ShardError::Index {
-        partition: spec.key.to_string(),
-        source,
-    };
-
     let (index, incremental) = match reusable {
         Some(prev) if prev.units == units => {
             // Same units: only the generation moved (another partition changed).
@@ -151,29 +164,17 @@ pub async fn build_partition(
                 .collect();
             let (new_ids, vectors) = read_units(source, &added, spec, seen).await?;
             let mut index = prev.index.clone();
-            let index = tokio::task::spawn_blocking(move || {
-                build_pool().install(|| index.add(new_ids, vectors).map(|_| index))
-            })
-            .await
-            .map_err(|e| ShardError::Task {
-                partition: spec.key.to_string(),
-                message: e.to_string(),
-            })?
-            .map_err(index_err)?;
+            let index =
+                on_build_pool(spec, move || index.add(new_ids, vectors).map(|_| index)).await?;
             (index, true)
         }
         None => {
             let (ids, vectors) = read_units(source, &mine, spec, HashMap::new()).await?;
             let (dim, metric, build) = (spec.dim, spec.metric, spec.build);
-            let index = tokio::task::spawn_blocking(move || {
-                build_pool().install(|| PartitionIndex::build(dim, metric, ids, vectors, build))
+            let index = on_build_pool(spec, move || {
+                PartitionIndex::build(dim, metric, ids, vectors, build)
             })
-            .await
-            .map_err(|e| ShardError::Task {
-                partition: spec.key.to_string(),
-                message: e.to_string(),
-            })?
-            .map_err(index_err)?;
+            .await?;
             (index, false)
         }
     };
