@@ -154,6 +154,12 @@ impl ShardNode {
         self.inner.id
     }
 
+    /// The coordinator this node applies the catalog through (no router:
+    /// a shard answers only for itself).
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.inner.coord
+    }
+
     /// The engine (only the partitions assigned here).
     pub fn engine(&self) -> &RuLake {
         &self.inner.engine

@@ -72,7 +72,10 @@ pub async fn start(
     });
     let metrics = Metrics::new();
     let mut collector = EngineCollector::new(engine.as_ref().clone())?;
-    let cluster = cluster.filter(|c| c.router().is_some()).cloned();
+    // A process that is not itself a catalog member (shard, coordinator)
+    // reports placement as the catalog it follows has it; `rulake serve`
+    // is one node holding everything.
+    let cluster = cluster.filter(|_| meta.is_none()).cloned();
     if let Some(router) = cluster.as_ref().and_then(|c| c.router()).cloned() {
         collector = collector.with_fanout(move || {
             let s = router.stats();
@@ -123,7 +126,8 @@ async fn housekeeping(
     cluster: Option<rulake_coordinator::Coordinator>,
 ) {
     if let Some(coord) = cluster {
-        // A coordinator: placement as the catalog has it.
+        // A shard or coordinator: placement as the catalog has it (a shard
+        // warms its partitions itself, as the catalog assigns them).
         let mut last = rulake_catalog::Assignment::default();
         loop {
             let a = coord.catalog().assignment;

@@ -107,7 +107,7 @@ pub async fn shard(a: ShardArgs) -> anyhow::Result<()> {
     let node = ShardNode::start(cfg).await?;
     let engine = Arc::new(node.engine().clone());
     let (metrics_layer, metrics_http) =
-        crate::observe::start(&a.observe, &engine, None, None).await?;
+        crate::observe::start(&a.observe, &engine, None, Some(node.coordinator())).await?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
