@@ -170,17 +170,7 @@ impl Coordinator {
     }
 
     fn record(&self, target: &str) -> Result<CollectionRecord> {
-        self.inner
-            .view
-            .read()
-            .catalog
-            .collections
-            .get(target)
-            .cloned()
-            .ok_or_else(|| CoordinatorError::NotFound {
-                kind: "collection",
-                name: target.to_owned(),
-            })
+        collection_in(&self.inner.view.read().catalog, target)
     }
 
     /// Which of `ids` a collection holds, wherever its partitions are.
@@ -227,15 +217,7 @@ impl Coordinator {
     /// (a second read while holding one could wait behind a writer forever).
     fn record_and_source(&self, target: &str) -> Result<(CollectionRecord, SourceRecord)> {
         let view = self.inner.view.read();
-        let rec = view
-            .catalog
-            .collections
-            .get(target)
-            .cloned()
-            .ok_or_else(|| CoordinatorError::NotFound {
-                kind: "collection",
-                name: target.to_owned(),
-            })?;
+        let rec = collection_in(&view.catalog, target)?;
         let src = view
             .catalog
             .sources
@@ -873,4 +855,15 @@ fn unique_suffix() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     format!("{nanos:x}")
+}
+
+/// A collection's record in `cat`, or `NOT_FOUND`.
+fn collection_in(cat: &rulake_catalog::Catalog, target: &str) -> Result<CollectionRecord> {
+    cat.collections
+        .get(target)
+        .cloned()
+        .ok_or_else(|| CoordinatorError::NotFound {
+            kind: "collection",
+            name: target.to_owned(),
+        })
 }
