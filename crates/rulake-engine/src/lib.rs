@@ -42,6 +42,7 @@ pub use spec::{
 use deletes::Deletes;
 use parking_lot::{Mutex, RwLock};
 use rayon::prelude::*;
+use rulake_index::SharedKth;
 use rulake_lake::{Listing, Source};
 use rulake_shard::{build_partition, PartitionCache, PartitionKey, PartitionSpec};
 use rulake_types::{hit_order, merge_topk, Consistency, Generation, Hit, SearchParams, VectorId};
@@ -923,10 +924,11 @@ impl RuLake {
         }
         let answered = work.len() as u32;
         self.inner.queries.record(1, answered, total);
+        let shared = SharedKth::new(params.k);
         let lists: Vec<Vec<FederatedHit>> = work
             .par_iter()
             .map(|(name, g, part, p, mask)| {
-                Ok(partition_hits(part, mask, query, *p)?
+                Ok(partition_hits(part, mask, query, *p, &shared)?
                     .into_iter()
                     .map(|h| FederatedHit {
                         collection: name.clone(),
@@ -989,16 +991,21 @@ fn key(collection: &str, p: u32) -> PartitionKey {
     }
 }
 
+/// One partition's answer to `query`. `shared` is the `k`-th best distance
+/// the query's other partitions found so far: rows that cannot beat it are
+/// not reranked (see `rulake_index::bound`), so a query split over many
+/// partitions reads about as many full vectors as one over a single index.
 fn partition_hits(
     part: &CachedPartition,
     mask: &[u64],
     query: &[f32],
     p: SearchParams,
+    shared: &SharedKth,
 ) -> Result<Vec<Hit>> {
     let ids = part.index.ids();
     Ok(part
         .index
-        .search_excluding(query, p.k, p.nprobe, p.rerank, mask)
+        .search_shared(query, p.k, p.nprobe, p.rerank, mask, Some(shared))
         .map_err(|e| EngineError::InvalidArgument(e.to_string()))?
         .into_iter()
         .map(|(pos, distance)| Hit {
@@ -1046,6 +1053,9 @@ pub(crate) fn plan_with_total(
         .collect()
 }
 
+/// A partition's answer with its place in the collection's partition list.
+type Numbered = (usize, Result<Vec<Hit>>);
+
 /// Fan out over partitions in parallel and merge exactly.
 fn search_partitions(
     parts: &[Arc<CachedPartition>],
@@ -1055,32 +1065,47 @@ fn search_partitions(
 ) -> Result<Vec<Hit>> {
     let plan = partition_params(parts, p);
     if parts.len() == 1 {
-        let mut hits = partition_hits(&parts[0], &masks[0], query, plan[0])?;
+        let mut hits = partition_hits(&parts[0], &masks[0], query, plan[0], &SharedKth::new(p.k))?;
         hits.sort_by(hit_order);
         return Ok(hits);
     }
-    // The calling thread searches the first partition itself while the pool
-    // takes the rest: handing every partition to the pool would leave this
-    // thread idle and pay a wake-up for work it could have done.
-    let slots: Vec<parking_lot::Mutex<Option<Result<Vec<Hit>>>>> = (1..parts.len())
-        .map(|_| parking_lot::Mutex::new(None))
+    // One task per thread, not per partition: the calling thread searches
+    // one group of partitions itself while pool threads take the others.
+    // With more tasks than cores the calling thread and the pool's threads
+    // share cores, and a query waits for a preempted thread's next time
+    // slice; with fewer the cores idle. The calling thread counts as one of
+    // them, so the pool wakes only as many threads as it needs.
+    let groups = parts.len().min(rayon::current_num_threads().max(1));
+    let shared = SharedKth::new(p.k);
+    let group = |g: usize| -> Vec<Numbered> {
+        (g..parts.len())
+            .step_by(groups)
+            .map(|i| {
+                let hits = partition_hits(&parts[i], &masks[i], query, plan[i], &shared);
+                (i, hits)
+            })
+            .collect()
+    };
+    let slots: Vec<parking_lot::Mutex<Vec<Numbered>>> = (1..groups)
+        .map(|_| parking_lot::Mutex::new(Vec::new()))
         .collect();
     let first = rayon::in_place_scope(|s| {
-        for (((part, pp), slot), mask) in parts[1..]
-            .iter()
-            .zip(&plan[1..])
-            .zip(&slots)
-            .zip(&masks[1..])
-        {
-            s.spawn(move |_| *slot.lock() = Some(partition_hits(part, mask, query, *pp)));
+        for (g, slot) in slots.iter().enumerate() {
+            let group = &group;
+            s.spawn(move |_| *slot.lock() = group(g + 1));
         }
-        partition_hits(&parts[0], &masks[0], query, plan[0])
+        group(0)
     });
-    let mut lists = Vec::with_capacity(parts.len());
-    lists.push(first?);
+    let mut answers: Vec<Numbered> = first;
     for slot in slots {
-        lists.push(slot.into_inner().expect("the scope ran every partition")?);
+        answers.extend(slot.into_inner());
     }
+    // Partition order, so the first error reported is the same every time.
+    answers.sort_by_key(|(i, _)| *i);
+    let lists = answers
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect::<Result<Vec<_>>>()?;
     Ok(merge_topk(lists, p.k))
 }
 
@@ -1091,11 +1116,12 @@ fn search_partitions_seq(
     query: &[f32],
     p: SearchParams,
 ) -> Result<Vec<Hit>> {
+    let shared = SharedKth::new(p.k);
     let lists: Vec<Vec<Hit>> = parts
         .iter()
         .zip(partition_params(parts, p))
         .zip(masks)
-        .map(|((part, pp), mask)| partition_hits(part, mask, query, pp))
+        .map(|((part, pp), mask)| partition_hits(part, mask, query, pp, &shared))
         .collect::<Result<_>>()?;
     Ok(merge_topk(lists, p.k))
 }

@@ -140,9 +140,10 @@ impl RuLake {
         // a batch: queries in parallel, each query's partitions in turn.
         let parallel_parts = queries.len() == 1;
         let one = |q: &Vec<f32>| -> Result<Vec<Hit>> {
+            let shared = rulake_index::SharedKth::new(params.k);
             let hits_of =
                 |((part, pp), mask): ((&Arc<CachedPartition>, &SearchParams), &Arc<Vec<u64>>)| {
-                    partition_hits(part, mask, q, *pp)
+                    partition_hits(part, mask, q, *pp, &shared)
                 };
             let lists = if parallel_parts {
                 picked

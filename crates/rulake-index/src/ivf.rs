@@ -46,6 +46,7 @@
 //!   `⟨q, c⟩ + ‖q‖‖x − c‖·coŝ(q, x − c)` from the code of the rotated query;
 //!   rerank uses the exact `−⟨q, x⟩`.
 
+use crate::bound::SharedKth;
 use crate::error::{IndexError, Result};
 use crate::exact::OrdF32;
 use crate::kmeans;
@@ -131,8 +132,11 @@ pub fn split_search(
     let nprobe = nprobe.unwrap_or_else(|| default_nprobe(whole_nlist));
     let fraction = nprobe as f64 / whole_nlist as f64;
     let share = part_rows as f64 / total_rows.max(1) as f64;
-    let part_nprobe = ((fraction * part_nlist as f64).ceil() as usize).clamp(1, part_nlist);
-    let part_rerank = ((rerank as f64 * share).ceil() as usize).max(1);
+    // Rounded up, less a hair: a share that is a whole number in real
+    // numbers (40 × ¼) must not gain one from float error.
+    let up = |x: f64| (x - 1e-9).ceil().max(0.0) as usize;
+    let part_nprobe = up(fraction * part_nlist as f64).clamp(1, part_nlist);
+    let part_rerank = up(rerank as f64 * share).max(1);
     (part_nprobe, part_rerank)
 }
 
@@ -539,21 +543,18 @@ impl Candidates {
     }
 }
 
-/// Read one byte in every cache line of the candidates' 8-bit codes so
-/// that their loads are in flight together, instead of one miss at a time
-/// inside the refinement loop (which is bound by memory latency).
+/// Start loading the candidates' 8-bit codes, grids and norms, all of
+/// them before the refinement loop reads the first: the loop is bound by
+/// memory latency (the scan never touched these lines), and loads issued
+/// together overlap where loads issued one at a time inside it would not.
 fn touch_fine(lists: &[List], probes: &[Probe], cands: &[Cand], dim: usize) {
-    let mut acc = 0u32;
     for c in cands {
         let list = &lists[probes[c.probe as usize].list as usize];
-        let code = &list.fine[c.row as usize * dim..(c.row as usize + 1) * dim];
-        let mut j = 0;
-        while j < dim {
-            acc = acc.wrapping_add(code[j] as u32);
-            j += 64;
-        }
+        let row = c.row as usize;
+        simd::prefetch(&list.fine[row * dim..(row + 1) * dim]);
+        simd::prefetch(&list.fine_grid[row..row + 1]);
+        simd::prefetch(&list.norm_sq[row..row + 1]);
     }
-    std::hint::black_box(acc);
 }
 
 impl PartitionIndex {
@@ -838,6 +839,42 @@ impl PartitionIndex {
         }
     }
 
+    /// The `nprobe` non-empty lists with the smallest coarse scores, nearest
+    /// first: scanning the nearest list first fills the candidate pool with
+    /// good rows early, so its admission threshold is tight for the rest.
+    ///
+    /// Selection runs over the scores alone; the lists' own headers (one
+    /// cache line each, a thousand of them at 1M rows) are read only for
+    /// the lists chosen, to drop empty ones, which builds rarely leave.
+    fn nearest_lists(&self, centroid_scores: &[f32], nprobe: usize) -> Vec<(f32, u32)> {
+        let by_score = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        let mut all: Vec<(f32, u32)> = centroid_scores
+            .iter()
+            .enumerate()
+            .map(|(l, &s)| (s, l as u32))
+            .collect();
+        let filled = |&(_, l): &(f32, u32)| !self.lists[l as usize].pos.is_empty();
+        let mut want = nprobe.min(all.len());
+        loop {
+            if want == 0 {
+                return Vec::new();
+            }
+            if want < all.len() {
+                all.select_nth_unstable_by(want - 1, by_score);
+            }
+            let filled_count = all[..want].iter().filter(|c| filled(c)).count();
+            if filled_count >= nprobe || want == all.len() {
+                let mut chosen: Vec<(f32, u32)> =
+                    all[..want].iter().copied().filter(filled).collect();
+                chosen.sort_unstable_by(by_score);
+                chosen.truncate(nprobe);
+                return chosen;
+            }
+            // Some chosen lists were empty: widen the selection by as many.
+            want = (want + nprobe - filled_count).min(all.len());
+        }
+    }
+
     /// The `k` nearest live rows as `(position, exact distance)`, probing
     /// `nprobe` lists and reranking `k × rerank` candidates.
     pub fn search(
@@ -863,6 +900,23 @@ impl PartitionIndex {
         rerank: Option<usize>,
         exclude: &[u64],
     ) -> Result<Vec<(u32, f32)>> {
+        self.search_shared(query, k, nprobe, rerank, exclude, None)
+    }
+
+    /// [`PartitionIndex::search_excluding`] as one of several partitions
+    /// answering the same query: the exact rerank also stops at `shared`'s
+    /// distance (the `k`-th best any sibling found) and offers it its own.
+    /// The rows returned may then be fewer than `k`, but every row of the
+    /// merged top `k` that lives here is among them (see [`crate::bound`]).
+    pub fn search_shared(
+        &self,
+        query: &[f32],
+        k: usize,
+        nprobe: Option<usize>,
+        rerank: Option<usize>,
+        exclude: &[u64],
+        shared: Option<&SharedKth>,
+    ) -> Result<Vec<(u32, f32)>> {
         if k == 0 {
             return Err(IndexError::ZeroK);
         }
@@ -883,17 +937,7 @@ impl PartitionIndex {
         let ip = self.metric == Metric::InnerProduct;
         let mut centroid_scores = Vec::with_capacity(self.lists.len());
         simd::coarse_scores(&q, &self.centroids, ip, &mut centroid_scores);
-        let mut coarse: Vec<(f32, u32)> = centroid_scores
-            .iter()
-            .enumerate()
-            .filter(|(l, _)| !self.lists[*l].pos.is_empty())
-            .map(|(l, &s)| (s, l as u32))
-            .collect();
-        let nprobe = nprobe.min(coarse.len());
-        if nprobe < coarse.len() {
-            coarse.select_nth_unstable_by(nprobe - 1, |a, b| a.0.total_cmp(&b.0));
-            coarse.truncate(nprobe);
-        }
+        let coarse = self.nearest_lists(&centroid_scores, nprobe);
 
         // Fine: estimate ⟨r, q⟩ from the 1-bit codes and a 4-bit query, keep
         // `cap` candidates. With x̄ = (2b − 1)/√D and the query quantised as
@@ -911,6 +955,7 @@ impl PartitionIndex {
             .unwrap_or(0);
         let mut agree = vec![0u32; max_len * QUERY_BITS];
         let mut scores = vec![0.0f32; max_len];
+        let mut below: Vec<u64> = Vec::with_capacity(max_len.div_ceil(64));
         let mut plane = QueryPlanes::new(self.n_words);
         if ip {
             plane.quantize(&rq);
@@ -995,20 +1040,28 @@ impl PartitionIndex {
                 },
                 out,
             );
-            for (i, &score) in out.iter().enumerate() {
-                if score >= cand.worst {
-                    continue;
+            simd::below(out, cand.worst, &mut below);
+            for (chunk, &bits) in below.iter().enumerate() {
+                let mut bits = bits;
+                while bits != 0 {
+                    let i = chunk * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let score = out[i];
+                    // The threshold tightens as the pool fills.
+                    if score >= cand.worst {
+                        continue;
+                    }
+                    let pos = list.pos[i];
+                    if check_tomb && hidden(pos) {
+                        continue;
+                    }
+                    cand.push(Cand {
+                        score,
+                        pos,
+                        probe: pi as u32,
+                        row: i as u32,
+                    });
                 }
-                let pos = list.pos[i];
-                if check_tomb && hidden(pos) {
-                    continue;
-                }
-                cand.push(Cand {
-                    score,
-                    pos,
-                    probe: pi as u32,
-                    row: i as u32,
-                });
             }
         }
 
@@ -1058,12 +1111,25 @@ impl PartitionIndex {
             if best.len() == k && best.peek().is_some_and(|w| lower > w.0 .0) {
                 break;
             }
+            if shared.is_some_and(|s| lower > s.get()) {
+                break;
+            }
             let e = (OrdF32(self.exact(&q, pos)), pos);
-            if best.len() < k {
+            let kept = if best.len() < k {
                 best.push(e);
+                true
             } else if let Some(mut w) = best.peek_mut() {
-                if e < *w {
+                let better = e < *w;
+                if better {
                     *w = e;
+                }
+                better
+            } else {
+                false
+            };
+            if kept {
+                if let Some(s) = shared {
+                    s.offer(e.0 .0);
                 }
             }
         }

@@ -16,7 +16,8 @@
 //!
 //! This is the one module of the partition index that uses `unsafe`: calling
 //! a `#[target_feature]` function is unsafe because the caller must know the
-//! CPU has the features, and every call below is guarded by [`has_v3`].
+//! CPU has the features, and every call below is guarded by [`has_v3`]; and
+//! the prefetch hint ([`prefetch`]) takes a raw address.
 #![allow(unsafe_code)]
 
 use rulake_types::{dot as dot_generic, l2_sq as l2_generic};
@@ -174,9 +175,71 @@ dispatch! {
     }
 }
 
+dispatch! {
+    /// One bit per score, set where the score is below `t`: bit `j` of
+    /// `masks[c]` is `scores[64 c + j] < t`. The candidate filter then
+    /// visits only the rows that can enter the pool, instead of a branch a
+    /// row (a list holds about a thousand rows, and after the first probe
+    /// few of them qualify).
+    fn below(scores: &[f32], t: f32, masks: &mut Vec<u64>) -> () {
+        masks.clear();
+        let chunks = scores.chunks_exact(64);
+        let rest = chunks.remainder();
+        for c in chunks {
+            // A fixed-length array, so the loop below has a known trip count.
+            let c: &[f32; 64] = c.try_into().expect("chunks of exactly 64");
+            let mut m = 0u64;
+            for (j, &x) in c.iter().enumerate() {
+                m |= ((x < t) as u64) << j;
+            }
+            masks.push(m);
+        }
+        if !rest.is_empty() {
+            let mut m = 0u64;
+            for (j, &x) in rest.iter().enumerate() {
+                m |= ((x < t) as u64) << j;
+            }
+            masks.push(m);
+        }
+    }
+}
+
+/// Ask the CPU to start loading the cache lines of `xs` (a hint: no fault,
+/// no effect on results), so that a later read of them does not wait for
+/// memory.
+#[inline(always)]
+pub fn prefetch<T>(xs: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = xs.as_ptr() as *const i8;
+        let len = std::mem::size_of_val(xs);
+        let mut i = 0;
+        while i < len {
+            // SAFETY: the address is inside `xs`, and a prefetch never
+            // faults or writes; SSE is part of the x86-64 baseline.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.add(i)) };
+            i += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = xs;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reference: one comparison at a time.
+    fn below_generic_for_test(scores: &[f32], t: f32, masks: &mut Vec<u64>) {
+        masks.clear();
+        masks.resize(scores.len().div_ceil(64), 0);
+        for (i, &s) in scores.iter().enumerate() {
+            if s < t {
+                masks[i / 64] |= 1 << (i % 64);
+            }
+        }
+    }
 
     #[test]
     fn both_variants_agree_bit_for_bit() {
@@ -184,6 +247,15 @@ mod tests {
         let b: Vec<f32> = (0..131).map(|i| (i as f32 * 0.11).cos()).collect();
         assert_eq!(l2_sq(&a, &b).to_bits(), l2_generic(&a, &b).to_bits());
         assert_eq!(dot(&a, &b).to_bits(), dot_generic(&a, &b).to_bits());
+        let scores: Vec<f32> = (0..200).map(|i| ((i * 37) % 101) as f32).collect();
+        let (mut m1, mut m2) = (Vec::new(), Vec::new());
+        below(&scores, 50.0, &mut m1);
+        below_generic_for_test(&scores, 50.0, &mut m2);
+        assert_eq!(m1, m2);
+        assert_eq!(m1.len(), 4);
+        for (i, s) in scores.iter().enumerate() {
+            assert_eq!(m1[i / 64] >> (i % 64) & 1 == 1, *s < 50.0);
+        }
         let u: Vec<u8> = (0..5000).map(|i| (i * 7 % 256) as u8).collect();
         let q: Vec<i16> = (0..5000).map(|i| (i * 13 % 65536) as u16 as i16).collect();
         let want: i64 = u.iter().zip(&q).map(|(a, b)| *a as i64 * *b as i64).sum();

@@ -261,6 +261,51 @@ fn a_split_collection_shares_out_the_work_of_one_index() {
     );
 }
 
+#[test]
+fn a_shared_kth_bound_changes_no_merged_answer() {
+    use rulake_index::SharedKth;
+    // Three partitions of one collection, every metric (inner product has
+    // negative distances): searching them with one shared bound, in turn,
+    // merges to exactly what searching each alone merges to.
+    let g = ClusteredGaussian::new(DIM, 10, 0.2, 5);
+    for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+        let parts: Vec<PartitionIndex> = (0..3u64)
+            .map(|p| {
+                let v = g.sample(700, 10 + p);
+                let ids = (0..700).map(|i| VectorId::U64(p * 1000 + i)).collect();
+                PartitionIndex::build(DIM, metric, ids, v, BuildParams::default()).unwrap()
+            })
+            .collect();
+        let mut saved = 0usize;
+        for q in g.sample(30, 77).chunks(DIM) {
+            let merged = |shared: Option<&SharedKth>| {
+                let mut all: Vec<(u64, f32)> = Vec::new();
+                let mut rows = 0;
+                for (p, idx) in parts.iter().enumerate() {
+                    let hits = idx
+                        .search_shared(q, 10, Some(4), Some(20), &[], shared)
+                        .unwrap();
+                    rows += hits.len();
+                    all.extend(
+                        hits.into_iter()
+                            .map(|(pos, d)| (p as u64 * 1000 + pos as u64, d)),
+                    );
+                }
+                all.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                all.truncate(10);
+                (all, rows)
+            };
+            let (alone, alone_rows) = merged(None);
+            let bound = SharedKth::new(10);
+            let (shared, shared_rows) = merged(Some(&bound));
+            assert_eq!(alone, shared, "{metric:?}");
+            saved += alone_rows - shared_rows;
+        }
+        // Later partitions stop early: the bound did prune something.
+        assert!(saved > 0, "{metric:?}: the bound pruned nothing");
+    }
+}
+
 /// The fuzz target's seed (`fuzz/seeds/index_persist/small`) is a real
 /// partition file of the current format, so fuzzing starts from inputs that
 /// reach every section. After a format change, `RULAKE_WRITE_FUZZ_SEEDS=1`
