@@ -132,11 +132,8 @@ pub fn split_search(
     let nprobe = nprobe.unwrap_or_else(|| default_nprobe(whole_nlist));
     let fraction = nprobe as f64 / whole_nlist as f64;
     let share = part_rows as f64 / total_rows.max(1) as f64;
-    // Rounded up, less a hair: a share that is a whole number in real
-    // numbers (40 × ¼) must not gain one from float error.
-    let up = |x: f64| (x - 1e-9).ceil().max(0.0) as usize;
-    let part_nprobe = up(fraction * part_nlist as f64).clamp(1, part_nlist);
-    let part_rerank = up(rerank as f64 * share).max(1);
+    let part_nprobe = ((fraction * part_nlist as f64).ceil() as usize).clamp(1, part_nlist);
+    let part_rerank = ((rerank as f64 * share).ceil() as usize).max(1);
     (part_nprobe, part_rerank)
 }
 
