@@ -176,6 +176,32 @@ async fn wait_complete(c: &Client, collection: &str) {
     }
 }
 
+/// Until the coordinator has seen every partition of `collection` reported
+/// warm. Before that it does not know the collection's size, and each
+/// shard shares out the search parameters over its own partitions alone
+/// (a wider search than the single-process engine's), so answers are
+/// complete but not yet comparable with the engine's.
+async fn wait_warm_reports(c: &Client, collection: &str, partitions: usize) {
+    let start = Instant::now();
+    loop {
+        if let Ok(st) = c.cluster_status().await {
+            let routes: Vec<_> = st
+                .routes
+                .iter()
+                .filter(|r| r.collection == collection)
+                .collect();
+            if routes.len() == partitions && routes.iter().all(|r| !r.warm.is_empty()) {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{collection}: the coordinator never saw every partition warm"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Counts of a steady query load.
 #[derive(Default)]
 struct Load {
@@ -258,6 +284,7 @@ async fn cluster_equals_engine_survives_a_killed_shard_and_a_coordinator_restart
         .await
         .unwrap();
     wait_complete(&c, "docs").await;
+    wait_warm_reports(&c, "docs", 8).await;
 
     for q in queries(40) {
         let want = engine
