@@ -928,7 +928,7 @@ impl RuLake {
         let lists: Vec<Vec<FederatedHit>> = work
             .par_iter()
             .map(|(name, g, part, p, mask)| {
-                Ok(partition_hits(part, mask, query, *p, &shared)?
+                Ok(partition_hits(part, mask, query, *p, Some(&shared))?
                     .into_iter()
                     .map(|h| FederatedHit {
                         collection: name.clone(),
@@ -991,8 +991,8 @@ fn key(collection: &str, p: u32) -> PartitionKey {
     }
 }
 
-/// One partition's answer to `query`. `shared` is the `k`-th best distance
-/// the query's other partitions found so far: rows that cannot beat it are
+/// One partition's answer to `query`. `shared`, when the query has other
+/// partitions, is the `k`-th best distance they found so far: rows that cannot beat it are
 /// not reranked (see `rulake_index::bound`), so a query split over many
 /// partitions reads about as many full vectors as one over a single index.
 fn partition_hits(
@@ -1000,12 +1000,12 @@ fn partition_hits(
     mask: &[u64],
     query: &[f32],
     p: SearchParams,
-    shared: &SharedKth,
+    shared: Option<&SharedKth>,
 ) -> Result<Vec<Hit>> {
     let ids = part.index.ids();
     Ok(part
         .index
-        .search_shared(query, p.k, p.nprobe, p.rerank, mask, Some(shared))
+        .search_shared(query, p.k, p.nprobe, p.rerank, mask, shared)
         .map_err(|e| EngineError::InvalidArgument(e.to_string()))?
         .into_iter()
         .map(|(pos, distance)| Hit {
@@ -1065,7 +1065,7 @@ fn search_partitions(
 ) -> Result<Vec<Hit>> {
     let plan = partition_params(parts, p);
     if parts.len() == 1 {
-        let mut hits = partition_hits(&parts[0], &masks[0], query, plan[0], &SharedKth::new(p.k))?;
+        let mut hits = partition_hits(&parts[0], &masks[0], query, plan[0], None)?;
         hits.sort_by(hit_order);
         return Ok(hits);
     }
@@ -1081,7 +1081,7 @@ fn search_partitions(
         (g..parts.len())
             .step_by(groups)
             .map(|i| {
-                let hits = partition_hits(&parts[i], &masks[i], query, plan[i], &shared);
+                let hits = partition_hits(&parts[i], &masks[i], query, plan[i], Some(&shared));
                 (i, hits)
             })
             .collect()
@@ -1121,7 +1121,7 @@ fn search_partitions_seq(
         .iter()
         .zip(partition_params(parts, p))
         .zip(masks)
-        .map(|((part, pp), mask)| partition_hits(part, mask, query, pp, &shared))
+        .map(|((part, pp), mask)| partition_hits(part, mask, query, pp, Some(&shared)))
         .collect::<Result<_>>()?;
     Ok(merge_topk(lists, p.k))
 }

@@ -143,7 +143,7 @@ impl RuLake {
             let shared = rulake_index::SharedKth::new(params.k);
             let hits_of =
                 |((part, pp), mask): ((&Arc<CachedPartition>, &SearchParams), &Arc<Vec<u64>>)| {
-                    partition_hits(part, mask, q, *pp, &shared)
+                    partition_hits(part, mask, q, *pp, Some(&shared))
                 };
             let lists = if parallel_parts {
                 picked

@@ -2,6 +2,7 @@
 //! figure of one size comes from the same run, lake files and queries, and
 //! FAISS (through `bench/faiss_bench.py`) reads those same files.
 
+use crate::grpc_bench::summarize;
 use crate::measure::{bar, engine_run, ground_truth, mean_recall, recall_id, write_lake};
 use crate::report;
 use rulake_engine::{CacheConfig, CollectionSpec, RecallConfig, RuLake};
@@ -185,7 +186,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             bare_recall = r;
             bare_qps.push(q);
         }
-        let (qps1, bare_qps) = (median(engine_qps), median(bare_qps));
+        let (qps1, bare_qps) = (summarize(engine_qps).p50, summarize(bare_qps).p50);
         let t = Instant::now();
         let batch = engine.batch_search("p1", &queries, defaults).await?;
         let qps2 = queries.len() as f64 / t.elapsed().as_secs_f64();
@@ -285,7 +286,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         pb.finish_and_clear();
         let medians: Vec<(f64, f64)> = rounds
             .iter()
-            .map(|r| (r[0].0, median(r.iter().map(|x| x.1).collect())))
+            .map(|r| (r[0].0, summarize(r.iter().map(|x| x.1).collect()).p50))
             .collect();
         for (p, (r, q)) in fan.iter().zip(&medians) {
             writeln!(md, "| {p} | {r:.4} | {q:.0} | {:.2}× |", q / medians[0].1)?;
@@ -331,20 +332,6 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 
 /// Interleaved rounds of the measurements that compare two ways of searching.
 const ROUNDS: usize = 5;
-
-/// The middle value (the mean of the two middle ones for an even count).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        return 0.0;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
 
 /// One FAISS IVF measurement: nprobe, recall@10, single-query queries/s on one thread.
 type FaissRow = (u64, f64, f64);
