@@ -1,13 +1,16 @@
-//! Apache Iceberg tables: table metadata and manifests decide which Parquet
-//! files hold a snapshot, RuLake's own Parquet reader reads them.
+//! Apache Iceberg tables: the `iceberg` crate (apache/iceberg-rust) reads
+//! the table metadata, RuLake's own Parquet reader reads the data.
 //!
-//! Why not the `iceberg` crate: it pins an older arrow release than the
-//! workspace (and brings its own storage layer), so using it would build a
-//! second Arrow stack for what RuLake needs from it, a file list (see
-//! `docs/lake-formats.md`). The metadata chain is read here: metadata JSON →
-//! snapshot → manifest list (Avro) → manifests (Avro) → data files.
-//! Manifests and manifest lists are immutable once written, so they are
-//! cached by path and a refresh after an append reads only the new ones.
+//! The split is deliberate (see `docs/lake-formats.md`): `iceberg` is on an
+//! older arrow/parquet release than the workspace, so only its `spec` types
+//! are used (table metadata, snapshots, schemas, manifest lists and
+//! manifests, decoded from bytes RuLake fetched through its own
+//! `object_store` client). Nothing Arrow-typed crosses from the crate:
+//! what comes out of it is paths, sizes, sequence numbers and field ids.
+//! Data and delete files are Parquet read by the workspace's reader, so
+//! one Arrow serves every query. Manifests and manifest lists are
+//! immutable once written, so they are cached by path and a refresh after
+//! an append decodes only the new ones.
 //!
 //! Where the table is: a metadata file URL (`…/metadata/00002-….metadata.json`,
 //! a static table), the table's location, whose newest metadata file is
@@ -29,19 +32,21 @@
 //! another column or in a partitioned spec) is an [`LakeError::Unsupported`]
 //! naming the table and the file, never deleted rows served.
 
-use crate::avro::{read_container, Value};
 use crate::deletes::{DeleteRegistry, FileDeletes};
 use crate::error::{LakeError, Location, Result};
 use crate::parquet::ParquetSource;
 use crate::source::{Listing, RowStream, Source, Unit};
 use crate::store::{open_store, path_in_store, to_url, StoreUrl};
+use ::iceberg::spec::{
+    DataContentType, DataFileFormat, FormatVersion, Manifest, ManifestContentType, ManifestList,
+    ManifestStatus, SnapshotRef, TableMetadata,
+};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use parking_lot::Mutex;
 use rulake_types::{Generation, VectorId};
-use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -175,7 +180,7 @@ pub struct IcebergSource {
     static_metadata: Option<Path>,
     files: ParquetSource,
     /// Parsed metadata files by path (immutable once written).
-    metadata: Mutex<HashMap<Path, Arc<Json>>>,
+    metadata: Mutex<HashMap<Path, Arc<TableMetadata>>>,
     /// Decoded manifest lists and manifests by location.
     manifest_lists: Mutex<HashMap<String, Arc<Vec<ManifestRef>>>>,
     manifests: Mutex<HashMap<String, Arc<Vec<DataFile>>>>,
@@ -344,7 +349,7 @@ impl IcebergSource {
             .ok_or_else(|| self.not_found(format!("no *.metadata.json under {dir}")))
     }
 
-    async fn load_metadata(&self, path: &Path) -> Result<Arc<Json>> {
+    async fn load_metadata(&self, path: &Path) -> Result<Arc<TableMetadata>> {
         if let Some(m) = self.metadata.lock().get(path) {
             return Ok(m.clone());
         }
@@ -354,7 +359,9 @@ impl IcebergSource {
             }
             e => e,
         })?;
-        let json: Json = serde_json::from_slice(&body)
+        // Syntax first, so a truncated or foreign file says what it is;
+        // then the crate's own reading of the spec (format versions 1-3).
+        let json: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| self.meta_err(path.as_ref(), format!("not JSON: {e}")))?;
         if !json.is_object() || json.get("format-version").is_none() {
             return Err(self.meta_err(
@@ -362,29 +369,27 @@ impl IcebergSource {
                 "not Iceberg table metadata (no format-version)",
             ));
         }
-        let json = Arc::new(json);
-        self.metadata.lock().insert(path.clone(), json.clone());
-        Ok(json)
+        let md: TableMetadata = serde_json::from_value(json).map_err(|e| {
+            self.meta_err(
+                path.as_ref(),
+                format!("not valid Iceberg table metadata: {e}"),
+            )
+        })?;
+        let md = Arc::new(md);
+        self.metadata.lock().insert(path.clone(), md.clone());
+        Ok(md)
     }
 
     /// The snapshot to serve (`None`: the table has no snapshot yet).
-    fn snapshot<'a>(&self, file: &Path, md: &'a Json) -> Result<Option<&'a Json>> {
+    fn snapshot<'a>(&self, file: &Path, md: &'a TableMetadata) -> Result<Option<&'a SnapshotRef>> {
         let wanted = match self.config.snapshot_id {
             Some(id) => id,
-            None => match md.get("current-snapshot-id").and_then(|v| v.as_i64()) {
-                None | Some(-1) => return Ok(None),
+            None => match md.current_snapshot_id() {
+                None => return Ok(None),
                 Some(id) => id,
             },
         };
-        let snaps = md
-            .get("snapshots")
-            .and_then(|s| s.as_array())
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        match snaps
-            .iter()
-            .find(|s| s.get("snapshot-id").and_then(|v| v.as_i64()) == Some(wanted))
-        {
+        match md.snapshot_by_id(wanted) {
             Some(s) => Ok(Some(s)),
             None if self.config.snapshot_id.is_some() => Err(LakeError::VersionNotFound {
                 table: self.table(),
@@ -397,12 +402,9 @@ impl IcebergSource {
         }
     }
 
-    fn generation_of(snapshot: Option<&Json>) -> Generation {
-        match snapshot
-            .and_then(|s| s.get("snapshot-id"))
-            .and_then(|v| v.as_i64())
-        {
-            Some(id) => Generation(format!("iceberg-{id}")),
+    fn generation_of(snapshot: Option<&SnapshotRef>) -> Generation {
+        match snapshot {
+            Some(s) => Generation(format!("iceberg-{}", s.snapshot_id())),
             None => Generation("iceberg-empty".into()),
         }
     }
@@ -418,41 +420,41 @@ impl IcebergSource {
         })
     }
 
-    async fn avro(&self, location: &str, context: &str) -> Result<Vec<Value>> {
+    /// The bytes of a manifest list or manifest named by `context`.
+    async fn metadata_file(&self, location: &str, context: &str) -> Result<bytes::Bytes> {
         let path = self.resolve(location, context)?;
-        let body = self.get(&path).await.map_err(|e| match e {
+        self.get(&path).await.map_err(|e| match e {
             LakeError::Vanished { path } => {
                 self.meta_err(&path, format!("named by {context} but missing"))
             }
             e => e,
-        })?;
-        read_container(&body)
-            .map(|f| f.records)
-            .map_err(|e| self.meta_err(location, e))
+        })
     }
 
-    async fn manifest_list(&self, location: &str, metadata: &str) -> Result<Arc<Vec<ManifestRef>>> {
+    async fn manifest_list(
+        &self,
+        location: &str,
+        metadata: &str,
+        version: FormatVersion,
+    ) -> Result<Arc<Vec<ManifestRef>>> {
         if let Some(l) = self.manifest_lists.lock().get(location) {
             return Ok(l.clone());
         }
-        let records = self.avro(location, metadata).await?;
-        let mut out = Vec::with_capacity(records.len());
-        for r in &records {
-            let path = r
-                .get("manifest_path")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    self.meta_err(location, "manifest list entry without manifest_path")
-                })?;
-            out.push(ManifestRef {
-                path: path.to_owned(),
-                content: r.get("content").and_then(Value::as_long).unwrap_or(0),
-                sequence_number: r
-                    .get("sequence_number")
-                    .and_then(Value::as_long)
-                    .unwrap_or(0),
-            });
-        }
+        let body = self.metadata_file(location, metadata).await?;
+        let list = ManifestList::parse_with_version(&body, version)
+            .map_err(|e| self.meta_err(location, format!("manifest list: {e}")))?;
+        let out: Vec<ManifestRef> = list
+            .entries()
+            .iter()
+            .map(|m| ManifestRef {
+                path: m.manifest_path.clone(),
+                content: match m.content {
+                    ManifestContentType::Data => 0,
+                    ManifestContentType::Deletes => 1,
+                },
+                sequence_number: m.sequence_number,
+            })
+            .collect();
         let out = Arc::new(out);
         self.manifest_lists
             .lock()
@@ -464,81 +466,50 @@ impl IcebergSource {
         if let Some(f) = self.manifests.lock().get(&m.path) {
             return Ok(f.clone());
         }
-        let records = self.avro(&m.path, list).await?;
+        let body = self.metadata_file(&m.path, list).await?;
+        let manifest = Manifest::parse_avro(&body)
+            .map_err(|e| self.meta_err(&m.path, format!("manifest: {e}")))?;
         let mut out = Vec::new();
-        for r in &records {
-            // status 2 = DELETED: the file left the table in this snapshot.
-            if r.get("status").and_then(Value::as_long) == Some(2) {
+        for entry in manifest.entries() {
+            // DELETED: the file left the table in this snapshot.
+            if entry.status() == ManifestStatus::Deleted {
                 continue;
             }
-            let df = r
-                .get("data_file")
-                .ok_or_else(|| self.meta_err(&m.path, "manifest entry without data_file"))?;
-            let file_path = df
-                .get("file_path")
-                .and_then(Value::as_str)
-                .ok_or_else(|| self.meta_err(&m.path, "data_file without file_path"))?;
-            let content = df.get("content").and_then(Value::as_long).unwrap_or(0);
+            let df = entry.data_file();
+            let content = match df.content_type() {
+                DataContentType::Data => 0,
+                DataContentType::PositionDeletes => 1,
+                DataContentType::EqualityDeletes => 2,
+            };
             if m.content != 0 && content == 0 {
                 return Err(self.meta_err(&m.path, "a data file in a delete manifest"));
             }
-            let format = df
-                .get("file_format")
-                .and_then(Value::as_str)
-                .unwrap_or("PARQUET")
-                .to_ascii_uppercase();
-            let size = df
-                .get("file_size_in_bytes")
-                .and_then(Value::as_long)
-                .ok_or_else(|| self.meta_err(&m.path, "data_file without file_size_in_bytes"))?;
-            // Null numbers inherit the manifest's (only added entries may
-            // have them); v1 tables have none and read as 0.
-            let seq = r
-                .get("sequence_number")
-                .and_then(Value::as_long)
-                .unwrap_or(m.sequence_number);
-            let equality_ids = match df.get("equality_ids") {
-                Some(Value::Array(ids)) => ids.iter().filter_map(Value::as_long).collect(),
-                _ => Vec::new(),
+            let format = match df.file_format() {
+                DataFileFormat::Parquet => "PARQUET",
+                DataFileFormat::Puffin => "PUFFIN",
+                DataFileFormat::Avro => "AVRO",
+                DataFileFormat::Orc => "ORC",
             };
-            let partitioned =
-                matches!(df.get("partition"), Some(Value::Record(f)) if !f.is_empty());
             out.push(DataFile {
-                location: file_path.to_owned(),
-                size: size.max(0) as u64,
+                location: df.file_path().to_owned(),
+                size: df.file_size_in_bytes(),
                 content,
-                seq,
-                format,
-                equality_ids,
-                partitioned,
+                // Null numbers inherit the manifest's (only added entries
+                // may have them); v1 tables have none and read as 0.
+                seq: entry.sequence_number().unwrap_or(m.sequence_number),
+                format: format.to_owned(),
+                equality_ids: df
+                    .equality_ids()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(i64::from)
+                    .collect(),
+                partitioned: !df.partition().fields().is_empty(),
             });
         }
         let out = Arc::new(out);
         self.manifests.lock().insert(m.path.clone(), out.clone());
         Ok(out)
-    }
-
-    /// Manifest locations of a snapshot (v2: a manifest list; v1 may
-    /// inline them).
-    async fn snapshot_manifests(&self, snap: &Json, file: &Path) -> Result<Vec<ManifestRef>> {
-        if let Some(list) = snap.get("manifest-list").and_then(|v| v.as_str()) {
-            return Ok(self.manifest_list(list, file.as_ref()).await?.to_vec());
-        }
-        if let Some(ms) = snap.get("manifests").and_then(|v| v.as_array()) {
-            return Ok(ms
-                .iter()
-                .filter_map(|m| m.as_str())
-                .map(|p| ManifestRef {
-                    path: p.to_owned(),
-                    content: 0,
-                    sequence_number: 0,
-                })
-                .collect());
-        }
-        Err(self.meta_err(
-            file.as_ref(),
-            "snapshot has neither manifest-list nor manifests",
-        ))
     }
 
     /// Forget cached manifests no longer referenced (bounded memory over a
@@ -588,12 +559,11 @@ impl Source for IcebergSource {
                 units: Vec::new(),
             });
         };
-        let manifests = self.snapshot_manifests(snap, &path).await?;
-        let list_loc = snap
-            .get("manifest-list")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned();
+        let list_loc = snap.manifest_list().to_owned();
+        let manifests = self
+            .manifest_list(&list_loc, path.as_ref(), md.format_version())
+            .await?
+            .to_vec();
         let list_ref = list_loc.as_str();
         let per_manifest: Vec<Arc<Vec<DataFile>>> = futures::stream::iter(manifests.clone())
             .map(|m| async move { self.manifest(&m, list_ref).await })
@@ -904,23 +874,10 @@ fn deletes_of(
 }
 
 /// The field id of column `name` in the table's current schema.
-fn id_field_id(md: &Json, name: &str) -> Option<i64> {
-    let current = md.get("current-schema-id").and_then(Json::as_i64);
-    let schema = md
-        .get("schemas")
-        .and_then(Json::as_array)
-        .and_then(|s| {
-            s.iter()
-                .find(|s| s.get("schema-id").and_then(Json::as_i64) == current)
-        })
-        .or_else(|| md.get("schema"))?;
-    schema
-        .get("fields")?
-        .as_array()?
-        .iter()
-        .find(|f| f.get("name").and_then(Json::as_str) == Some(name))?
-        .get("id")?
-        .as_i64()
+fn id_field_id(md: &TableMetadata, name: &str) -> Option<i64> {
+    md.current_schema()
+        .field_by_name(name)
+        .map(|f| i64::from(f.id))
 }
 
 fn catalog_table_name(c: &SqlCatalogTable) -> String {

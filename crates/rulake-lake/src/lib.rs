@@ -14,7 +14,8 @@
 //! - [`managed`] — files RuLake wrote itself, made visible by catalog commits.
 //! - [`memory`] — an in-process mutable source.
 //! - `delta` (feature `delta`) — Delta Lake tables: log replay → data files.
-//! - `iceberg` (feature `iceberg`) — Iceberg tables: metadata, manifests → data files;
+//! - `iceberg` (feature `iceberg`) — Iceberg tables: metadata and manifests decoded by the
+//!   `iceberg` crate → data files;
 //!   tables named through a SQL catalog in SQLite with feature `iceberg-sql`.
 //! - `deletes` (either feature) — row-level deletes applied while units are read.
 //! - `dv` (feature `delta`) — Delta deletion vectors: Z85, Roaring, the DV file layout.
@@ -25,17 +26,8 @@
 //! - [`error`] — [`LakeError`], which names file, row group and column.
 
 mod arrow_conv;
-#[cfg(feature = "iceberg")]
-mod avro;
 #[cfg(any(feature = "delta", feature = "iceberg"))]
 mod deletes;
-/// Fuzzing entry: decode an Avro object container (Iceberg manifests and
-/// manifest lists), as the Iceberg source does.
-#[cfg(feature = "iceberg")]
-#[doc(hidden)]
-pub fn fuzz_avro_container(buf: &[u8]) -> std::result::Result<(), String> {
-    avro::read_container(buf).map(|_| ())
-}
 #[cfg(feature = "delta")]
 pub mod delta;
 #[cfg(feature = "delta")]
