@@ -615,7 +615,19 @@ impl RuLake {
         if started {
             let (engine, c) = (self.clone(), c.clone());
             rt.spawn(async move {
-                let _ = engine.refresh_collection(&c).await;
+                // The refresh runs in its own task so that a panic inside a
+                // source library surfaces here as a recorded error instead
+                // of leaving `background` set and every waiter parked.
+                let run = {
+                    let (engine, c) = (engine.clone(), c.clone());
+                    tokio::spawn(async move { engine.refresh_collection(&c).await })
+                };
+                if let Err(e) = run.await {
+                    let msg = format!("refresh aborted: {}", panic_message(e));
+                    tracing::error!(collection = %c.spec.name, error = %msg, "refresh task failed; previous generation keeps serving");
+                    *c.last_error.lock() = Some(msg.clone());
+                    engine.inner.cache.record_error(&c.spec.name, &msg);
+                }
                 c.background.send_replace(false);
             });
         }
@@ -1124,4 +1136,16 @@ fn search_partitions_seq(
         .map(|((part, pp), mask)| partition_hits(part, mask, query, pp, Some(&shared)))
         .collect::<Result<_>>()?;
     Ok(merge_topk(lists, p.k))
+}
+
+/// What a failed task said: the panic payload when it is text.
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "a panic without a message".to_owned()),
+        Err(e) => e.to_string(),
+    }
 }

@@ -173,11 +173,23 @@ async fn fresh_collections_answer_from_new_data_on_the_next_query() {
 
 /// A source whose listing waits while its gate is closed: a load of a new
 /// generation that takes as long as the test wants, while the generation
-/// check stays instant.
+/// check stays instant. While `broken` is set the listing panics instead,
+/// as a source library with an `unwrap` on table data would.
 #[derive(Debug)]
 struct Gated {
     inner: Arc<MemorySource>,
     open: tokio::sync::watch::Sender<bool>,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl Gated {
+    fn new(inner: Arc<MemorySource>) -> Arc<Self> {
+        Arc::new(Gated {
+            inner,
+            open: tokio::sync::watch::Sender::new(true),
+            broken: Default::default(),
+        })
+    }
 }
 
 #[async_trait::async_trait]
@@ -195,6 +207,9 @@ impl rulake_lake::Source for Gated {
     }
 
     async fn list_units(&self) -> rulake_lake::Result<rulake_lake::Listing> {
+        if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("listing blew up");
+        }
         let mut open = self.open.subscribe();
         let _ = open.wait_for(|o| *o).await;
         self.inner.list_units().await
@@ -205,15 +220,13 @@ impl rulake_lake::Source for Gated {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fresh_collections_answer_from_the_warm_generation_when_a_load_outlasts_the_deadline() {
+/// An engine with a `fresh` collection "f" of two partitions over `n` rows
+/// of a gated memory source.
+fn fresh_over_gated(n: usize) -> (RuLake, Arc<MemorySource>, Arc<Gated>) {
     let e = RuLake::new(CacheConfig::default());
     let m = MemorySource::new("m", DIM);
-    m.add(rows(0, &gen().sample(300, 1))).unwrap();
-    let gated = Arc::new(Gated {
-        inner: m.clone(),
-        open: tokio::sync::watch::Sender::new(true),
-    });
+    m.add(rows(0, &gen().sample(n, 1))).unwrap();
+    let gated = Gated::new(m.clone());
     e.register_source("m", gated.clone()).unwrap();
     e.create_collection(
         CollectionSpec::new("f", "m", DIM)
@@ -221,6 +234,12 @@ async fn fresh_collections_answer_from_the_warm_generation_when_a_load_outlasts_
             .consistency(Consistency::Fresh),
     )
     .unwrap();
+    (e, m, gated)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_collections_answer_from_the_warm_generation_when_a_load_outlasts_the_deadline() {
+    let (e, m, gated) = fresh_over_gated(300);
     let target = vec![9.0f32; DIM];
     let within = |ms| Some(std::time::Instant::now() + Duration::from_millis(ms));
     let old = e
@@ -282,6 +301,33 @@ async fn fresh_collections_answer_from_the_warm_generation_when_a_load_outlasts_
     };
     assert_eq!(new.hits[0].id, VectorId::from("new"));
     assert_eq!(new.hits[0].distance, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_source_leaves_the_previous_generation_serving() {
+    let (e, m, src) = fresh_over_gated(200);
+    let target = vec![9.0f32; DIM];
+    let good = e.search("f", &target, exhaustive(3)).await.unwrap();
+    src.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    m.add(vec![(VectorId::from("new"), target.clone())])
+        .unwrap();
+    // Twice: the first failure must not leave a refresh marked running.
+    for _ in 0..2 {
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            e.search("f", &target, exhaustive(3)),
+        )
+        .await
+        .expect("a search waited on a refresh that had died");
+        assert_eq!(r.unwrap().hits, good.hits);
+        let errors = e.cache_stats().errors;
+        assert!(errors["f"].contains("listing blew up"), "{errors:?}");
+    }
+    // Once the source heals, the next search loads the new generation.
+    src.broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let r = e.search("f", &target, exhaustive(3)).await.unwrap();
+    assert_eq!(r.hits[0].id, VectorId::from("new"));
+    assert!(!e.cache_stats().errors.contains_key("f"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,15 +1,16 @@
-//! Delta Lake tables: the transaction log decides which Parquet files hold
-//! the table, RuLake's own Parquet reader reads them.
+//! Delta Lake tables: `deltalake-core` (delta-rs) decides which Parquet
+//! files hold the table at a version, RuLake's own Parquet reader reads
+//! them.
 //!
-//! Why not `deltalake` (delta-rs): it pins its own arrow, parquet and
-//! `object_store` releases, one behind the workspace's, so using it would
-//! build a second Arrow stack and force conversions at a crate-version
-//! boundary; RuLake needs only the log's file list (see
-//! `docs/lake-formats.md`). The log is replayed here from the newest
-//! classic checkpoint at or below the wanted version plus the JSON commits
-//! after it, and the replay is kept, so a refresh reads only the commits
-//! that are new. The generation is the table version, found by one LIST of
-//! `_delta_log/` that starts after the last version seen.
+//! The split is the version-skew decision in `docs/lake-formats.md`: the
+//! library pins arrow/parquet 59 and `object_store` 0.13, the workspace is
+//! one release ahead, so the library is used for table metadata only (log
+//! replay, checkpoints, protocol, the live file list and each file's
+//! deletion vector descriptor) and no Arrow value crosses from its stack
+//! into RuLake's. It reads the log through [`ReadOnlyStore`], an adapter
+//! over the same store RuLake reads the data with, so credentials, retries
+//! and the lake I/O metrics are one path. The loaded table is kept between
+//! refreshes, so a refresh replays only the commits that are new.
 //!
 //! Deletion vectors are applied: a file's vector is read (inline, by UUID
 //! under the table, or by absolute path), decoded into row positions and
@@ -17,45 +18,31 @@
 //! changes the units of that file only, so only their partitions rebuild.
 //!
 //! Correctness comes before coverage: anything that would change which rows
-//! a file contributes and that RuLake does not apply (column mapping,
-//! unknown reader features) is an [`LakeError::Unsupported`] naming the
-//! table and the feature, never rows served silently wrong.
+//! a file contributes and that RuLake does not apply (column mapping, a
+//! vector on a table whose protocol does not allow one) is an error naming
+//! the table and the feature, never rows served silently wrong. Reader
+//! features the library itself does not support are refused by it when
+//! the table loads.
 
 use crate::deletes::{DeleteRegistry, FileDeletes};
+use crate::delta_store::{path13, ReadOnlyStore};
 use crate::dv::{self, DvDescriptor};
 use crate::error::{LakeError, Result};
 use crate::parquet::ParquetSource;
 use crate::source::{Listing, RowStream, Source, Unit};
 use crate::store::{open_store, to_url, StoreUrl};
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, StructArray};
 use async_trait::async_trait;
+use deltalake_core::kernel::StorageType;
+use deltalake_core::logstore::object_store::prefix::PrefixStore;
+use deltalake_core::logstore::{default_logstore, StorageConfig};
+use deltalake_core::{DeltaTable, DeltaTableError};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::{Path, PathPart};
 use object_store::{ObjectMeta, ObjectStoreExt};
-use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use rulake_types::Generation;
-use serde_json::Value as Json;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-/// Commit files fetched concurrently while replaying the log.
-const COMMIT_CONCURRENCY: usize = 8;
-/// Reader features whose tables RuLake reads correctly (the ones that
-/// change rows, deletion vectors and column mapping, are checked per use).
-const READER_FEATURES: &[&str] = &[
-    "deletionVectors",
-    "columnMapping",
-    "timestampNtz",
-    "vacuumProtocolCheck",
-    "v2Checkpoint",
-    "typeWidening",
-    "typeWidening-preview",
-    // Variant columns: RuLake reads only the id and vector columns, whose
-    // types are checked in every file.
-    "variantType",
-    "variantType-preview",
-];
 /// Deletion vectors fetched concurrently while listing.
 const DV_CONCURRENCY: usize = 8;
 
@@ -99,26 +86,12 @@ impl DeltaSourceConfig {
     }
 }
 
-/// One live data file of the table.
+/// One live data file of the table, as the library's snapshot lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct LiveFile {
     size: u64,
     modification_time: i64,
     deletion_vector: Option<DvDescriptor>,
-}
-
-/// The table as of one version.
-#[derive(Clone, Debug, Default)]
-struct Replay {
-    version: u64,
-    /// Live files by their (decoded) path relative to the table root, or
-    /// their absolute URL.
-    files: BTreeMap<String, LiveFile>,
-    min_reader_version: i64,
-    reader_features: BTreeSet<String>,
-    column_mapping: Option<String>,
-    partition_columns: Vec<String>,
-    has_metadata: bool,
 }
 
 /// A Delta table source.
@@ -127,47 +100,13 @@ pub struct DeltaSource {
     config: DeltaSourceConfig,
     store: StoreUrl,
     files: ParquetSource,
-    /// Newest replay, reused by the next refresh.
-    replay: tokio::sync::Mutex<Option<Replay>>,
+    /// The table as last loaded (kept so a refresh replays only new
+    /// commits); replaced only once a newer load succeeded.
+    table: tokio::sync::Mutex<DeltaTable>,
     /// Decoded deletion vectors by unique id (immutable once written).
     vectors: parking_lot::Mutex<HashMap<String, Arc<FileDeletes>>>,
     /// Delete sets of the newest listings, applied when units are read.
     deletes: DeleteRegistry,
-}
-
-/// What a listing of `_delta_log/` shows.
-#[derive(Debug, Default)]
-struct LogListing {
-    commits: BTreeSet<u64>,
-    /// Checkpoint version → part paths (complete sets only count).
-    checkpoints: BTreeMap<u64, (u32, Vec<Path>)>,
-}
-
-fn parse_log_name(name: &str) -> Option<(u64, LogEntry)> {
-    let (num, rest) = name.split_once('.')?;
-    if num.len() != 20 {
-        return None;
-    }
-    let v: u64 = num.parse().ok()?;
-    if rest == "json" {
-        return Some((v, LogEntry::Commit));
-    }
-    if rest == "checkpoint.parquet" {
-        return Some((v, LogEntry::Checkpoint { part: 1, of: 1 }));
-    }
-    // Multi-part: NNN.checkpoint.PPPPPPPPPP.TTTTTTTTTT.parquet
-    let parts: Vec<&str> = rest.split('.').collect();
-    if parts.len() == 4 && parts[0] == "checkpoint" && parts[3] == "parquet" {
-        let part = parts[1].parse().ok()?;
-        let of = parts[2].parse().ok()?;
-        return Some((v, LogEntry::Checkpoint { part, of }));
-    }
-    None
-}
-
-enum LogEntry {
-    Commit,
-    Checkpoint { part: u32, of: u32 },
 }
 
 impl DeltaSource {
@@ -177,11 +116,16 @@ impl DeltaSource {
         let store = open_store(&url, &config.options, crate::io::LakeKind::Delta)?;
         let files =
             ParquetSource::for_table(store.clone(), &config.id_column, &config.vector_column);
+        let root: Arc<dyn deltalake_core::ObjectStore> =
+            Arc::new(ReadOnlyStore::new(store.store.clone()));
+        let prefixed: Arc<dyn deltalake_core::ObjectStore> =
+            Arc::new(PrefixStore::new(root.clone(), path13(&store.path)));
+        let log_store = default_logstore(prefixed, root, &url, &StorageConfig::default());
         Ok(DeltaSource {
             config,
             store,
             files,
-            replay: tokio::sync::Mutex::new(None),
+            table: tokio::sync::Mutex::new(DeltaTable::new(log_store)),
             vectors: parking_lot::Mutex::new(HashMap::new()),
             deletes: DeleteRegistry::default(),
         })
@@ -192,16 +136,7 @@ impl DeltaSource {
         &self.config
     }
 
-    /// Fuzzing entry: replay one commit file's actions and check the result.
-    #[doc(hidden)]
-    pub fn fuzz_commit(&self, name: &str, body: &[u8]) -> Result<()> {
-        let _ = parse_log_name(name);
-        let mut st = Replay::default();
-        self.apply_commit(name, body, &mut st)?;
-        self.check(&st)
-    }
-
-    fn table(&self) -> String {
+    fn table_name(&self) -> String {
         self.config.url.clone()
     }
 
@@ -211,7 +146,7 @@ impl DeltaSource {
 
     fn meta_err(&self, file: &str, reason: impl Into<String>) -> LakeError {
         LakeError::TableMetadata {
-            table: self.table(),
+            table: self.table_name(),
             file: file.to_owned(),
             reason: reason.into(),
         }
@@ -219,393 +154,188 @@ impl DeltaSource {
 
     fn unsupported(&self, feature: &str, detail: impl Into<String>) -> LakeError {
         LakeError::Unsupported {
-            table: self.table(),
+            table: self.table_name(),
             feature: feature.to_owned(),
             detail: detail.into(),
         }
     }
 
-    /// List `_delta_log/`, from `after` on when a version is known already.
-    async fn list_log(&self, after: Option<u64>) -> Result<LogListing> {
+    /// Versions present in `_delta_log/` as a commit or a complete-looking
+    /// checkpoint. Used only to say what an error from the library means:
+    /// a missing table, a version that does not exist, or a broken log.
+    async fn log_versions(&self) -> Result<Vec<u64>> {
         let dir = self.log_dir();
-        let store = &self.store.store;
-        let objects: Vec<ObjectMeta> = match after {
-            Some(v) => {
-                let offset = dir.clone().join(format!("{v:020}.json"));
-                store
-                    .list_with_offset(Some(&dir), &offset)
-                    .try_collect()
-                    .await
-            }
-            None => store.list(Some(&dir)).try_collect().await,
-        }
-        .map_err(|e| match e {
-            object_store::Error::NotFound { .. } => LakeError::TableNotFound {
-                table: self.table(),
-                reason: format!("no transaction log at {dir}"),
-            },
-            e => LakeError::store(dir.to_string(), e),
-        })?;
-        let mut out = LogListing::default();
-        for m in objects {
-            let Some(name) = m.location.filename() else {
-                continue;
-            };
-            match parse_log_name(name) {
-                Some((v, LogEntry::Commit)) => {
-                    out.commits.insert(v);
-                }
-                Some((v, LogEntry::Checkpoint { part, of })) if part >= 1 && part <= of => {
-                    let e = out.checkpoints.entry(v).or_insert((of, Vec::new()));
-                    if e.0 == of {
-                        e.1.push(m.location.clone());
-                    }
-                }
-                _ => {}
-            }
-        }
-        out.checkpoints
-            .retain(|_, (of, parts)| parts.len() == *of as usize);
-        Ok(out)
-    }
-
-    /// The version to serve: the pinned one, or the latest in the log.
-    async fn target_version(&self, known: Option<u64>) -> Result<(u64, Option<LogListing>)> {
-        if let Some(v) = self.config.version {
-            return Ok((v, None));
-        }
-        let listing = self.list_log(known).await?;
-        let latest = listing
-            .commits
+        let objects: Vec<ObjectMeta> = match self.store.store.list(Some(&dir)).try_collect().await {
+            Ok(o) => o,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(LakeError::store(dir.to_string(), e)),
+        };
+        let mut versions: Vec<u64> = objects
             .iter()
-            .next_back()
-            .copied()
-            .or(known)
-            .or_else(|| listing.checkpoints.keys().next_back().copied());
-        match latest {
-            Some(v) => Ok((v, Some(listing))),
-            None => Err(LakeError::TableNotFound {
-                table: self.table(),
-                reason: format!("no commits in {}", self.log_dir()),
-            }),
-        }
-    }
-
-    async fn get(&self, path: &Path) -> Result<bytes::Bytes> {
-        let r = self.store.store.get(path).await;
-        let r = match r {
-            Ok(r) => r.bytes().await,
-            Err(e) => Err(e),
-        };
-        r.map_err(|e| match e {
-            object_store::Error::NotFound { .. } => LakeError::Vanished {
-                path: path.to_string(),
-            },
-            e => LakeError::store(path.to_string(), e),
-        })
-    }
-
-    /// Replay the log up to `target`, continuing from `base` when it is
-    /// older.
-    async fn replay(&self, base: Option<Replay>, target: u64) -> Result<Replay> {
-        let base = base.filter(|b| b.version <= target);
-        let (mut state, from) = match base {
-            Some(b) => {
-                let from = b.version + 1;
-                (b, from)
-            }
-            None => {
-                let listing = self.list_log(None).await?;
-                if self.config.version.is_some()
-                    && !listing.commits.contains(&target)
-                    && !listing.checkpoints.contains_key(&target)
-                {
-                    if listing.commits.is_empty() && listing.checkpoints.is_empty() {
-                        return Err(LakeError::TableNotFound {
-                            table: self.table(),
-                            reason: format!("no commits in {}", self.log_dir()),
-                        });
-                    }
-                    return Err(LakeError::VersionNotFound {
-                        table: self.table(),
-                        what: format!("version {target}"),
-                    });
-                }
-                match listing.checkpoints.range(..=target).next_back() {
-                    Some((&v, (_, parts))) => {
-                        let mut st = Replay::default();
-                        let mut parts = parts.clone();
-                        parts.sort();
-                        for p in &parts {
-                            self.read_checkpoint(p, &mut st).await?;
-                        }
-                        st.version = v;
-                        (st, v + 1)
-                    }
-                    None => (Replay::default(), 0),
-                }
-            }
-        };
-        let commits: Vec<u64> = (from..=target).collect();
-        let bodies: Vec<(u64, bytes::Bytes)> = futures::stream::iter(commits)
-            .map(|v| async move {
-                let p = self.log_dir().join(format!("{v:020}.json"));
-                match self.get(&p).await {
-                    Ok(b) => Ok((v, b)),
-                    Err(LakeError::Vanished { .. }) if v == 0 || self.config.version.is_some() => {
-                        Err(if v == target {
-                            LakeError::VersionNotFound {
-                                table: self.table(),
-                                what: format!("version {target}"),
-                            }
-                        } else {
-                            self.meta_err(
-                                p.as_ref(),
-                                "commit missing from the log and no checkpoint covers it",
-                            )
-                        })
-                    }
-                    Err(LakeError::Vanished { .. }) => Err(self.meta_err(
-                        p.as_ref(),
-                        "commit missing from the log (cleaned up while being read?)",
-                    )),
-                    Err(e) => Err(e),
-                }
+            .filter_map(|m| {
+                let name = m.location.filename()?;
+                let (num, rest) = name.split_once('.')?;
+                let is_log = rest == "json" || rest.starts_with("checkpoint");
+                (num.len() == 20 && is_log).then(|| num.parse().ok())?
             })
-            .buffered(COMMIT_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for (v, body) in bodies {
-            let file = self.log_dir().join(format!("{v:020}.json")).to_string();
-            self.apply_commit(&file, &body, &mut state)?;
-            state.version = v;
-        }
-        state.version = target;
-        if !state.has_metadata {
-            return Err(self.meta_err(
-                self.log_dir().as_ref(),
-                format!("no metaData action up to version {target}"),
-            ));
-        }
-        Ok(state)
+            .collect();
+        versions.sort_unstable();
+        versions.dedup();
+        Ok(versions)
     }
 
-    fn apply_commit(&self, file: &str, body: &[u8], st: &mut Replay) -> Result<()> {
-        let text =
-            std::str::from_utf8(body).map_err(|_| self.meta_err(file, "commit is not UTF-8"))?;
-        // Removes before adds: a commit that gives a file a new deletion
-        // vector removes (path, old vector) and adds (path, new vector), in
-        // either order.
-        let mut adds = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let action: Json = serde_json::from_str(line)
-                .map_err(|e| self.meta_err(file, format!("line {}: not JSON: {e}", i + 1)))?;
-            let Some(obj) = action.as_object() else {
-                return Err(self.meta_err(file, format!("line {}: not a JSON object", i + 1)));
-            };
-            let bad = |what: &str| self.meta_err(file, format!("line {}: {what}", i + 1));
-            if let Some(add) = obj.get("add") {
-                let path = add["path"]
-                    .as_str()
-                    .ok_or_else(|| bad("add without path"))?;
-                let size = add["size"]
-                    .as_u64()
-                    .ok_or_else(|| bad("add without size"))?;
-                let modification_time = add["modificationTime"].as_i64().unwrap_or(0);
-                let dv = match add.get("deletionVector") {
-                    None | Some(Json::Null) => None,
-                    Some(d) => Some(json_dv(d).ok_or_else(|| {
-                        bad("deletionVector without storageType, pathOrInlineDv, sizeInBytes or cardinality")
-                    })?),
-                };
-                adds.push((
-                    decode_path(path),
-                    LiveFile {
-                        size,
-                        modification_time,
-                        deletion_vector: dv,
-                    },
-                ));
-            } else if let Some(rm) = obj.get("remove") {
-                let path = rm["path"]
-                    .as_str()
-                    .ok_or_else(|| bad("remove without path"))?;
-                st.files.remove(&decode_path(path));
-            } else if let Some(md) = obj.get("metaData") {
-                st.has_metadata = true;
-                st.partition_columns = json_strings(&md["partitionColumns"]);
-                st.column_mapping = md["configuration"]["delta.columnMapping.mode"]
-                    .as_str()
-                    .map(str::to_owned);
-            } else if let Some(p) = obj.get("protocol") {
-                st.min_reader_version = p["minReaderVersion"]
-                    .as_i64()
-                    .ok_or_else(|| bad("protocol without minReaderVersion"))?;
-                st.reader_features = json_strings(&p["readerFeatures"]);
-            }
-        }
-        st.files.extend(adds);
-        Ok(())
-    }
-
-    /// Read one classic checkpoint part (Parquet) into `st`.
-    async fn read_checkpoint(&self, path: &Path, st: &mut Replay) -> Result<()> {
-        let file = path.to_string();
-        let meta = self
-            .store
-            .store
-            .head(path)
-            .await
-            .map_err(|e| LakeError::store(file.clone(), e))?;
-        let reader = crate::reader::ObjectReader {
-            store: self.store.store.clone(),
-            path: path.clone(),
-            size: meta.size,
-            counters: Arc::default(),
+    /// Turn an error from the library into RuLake's terms. `known` is the
+    /// version loaded before (the commits after it are the suspects).
+    async fn classify(&self, e: DeltaTableError, known: Option<u64>) -> LakeError {
+        let versions = match self.log_versions().await {
+            Ok(v) => v,
+            Err(list_err) => return list_err,
         };
-        let corrupt = |e: parquet::errors::ParquetError| self.meta_err(&file, e.to_string());
-        let stream = ParquetRecordBatchStreamBuilder::new(reader)
-            .await
-            .map_err(corrupt)?
-            .build()
-            .map_err(corrupt)?;
-        let batches: Vec<_> = stream.try_collect().await.map_err(corrupt)?;
-        for batch in batches {
-            if let Some(add) = batch.column_by_name("add") {
-                let add = add.as_struct();
-                let path_col = field_strings(add, "path").ok_or_else(|| {
-                    self.meta_err(&file, "checkpoint add.path missing or not a string")
-                })?;
-                let size = add
-                    .column_by_name("size")
-                    .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>());
-                let mtime = add
-                    .column_by_name("modificationTime")
-                    .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>());
-                let dv = add.column_by_name("deletionVector").map(|c| c.as_struct());
-                for (row, p) in path_col.iter().enumerate() {
-                    let Some(p) = p.as_ref().filter(|_| add.is_valid(row)) else {
-                        continue;
-                    };
-                    let size = size
-                        .filter(|s| s.is_valid(row))
-                        .map(|s| s.value(row))
-                        .ok_or_else(|| self.meta_err(&file, "checkpoint add without size"))?;
-                    st.files.insert(
-                        decode_path(p),
-                        LiveFile {
-                            size: size.max(0) as u64,
-                            modification_time: mtime
-                                .filter(|m| m.is_valid(row))
-                                .map(|m| m.value(row))
-                                .unwrap_or(0),
-                            deletion_vector: match dv.filter(|d| d.is_valid(row)) {
-                                None => None,
-                                Some(d) => Some(struct_dv(d, row).ok_or_else(|| {
-                                    self.meta_err(&file, "checkpoint deletionVector incomplete")
-                                })?),
-                            },
-                        },
-                    );
-                }
-            }
-            if let Some(md) = batch.column_by_name("metaData") {
-                let md = md.as_struct();
-                for row in 0..md.len() {
-                    if md.is_null(row) {
-                        continue;
-                    }
-                    st.has_metadata = true;
-                    st.partition_columns = md
-                        .column_by_name("partitionColumns")
-                        .map(|c| list_strings(c.as_ref(), row))
-                        .unwrap_or_default();
-                    st.column_mapping = md
-                        .column_by_name("configuration")
-                        .and_then(|c| map_lookup(c.as_ref(), row, "delta.columnMapping.mode"));
-                }
-            }
-            if let Some(p) = batch.column_by_name("protocol") {
-                let p = p.as_struct();
-                for row in 0..p.len() {
-                    if p.is_null(row) {
-                        continue;
-                    }
-                    st.min_reader_version = p
-                        .column_by_name("minReaderVersion")
-                        .and_then(|c| {
-                            let c = c.as_primitive_opt::<arrow_array::types::Int32Type>()?;
-                            c.is_valid(row).then(|| i64::from(c.value(row)))
-                        })
-                        .ok_or_else(|| {
-                            self.meta_err(&file, "checkpoint protocol without minReaderVersion")
-                        })?;
-                    st.reader_features = p
-                        .column_by_name("readerFeatures")
-                        .map(|c| list_strings(c.as_ref(), row).into_iter().collect())
-                        .unwrap_or_default();
-                }
+        if versions.is_empty() {
+            return LakeError::TableNotFound {
+                table: self.table_name(),
+                reason: format!("no transaction log at {}: {e}", self.log_dir()),
+            };
+        }
+        if let Some(v) = self.config.version {
+            if versions.binary_search(&v).is_err() {
+                return LakeError::VersionNotFound {
+                    table: self.table_name(),
+                    what: format!("version {v}"),
+                };
             }
         }
-        Ok(())
+        if let DeltaTableError::ObjectStore {
+            source: deltalake_core::ObjectStoreError::NotFound { path, .. },
+        } = &e
+        {
+            return LakeError::Vanished { path: path.clone() };
+        }
+        let file = match known {
+            // The first commit the refresh had to read; the library stops
+            // at the first one it cannot replay.
+            Some(k) => format!("{}/{:020}.json", self.log_dir(), k + 1),
+            None => self.log_dir().to_string(),
+        };
+        let reason = match known {
+            Some(k) => format!("replaying the commits after version {k}: {e}"),
+            None => format!("loading the table: {e}"),
+        };
+        self.meta_err(&file, reason)
     }
 
-    /// Refuse what would make rows wrong.
-    fn check(&self, st: &Replay) -> Result<()> {
-        if st.min_reader_version > 3 {
-            return Err(self.unsupported(
-                "reader protocol",
-                format!(
-                    "minReaderVersion {} (RuLake reads up to 3)",
-                    st.min_reader_version
-                ),
-            ));
+    /// Load (or refresh) the table to the version to serve. The kept table
+    /// is only replaced when the load succeeded, so a broken commit leaves
+    /// the previous version in place.
+    async fn load(&self, table: &mut DeltaTable) -> Result<()> {
+        let known = table.version();
+        let mut next = table.clone();
+        let r = match (self.config.version, known) {
+            (Some(v), Some(k)) if v == k => return Ok(()),
+            (Some(v), _) => next.load_version(v).await,
+            (None, None) => next.load().await,
+            (None, Some(_)) => next.update_incremental(None).await,
+        };
+        match r {
+            Ok(()) => {
+                *table = next;
+                Ok(())
+            }
+            Err(e) => Err(self.classify(e, known).await),
         }
-        if let Some(f) = st
-            .reader_features
-            .iter()
-            .find(|f| !READER_FEATURES.contains(&f.as_str()))
-        {
-            return Err(self.unsupported(
-                &format!("reader feature {f:?}"),
-                format!("version {} needs it to be read correctly", st.version),
-            ));
-        }
-        if let Some(mode) = st.column_mapping.as_deref().filter(|m| *m != "none") {
+    }
+
+    /// The live files of the loaded version, checked for what RuLake
+    /// cannot read correctly.
+    fn live_files(&self, table: &DeltaTable) -> Result<(u64, BTreeMap<String, LiveFile>)> {
+        let state = table
+            .snapshot()
+            .map_err(|e| self.meta_err(self.log_dir().as_ref(), e.to_string()))?;
+        let version = state.version();
+        let mode = state
+            .metadata()
+            .configuration()
+            .get("delta.columnMapping.mode")
+            .filter(|m| m.as_str() != "none");
+        if let Some(mode) = mode {
             return Err(self.unsupported(
                 "column mapping",
                 format!(
-                    "delta.columnMapping.mode = {mode:?} at version {}: physical column names differ from the logical ones",
-                    st.version
+                    "delta.columnMapping.mode = {mode:?} at version {version}: physical column names differ from the logical ones"
                 ),
             ));
         }
+        let partition_columns = state.metadata().partition_columns();
         for col in [&self.config.id_column, &self.config.vector_column] {
-            if st.partition_columns.contains(col) {
+            if partition_columns.contains(col) {
                 return Err(self.unsupported(
                     "partition column as id or vector",
                     format!("column {col:?} is a partition column, not stored in the data files"),
                 ));
             }
         }
-        if let Some((path, _)) = st
-            .files
-            .iter()
-            .find(|(_, f)| f.deletion_vector.is_some())
-            .filter(|_| !st.reader_features.contains("deletionVectors"))
-        {
-            return Err(self.meta_err(
-                self.log_dir().as_ref(),
-                format!(
-                    "data file {path} has a deletion vector at version {} but the protocol does not list the deletionVectors reader feature",
-                    st.version
-                ),
-            ));
+        let dv_allowed = state
+            .protocol()
+            .reader_features()
+            .is_some_and(|fs| fs.iter().any(|f| f.to_string() == "deletionVectors"));
+        let mut files = BTreeMap::new();
+        for f in state.log_data().iter() {
+            let path = f.path().into_owned();
+            // The library unwraps the descriptor's storage type; a commit
+            // naming an unknown one would panic this task, so it is caught
+            // here and becomes an error about this file.
+            let descriptor = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                f.deletion_vector_descriptor()
+            }))
+            .map_err(|p| {
+                let why = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                self.meta_err(
+                    self.log_dir().as_ref(),
+                    format!(
+                        "data file {path} has a deletion vector the Delta library cannot decode at version {version}: {why}"
+                    ),
+                )
+            })?;
+            let deletion_vector = descriptor.map(|d| DvDescriptor {
+                storage_type: match d.storage_type {
+                    StorageType::UuidRelativePath => "u",
+                    StorageType::Inline => "i",
+                    StorageType::AbsolutePath => "p",
+                }
+                .to_owned(),
+                path_or_inline_dv: d.path_or_inline_dv,
+                offset: d.offset.map(i64::from),
+                size_in_bytes: i64::from(d.size_in_bytes),
+                cardinality: d.cardinality,
+            });
+            if deletion_vector.is_some() && !dv_allowed {
+                return Err(self.meta_err(
+                    self.log_dir().as_ref(),
+                    format!(
+                        "data file {path} has a deletion vector at version {version} but the protocol does not list the deletionVectors reader feature"
+                    ),
+                ));
+            }
+            let size = u64::try_from(f.size()).map_err(|_| {
+                self.meta_err(
+                    self.log_dir().as_ref(),
+                    format!("data file {path} has a negative size"),
+                )
+            })?;
+            files.insert(
+                path,
+                LiveFile {
+                    size,
+                    modification_time: f.modification_time(),
+                    deletion_vector,
+                },
+            );
         }
-        Ok(())
+        Ok((version, files))
     }
 
     fn object_meta(
@@ -724,7 +454,7 @@ impl DeltaSource {
 
     /// The version currently served (after the last listing).
     pub async fn version(&self) -> Option<u64> {
-        self.replay.lock().await.as_ref().map(|r| r.version)
+        self.table.lock().await.version()
     }
 }
 
@@ -732,114 +462,11 @@ fn generation_of(version: u64) -> Generation {
     Generation(format!("delta-v{version}"))
 }
 
-/// Paths in the log are URL-encoded relative URIs.
-/// The strings of a JSON array (empty when it is missing or not an array).
-fn json_strings<C: FromIterator<String> + Default>(v: &serde_json::Value) -> C {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| c.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A deletion vector descriptor from a JSON commit.
-fn json_dv(d: &Json) -> Option<DvDescriptor> {
-    Some(DvDescriptor {
-        storage_type: d["storageType"].as_str()?.to_owned(),
-        path_or_inline_dv: d["pathOrInlineDv"].as_str()?.to_owned(),
-        offset: d["offset"].as_i64(),
-        size_in_bytes: d["sizeInBytes"].as_i64()?,
-        cardinality: d["cardinality"].as_i64()?,
-    })
-}
-
-/// A deletion vector descriptor from a checkpoint's `add.deletionVector`.
-fn struct_dv(d: &StructArray, row: usize) -> Option<DvDescriptor> {
-    let s = |name: &str| field_strings(d, name)?.get(row)?.clone();
-    let int = |name: &str| -> Option<i64> {
-        let c = d.column_by_name(name)?;
-        if c.is_null(row) {
-            return None;
-        }
-        if let Some(a) = c.as_primitive_opt::<arrow_array::types::Int64Type>() {
-            return Some(a.value(row));
-        }
-        c.as_primitive_opt::<arrow_array::types::Int32Type>()
-            .map(|a| i64::from(a.value(row)))
-    };
-    Some(DvDescriptor {
-        storage_type: s("storageType")?,
-        path_or_inline_dv: s("pathOrInlineDv")?,
-        offset: int("offset"),
-        size_in_bytes: int("sizeInBytes")?,
-        cardinality: int("cardinality")?,
-    })
-}
-
+/// Absolute deletion-vector paths are URL-encoded like data file paths.
 fn decode_path(p: &str) -> String {
     percent_encoding::percent_decode_str(p)
         .decode_utf8_lossy()
         .into_owned()
-}
-
-fn field_strings(s: &StructArray, name: &str) -> Option<Vec<Option<String>>> {
-    let c = s.column_by_name(name)?;
-    strings(c.as_ref())
-}
-
-fn strings(c: &dyn Array) -> Option<Vec<Option<String>>> {
-    let get = |i: usize| c.is_valid(i);
-    if let Some(a) = c.as_string_opt::<i32>() {
-        return Some(
-            (0..a.len())
-                .map(|i| get(i).then(|| a.value(i).to_owned()))
-                .collect(),
-        );
-    }
-    if let Some(a) = c.as_string_opt::<i64>() {
-        return Some(
-            (0..a.len())
-                .map(|i| get(i).then(|| a.value(i).to_owned()))
-                .collect(),
-        );
-    }
-    if let Some(a) = c.as_string_view_opt() {
-        return Some(
-            (0..a.len())
-                .map(|i| get(i).then(|| a.value(i).to_owned()))
-                .collect(),
-        );
-    }
-    None
-}
-
-fn list_strings(c: &dyn Array, row: usize) -> Vec<String> {
-    let Some(l) = c.as_list_opt::<i32>() else {
-        return Vec::new();
-    };
-    if l.is_null(row) {
-        return Vec::new();
-    }
-    strings(l.value(row).as_ref())
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-        .collect()
-}
-
-fn map_lookup(c: &dyn Array, row: usize, key: &str) -> Option<String> {
-    let m = c.as_map_opt()?;
-    if m.is_null(row) {
-        return None;
-    }
-    let entries = m.value(row);
-    let keys = strings(entries.column(0).as_ref())?;
-    let values = strings(entries.column(1).as_ref())?;
-    keys.iter()
-        .position(|k| k.as_deref() == Some(key))
-        .and_then(|i| values[i].clone())
 }
 
 #[async_trait]
@@ -855,23 +482,30 @@ impl Source for DeltaSource {
         }
     }
 
+    /// The pinned version, or the newest commit after the loaded one (one
+    /// listing of `_delta_log/` from there). Before the first load the
+    /// table is loaded, which a listing follows anyway.
     async fn generation(&self) -> Result<Generation> {
-        let known = self.replay.lock().await.as_ref().map(|r| r.version);
-        let (v, _) = self.target_version(known).await?;
-        Ok(generation_of(v))
+        if let Some(v) = self.config.version {
+            return Ok(generation_of(v));
+        }
+        let mut table = self.table.lock().await;
+        let Some(known) = table.version() else {
+            self.load(&mut table).await?;
+            let v = table.version().unwrap_or_default();
+            return Ok(generation_of(v));
+        };
+        match table.log_store().get_latest_version(known).await {
+            Ok(v) => Ok(generation_of(v)),
+            Err(e) => Err(self.classify(e, Some(known)).await),
+        }
     }
 
     async fn list_units(&self) -> Result<Listing> {
-        let mut cached = self.replay.lock().await;
-        let known = cached.as_ref().map(|r| r.version);
-        let (target, _) = self.target_version(known).await?;
-        let state = match cached.as_ref() {
-            Some(r) if r.version == target => r.clone(),
-            _ => self.replay(cached.clone(), target).await?,
-        };
-        self.check(&state)?;
-        let with_dv: Vec<(String, DvDescriptor)> = state
-            .files
+        let mut table = self.table.lock().await;
+        self.load(&mut table).await?;
+        let (target, files) = self.live_files(&table)?;
+        let with_dv: Vec<(String, DvDescriptor)> = files
             .iter()
             .filter_map(|(p, f)| f.deletion_vector.clone().map(|d| (p.clone(), d)))
             .collect();
@@ -884,13 +518,13 @@ impl Source for DeltaSource {
             .try_collect()
             .await?;
         crate::deletes::check_total(
-            &self.table(),
+            &self.table_name(),
             loaded.iter().map(|(_, d)| d.positions.len()).sum(),
         )?;
         let by_rel: HashMap<String, Arc<FileDeletes>> = loaded.into_iter().collect();
         let mut by_object = HashMap::new();
-        let mut objects = Vec::with_capacity(state.files.len());
-        for (p, f) in &state.files {
+        let mut objects = Vec::with_capacity(files.len());
+        for (p, f) in &files {
             let d = by_rel.get(p).filter(|d| !d.is_empty());
             let meta = self.object_meta(p, f, d.map(|d| d.as_ref()))?;
             if let Some(d) = d {
@@ -898,15 +532,13 @@ impl Source for DeltaSource {
             }
             objects.push(meta);
         }
-        let live_ids: HashSet<String> = state
-            .files
+        let live_ids: HashSet<String> = files
             .values()
             .filter_map(|f| f.deletion_vector.as_ref().map(DvDescriptor::unique_id))
             .collect();
         self.vectors.lock().retain(|k, _| live_ids.contains(k));
         let units = self.files.units_of_objects(objects).await?;
         self.deletes.publish(&units, &by_object);
-        *cached = Some(state);
         Ok(Listing {
             generation: generation_of(target),
             units,
@@ -925,7 +557,7 @@ impl Source for DeltaSource {
         let v = digits.parse().map_err(|_| {
             LakeError::Invalid(format!(
                 "{}: {version:?} is not a Delta table version (a number, v12 or delta-v12)",
-                self.table()
+                self.table_name()
             ))
         })?;
         Ok(Arc::new(DeltaSource::open(
@@ -937,25 +569,6 @@ impl Source for DeltaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_names() {
-        assert!(matches!(
-            parse_log_name("00000000000000000007.json"),
-            Some((7, LogEntry::Commit))
-        ));
-        assert!(matches!(
-            parse_log_name("00000000000000000010.checkpoint.parquet"),
-            Some((10, LogEntry::Checkpoint { part: 1, of: 1 }))
-        ));
-        assert!(matches!(
-            parse_log_name("00000000000000000010.checkpoint.0000000002.0000000003.parquet"),
-            Some((10, LogEntry::Checkpoint { part: 2, of: 3 }))
-        ));
-        assert!(parse_log_name("00000000000000000010.crc").is_none());
-        assert!(parse_log_name("_last_checkpoint").is_none());
-        assert!(parse_log_name("7.json").is_none());
-    }
 
     #[test]
     fn paths_are_decoded() {

@@ -13,7 +13,8 @@
 //! - [`parquet`] — Parquet files under an object-store prefix or glob.
 //! - [`managed`] — files RuLake wrote itself, made visible by catalog commits.
 //! - [`memory`] — an in-process mutable source.
-//! - `delta` (feature `delta`) — Delta Lake tables: log replay → data files.
+//! - `delta` (feature `delta`) — Delta Lake tables: versions and file lists from
+//!   `deltalake-core` → data files; `delta_store` lends it RuLake's store.
 //! - `iceberg` (feature `iceberg`) — Iceberg tables: metadata and manifests decoded by the
 //!   `iceberg` crate → data files;
 //!   tables named through a SQL catalog in SQLite with feature `iceberg-sql`.
@@ -31,6 +32,8 @@ mod deletes;
 #[cfg(feature = "delta")]
 pub mod delta;
 #[cfg(feature = "delta")]
+mod delta_store;
+#[cfg(any(feature = "delta", fuzzing))]
 mod dv;
 pub mod error;
 #[cfg(feature = "iceberg")]
@@ -71,4 +74,49 @@ pub async fn read_all(source: &dyn Source, listing: &Listing, dim: usize) -> Res
         }
     }
     Ok(out)
+}
+
+/// Entry points for the fuzz targets in `fuzz/`, which cargo-fuzz builds
+/// with `--cfg fuzzing`: the decoders RuLake wrote itself, reachable
+/// without the table libraries compiled in.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz {
+    /// Decode a Delta deletion vector the ways a data file's vector is
+    /// decoded: the first byte picks inline (Z85), stored in a file (half
+    /// of those with a valid checksum, so the bitmap decoder is reached),
+    /// or the relative path of a stored vector.
+    pub fn delta_dv(data: &[u8]) {
+        const LIMIT: usize = 1 << 16;
+        let Some((&mode, rest)) = data.split_first() else {
+            return;
+        };
+        match mode % 3 {
+            0 => {
+                if let Ok(bytes) = std::str::from_utf8(rest)
+                    .map_err(|e| e.to_string())
+                    .and_then(crate::dv::z85_decode)
+                {
+                    let _ = crate::dv::decode(&bytes, LIMIT);
+                }
+            }
+            1 => {
+                let mut bytes = rest.to_vec();
+                let len = bytes.len().saturating_sub(8);
+                if mode & 0x80 != 0 && bytes.len() >= 8 {
+                    bytes[..4].copy_from_slice(&(len as u32).to_be_bytes());
+                    let sum = crate::dv::crc32(&bytes[4..4 + len]);
+                    bytes[4 + len..].copy_from_slice(&sum.to_be_bytes());
+                }
+                if let Ok(bitmap) = crate::dv::from_file_range(&bytes, len) {
+                    let _ = crate::dv::decode(bitmap, LIMIT);
+                }
+            }
+            _ => {
+                if let Ok(s) = std::str::from_utf8(rest) {
+                    let _ = crate::dv::relative_path(s);
+                }
+            }
+        }
+    }
 }

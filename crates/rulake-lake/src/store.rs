@@ -86,7 +86,7 @@ pub fn open_store(url: &Url, options: &[(String, String)], kind: LakeKind) -> Re
     let (store, path) =
         object_store::parse_url_opts(url, opts).map_err(|e| invalid(e.to_string()))?;
     Ok(StoreUrl {
-        store: Arc::from(store),
+        store: Arc::new(CountingStore::new(Arc::from(store), kind)),
         path,
         url: url.clone(),
     })

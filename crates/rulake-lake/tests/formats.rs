@@ -190,7 +190,7 @@ async fn delta_bad_tables_fail_clearly() {
         "{err}"
     );
     // Column mapping is refused.
-    let cm = r#"{"metaData":{"id":"x","format":{"provider":"parquet","options":{}},"schemaString":"{}","partitionColumns":[],"configuration":{"delta.columnMapping.mode":"name"}}}"#;
+    let cm = r#"{"metaData":{"id":"x","format":{"provider":"parquet","options":{}},"schemaString":"{\"type\":\"struct\",\"fields\":[{\"name\":\"id\",\"type\":\"long\",\"nullable\":true,\"metadata\":{\"delta.columnMapping.id\":1,\"delta.columnMapping.physicalName\":\"col-1\"}}]}","partitionColumns":[],"configuration":{"delta.columnMapping.mode":"name"}}}"#;
     std::fs::write(log.join(format!("{:020}.json", 1)), cm).unwrap();
     let err = open(&table, "id", "vector").list_units().await.unwrap_err();
     assert!(matches!(err, LakeError::Unsupported { .. }), "{err}");

@@ -465,10 +465,21 @@ async fn parquet_over_s3_protocol() {
             .unwrap();
     }
     let src = ParquetSource::open(cfg("s3://lake/emb")).unwrap();
+    let io_before = rulake_lake::io::snapshot(rulake_lake::io::LakeKind::Parquet);
     let listing = src.list_units().await.unwrap();
     assert_eq!(listing.units.len(), 9, "3 files x 3 row groups");
     let all = read_all(&src, &listing, 2).await.unwrap();
     assert_eq!(all.len(), 300);
+    // Reads over S3 reach the lake I/O metrics like local ones.
+    let io_after = rulake_lake::io::snapshot(rulake_lake::io::LakeKind::Parquet);
+    assert!(
+        io_after.requests >= io_before.requests + 3 + 9,
+        "{io_before:?} -> {io_after:?}"
+    );
+    assert!(
+        io_after.bytes > io_before.bytes,
+        "{io_before:?} -> {io_after:?}"
+    );
     for (i, id) in all.ids.iter().enumerate() {
         assert_eq!(id, &VectorId::U64(i as u64));
         assert_eq!(all.vectors[2 * i], i as f32);
