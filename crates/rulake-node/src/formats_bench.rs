@@ -226,7 +226,14 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "Produced by `cargo run --release -- bench-formats --n {} --append {}`; one run, local disk, {} threads available.\n",
+        "Produced by `cargo run {}-- bench-formats --n {} --append {}`; one run, local disk, {} threads available.\n",
+        // The profile the figures came from: a dev build (opt-level 1 for
+        // RuLake, 2 for dependencies) is slower than a release one.
+        if cfg!(debug_assertions) {
+            ""
+        } else {
+            "--release "
+        },
         a.n,
         a.append,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
