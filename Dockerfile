@@ -16,9 +16,11 @@ COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
 COPY operator ./operator
 COPY proto ./proto
+COPY tests ./tests
+COPY chaos ./chaos
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p rulake-node -p rulake-operator \
+    cargo build --release --locked -p rulake -p rulake-operator \
     && mkdir -p /out \
     && cp target/release/rulake target/release/rulake-operator /out/
 

@@ -28,7 +28,7 @@ echo "== promtool check rules"
 promtool check rules charts/rulake/prometheus/rules.yaml
 
 if [[ -z "${RULAKE_BIN:-}" ]]; then
-  cargo build --quiet --locked -p rulake-node
+  cargo build --quiet --locked -p rulake --bin rulake
   RULAKE_BIN="${CARGO_TARGET_DIR:-target}/debug/rulake"
 fi
 [[ -x "$RULAKE_BIN" ]] || fail "no rulake binary at $RULAKE_BIN"

@@ -1,8 +1,14 @@
 //! RuLake's public gRPC API (`rulake.v1`) over a coordinator.
 //!
 //! # Layout
-//! - [`service`]: the four services (collections, search, data, admin) on
-//!   one [`Api`] value; [`router`] mounts them on a tonic server.
+//! - [`service`]: the four services on one [`Api`] value, with its
+//!   [`Limits`]; [`router`] mounts them on a tonic server. One file a
+//!   service: `service/collections.rs` (collections and aliases),
+//!   `service/search.rs`, `service/data.rs` (ingest, delete, refresh),
+//!   `service/admin.rs` (cache, cluster status, shard placement).
+//!   `service/call.rs` holds the preamble every handler runs through
+//!   (`Api::handle`): the deadline, authorization, the metrics label, and
+//!   running the work within the deadline.
 //! - [`shard`]: the shard node's internal `ShardService` ([`ShardApi`]).
 //! - [`status`]: the one mapping of RuLake's errors to gRPC status codes.
 //! - `convert`: wire types to catalog and engine types and back.

@@ -1,72 +1,27 @@
-//! The one place RuLake's errors become gRPC status codes.
+//! Where the public API's handlers turn RuLake's errors into gRPC statuses.
 //!
 //! Every handler converts here, so a code never depends on which RPC
 //! reported the error, and the message a user sees is the one the engine,
 //! catalog or coordinator wrote (naming the collection, object, row group
-//! or column at fault).
+//! or column at fault). Every error brings its own status, defined next to
+//! the error: the catalog's (`impl From<&CatalogError> for Status`, the same
+//! one its members answer with), the engine's (`EngineError::code`) and the
+//! coordinator's (`impl From<&CoordinatorError> for Status`); nothing here
+//! classifies an error.
+//!
+//! RuLake never answers `OUT_OF_RANGE` itself, so that code from a server
+//! means tonic's message-size limit, which gRPC calls `RESOURCE_EXHAUSTED`.
 
-use rulake_catalog::{CatalogError, Rejection, RejectionKind};
 use rulake_coordinator::CoordinatorError;
-use rulake_engine::EngineError;
 use tonic::{Code, Status};
 
-/// The status a client receives for a coordinator error.
+/// The status a client receives for a coordinator error (the error's own,
+/// see `rulake-coordinator`'s `error` module).
 pub fn to_status(e: CoordinatorError) -> Status {
-    let code = match &e {
-        CoordinatorError::Engine(e) => return engine_status(e),
-        CoordinatorError::Catalog(c) => return catalog_status(c),
-        CoordinatorError::InvalidArgument(_) => Code::InvalidArgument,
-        CoordinatorError::NotFound { .. } => Code::NotFound,
-        CoordinatorError::AlreadyExists(_) => Code::AlreadyExists,
-        CoordinatorError::FailedPrecondition(_) => Code::FailedPrecondition,
-        // Writing managed files failed: the lake may be back later.
-        CoordinatorError::Lake(_) | CoordinatorError::Unavailable(_) => Code::Unavailable,
-    };
-    Status::new(code, e.to_string())
+    Status::from(&e)
 }
 
-fn rejection_status(r: &Rejection) -> Status {
-    let code = match r.kind {
-        RejectionKind::Invalid => Code::InvalidArgument,
-        RejectionKind::NotFound => Code::NotFound,
-        RejectionKind::AlreadyExists => Code::AlreadyExists,
-        RejectionKind::Precondition => Code::FailedPrecondition,
-    };
-    Status::new(code, r.message.clone())
-}
-
-fn catalog_status(e: &CatalogError) -> Status {
-    match e {
-        CatalogError::Refused(r) => rejection_status(r),
-        CatalogError::Rejected(c) => rejection_status(&Rejection::from(c)),
-        CatalogError::InvalidArgument(m) => Status::invalid_argument(m.clone()),
-        CatalogError::Unavailable(_) | CatalogError::Transport(_) => {
-            Status::unavailable(format!("catalog: {e}"))
-        }
-        // Retrying blindly could apply a write twice: say so.
-        CatalogError::Indeterminate(_) => Status::unknown(format!(
-            "catalog: {e}; read the collection back before retrying"
-        )),
-        CatalogError::Storage(_) | CatalogError::Codec(_) | CatalogError::Raft(_) => {
-            Status::internal(format!("catalog: {e}"))
-        }
-    }
-}
-
-/// The status a client receives for an engine error.
-pub fn engine_status(e: &EngineError) -> Status {
-    let code = match e {
-        EngineError::NotFound { .. } => Code::NotFound,
-        EngineError::AlreadyExists { .. } => Code::AlreadyExists,
-        EngineError::InvalidArgument(_) => Code::InvalidArgument,
-        EngineError::FailedPrecondition(_) => Code::FailedPrecondition,
-        EngineError::ResourceExhausted(_) => Code::ResourceExhausted,
-        // The lake could not be read and nothing older is cached: retrying
-        // once the lake is back is the right reaction.
-        EngineError::Unavailable { .. } | EngineError::Lake(_) => Code::Unavailable,
-    };
-    Status::new(code, e.to_string())
-}
+pub use rulake_coordinator::engine_status;
 
 /// A request that is malformed before it reaches the engine.
 pub fn invalid(message: impl Into<String>) -> Status {
@@ -92,14 +47,15 @@ pub fn ingest_too_large(what: &str, limit: u64) -> Status {
     ))
 }
 
-/// Whether a status is tonic's "message larger than the limit".
-pub(crate) fn is_oversized(code: Code, message: &str) -> bool {
-    code == Code::OutOfRange && message.contains("message length too large")
+/// Whether a status is tonic's "message larger than the limit": the only
+/// `OUT_OF_RANGE` a RuLake server produces (see the module docs).
+pub(crate) fn is_oversized(code: Code) -> bool {
+    code == Code::OutOfRange
 }
 
 /// `RESOURCE_EXHAUSTED` for an oversized message, anything else unchanged.
 pub(crate) fn oversized(s: Status) -> Status {
-    if is_oversized(s.code(), s.message()) {
+    if is_oversized(s.code()) {
         Status::resource_exhausted(format!(
             "{} (raise the server's --max-message-bytes or send smaller messages)",
             s.message()
@@ -120,12 +76,7 @@ pub(crate) fn map_oversized<B>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i32>().ok())
         .map(Code::from_i32);
-    let message = h
-        .get("grpc-message")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .replace("%20", " ");
-    if code.is_some_and(|c| is_oversized(c, &message)) {
+    if code.is_some_and(is_oversized) {
         let h = resp.headers_mut();
         h.insert(
             "grpc-status",
@@ -133,4 +84,37 @@ pub(crate) fn map_oversized<B>(
         );
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rulake_catalog::{CatalogError, CommandError};
+
+    #[test]
+    fn catalog_errors_get_the_catalogs_status() {
+        let s = to_status(CoordinatorError::Catalog(CatalogError::Indeterminate(
+            "x".into(),
+        )));
+        assert_eq!(s.code(), Code::Unknown);
+        assert_eq!(
+            s.message(),
+            "catalog: outcome unknown: x; read the collection back before retrying"
+        );
+        let e = CommandError::NotFound {
+            what: "collection",
+            name: "c".into(),
+        };
+        let s = to_status(CoordinatorError::Catalog(CatalogError::Rejected(e.clone())));
+        assert_eq!(s.code(), Code::NotFound);
+        assert_eq!(s.message(), e.to_string());
+    }
+
+    #[test]
+    fn only_out_of_range_becomes_resource_exhausted() {
+        let s = oversized(Status::out_of_range("decoded message length too large"));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        let s = oversized(Status::invalid_argument("x"));
+        assert_eq!(s.code(), Code::InvalidArgument);
+    }
 }

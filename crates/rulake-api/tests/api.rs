@@ -5,7 +5,8 @@ mod support;
 
 use support::code_of;
 
-use rulake_index::{datasets::ClusteredGaussian, exact};
+use rulake_datasets::ClusteredGaussian;
+use rulake_index::exact;
 use rulake_lake::{write_parquet_file, IdsRef};
 use rulake_proto::v1 as pb;
 use rulake_types::Metric;

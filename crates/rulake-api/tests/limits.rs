@@ -9,7 +9,7 @@ use pb::collection_service_client::CollectionServiceClient;
 use pb::data_service_client::DataServiceClient;
 use pb::search_service_client::SearchServiceClient;
 use rulake_api::Limits;
-use rulake_index::datasets::ClusteredGaussian;
+use rulake_datasets::ClusteredGaussian;
 use rulake_lake::{write_parquet_file, IdsRef};
 use rulake_proto::v1 as pb;
 use tonic::Code;

@@ -4,15 +4,15 @@
 //! never proposed, so a retried write cannot land twice. A failure with an
 //! unknown outcome is reported as such ([`CatalogError::Indeterminate`]).
 
-use crate::error::{CatalogError, Rejection, RejectionKind};
+use crate::error::{CatalogError, Rejection};
 use crate::model::{Applied, Catalog, Command};
 use crate::network::Transport;
 use crate::server::{connect_failure, retry_safe};
 use rulake_proto::internal::v1 as pb;
-use rulake_proto::internal::v1::meta_service_client::MetaServiceClient;
+use rulake_proto::internal::v1::catalog_service_client::CatalogServiceClient;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,29 +39,15 @@ pub struct ReadResult {
 
 /// A client of the meta group.
 #[derive(Clone, Debug)]
-pub struct MetaClient {
-    members: Vec<(String, MetaServiceClient<Channel>)>,
+pub struct CatalogClient {
+    members: Vec<(String, CatalogServiceClient<Channel>)>,
     /// Deadline of one call to one member.
     pub call_timeout: Duration,
     /// How long to keep trying other members on retry-safe failures.
     pub total_timeout: Duration,
 }
 
-fn command_error(s: &Status) -> Option<CatalogError> {
-    let kind = match s.code() {
-        Code::InvalidArgument => RejectionKind::Invalid,
-        Code::NotFound => RejectionKind::NotFound,
-        Code::AlreadyExists => RejectionKind::AlreadyExists,
-        Code::FailedPrecondition => RejectionKind::Precondition,
-        _ => return None,
-    };
-    Some(CatalogError::Refused(Rejection {
-        kind,
-        message: s.message().to_owned(),
-    }))
-}
-
-impl MetaClient {
+impl CatalogClient {
     /// A client for the members at `addrs` (any subset of the group).
     pub fn new(addrs: &[String]) -> Result<Self, CatalogError> {
         Self::with_transport(addrs, &Transport::default())
@@ -79,11 +65,11 @@ impl MetaClient {
             .map(|a| {
                 transport
                     .channel(a)
-                    .map(|ch| (a.clone(), MetaServiceClient::new(ch)))
+                    .map(|ch| (a.clone(), CatalogServiceClient::new(ch)))
                     .map_err(CatalogError::InvalidArgument)
             })
             .collect::<Result<_, _>>()?;
-        Ok(MetaClient {
+        Ok(CatalogClient {
             members,
             call_timeout: Duration::from_secs(5),
             total_timeout: Duration::from_secs(10),
@@ -110,7 +96,7 @@ impl MetaClient {
         mut f: F,
     ) -> Result<T, CatalogError>
     where
-        F: FnMut(MetaServiceClient<Channel>) -> Fut,
+        F: FnMut(CatalogServiceClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let start = Instant::now();
@@ -125,8 +111,8 @@ impl MetaClient {
                 Ok(Err(s)) => s,
                 Err(_) => Status::deadline_exceeded("client-side deadline"),
             };
-            if let Some(e) = command_error(&status) {
-                return Err(e);
+            if let Some(r) = Rejection::from_status(&status) {
+                return Err(CatalogError::Refused(r));
             }
             let retry = retry_safe(&status) || connect_failure(&status) || safe_to_retry_all;
             if !retry {
@@ -155,7 +141,7 @@ impl MetaClient {
         self.write_via(0, cmd).await
     }
 
-    /// Like [`MetaClient::write`], trying member `first` first.
+    /// Like [`CatalogClient::write`], trying member `first` first.
     pub async fn write_via(
         &self,
         first: usize,

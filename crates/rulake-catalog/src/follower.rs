@@ -8,7 +8,7 @@
 //! short, and a poller needs no membership change in the Raft group (a
 //! learner per coordinator would make every scale-out a Raft change).
 
-use crate::client::{MetaClient, ReadConsistency};
+use crate::client::{CatalogClient, ReadConsistency};
 use crate::store::AppliedState;
 use openraft::{CommittedLeaderId, LogId};
 use parking_lot::RwLock;
@@ -35,7 +35,7 @@ impl Drop for Follower {
 
 impl Follower {
     /// Start polling through `client` every `interval`.
-    pub fn spawn(client: MetaClient, interval: Duration) -> Follower {
+    pub fn spawn(client: CatalogClient, interval: Duration) -> Follower {
         let state = Arc::new(RwLock::new(AppliedState::default()));
         let kick = Arc::new(Notify::new());
         let (tx, applied) = watch::channel(0u64);
@@ -80,7 +80,7 @@ impl Follower {
 }
 
 async fn poll(
-    client: MetaClient,
+    client: CatalogClient,
     interval: Duration,
     state: Arc<RwLock<AppliedState>>,
     kick: Arc<Notify>,

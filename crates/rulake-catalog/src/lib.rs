@@ -8,16 +8,19 @@
 //!
 //! # Layout
 //! - [`model`]: the catalog and its typed [`Command`]s; validation and
-//!   application are one deterministic function.
+//!   application are one deterministic function per command.
 //! - [`store`]: durable log, vote and snapshots (`redb` + fsynced snapshot files).
 //! - [`network`]: Raft traffic over tonic; the [`Transport`] builds every
 //!   channel, which is where TLS goes.
 //! - [`placement`]: partitions → shard nodes (consistent hashing with
 //!   bounded loads), liveness from heartbeats, hand-off of moved partitions.
-//! - [`server`]: a meta member: Raft, the gRPC services, bootstrap, forwarding.
+//! - [`server`]: a meta member: Raft, bootstrap, the Raft service; its
+//!   `service` submodule is the catalog's gRPC service, with forwarding to
+//!   the leader.
 //! - [`follower`]: a polled catalog view for shard nodes and coordinators.
 //! - [`client`]: a client for any member, with deadlines and safe retries.
-//! - [`error`]: [`CommandError`] (the caller's fault) and [`CatalogError`].
+//! - [`error`]: [`CommandError`] (the caller's fault) and [`CatalogError`],
+//!   each with the gRPC status it becomes.
 
 pub mod client;
 pub mod error;
@@ -28,7 +31,7 @@ pub mod placement;
 pub mod server;
 pub mod store;
 
-pub use client::{MetaClient, ReadConsistency, ReadResult};
+pub use client::{CatalogClient, ReadConsistency, ReadResult};
 pub use error::{CatalogError, CommandError, Rejection, RejectionKind};
 pub use follower::Follower;
 pub use model::{
@@ -37,7 +40,7 @@ pub use model::{
 };
 pub use network::Transport;
 pub use placement::PlacementConfig;
-pub use server::{MetaConfig, MetaNode};
+pub use server::{CatalogConfig, CatalogNode};
 pub use store::Outcome;
 
 use std::io::Cursor;

@@ -3,6 +3,24 @@
 //! reads clocks, randomness or the environment. Validation and application
 //! share one function, so a command that validates against a state is exactly
 //! a command that applies to it.
+//!
+//! [`Catalog::apply`] only dispatches: each command has its own function,
+//! grouped by what it changes, so a command's rules read in one place and
+//! a new command adds a function rather than growing one long match.
+//! - `sources`: sources and the commits of managed sources;
+//! - `collections`: collections and their tombstones;
+//! - `aliases`: aliases;
+//! - `nodes`: serving nodes and the partition assignment;
+//! - `checks`: field checks that need no state, shared by the above.
+//!
+//! Every command function checks everything before it changes anything, so
+//! a rejected command leaves the catalog as it was.
+
+mod aliases;
+mod checks;
+mod collections;
+mod nodes;
+mod sources;
 
 use crate::error::CommandError;
 use rulake_types::{Consistency, Metric};
@@ -20,73 +38,7 @@ pub const MAX_REPLICATION: u32 = 16;
 /// Most tombstones or files one command may carry.
 pub const MAX_BATCH: usize = 100_000;
 
-/// Where a collection's vectors come from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum SourceKind {
-    /// Parquet files under an object-store prefix or glob.
-    Parquet {
-        /// `file://`, `s3://`, `gs://`, `az://` URL, prefix or glob.
-        url: String,
-        /// Id column.
-        id_column: String,
-        /// Vector column.
-        vector_column: String,
-    },
-    /// A Delta Lake table.
-    Delta {
-        /// Table URL.
-        url: String,
-        /// Id column.
-        #[serde(default)]
-        id_column: String,
-        /// Vector column.
-        #[serde(default)]
-        vector_column: String,
-        /// Pinned table version (time travel); `None` follows the latest.
-        #[serde(default)]
-        version: Option<i64>,
-    },
-    /// An Iceberg table.
-    Iceberg {
-        /// URL of a table metadata file or table location (empty when the
-        /// table is named through `sql_catalog`).
-        url: String,
-        /// Id column.
-        #[serde(default)]
-        id_column: String,
-        /// Vector column.
-        #[serde(default)]
-        vector_column: String,
-        /// Pinned snapshot; `None` follows the current snapshot.
-        #[serde(default)]
-        snapshot_id: Option<i64>,
-        /// The table through a SQL catalog instead of `url`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sql_catalog: Option<IcebergSqlCatalog>,
-    },
-    /// RuLake's own write path: immutable Parquet files under a prefix it owns,
-    /// made visible by commits in this catalog.
-    Managed {
-        /// Prefix the files are written under.
-        prefix: String,
-    },
-}
-
-/// An Iceberg table named through a SQL catalog (pyiceberg's `SqlCatalog`
-/// over SQLite): servers read its current metadata location from the
-/// catalog's `iceberg_tables` on every generation check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IcebergSqlCatalog {
-    /// `sqlite:///path/catalog.db` (SQLAlchemy form) or a file path.
-    pub uri: String,
-    /// Catalog name (the `catalog_name` column).
-    pub catalog: String,
-    /// Namespace, dot-separated.
-    pub namespace: String,
-    /// Table name.
-    pub table: String,
-}
+pub use rulake_types::source::{IcebergSqlCatalog, SourceKind};
 
 /// A registered source.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,81 +321,6 @@ pub struct Catalog {
     pub managed: BTreeMap<String, Vec<ManagedCommit>>,
 }
 
-fn check_name(what: &'static str, name: &str) -> Result<(), CommandError> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
-    if name.is_empty() || name.len() > MAX_NAME_LEN || !name.chars().all(ok_char) {
-        return Err(CommandError::InvalidName {
-            what,
-            name: name.to_owned(),
-        });
-    }
-    Ok(())
-}
-
-fn check_url(field: &'static str, url: &str) -> Result<(), CommandError> {
-    if url.trim().is_empty() {
-        return Err(CommandError::InvalidField {
-            field,
-            reason: "must not be empty".into(),
-        });
-    }
-    Ok(())
-}
-
-fn check_batch(field: &'static str, items: &[String]) -> Result<(), CommandError> {
-    if items.is_empty() {
-        return Err(CommandError::InvalidField {
-            field,
-            reason: "must not be empty".into(),
-        });
-    }
-    if items.len() > MAX_BATCH {
-        return Err(CommandError::InvalidField {
-            field,
-            reason: format!("{} items, at most {MAX_BATCH} per command", items.len()),
-        });
-    }
-    if items.iter().any(|s| s.is_empty()) {
-        return Err(CommandError::InvalidField {
-            field,
-            reason: "contains an empty string".into(),
-        });
-    }
-    Ok(())
-}
-
-fn check_consistency(c: &Consistency) -> Result<(), CommandError> {
-    if let Consistency::Eventual { max_staleness } = c {
-        if max_staleness.is_zero() {
-            return Err(CommandError::InvalidField {
-                field: "consistency.max_staleness",
-                reason: "must be positive (use fresh for zero staleness)".into(),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn check_replication(r: u32) -> Result<(), CommandError> {
-    if r == 0 || r > MAX_REPLICATION {
-        return Err(CommandError::InvalidField {
-            field: "replication",
-            reason: format!("{r}; must be in 1..={MAX_REPLICATION}"),
-        });
-    }
-    Ok(())
-}
-
-fn check_rerank(r: u32) -> Result<(), CommandError> {
-    if r == 0 || r > 1000 {
-        return Err(CommandError::InvalidField {
-            field: "rerank",
-            reason: format!("{r}; must be in 1..=1000"),
-        });
-    }
-    Ok(())
-}
-
 impl Catalog {
     /// The collection an alias or collection name resolves to.
     pub fn resolve(&self, name: &str) -> Option<&CollectionRecord> {
@@ -477,381 +354,27 @@ impl Catalog {
     /// Validate and apply a command. On error the catalog is unchanged.
     pub fn apply(&mut self, cmd: Command) -> Result<Applied, CommandError> {
         match cmd {
-            Command::CreateSource(src) => {
-                check_name("source", &src.name)?;
-                match &src.kind {
-                    SourceKind::Parquet {
-                        url,
-                        id_column,
-                        vector_column,
-                    } => {
-                        check_url("url", url)?;
-                        check_url("id_column", id_column)?;
-                        check_url("vector_column", vector_column)?;
-                        if id_column == vector_column {
-                            return Err(CommandError::InvalidField {
-                                field: "vector_column",
-                                reason: "must differ from id_column".into(),
-                            });
-                        }
-                    }
-                    SourceKind::Delta { url, .. }
-                    | SourceKind::Iceberg {
-                        url,
-                        sql_catalog: None,
-                        ..
-                    } => check_url("url", url)?,
-                    SourceKind::Iceberg {
-                        sql_catalog: Some(c),
-                        ..
-                    } => {
-                        check_url("sql_catalog.uri", &c.uri)?;
-                        check_url("sql_catalog.catalog", &c.catalog)?;
-                        check_url("sql_catalog.namespace", &c.namespace)?;
-                        check_url("sql_catalog.table", &c.table)?;
-                    }
-                    SourceKind::Managed { prefix } => check_url("prefix", prefix)?,
-                }
-                if self.sources.contains_key(&src.name) {
-                    return Err(CommandError::AlreadyExists {
-                        what: "source",
-                        name: src.name,
-                    });
-                }
-                if let SourceKind::Managed { prefix } = &src.kind {
-                    let clash = self.sources.values().any(|s| {
-                        matches!(&s.kind, SourceKind::Managed { prefix: p }
-                            if p.starts_with(prefix.as_str()) || prefix.starts_with(p.as_str()))
-                    });
-                    if clash {
-                        return Err(CommandError::Conflict(format!(
-                            "managed prefix {prefix:?} overlaps another managed source's prefix"
-                        )));
-                    }
-                    self.managed.insert(src.name.clone(), Vec::new());
-                }
-                self.sources.insert(src.name.clone(), src);
-                Ok(Applied::Done)
-            }
-            Command::DropSource { name } => {
-                if !self.sources.contains_key(&name) {
-                    return Err(CommandError::NotFound {
-                        what: "source",
-                        name,
-                    });
-                }
-                if let Some(c) = self.collections.values().find(|c| c.source == name) {
-                    return Err(CommandError::InUse {
-                        what: "source",
-                        name,
-                        by: format!("collection {:?}", c.name),
-                    });
-                }
-                self.sources.remove(&name);
-                self.managed.remove(&name);
-                Ok(Applied::Done)
-            }
-            Command::CreateCollection(c) => {
-                check_name("collection", &c.name)?;
-                if c.dim == 0 || c.dim > MAX_DIM {
-                    return Err(CommandError::InvalidField {
-                        field: "dim",
-                        reason: format!("{}; must be in 1..={MAX_DIM}", c.dim),
-                    });
-                }
-                if c.partitions == 0 || c.partitions > MAX_PARTITIONS {
-                    return Err(CommandError::InvalidField {
-                        field: "partitions",
-                        reason: format!("{}; must be in 1..={MAX_PARTITIONS}", c.partitions),
-                    });
-                }
-                check_replication(c.replication)?;
-                check_rerank(c.rerank)?;
-                check_consistency(&c.consistency)?;
-                if !self.sources.contains_key(&c.source) {
-                    return Err(CommandError::NotFound {
-                        what: "source",
-                        name: c.source,
-                    });
-                }
-                if self.collections.contains_key(&c.name) {
-                    return Err(CommandError::AlreadyExists {
-                        what: "collection",
-                        name: c.name,
-                    });
-                }
-                if self.aliases.contains_key(&c.name) {
-                    return Err(CommandError::Conflict(format!(
-                        "{:?} is already an alias",
-                        c.name
-                    )));
-                }
-                self.collections.insert(c.name.clone(), c);
-                Ok(Applied::Done)
-            }
-            Command::AlterCollection { name, changes } => {
-                self.collection_exists(&name)?;
-                if changes == CollectionChanges::default() {
-                    return Err(CommandError::InvalidField {
-                        field: "changes",
-                        reason: "nothing to change".into(),
-                    });
-                }
-                if let Some(r) = changes.replication {
-                    check_replication(r)?;
-                }
-                if let Some(r) = changes.rerank {
-                    check_rerank(r)?;
-                }
-                if let Some(c) = &changes.consistency {
-                    check_consistency(c)?;
-                }
-                let rec = self.collections.get_mut(&name).expect("checked above");
-                if let Some(r) = changes.replication {
-                    rec.replication = r;
-                }
-                if let Some(r) = changes.rerank {
-                    rec.rerank = r;
-                }
-                if let Some(c) = changes.consistency {
-                    rec.consistency = c;
-                }
-                if let Some(n) = changes.nprobe {
-                    rec.nprobe = Some(n);
-                }
-                Ok(Applied::Done)
-            }
-            Command::DropCollection { name } => {
-                self.collection_exists(&name)?;
-                if let Some((alias, _)) = self.aliases.iter().find(|(_, t)| **t == name) {
-                    return Err(CommandError::InUse {
-                        what: "collection",
-                        name,
-                        by: format!("alias {alias:?}"),
-                    });
-                }
-                self.collections.remove(&name);
-                self.tombstones.remove(&name);
-                let prefix = format!("{name}/");
-                self.assignment
-                    .partitions
-                    .retain(|k, _| !k.starts_with(&prefix));
-                self.assignment
-                    .handoff
-                    .retain(|k, _| !k.starts_with(&prefix));
-                Ok(Applied::Done)
-            }
-            Command::CreateAlias { alias, collection } => {
-                check_name("alias", &alias)?;
-                self.collection_exists(&collection)?;
-                if self.aliases.contains_key(&alias) {
-                    return Err(CommandError::AlreadyExists {
-                        what: "alias",
-                        name: alias,
-                    });
-                }
-                if self.collections.contains_key(&alias) {
-                    return Err(CommandError::Conflict(format!(
-                        "{alias:?} is already a collection"
-                    )));
-                }
-                self.aliases.insert(alias, collection);
-                Ok(Applied::Done)
-            }
-            Command::DeleteAlias { alias } => {
-                if self.aliases.remove(&alias).is_none() {
-                    return Err(CommandError::NotFound {
-                        what: "alias",
-                        name: alias,
-                    });
-                }
-                Ok(Applied::Done)
-            }
-            Command::SwitchAliases { switches } => {
-                if switches.is_empty() {
-                    return Err(CommandError::InvalidField {
-                        field: "switches",
-                        reason: "must not be empty".into(),
-                    });
-                }
-                for (alias, target) in &switches {
-                    if !self.aliases.contains_key(alias) {
-                        return Err(CommandError::NotFound {
-                            what: "alias",
-                            name: alias.clone(),
-                        });
-                    }
-                    self.collection_exists(target)?;
-                }
-                self.aliases.extend(switches);
-                Ok(Applied::Done)
-            }
-            Command::AddTombstones { collection, ids } => {
-                self.collection_exists(&collection)?;
-                check_batch("ids", &ids)?;
-                let set = self.tombstones.entry(collection).or_default();
-                let changed = ids.into_iter().filter(|id| set.insert(id.clone())).count();
-                Ok(Applied::Count {
-                    changed: changed as u64,
-                })
-            }
+            Command::CreateSource(src) => self.create_source(src),
+            Command::DropSource { name } => self.drop_source(name),
+            Command::CreateCollection(c) => self.create_collection(c),
+            Command::AlterCollection { name, changes } => self.alter_collection(name, changes),
+            Command::DropCollection { name } => self.drop_collection(name),
+            Command::CreateAlias { alias, collection } => self.create_alias(alias, collection),
+            Command::DeleteAlias { alias } => self.delete_alias(alias),
+            Command::SwitchAliases { switches } => self.switch_aliases(switches),
+            Command::AddTombstones { collection, ids } => self.add_tombstones(collection, ids),
             Command::RemoveTombstones { collection, ids } => {
-                self.collection_exists(&collection)?;
-                check_batch("ids", &ids)?;
-                let mut changed = 0u64;
-                if let Some(set) = self.tombstones.get_mut(&collection) {
-                    for id in &ids {
-                        changed += u64::from(set.remove(id));
-                    }
-                    if set.is_empty() {
-                        self.tombstones.remove(&collection);
-                    }
-                }
-                Ok(Applied::Count { changed })
+                self.remove_tombstones(collection, ids)
             }
-            Command::RegisterNode(node) => {
-                if node.id == 0 {
-                    return Err(CommandError::InvalidField {
-                        field: "id",
-                        reason: "node ids start at 1".into(),
-                    });
-                }
-                check_url("addr", &node.addr)?;
-                let draining = self.nodes.get(&node.id).is_some_and(|n| n.draining);
-                self.nodes.insert(node.id, NodeRecord { draining, ..node });
-                Ok(Applied::Done)
-            }
-            Command::SetNodeDraining { id, draining } => {
-                let node = self
-                    .nodes
-                    .get_mut(&id)
-                    .ok_or_else(|| CommandError::NotFound {
-                        what: "node",
-                        name: id.to_string(),
-                    })?;
-                node.draining = draining;
-                Ok(Applied::Done)
-            }
-            Command::DeregisterNode { id } => {
-                if !self.nodes.contains_key(&id) {
-                    return Err(CommandError::NotFound {
-                        what: "node",
-                        name: id.to_string(),
-                    });
-                }
-                if let Some((p, _)) = self
-                    .assignment
-                    .partitions
-                    .iter()
-                    .chain(&self.assignment.handoff)
-                    .find(|(_, ns)| ns.contains(&id))
-                {
-                    return Err(CommandError::InUse {
-                        what: "node",
-                        name: id.to_string(),
-                        by: format!("partition {p} (drain it with a new assignment first)"),
-                    });
-                }
-                self.nodes.remove(&id);
-                Ok(Applied::Done)
-            }
-            Command::SetAssignment(a) => {
-                let expected = self.assignment.epoch + 1;
-                if a.epoch != expected {
-                    return Err(CommandError::StaleEpoch {
-                        given: a.epoch,
-                        expected,
-                    });
-                }
-                for (key, nodes) in a.partitions.iter().chain(&a.handoff) {
-                    let (coll, p) =
-                        key.rsplit_once('/')
-                            .ok_or_else(|| CommandError::InvalidField {
-                                field: "partitions",
-                                reason: format!("key {key:?} is not \"collection/p\""),
-                            })?;
-                    let rec = self
-                        .collections
-                        .get(coll)
-                        .ok_or_else(|| CommandError::NotFound {
-                            what: "collection",
-                            name: coll.to_owned(),
-                        })?;
-                    let p: u32 = p.parse().map_err(|_| CommandError::InvalidField {
-                        field: "partitions",
-                        reason: format!("key {key:?}: partition is not a number"),
-                    })?;
-                    if p >= rec.partitions {
-                        return Err(CommandError::InvalidField {
-                            field: "partitions",
-                            reason: format!("{key}: collection has {} partitions", rec.partitions),
-                        });
-                    }
-                    if nodes.is_empty() {
-                        return Err(CommandError::InvalidField {
-                            field: "partitions",
-                            reason: format!("{key}: no node"),
-                        });
-                    }
-                    let distinct: BTreeSet<_> = nodes.iter().collect();
-                    if distinct.len() != nodes.len() {
-                        return Err(CommandError::InvalidField {
-                            field: "partitions",
-                            reason: format!("{key}: a node is listed twice"),
-                        });
-                    }
-                    if let Some(n) = nodes.iter().find(|n| !self.nodes.contains_key(n)) {
-                        return Err(CommandError::NotFound {
-                            what: "node",
-                            name: n.to_string(),
-                        });
-                    }
-                }
-                let epoch = a.epoch;
-                self.assignment = a;
-                Ok(Applied::Epoch { epoch })
-            }
+            Command::RegisterNode(node) => self.register_node(node),
+            Command::SetNodeDraining { id, draining } => self.set_node_draining(id, draining),
+            Command::DeregisterNode { id } => self.deregister_node(id),
+            Command::SetAssignment(a) => self.set_assignment(a),
             Command::CommitManaged {
                 source,
                 expected_seq,
                 files,
-            } => {
-                match self.sources.get(&source) {
-                    None => {
-                        return Err(CommandError::NotFound {
-                            what: "source",
-                            name: source,
-                        })
-                    }
-                    Some(s) if !matches!(s.kind, SourceKind::Managed { .. }) => {
-                        return Err(CommandError::Conflict(format!(
-                            "source {source:?} is not managed"
-                        )))
-                    }
-                    Some(_) => {}
-                }
-                check_batch("files", &files)?;
-                let seq = self.managed_seq(&source) + 1;
-                if let Some(given) = expected_seq.filter(|g| *g != seq) {
-                    return Err(CommandError::StaleSequence {
-                        given,
-                        expected: seq,
-                    });
-                }
-                let mut seen = BTreeSet::new();
-                let commits = self.managed.entry(source).or_default();
-                for f in &files {
-                    let dup = !seen.insert(f.as_str())
-                        || commits.iter().any(|c| c.files.iter().any(|g| g == f));
-                    if dup {
-                        return Err(CommandError::Conflict(format!(
-                            "file {f:?} is already committed"
-                        )));
-                    }
-                }
-                commits.push(ManagedCommit { seq, files });
-                Ok(Applied::Committed { seq })
-            }
+            } => self.commit_managed(source, expected_seq, files),
         }
     }
 }

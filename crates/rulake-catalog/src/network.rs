@@ -1,5 +1,5 @@
 //! Raft RPCs between members over tonic. openraft's messages travel as JSON
-//! inside a protobuf envelope (see `proto/rulake/internal/v1/meta.proto` for
+//! inside a protobuf envelope (see `proto/rulake/internal/v1/catalog.proto` for
 //! why). All channels are built by a [`Transport`], so adding TLS (or any
 //! other channel setting) changes the transport only, never the Raft code.
 

@@ -17,7 +17,7 @@
 //! under the cap keep their partitions, only orphaned replicas are placed
 //! on the ring, and nodes below the mean take replicas from the fullest.
 //! A join then moves about the new node's share and a leave about the
-//! leaving node's, near the ideal `1/N` (`rulake bench-cluster` measures
+//! leaving node's, near the ideal `1/N` (`rulake-bench cluster` measures
 //! it).
 //!
 //! The assignment is a function of the committed assignment, the
@@ -84,104 +84,145 @@ pub fn place(
     vnodes: usize,
     load_factor: f64,
 ) -> BTreeMap<String, Vec<u64>> {
-    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let nodes: BTreeSet<u64> = nodes.iter().copied().collect();
     if nodes.is_empty() {
-        return out;
+        return BTreeMap::new();
     }
-    let mut ring = HashRing::new();
-    ring.batch_add(
-        nodes
-            .iter()
-            .flat_map(|&node| (0..vnodes.max(1) as u32).map(move |point| VNode { node, point }))
-            .collect(),
-    );
     let n = nodes.len();
     let slots: usize = partitions
         .iter()
         .map(|(_, r)| (*r as usize).clamp(1, n))
         .sum();
     let mean = slots as f64 / n as f64;
-    let cap = ((mean * load_factor.max(1.0)).ceil() as usize).max(1);
     // A fixed order that does not favour any collection: the key's hash.
     let mut order: Vec<&(String, u32)> = partitions.iter().collect();
     order.sort_by_key(|(k, _)| (rulake_types::stable_hash(k.as_bytes()), k.clone()));
-    let mut load: HashMap<u64, usize> = nodes.iter().map(|n| (*n, 0)).collect();
+    let mut draft = Draft {
+        cap: ((mean * load_factor.max(1.0)).ceil() as usize).max(1),
+        load: nodes.iter().map(|n| (*n, 0)).collect(),
+        nodes,
+        out: BTreeMap::new(),
+    };
+    draft.keep_previous(&order, previous);
+    draft.fill_missing(&order, vnodes);
+    draft.rebalance(&order, mean.floor() as usize);
+    draft.out
+}
 
-    // 1. Stickiness.
-    for (key, r) in &order {
-        let want = (*r as usize).clamp(1, n);
-        let mut kept = Vec::with_capacity(want);
-        for node in previous.get(key).into_iter().flatten() {
-            if kept.len() < want && nodes.contains(node) && !kept.contains(node) && load[node] < cap
-            {
-                kept.push(*node);
-                *load.get_mut(node).expect("a node") += 1;
-            }
-        }
-        out.insert(key.clone(), kept);
+/// A placement being built by [`place`]'s three passes: the owners chosen
+/// so far and how many replicas each node holds.
+struct Draft {
+    nodes: BTreeSet<u64>,
+    /// Most replicas a node may get in passes 1 and 2.
+    cap: usize,
+    out: BTreeMap<String, Vec<u64>>,
+    load: HashMap<u64, usize>,
+}
+
+impl Draft {
+    /// Replicas a partition that asks for `r` gets.
+    fn want(&self, r: u32) -> usize {
+        (r as usize).clamp(1, self.nodes.len())
     }
-    // 2. Bounded-load consistent hashing for what is missing.
-    let max_probes = 32 * n + 64;
-    for (key, r) in &order {
-        let want = (*r as usize).clamp(1, n);
-        let chosen = out.get_mut(key).expect("inserted above");
-        let mut probe = 0u32;
-        while chosen.len() < want && (probe as usize) < max_probes {
-            let v = ring.get(&(key.as_str(), probe)).expect("ring is not empty");
-            probe += 1;
-            if chosen.contains(&v.node) || load[&v.node] >= cap {
-                continue;
+
+    fn take(&mut self, key: &str, node: u64) {
+        self.out
+            .get_mut(key)
+            .expect("inserted by pass 1")
+            .push(node);
+        *self.load.get_mut(&node).expect("a node") += 1;
+    }
+
+    /// Pass 1, stickiness: keep previous owners that are still nodes and
+    /// under the cap.
+    fn keep_previous(&mut self, order: &[&(String, u32)], previous: &BTreeMap<String, Vec<u64>>) {
+        for (key, r) in order {
+            let want = self.want(*r);
+            self.out.insert(key.clone(), Vec::with_capacity(want));
+            for node in previous.get(key).into_iter().flatten() {
+                let kept = &self.out[key];
+                if kept.len() < want
+                    && self.nodes.contains(node)
+                    && !kept.contains(node)
+                    && self.load[node] < self.cap
+                {
+                    self.take(key, *node);
+                }
             }
-            chosen.push(v.node);
-            *load.get_mut(&v.node).expect("a node") += 1;
         }
-        // Every probe hit a full or chosen node (tiny clusters): the least
-        // loaded remaining nodes.
-        while chosen.len() < want {
-            let next = nodes
+    }
+
+    /// Pass 2, bounded-load consistent hashing for the replicas missing.
+    fn fill_missing(&mut self, order: &[&(String, u32)], vnodes: usize) {
+        let mut ring = HashRing::new();
+        ring.batch_add(
+            self.nodes
                 .iter()
-                .filter(|n| !chosen.contains(n))
-                .min_by_key(|n| (load[*n], **n))
-                .copied()
-                .expect("want ≤ nodes");
-            chosen.push(next);
-            *load.get_mut(&next).expect("a node") += 1;
+                .flat_map(|&node| (0..vnodes.max(1) as u32).map(move |point| VNode { node, point }))
+                .collect(),
+        );
+        let max_probes = 32 * self.nodes.len() + 64;
+        for (key, r) in order {
+            let want = self.want(*r);
+            let mut probe = 0u32;
+            while self.out[key].len() < want && (probe as usize) < max_probes {
+                let v = ring.get(&(key.as_str(), probe)).expect("ring is not empty");
+                probe += 1;
+                if self.out[key].contains(&v.node) || self.load[&v.node] >= self.cap {
+                    continue;
+                }
+                self.take(key, v.node);
+            }
+            // Every probe hit a full or chosen node (tiny clusters): the
+            // least loaded remaining nodes.
+            while self.out[key].len() < want {
+                let chosen = &self.out[key];
+                let next = self
+                    .nodes
+                    .iter()
+                    .filter(|n| !chosen.contains(n))
+                    .min_by_key(|n| (self.load[*n], **n))
+                    .copied()
+                    .expect("want ≤ nodes");
+                self.take(key, next);
+            }
         }
     }
-    // 3. Fill nodes below the mean from the fullest.
-    let floor = mean.floor() as usize;
-    let mut held: HashMap<u64, Vec<String>> = HashMap::new();
-    for (key, _) in &order {
-        for node in &out[key] {
-            held.entry(*node).or_default().push(key.clone());
+
+    /// Pass 3: move replicas from the fullest nodes to nodes below `floor`
+    /// (the mean, rounded down) until none is or no move helps.
+    fn rebalance(&mut self, order: &[&(String, u32)], floor: usize) {
+        let mut held: HashMap<u64, Vec<String>> = HashMap::new();
+        for (key, _) in order {
+            for node in &self.out[key] {
+                held.entry(*node).or_default().push(key.clone());
+            }
+        }
+        let mut by_load: BTreeSet<(usize, u64)> = self.load.iter().map(|(n, l)| (*l, *n)).collect();
+        while let Some(&(low, under)) = by_load.first() {
+            let Some(&(high, over)) = by_load.last() else {
+                break;
+            };
+            if low >= floor || high <= low + 1 {
+                break;
+            }
+            // The first partition (in hash order) of the fullest node that
+            // the emptiest does not hold yet.
+            let list = held.get_mut(&over).expect("a loaded node holds partitions");
+            let Some(i) = list.iter().position(|k| !self.out[k].contains(&under)) else {
+                break;
+            };
+            let key = list.remove(i);
+            let owners = self.out.get_mut(&key).expect("placed");
+            let slot = owners.iter().position(|n| *n == over).expect("held");
+            owners[slot] = under;
+            held.entry(under).or_default().push(key);
+            by_load.remove(&(low, under));
+            by_load.remove(&(high, over));
+            by_load.insert((low + 1, under));
+            by_load.insert((high - 1, over));
         }
     }
-    let mut by_load: BTreeSet<(usize, u64)> = load.iter().map(|(n, l)| (*l, *n)).collect();
-    while let Some(&(low, under)) = by_load.first() {
-        let Some(&(high, over)) = by_load.last() else {
-            break;
-        };
-        if low >= floor || high <= low + 1 {
-            break;
-        }
-        // The first partition (in hash order) of the fullest node that the
-        // emptiest does not hold yet.
-        let list = held.get_mut(&over).expect("a loaded node holds partitions");
-        let Some(i) = list.iter().position(|k| !out[k].contains(&under)) else {
-            break;
-        };
-        let key = list.remove(i);
-        let owners = out.get_mut(&key).expect("placed");
-        let slot = owners.iter().position(|n| *n == over).expect("held");
-        owners[slot] = under;
-        held.entry(under).or_default().push(key);
-        by_load.remove(&(low, under));
-        by_load.remove(&(high, over));
-        by_load.insert((low + 1, under));
-        by_load.insert((high - 1, over));
-    }
-    out
 }
 
 /// What one node last said about itself.

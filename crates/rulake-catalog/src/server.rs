@@ -3,7 +3,7 @@
 //! (once: a forwarded call that lands on a non-leader fails as UNAVAILABLE),
 //! so callers need not track leadership.
 //!
-//! Error contract of the `MetaService` (the client relies on it):
+//! Error contract of the `CatalogService` (the client relies on it):
 //! - a rejected command → INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS or
 //!   FAILED_PRECONDITION; nothing was written;
 //! - UNAVAILABLE with the `x-rulake-retry-safe` header → the command was not
@@ -11,21 +11,25 @@
 //!   anywhere;
 //! - any other failure (DEADLINE_EXCEEDED after proposing, a forward that
 //!   broke mid-call) → the outcome is unknown; a write may still commit.
+//!
+//! This file starts the member (store, Raft, placement loop, bootstrap) and
+//! serves Raft traffic between members; the `CatalogService` that keeps the
+//! contract above is in `server/service.rs`.
 
-use crate::error::{CatalogError, Rejection, RejectionKind};
+mod service;
+
+use crate::error::CatalogError;
 use crate::model::Command;
 use crate::network::{NetworkFactory, Transport, MAX_RAFT_MESSAGE};
 use crate::placement::{Liveness, PlacementConfig};
 use crate::store::{AppliedState, LogStore, Outcome, StateMachine};
 use crate::CatalogRaft;
-use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
+use openraft::error::RaftError;
+use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use parking_lot::RwLock;
 use rulake_proto::internal::v1 as pb;
-use rulake_proto::internal::v1::meta_service_client::MetaServiceClient;
-use rulake_proto::internal::v1::meta_service_server::{MetaService, MetaServiceServer};
 use rulake_proto::internal::v1::raft_service_server::{RaftService, RaftServiceServer};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,7 +43,7 @@ pub const RETRY_SAFE_HEADER: &str = "x-rulake-retry-safe";
 /// How a meta member runs. The defaults are the documented production
 /// timeouts (see `docs/catalog.md`).
 #[derive(Clone, Debug)]
-pub struct MetaConfig {
+pub struct CatalogConfig {
     /// This member's id (≥ 1).
     pub id: u64,
     /// Address to listen on.
@@ -69,10 +73,10 @@ pub struct MetaConfig {
     pub placement: PlacementConfig,
 }
 
-impl MetaConfig {
+impl CatalogConfig {
     /// Defaults for member `id` listening on `listen`.
     pub fn new(id: u64, listen: SocketAddr, data_dir: PathBuf) -> Self {
-        MetaConfig {
+        CatalogConfig {
             id,
             listen,
             advertise: listen.to_string(),
@@ -122,9 +126,16 @@ struct Inner {
     placement: PlacementConfig,
 }
 
+impl Inner {
+    /// Whether `m`, this member's Raft metrics, say it leads now.
+    fn leads(&self, m: &openraft::RaftMetrics<u64, BasicNode>) -> bool {
+        m.current_leader == Some(self.id) && m.state == ServerState::Leader
+    }
+}
+
 /// A running meta member.
 #[derive(Clone)]
-pub struct MetaNode {
+pub struct CatalogNode {
     inner: Arc<Inner>,
 }
 
@@ -141,64 +152,84 @@ pub fn retry_safe(s: &Status) -> bool {
         && (s.metadata().contains_key(RETRY_SAFE_HEADER) || connect_failure(s))
 }
 
-/// Whether a status reports that no connection was made at all.
+/// Whether a status reports that no connection was made at all, so no
+/// request left this process. Decided from the error that caused the
+/// status (only a status made locally has one; a status received from a
+/// member has none and relies on [`RETRY_SAFE_HEADER`]): tonic wraps every
+/// failure of a channel's connector in [`tonic::ConnectError`], and a
+/// refused TCP connection is an `io::Error` of kind `ConnectionRefused`.
 pub(crate) fn connect_failure(s: &Status) -> bool {
-    let text = format!("{s:?}").to_ascii_lowercase();
-    text.contains("connection refused")
-        || text.contains("tcp connect error")
-        || text.contains("connect timeout")
-        || text.contains("error trying to connect")
-}
-
-fn command_status(r: &Rejection) -> Status {
-    let msg = r.message.clone();
-    match r.kind {
-        RejectionKind::Invalid => Status::invalid_argument(msg),
-        RejectionKind::NotFound => Status::not_found(msg),
-        RejectionKind::AlreadyExists => Status::already_exists(msg),
-        RejectionKind::Precondition => Status::failed_precondition(msg),
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(s);
+    while let Some(e) = cause {
+        let refused = e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+        if refused || e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        cause = e.source();
     }
+    false
 }
 
-fn members_of(m: &openraft::Membership<u64, BasicNode>) -> Vec<pb::Member> {
-    let voters: BTreeSet<u64> = m.voter_ids().collect();
-    m.nodes()
-        .map(|(id, n)| pb::Member {
-            id: *id,
-            addr: n.addr.clone(),
-            voter: voters.contains(id),
-        })
-        .collect()
+/// A connection the member's services can be served on: plain TCP, or
+/// TLS accepted by whoever set up the listener.
+pub trait Connection:
+    tokio::io::AsyncRead
+    + tokio::io::AsyncWrite
+    + tonic::transport::server::Connected
+    + Unpin
+    + Send
+    + 'static
+{
 }
 
-impl MetaNode {
-    /// Open the store, start Raft and serve the gRPC services until
-    /// `shutdown` resolves; bootstraps the group on first start (see
-    /// [`MetaNode::bootstrap`]).
-    pub async fn run(
-        cfg: MetaConfig,
+impl<T> Connection for T where
+    T: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static
+{
+}
+
+impl CatalogNode {
+    /// Run this member until `shutdown` resolves: the placement loop, the
+    /// group's bootstrap on first start (see [`CatalogNode::bootstrap`]),
+    /// and the Raft and catalog services on the connections `incoming`
+    /// yields; then shut Raft down and wait for the placement loop. The one
+    /// way a member runs: `rulake meta` and the operator's meta pods both
+    /// come here, after [`CatalogNode::start`] (so the caller can attach
+    /// metrics to the node first).
+    pub async fn run<IO, E>(
+        self,
+        peers: &BTreeMap<u64, String>,
+        incoming: impl futures::Stream<Item = Result<IO, E>> + Send + 'static,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), CatalogError> {
-        let listener = tokio::net::TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|e| CatalogError::Transport(format!("bind {}: {e}", cfg.listen)))?;
-        let node = MetaNode::start(&cfg).await?;
-        tokio::spawn(node.clone().run_placement());
-        let serve = node.serve(listener, shutdown);
-        let boot = node.clone();
-        let peers = cfg.peers.clone();
-        tokio::spawn(async move {
+    ) -> Result<(), CatalogError>
+    where
+        IO: Connection,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let placement = tokio::spawn(self.clone().run_placement());
+        let boot = self.clone();
+        let peers = peers.clone();
+        let bootstrap = tokio::spawn(async move {
             if let Err(e) = boot.bootstrap(&peers).await {
                 tracing::error!("bootstrap failed: {e}");
             }
         });
-        let res = serve.await;
-        let _ = node.inner.raft.shutdown().await;
-        res
+        let served = self.serve_incoming(incoming, shutdown).await;
+        bootstrap.abort();
+        let _ = self.inner.raft.shutdown().await;
+        // The loop returns once Raft has stopped.
+        let _ = placement.await;
+        served
     }
 
     /// Open the store and start Raft (no listener yet).
-    pub async fn start(cfg: &MetaConfig) -> Result<MetaNode, CatalogError> {
+    pub async fn start(cfg: &CatalogConfig) -> Result<CatalogNode, CatalogError> {
         if cfg.id == 0 {
             return Err(CatalogError::InvalidArgument(
                 "member ids start at 1".into(),
@@ -218,7 +249,7 @@ impl MetaNode {
         )
         .await
         .map_err(|e| CatalogError::Raft(e.to_string()))?;
-        Ok(MetaNode {
+        Ok(CatalogNode {
             inner: Arc::new(Inner {
                 id: cfg.id,
                 raft,
@@ -233,8 +264,8 @@ impl MetaNode {
     }
 
     /// Recompute placement whenever this member leads, until the Raft
-    /// handle shuts down. Spawned by [`MetaNode::run`]; an embedding that
-    /// calls [`MetaNode::start`] itself spawns it too.
+    /// handle shuts down. Spawned by [`CatalogNode::run`]; an embedding that
+    /// calls [`CatalogNode::start`] itself spawns it too.
     pub async fn run_placement(self) {
         let interval = self.inner.placement.interval;
         loop {
@@ -285,12 +316,7 @@ impl MetaNode {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), CatalogError>
     where
-        IO: tokio::io::AsyncRead
-            + tokio::io::AsyncWrite
-            + tonic::transport::server::Connected
-            + Unpin
-            + Send
-            + 'static,
+        IO: Connection,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let raft_svc = RaftServiceServer::new(RaftSvc {
@@ -298,9 +324,7 @@ impl MetaNode {
         })
         .max_decoding_message_size(MAX_RAFT_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE);
-        let meta_svc = MetaServiceServer::new(MetaSvc {
-            inner: self.inner.clone(),
-        });
+        let meta_svc = service::catalog_service(self.inner.clone());
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(raft_svc)
@@ -346,7 +370,7 @@ impl MetaNode {
     /// Whether this member leads the group now.
     pub fn is_leader(&self) -> bool {
         let m = self.inner.raft.metrics().borrow().clone();
-        m.current_leader == Some(self.inner.id) && m.state == ServerState::Leader
+        self.inner.leads(&m)
     }
 
     /// The Raft handle.
@@ -408,288 +432,28 @@ impl RaftService for RaftSvc {
     }
 }
 
-struct MetaSvc {
-    inner: Arc<Inner>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rulake_proto::internal::v1::catalog_service_client::CatalogServiceClient;
 
-enum Role {
-    Leader,
-    Forward(String),
-}
-
-impl MetaSvc {
-    fn role(&self, forwarded: bool) -> Result<Role, Status> {
-        let m = self.inner.raft.metrics().borrow().clone();
-        match m.current_leader {
-            Some(l) if l == self.inner.id && m.state == ServerState::Leader => Ok(Role::Leader),
-            _ if forwarded => Err(unavailable(format!(
-                "member {} is not the leader (forwarded call)",
-                self.inner.id
-            ))),
-            Some(l) => match m.membership_config.membership().get_node(&l) {
-                Some(n) => Ok(Role::Forward(n.addr.clone())),
-                None => Err(unavailable(format!("leader {l} has no known address"))),
-            },
-            None => Err(unavailable(format!(
-                "member {} knows no leader (election in progress or no quorum)",
-                self.inner.id
-            ))),
-        }
-    }
-
-    fn client(&self, addr: &str) -> Result<MetaServiceClient<tonic::transport::Channel>, Status> {
-        let mut channels = self.inner.channels.lock();
-        if let Some(ch) = channels.get(addr) {
-            return Ok(MetaServiceClient::new(ch.clone()));
-        }
-        let ch = self.inner.transport.channel(addr).map_err(unavailable)?;
-        channels.insert(addr.to_owned(), ch.clone());
-        Ok(MetaServiceClient::new(ch))
-    }
-
-    /// Pass a forwarded call's failure on, keeping "retry-safe" only when it
-    /// is certain the leader never proposed.
-    fn forward_error(addr: &str, s: Status) -> Status {
-        if retry_safe(&s) {
-            return unavailable(format!("forward to leader {addr}: {}", s.message()));
-        }
-        match s.code() {
-            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
-                Status::unknown(format!(
-                    "forward to leader {addr} broke; the outcome is unknown: {}",
-                    s.message()
-                ))
-            }
-            _ => s,
-        }
-    }
-
-    /// Confirm leadership with a quorum and wait until the read index is
-    /// applied (openraft's read-index), bounded by the quorum timeout.
-    async fn read_index(&self) -> Result<(), Status> {
-        match tokio::time::timeout(
-            self.inner.quorum_timeout,
-            self.inner.raft.ensure_linearizable(),
-        )
-        .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(unavailable(format!("leadership not confirmed: {e}"))),
-            Err(_) => Err(unavailable(format!(
-                "leadership not confirmed by a quorum within {:?}: the group may have lost its majority",
-                self.inner.quorum_timeout
-            ))),
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl MetaService for MetaSvc {
-    async fn write(
-        &self,
-        req: Request<pb::WriteRequest>,
-    ) -> Result<Response<pb::WriteReply>, Status> {
-        let req = req.into_inner();
-        let cmd: Command = serde_json::from_slice(&req.command_json)
-            .map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
-        let addr = match self.role(req.forwarded)? {
-            Role::Leader => None,
-            Role::Forward(a) => Some(a),
+    #[tokio::test]
+    async fn a_refused_connection_is_retry_safe() {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
         };
-        if let Some(addr) = addr {
-            let mut fwd = req;
-            fwd.forwarded = true;
-            return self
-                .client(&addr)?
-                .write(fwd)
-                .await
-                .map_err(|s| Self::forward_error(&addr, s));
-        }
-        // Validate against an up-to-date state so an invalid command never
-        // enters the log.
-        self.read_index().await?;
-        if let Err(e) = self.inner.state.read().catalog.validate(&cmd) {
-            return Err(command_status(&Rejection::from(&e)));
-        }
-        let name = cmd.name();
-        let res =
-            tokio::time::timeout(self.inner.quorum_timeout, self.inner.raft.client_write(cmd))
-                .await;
-        match res {
-            Err(_) => Err(Status::deadline_exceeded(format!(
-                "{name} proposed but not committed within {:?} (no quorum?); it may still commit",
-                self.inner.quorum_timeout
-            ))),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(Status::unknown(format!(
-                    "leadership moved to {:?} while proposing {name}; the outcome is unknown",
-                    f.leader_id
-                )))
-            }
-            Ok(Err(e)) => Err(Status::internal(format!("raft: {e}"))),
-            Ok(Ok(r)) => match r.data {
-                Outcome(Ok(applied)) => Ok(Response::new(pb::WriteReply {
-                    log_index: r.log_id.index,
-                    applied_json: serde_json::to_vec(&applied)
-                        .map_err(|e| Status::internal(e.to_string()))?,
-                })),
-                Outcome(Err(e)) => Err(command_status(&e)),
-            },
-        }
-    }
-
-    async fn read(&self, req: Request<pb::ReadRequest>) -> Result<Response<pb::ReadReply>, Status> {
-        let req = req.into_inner();
-        if req.consistency() == pb::ReadConsistency::Linearizable {
-            if let Role::Forward(addr) = self.role(req.forwarded)? {
-                let mut fwd = req;
-                fwd.forwarded = true;
-                return self
-                    .client(&addr)?
-                    .read(fwd)
-                    .await
-                    .map_err(|s| Self::forward_error(&addr, s));
-            }
-            self.read_index().await?;
-        }
-        let s = self.inner.state.read();
-        let applied = s.last_applied.map_or(0, |l| l.index);
-        if req.if_newer_than > 0 && applied <= req.if_newer_than {
-            return Ok(Response::new(pb::ReadReply {
-                catalog_json: Vec::new(),
-                applied_index: applied,
-                epoch: s.catalog.assignment.epoch,
-                served_by: self.inner.id,
-                unchanged: true,
-            }));
-        }
-        Ok(Response::new(pb::ReadReply {
-            catalog_json: serde_json::to_vec(&s.catalog)
-                .map_err(|e| Status::internal(e.to_string()))?,
-            applied_index: s.last_applied.map_or(0, |l| l.index),
-            epoch: s.catalog.assignment.epoch,
-            served_by: self.inner.id,
-            unchanged: false,
-        }))
-    }
-
-    async fn heartbeat(
-        &self,
-        req: Request<pb::HeartbeatRequest>,
-    ) -> Result<Response<pb::HeartbeatReply>, Status> {
-        let req = req.into_inner();
-        if req.node_id == 0 {
-            return Err(Status::invalid_argument("node ids start at 1"));
-        }
-        let warm = req
-            .partitions
-            .into_iter()
-            .filter(|p| p.warm)
-            .map(|p| p.key)
-            .collect();
-        self.inner.liveness.lock().beat(req.node_id, warm);
-        let m = self.inner.raft.metrics().borrow().clone();
-        Ok(Response::new(pb::HeartbeatReply {
-            epoch: self.inner.state.read().catalog.assignment.epoch,
-            leader: m.current_leader == Some(self.inner.id) && m.state == ServerState::Leader,
-        }))
-    }
-
-    async fn status(
-        &self,
-        _req: Request<pb::StatusRequest>,
-    ) -> Result<Response<pb::StatusReply>, Status> {
-        let m = self.inner.raft.metrics().borrow().clone();
-        let commit = self
-            .inner
-            .raft
-            .with_raft_state(|st| st.committed.map_or(0, |c| c.index))
+        let ch = Transport::default()
+            .channel(&addr.to_string())
+            .expect("channel");
+        let s = CatalogServiceClient::new(ch)
+            .status(pb::StatusRequest {})
             .await
-            .unwrap_or(0);
-        let epoch = self.inner.state.read().catalog.assignment.epoch;
-        Ok(Response::new(pb::StatusReply {
-            id: self.inner.id,
-            leader: m.current_leader.unwrap_or(0),
-            term: m.current_term,
-            state: format!("{:?}", m.state),
-            last_log_index: m.last_log_index.unwrap_or(0),
-            commit_index: commit,
-            applied_index: m.last_applied.map_or(0, |l| l.index),
-            snapshot_index: m.snapshot.map_or(0, |l| l.index),
-            purged_index: m.purged.map_or(0, |l| l.index),
-            members: members_of(m.membership_config.membership()),
-            epoch,
-        }))
-    }
-
-    async fn add_learner(
-        &self,
-        req: Request<pb::AddLearnerRequest>,
-    ) -> Result<Response<pb::MembershipReply>, Status> {
-        let req = req.into_inner();
-        if req.id == 0 || req.addr.is_empty() {
-            return Err(Status::invalid_argument(
-                "learner needs an id ≥ 1 and an address",
-            ));
-        }
-        if let Role::Forward(addr) = self.role(req.forwarded)? {
-            let mut fwd = req;
-            fwd.forwarded = true;
-            return self
-                .client(&addr)?
-                .add_learner(fwd)
-                .await
-                .map_err(|s| Self::forward_error(&addr, s));
-        }
-        let r = self
-            .inner
-            .raft
-            .add_learner(req.id, BasicNode { addr: req.addr }, true)
-            .await
-            .map_err(|e| Status::failed_precondition(format!("add learner: {e}")))?;
-        Ok(Response::new(pb::MembershipReply {
-            log_index: r.log_id.index,
-            members: r.membership.as_ref().map(members_of).unwrap_or_default(),
-        }))
-    }
-
-    async fn change_membership(
-        &self,
-        req: Request<pb::ChangeMembershipRequest>,
-    ) -> Result<Response<pb::MembershipReply>, Status> {
-        let req = req.into_inner();
-        if req.voters.is_empty() {
-            return Err(Status::invalid_argument(
-                "the group needs at least one voter",
-            ));
-        }
-        if let Role::Forward(addr) = self.role(req.forwarded)? {
-            let mut fwd = req;
-            fwd.forwarded = true;
-            return self
-                .client(&addr)?
-                .change_membership(fwd)
-                .await
-                .map_err(|s| Self::forward_error(&addr, s));
-        }
-        let voters: BTreeSet<u64> = req.voters.iter().copied().collect();
-        let current = self.inner.raft.metrics().borrow().membership_config.clone();
-        let known: BTreeSet<u64> = current.membership().nodes().map(|(id, _)| *id).collect();
-        if let Some(id) = voters.iter().find(|id| !known.contains(id)) {
-            return Err(Status::failed_precondition(format!(
-                "member {id} is unknown: add it as a learner first"
-            )));
-        }
-        // `retain = false`: voters left out are removed from the group, not kept as learners.
-        let r = self
-            .inner
-            .raft
-            .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
-            .await
-            .map_err(|e| Status::failed_precondition(format!("change membership: {e}")))?;
-        Ok(Response::new(pb::MembershipReply {
-            log_index: r.log_id.index,
-            members: r.membership.as_ref().map(members_of).unwrap_or_default(),
-        }))
+            .expect_err("nothing listens");
+        assert!(connect_failure(&s), "{s:?}");
+        assert!(retry_safe(&s), "{s:?}");
+        // Words in a message prove nothing: only the cause or the header does.
+        assert!(!retry_safe(&Status::unavailable("connection refused")));
+        assert!(retry_safe(&unavailable("no leader")));
     }
 }

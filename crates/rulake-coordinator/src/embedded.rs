@@ -6,7 +6,7 @@
 //! data survive it.
 
 use crate::{Coordinator, CoordinatorError, Result};
-use rulake_catalog::{MetaClient, MetaConfig, MetaNode};
+use rulake_catalog::{CatalogClient, CatalogConfig, CatalogNode};
 use rulake_engine::{CacheConfig, RuLake};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -45,7 +45,7 @@ pub struct Embedded {
     /// The coordinator to serve from.
     pub coordinator: Coordinator,
     /// The meta member.
-    pub meta: MetaNode,
+    pub meta: CatalogNode,
     /// Address the meta member listens on.
     pub meta_addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -67,9 +67,9 @@ impl Embedded {
         let meta_addr = listener
             .local_addr()
             .map_err(|e| CoordinatorError::Unavailable(e.to_string()))?;
-        let mut mc = MetaConfig::new(1, meta_addr, cfg.data_dir.join("meta"));
+        let mut mc = CatalogConfig::new(1, meta_addr, cfg.data_dir.join("meta"));
         mc.peers = BTreeMap::from([(1, meta_addr.to_string())]);
-        let meta = MetaNode::start(&mc).await?;
+        let meta = CatalogNode::start(&mc).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = meta.clone();
         let task = tokio::spawn(async move {
@@ -98,7 +98,7 @@ impl Embedded {
             budget_bytes: cfg.cache_bytes,
             persist_dir: Some(cfg.data_dir.join("cache")),
         });
-        let client = MetaClient::new(&[meta_addr.to_string()])?;
+        let client = CatalogClient::new(&[meta_addr.to_string()])?;
         let managed_root = match cfg.managed_root {
             Some(r) => r,
             None => {

@@ -1,11 +1,14 @@
 //! Coordinator errors: the engine's, the catalog's and the lake's, plus
-//! the coordinator's own checks, kept apart so the gRPC layer can give each
-//! its status code in one place.
+//! the coordinator's own checks. Each owns its gRPC status: the catalog's
+//! comes from the catalog (the same one its members answer with), the
+//! engine's from [`EngineError::code`], the coordinator's own here.
 
 use rulake_catalog::CatalogError;
 use rulake_engine::EngineError;
 use rulake_lake::LakeError;
+use rulake_types::StatusCode;
 use thiserror::Error;
+use tonic::{Code, Status};
 
 /// Why a coordinator operation failed.
 #[derive(Debug, Error)]
@@ -43,3 +46,44 @@ pub enum CoordinatorError {
 
 /// Result alias.
 pub type Result<T, E = CoordinatorError> = std::result::Result<T, E>;
+
+/// The `tonic::Code` of a [`StatusCode`] (one to one).
+pub fn grpc_code(code: StatusCode) -> Code {
+    match code {
+        StatusCode::InvalidArgument => Code::InvalidArgument,
+        StatusCode::NotFound => Code::NotFound,
+        StatusCode::AlreadyExists => Code::AlreadyExists,
+        StatusCode::FailedPrecondition => Code::FailedPrecondition,
+        StatusCode::ResourceExhausted => Code::ResourceExhausted,
+        StatusCode::Unavailable => Code::Unavailable,
+        StatusCode::Unknown => Code::Unknown,
+        StatusCode::Internal => Code::Internal,
+    }
+}
+
+/// The status a client receives for an engine error.
+pub fn engine_status(e: &EngineError) -> Status {
+    Status::new(grpc_code(e.code()), e.to_string())
+}
+
+impl From<&CoordinatorError> for Status {
+    fn from(e: &CoordinatorError) -> Status {
+        let code = match e {
+            CoordinatorError::Engine(e) => return engine_status(e),
+            CoordinatorError::Catalog(c) => return Status::from(c),
+            CoordinatorError::InvalidArgument(_) => Code::InvalidArgument,
+            CoordinatorError::NotFound { .. } => Code::NotFound,
+            CoordinatorError::AlreadyExists(_) => Code::AlreadyExists,
+            CoordinatorError::FailedPrecondition(_) => Code::FailedPrecondition,
+            // Writing managed files failed: the lake may be back later.
+            CoordinatorError::Lake(_) | CoordinatorError::Unavailable(_) => Code::Unavailable,
+        };
+        Status::new(code, e.to_string())
+    }
+}
+
+impl From<CoordinatorError> for Status {
+    fn from(e: CoordinatorError) -> Status {
+        Status::from(&e)
+    }
+}

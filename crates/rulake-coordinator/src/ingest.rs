@@ -8,15 +8,48 @@
 //! Ids are unique in a managed collection: an ingest that repeats an id of
 //! its own, or one the collection already holds (deleted ones included,
 //! since their rows are still in the files), is refused whole.
+//!
+//! [`Coordinator::ingest`], which starts one, is defined here beside the
+//! type it returns: what makes a collection ingestible (a managed source)
+//! is this module's rule, not the coordinator's.
 
-use crate::{Coordinator, CoordinatorError, Result};
-use rulake_catalog::Command;
+use crate::{sync, Coordinator, CoordinatorError, Result};
+use rulake_catalog::{Command, SourceKind};
 use rulake_lake::{IdsRef, ManagedSource};
 use rulake_types::{Generation, VectorId};
 use std::collections::HashSet;
 
 /// Rows per file an ingest writes.
 pub const FILE_ROWS: usize = 100_000;
+
+impl Coordinator {
+    /// Start an ingest into a managed collection (see [`crate::ingest`]).
+    pub fn ingest(&self, name: &str) -> Result<Ingest> {
+        let target = self.resolve(name)?;
+        let (record, source) = {
+            let view = self.inner.view.read();
+            let record = view.catalog.collections[&target].clone();
+            let source = view.catalog.sources.get(&record.source).cloned();
+            (record, source)
+        };
+        let prefix = match source.map(|s| s.kind) {
+            Some(SourceKind::Managed { prefix }) => prefix,
+            _ => {
+                return Err(CoordinatorError::FailedPrecondition(format!(
+                    "collection {target:?} reads an external source; ingest writes only to managed collections (its lake is written by its own tools)"
+                )))
+            }
+        };
+        let writer = sync::managed_writer(&prefix)?;
+        Ok(Ingest::new(
+            self.clone(),
+            target,
+            record.source,
+            record.dim as usize,
+            writer,
+        ))
+    }
+}
 
 /// One ingest into a managed collection, from [`Coordinator::ingest`].
 pub struct Ingest {
@@ -36,7 +69,7 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub(crate) fn new(
+    fn new(
         coord: Coordinator,
         collection: String,
         source: String,
@@ -49,7 +82,7 @@ impl Ingest {
             source,
             dim,
             writer,
-            tag: crate::unique_suffix(),
+            tag: crate::coordinator::unique_suffix(),
             ids: Vec::new(),
             vectors: Vec::new(),
             seen: HashSet::new(),

@@ -13,9 +13,10 @@
 //! The gRPC face of the role (`ShardService`) is in `rulake-api`, with
 //! every other error-to-status mapping.
 
+use crate::router::partition_key;
 use crate::{Coordinator, CoordinatorError, Result};
 use parking_lot::Mutex;
-use rulake_catalog::{Command, Follower, MetaClient, NodeRecord, Transport};
+use rulake_catalog::{CatalogClient, Command, Follower, NodeRecord, Transport};
 use rulake_engine::{CacheConfig, RuLake};
 use rulake_proto::internal::v1 as pb;
 use std::collections::{BTreeSet, HashSet};
@@ -72,7 +73,7 @@ struct Inner {
     engine: RuLake,
     coord: Coordinator,
     follower: Follower,
-    meta: MetaClient,
+    meta: CatalogClient,
     /// Collections being loaded now.
     warming: Mutex<HashSet<String>>,
     /// Serialises catalog → engine applications.
@@ -102,7 +103,7 @@ impl ShardNode {
                 "shard node ids start at 1".into(),
             ));
         }
-        let meta = MetaClient::with_transport(&cfg.meta, &cfg.transport)?;
+        let meta = CatalogClient::with_transport(&cfg.meta, &cfg.transport)?;
         let record = NodeRecord {
             id: cfg.id,
             addr: cfg.advertise.clone(),
@@ -190,7 +191,7 @@ impl ShardNode {
             let owned: BTreeSet<u32> = (0..rec.partitions)
                 .filter(|p| {
                     cat.assignment
-                        .serving(&format!("{}/{p}", rec.name))
+                        .serving(&partition_key(&rec.name, *p))
                         .contains(&self.inner.id)
                 })
                 .collect();
@@ -276,7 +277,7 @@ impl ShardNode {
         for name in engine.list_collections() {
             for p in engine.partition_states(&name).unwrap_or_default() {
                 partitions.push(pb::PartitionState {
-                    key: format!("{name}/{}", p.partition),
+                    key: partition_key(&name, p.partition),
                     warm: p.warm,
                     generation: p.generation.map(|g| g.0).unwrap_or_default(),
                     vectors: p.vectors,

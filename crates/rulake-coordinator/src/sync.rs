@@ -2,15 +2,24 @@
 //! what was last applied to the engine and apply the difference. Running
 //! it twice changes nothing; running it after a restart rebuilds the
 //! engine's collections from the catalog alone.
+//!
+//! Sync runs on the async path of every write, so its steps that can
+//! block run on tokio's blocking pool: opening a source (an Iceberg table
+//! named through a SQL catalog is looked up in SQLite), creating a
+//! collection (pinning such a table opens it again) and dropping one (its
+//! persisted partitions are removed from disk before the call returns).
+//! A sync runs to the end in a task of its own, so a caller that goes
+//! away cannot leave the engine changed but not recorded as changed.
 
 use crate::{Coordinator, CoordinatorError, Result};
-use rulake_catalog::{CollectionRecord, SourceKind, SourceRecord};
-use rulake_engine::{Alter, CollectionSpec, EngineError};
+use rulake_catalog::{Catalog, CollectionRecord, SourceKind, SourceRecord};
+use rulake_engine::{Alter, CollectionSpec, EngineError, RuLake};
 use rulake_lake::managed::Commits;
-use rulake_lake::{LakeError, ManagedSource, ParquetSource, ParquetSourceConfig, Source};
+use rulake_lake::{LakeError, ManagedSource, Source};
 use rulake_types::VectorId;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// What the engine was last brought to.
 #[derive(Default)]
@@ -28,15 +37,8 @@ pub(crate) fn engine_spec(rec: &CollectionRecord, src: &SourceRecord) -> Result<
         .consistency(rec.consistency)
         .rerank(rec.rerank as usize)
         .nprobe(rec.nprobe.map(|n| n as usize));
-    match &src.kind {
-        SourceKind::Delta {
-            version: Some(v), ..
-        } => spec = spec.pin(v.to_string()),
-        SourceKind::Iceberg {
-            snapshot_id: Some(s),
-            ..
-        } => spec = spec.pin(s.to_string()),
-        _ => {}
+    if let Some(p) = src.kind.pinned() {
+        spec = spec.pin(p);
     }
     Ok(spec)
 }
@@ -46,97 +48,60 @@ fn lake_err(e: LakeError) -> CoordinatorError {
         LakeError::InvalidUrl { .. } | LakeError::Invalid(_) => {
             CoordinatorError::InvalidArgument(e.to_string())
         }
+        LakeError::NotBuilt { .. } => CoordinatorError::FailedPrecondition(e.to_string()),
         other => CoordinatorError::Lake(other),
     }
 }
 
-fn columns(id: &str, vector: &str) -> Result<()> {
-    if id.is_empty() || vector.is_empty() {
-        return Err(CoordinatorError::InvalidArgument(
-            "id_column and vector_column are required".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Open the source a catalog record describes (no I/O yet).
+/// Open the source a catalog record describes (no I/O yet), through the
+/// lake's one factory.
 pub(crate) fn open_source(src: &SourceRecord) -> Result<Arc<dyn Source>> {
-    let options: Vec<(String, String)> = src
-        .options
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    match &src.kind {
-        SourceKind::Parquet {
-            url,
-            id_column,
-            vector_column,
-        } => {
-            columns(id_column, vector_column)?;
-            let config = ParquetSourceConfig {
-                url: url.clone(),
-                id_column: id_column.clone(),
-                vector_column: vector_column.clone(),
-                options,
-            };
-            Ok(Arc::new(ParquetSource::open(config).map_err(lake_err)?))
-        }
-        #[cfg(feature = "delta")]
-        SourceKind::Delta {
-            url,
-            id_column,
-            vector_column,
-            ..
-        } => {
-            columns(id_column, vector_column)?;
-            let mut config = rulake_lake::DeltaSourceConfig::new(url, id_column, vector_column);
-            config.options = options;
-            Ok(Arc::new(
-                rulake_lake::DeltaSource::open(config).map_err(lake_err)?,
-            ))
-        }
-        #[cfg(feature = "iceberg")]
-        SourceKind::Iceberg {
-            url,
-            id_column,
-            vector_column,
-            sql_catalog,
-            ..
-        } => {
-            columns(id_column, vector_column)?;
-            let mut config = match sql_catalog {
-                Some(c) => rulake_lake::IcebergSourceConfig::sql_catalog(
-                    rulake_lake::SqlCatalogTable {
-                        uri: c.uri.clone(),
-                        catalog: c.catalog.clone(),
-                        namespace: c.namespace.clone(),
-                        table: c.table.clone(),
-                    },
-                    id_column,
-                    vector_column,
-                ),
-                None => rulake_lake::IcebergSourceConfig::new(url, id_column, vector_column),
-            };
-            config.options = options;
-            Ok(Arc::new(
-                rulake_lake::IcebergSource::open(config).map_err(lake_err)?,
-            ))
-        }
-        #[allow(unreachable_patterns)]
-        SourceKind::Delta { .. } | SourceKind::Iceberg { .. } => {
-            Err(CoordinatorError::FailedPrecondition(
-                "this server was built without the delta or iceberg feature".into(),
-            ))
-        }
-        SourceKind::Managed { prefix } => Ok(Arc::new(
-            ManagedSource::open(prefix, &options).map_err(lake_err)?,
-        )),
-    }
+    rulake_lake::open_source(&src.kind, &src.options).map_err(lake_err)
 }
 
 /// A writer's handle on a managed source's files.
 pub(crate) fn managed_writer(prefix: &str) -> Result<ManagedSource> {
     ManagedSource::open(prefix, &[]).map_err(lake_err)
+}
+
+/// What a task of sync's answered: its result, or its panic resumed in
+/// the caller as if it had run inline.
+fn joined<T>(r: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
+    match r {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(CoordinatorError::Unavailable(format!(
+            "catalog → engine sync did not finish: {e}"
+        ))),
+    }
+}
+
+/// Run `f` on tokio's blocking pool and wait for it.
+async fn off_worker<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    joined(tokio::task::spawn_blocking(f).await)
+}
+
+/// [`open_source`] for async callers, on a blocking thread.
+pub(crate) async fn open_source_async(src: &SourceRecord) -> Result<Arc<dyn Source>> {
+    let src = src.clone();
+    off_worker(move || open_source(&src)).await
+}
+
+/// `engine.create_collection(spec)` on a blocking thread.
+async fn create_in_engine(engine: &RuLake, spec: CollectionSpec) -> Result<()> {
+    let engine = engine.clone();
+    off_worker(move || Ok(engine.create_collection(spec)?)).await
+}
+
+/// `engine.drop_collection(name)` on a blocking thread; the engine's own
+/// answer, for the caller to judge.
+async fn drop_in_engine(engine: &RuLake, name: &str) -> Result<Result<(), EngineError>> {
+    let (engine, name) = (engine.clone(), name.to_owned());
+    off_worker(move || Ok(engine.drop_collection(&name))).await
 }
 
 fn commits_of(cat: &rulake_catalog::Catalog, source: &str) -> Commits {
@@ -172,33 +137,20 @@ impl Coordinator {
             // The shard nodes hold the collections; each syncs itself.
             return Ok(());
         }
+        // In a task of its own, so it runs to the end even when the caller
+        // goes away (a client cancels its call) while a step waits on the
+        // blocking pool: the engine and `Synced`, the record of what it was
+        // brought to, must change together.
+        let this = self.clone();
+        let task = async move { this.sync_local().await };
+        joined(tokio::spawn(task.in_current_span()).await)
+    }
+
+    async fn sync_local(&self) -> Result<()> {
         let mut synced = self.inner.sync.lock().await;
         let cat = self.inner.view.read().catalog.clone();
         let engine = &self.inner.engine;
-
-        // Gone, or changed beyond what an alter can do: drop from the engine.
-        let stale: Vec<String> = synced
-            .collections
-            .iter()
-            .filter(|(name, old)| {
-                let now = cat
-                    .collections
-                    .get(*name)
-                    .and_then(|r| cat.sources.get(&r.source).map(|s| (r.clone(), s.clone())));
-                now.is_none_or(|now| needs_recreate(old, &now))
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in stale {
-            let (_, src) = synced.collections.remove(&name).expect("listed above");
-            synced.tombstones.remove(&name);
-            synced.managed.remove(&src.name);
-            match engine.drop_collection(&name) {
-                Ok(()) | Err(EngineError::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-            let _ = engine.unregister_source(&src.name);
-        }
+        drop_stale(engine, &mut synced, &cat).await?;
 
         for (name, rec) in &cat.collections {
             let Some(src) = cat.sources.get(&rec.source) else {
@@ -206,20 +158,7 @@ impl Coordinator {
             };
             let now = (rec.clone(), src.clone());
             match synced.collections.get(name) {
-                None => {
-                    let source: Arc<dyn Source> = match &src.kind {
-                        SourceKind::Managed { prefix } => {
-                            let m = Arc::new(ManagedSource::open(prefix, &[]).map_err(lake_err)?);
-                            m.set_commits(commits_of(&cat, &src.name));
-                            synced.managed.insert(src.name.clone(), m.clone());
-                            m
-                        }
-                        _ => open_source(src)?,
-                    };
-                    let _ = engine.unregister_source(&src.name);
-                    engine.register_source(&src.name, source)?;
-                    engine.create_collection(engine_spec(rec, src)?)?;
-                }
+                None => add_to_engine(engine, &mut synced, &cat, rec, src).await?,
                 Some(old) if old.0 != now.0 => {
                     engine
                         .alter_collection(
@@ -250,4 +189,53 @@ impl Coordinator {
         }
         Ok(())
     }
+}
+
+/// Gone, or changed beyond what an alter can do: drop from the engine.
+async fn drop_stale(engine: &RuLake, synced: &mut Synced, cat: &Catalog) -> Result<()> {
+    let stale: Vec<String> = synced
+        .collections
+        .iter()
+        .filter(|(name, old)| {
+            let now = cat
+                .collections
+                .get(*name)
+                .and_then(|r| cat.sources.get(&r.source).map(|s| (r.clone(), s.clone())));
+            now.is_none_or(|now| needs_recreate(old, &now))
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in stale {
+        let (_, src) = synced.collections.remove(&name).expect("listed above");
+        synced.tombstones.remove(&name);
+        synced.managed.remove(&src.name);
+        match drop_in_engine(engine, &name).await? {
+            Ok(()) | Err(EngineError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let _ = engine.unregister_source(&src.name);
+    }
+    Ok(())
+}
+
+/// A collection the engine has not seen: its source, then the collection.
+async fn add_to_engine(
+    engine: &RuLake,
+    synced: &mut Synced,
+    cat: &Catalog,
+    rec: &CollectionRecord,
+    src: &SourceRecord,
+) -> Result<()> {
+    let source: Arc<dyn Source> = match &src.kind {
+        SourceKind::Managed { prefix } => {
+            let m = Arc::new(ManagedSource::open(prefix, &[]).map_err(lake_err)?);
+            m.set_commits(commits_of(cat, &src.name));
+            synced.managed.insert(src.name.clone(), m.clone());
+            m
+        }
+        _ => open_source_async(src).await?,
+    };
+    let _ = engine.unregister_source(&src.name);
+    engine.register_source(&src.name, source)?;
+    create_in_engine(engine, engine_spec(rec, src)?).await
 }

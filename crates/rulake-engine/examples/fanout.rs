@@ -2,8 +2,8 @@
 //! at a time in interleaved rounds: the fan-out's cost apart from the lake.
 //!
 //! A development aid for `perf record`. Usage: `fanout [n] [rounds] [P,...]`.
+use rulake_datasets::ClusteredGaussian;
 use rulake_engine::{CacheConfig, CollectionSpec, RuLake};
-use rulake_index::datasets::ClusteredGaussian;
 use rulake_lake::memory::MemorySource;
 use rulake_types::{SearchParams, VectorId};
 use std::time::Instant;

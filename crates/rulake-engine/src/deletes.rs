@@ -7,7 +7,7 @@
 //! (partition, delete set) the first time a search needs it and handed to
 //! the index's candidate filter.
 
-use rulake_shard::CachedPartition;
+use rulake_cache::CachedPartition;
 use rulake_types::VectorId;
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};

@@ -1,9 +1,10 @@
-//! Engine errors: what an embedding application (and later the gRPC layer,
-//! which maps them to status codes in one place) needs to tell apart.
+//! Engine errors: what an embedding application and the gRPC layer (which
+//! maps them to status codes) need to tell apart.
 
+use rulake_cache::CacheError;
 use rulake_index::IndexError;
 use rulake_lake::LakeError;
-use rulake_shard::ShardError;
+use rulake_types::StatusCode;
 use thiserror::Error;
 
 /// Errors of the embedded engine.
@@ -39,21 +40,21 @@ pub enum EngineError {
         collection: String,
         /// Why loading failed.
         #[source]
-        source: ShardError,
+        source: CacheError,
     },
     /// A partition refused by admission control.
     #[error(transparent)]
-    ResourceExhausted(ShardError),
+    ResourceExhausted(CacheError),
     /// Lake error outside a partition build (listing, generation).
     #[error(transparent)]
     Lake(#[from] LakeError),
 }
 
-impl From<ShardError> for EngineError {
-    fn from(e: ShardError) -> Self {
+impl From<CacheError> for EngineError {
+    fn from(e: CacheError) -> Self {
         match e {
-            ShardError::TooLarge { .. } => EngineError::ResourceExhausted(e),
-            ShardError::Index {
+            CacheError::TooLarge { .. } => EngineError::ResourceExhausted(e),
+            CacheError::Index {
                 source:
                     IndexError::Dimension { .. } | IndexError::NonFiniteQuery(_) | IndexError::ZeroK,
                 ..
@@ -62,6 +63,22 @@ impl From<ShardError> for EngineError {
                 collection: String::new(),
                 source: other,
             },
+        }
+    }
+}
+
+impl EngineError {
+    /// The gRPC code a caller receives for this error.
+    pub fn code(&self) -> StatusCode {
+        match self {
+            EngineError::NotFound { .. } => StatusCode::NotFound,
+            EngineError::AlreadyExists { .. } => StatusCode::AlreadyExists,
+            EngineError::InvalidArgument(_) => StatusCode::InvalidArgument,
+            EngineError::FailedPrecondition(_) => StatusCode::FailedPrecondition,
+            EngineError::ResourceExhausted(_) => StatusCode::ResourceExhausted,
+            // The lake could not be read and nothing older is cached:
+            // retrying once the lake is back is the right reaction.
+            EngineError::Unavailable { .. } | EngineError::Lake(_) => StatusCode::Unavailable,
         }
     }
 }

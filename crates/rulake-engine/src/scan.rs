@@ -7,9 +7,12 @@
 //! one process ([`rulake_index::split_search`]): a cluster's answer is the
 //! single-process answer, not an approximation of it.
 
-use crate::{key, partition_hits, CachedPartition, EngineError, Result, RuLake};
+use crate::load::key;
+use crate::plan::{effective, plan_with_total};
+use crate::search::merge_partitions;
+use crate::{CachedPartition, EngineError, Result, RuLake};
 use rayon::prelude::*;
-use rulake_types::{merge_topk, Generation, Hit, SearchParams, VectorId};
+use rulake_types::{Generation, Hit, SearchParams, VectorId};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -118,20 +121,14 @@ impl RuLake {
         }
         let loading = self.ensure_current(&c, deadline).await?;
         let (generation, numbers, parts) = self.serving_owned(&c).await?;
-        let wanted: BTreeSet<u32> = partitions.iter().copied().collect();
-        let picked: Vec<_> = numbers
-            .iter()
-            .zip(&parts)
-            .filter(|(n, _)| wanted.contains(n))
-            .map(|(_, p)| p.clone())
-            .collect();
-        let params = Self::effective(&c.spec, params);
+        let picked = pick(&numbers, &parts, partitions);
+        let params = effective(&c.spec, params);
         let total = if collection_vectors > 0 {
             collection_vectors as usize
         } else {
             parts.iter().map(|p| p.index.len()).sum()
         };
-        let plan = crate::plan_with_total(&picked, params, total);
+        let plan = plan_with_total(&picked, params, total);
         let masks = self.masks(name, &picked);
         self.inner
             .queries
@@ -140,27 +137,7 @@ impl RuLake {
         // a batch: queries in parallel, each query's partitions in turn.
         let parallel_parts = queries.len() == 1;
         let one = |q: &Vec<f32>| -> Result<Vec<Hit>> {
-            let shared = rulake_index::SharedKth::new(params.k);
-            let hits_of =
-                |((part, pp), mask): ((&Arc<CachedPartition>, &SearchParams), &Arc<Vec<u64>>)| {
-                    partition_hits(part, mask, q, *pp, Some(&shared))
-                };
-            let lists = if parallel_parts {
-                picked
-                    .par_iter()
-                    .zip(&plan)
-                    .zip(&masks)
-                    .map(hits_of)
-                    .collect::<Result<Vec<_>>>()?
-            } else {
-                picked
-                    .iter()
-                    .zip(&plan)
-                    .zip(&masks)
-                    .map(hits_of)
-                    .collect::<Result<Vec<_>>>()?
-            };
-            let hits = merge_topk(lists, params.k);
+            let hits = merge_partitions(&picked, &plan, &masks, q, params.k, parallel_parts)?;
             self.inner
                 .recall
                 .offer(name, q, &hits, &picked, &masks, params.k);
@@ -185,13 +162,8 @@ impl RuLake {
         let c = self.collection(name)?;
         self.ensure_current(&c, None).await?;
         let (_, numbers, parts) = self.serving_owned(&c).await?;
-        let wanted: BTreeSet<u32> = partitions.iter().copied().collect();
         let mut found = Vec::new();
-        for (_, part) in numbers
-            .iter()
-            .zip(&parts)
-            .filter(|(n, _)| wanted.contains(n))
-        {
+        for part in pick(&numbers, &parts, partitions) {
             let table = part.index.ids();
             for pos in 0..table.len() as u32 {
                 let id = table.get(pos);
@@ -203,4 +175,20 @@ impl RuLake {
         found.sort();
         Ok(found)
     }
+}
+
+/// The partitions among `parts` (numbered by `numbers`) whose numbers are
+/// in `partitions`, in `numbers`' order.
+fn pick(
+    numbers: &[u32],
+    parts: &[Arc<CachedPartition>],
+    partitions: &[u32],
+) -> Vec<Arc<CachedPartition>> {
+    let wanted: BTreeSet<u32> = partitions.iter().copied().collect();
+    numbers
+        .iter()
+        .zip(parts)
+        .filter(|(n, _)| wanted.contains(n))
+        .map(|(_, p)| p.clone())
+        .collect()
 }

@@ -1,4 +1,11 @@
 //! What a collection is, and what a search answers.
+//!
+//! These are plain values, apart from the engine, because they cross
+//! its boundary: a coordinator builds and validates a spec before any
+//! node holds the collection (so a bad spec is refused once, with the
+//! same error everywhere), and the API layer serialises the answers. What
+//! an [`Alter`] may change is exactly what needs no rebuild of cached
+//! partitions.
 
 use crate::error::{EngineError, Result};
 use rulake_index::{BuildParams, DEFAULT_RERANK};
@@ -94,7 +101,7 @@ impl CollectionSpec {
     /// Check the spec without creating anything (name, dimension,
     /// partitions, rerank, nprobe).
     pub fn validate(&self) -> Result<()> {
-        crate::valid_name("collection", &self.name)?;
+        crate::registry::valid_name("collection", &self.name)?;
         let bad = |m: String| Err(EngineError::InvalidArgument(m));
         if self.dim == 0 || self.dim > 65_536 {
             return bad(format!("dimension must be in 1..=65536, got {}", self.dim));

@@ -2,8 +2,9 @@
 //! consistency levels, federation, the cache budget, warm restarts and bad
 //! lake input that must not disturb what is served.
 
+use rulake_datasets::ClusteredGaussian;
 use rulake_engine::*;
-use rulake_index::{datasets::ClusteredGaussian, exact};
+use rulake_index::exact;
 use rulake_lake::{write_parquet_file, IdsRef, MemorySource, ParquetSource, ParquetSourceConfig};
 use rulake_types::{merge_topk, Consistency, Hit, Metric, SearchParams, VectorId};
 use std::sync::Arc;

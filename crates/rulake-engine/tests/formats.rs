@@ -5,9 +5,10 @@
 //! prefix, a Delta table and an Iceberg table equals an exact scan of their
 //! union.
 
+use rulake_datasets::ClusteredGaussian;
+use rulake_datasets::ReferenceWriters;
 use rulake_engine::*;
-use rulake_index::{datasets::ClusteredGaussian, exact};
-use rulake_lake::reference::ReferenceWriters;
+use rulake_index::exact;
 use rulake_lake::{
     write_parquet_file, DeltaSource, DeltaSourceConfig, IcebergSource, IcebergSourceConfig, IdsRef,
     ParquetSource, ParquetSourceConfig, SqlCatalogTable,

@@ -2,8 +2,9 @@
 //! is exactly the recall an offline exact computation gives for the same
 //! queries; sampling, the scan budget and the queue bound do what they say.
 
+use rulake_datasets::ClusteredGaussian;
 use rulake_engine::*;
-use rulake_index::{datasets::ClusteredGaussian, exact};
+use rulake_index::exact;
 use rulake_lake::MemorySource;
 use rulake_types::{Metric, SearchParams, VectorId};
 use std::time::{Duration, Instant};

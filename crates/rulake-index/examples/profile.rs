@@ -1,13 +1,14 @@
 //! Build (or load) one partition once and run a sweep of searches.
 //!
 //! A development aid for `perf record`, and the measuring half of
-//! `bench/target_cpu.py`, which runs it from builds with different
+//! `crates/rulake-bench/py/target_cpu.py`, which runs it from builds with different
 //! `target-cpu` settings. Throughput is also reported per CPU-second of the
 //! searching thread, which a busy machine distorts less than wall time.
 //!
 //! Usage: `profile [n] [cache-dir] [nprobe x rerank,...] [repetitions]`;
 //! set `PROFILE_TSV=1` for tab-separated rows.
-use rulake_index::{datasets::ClusteredGaussian, exact, BuildParams, PartitionIndex};
+use rulake_datasets::ClusteredGaussian;
+use rulake_index::{exact, BuildParams, PartitionIndex};
 use rulake_types::{Metric, VectorId};
 use std::time::Instant;
 

@@ -1,6 +1,7 @@
 //! Quick recall/throughput sweep of one partition (a development aid; the
-//! reproducible figures come from `rulake bench`).
-use rulake_index::{datasets::ClusteredGaussian, exact, BuildParams, PartitionIndex};
+//! reproducible figures come from `rulake-bench core`).
+use rulake_datasets::ClusteredGaussian;
+use rulake_index::{exact, BuildParams, PartitionIndex};
 use rulake_types::{Metric, VectorId};
 use std::time::Instant;
 

@@ -1,6 +1,12 @@
-//! The bare `ruvector-rabitq` flat index (`RabitqPlusIndex`: 1-bit codes of
-//! whole vectors, flat scan, exact rerank), wrapped so the demo and the
-//! benchmarks can compare RuLake's IVF partitions against it on one dataset.
+//! The reference point of the demo and the benchmarks: the bare
+//! `ruvector-rabitq` flat index (`RabitqPlusIndex`: 1-bit codes of whole
+//! vectors, flat scan, exact rerank), wrapped so RuLake's IVF partitions can
+//! be compared against it on one dataset.
+//!
+//! Why it lives here and not with the demo or the benchmarks: this crate is
+//! the only one in the workspace that depends on `ruvector-rabitq`, and
+//! keeping it that way keeps the library's version and API in one place.
+//! Nothing in the query path uses it.
 
 use ruvector_rabitq::{AnnIndex, RabitqPlusIndex};
 

@@ -6,17 +6,26 @@
 //! exactly upstream.
 //!
 //! # Layout
-//! - [`ivf`] — build, extend, tombstone and search a partition.
+//! - [`ivf`] — the partition index ([`PartitionIndex`]): its state and
+//!   accessors, with one private module per stage:
+//!   - `ivf::params` — tuned defaults and a split collection's share of them;
+//!   - `ivf::ids` — row position → caller's id ([`IdTable`]);
+//!   - `ivf::codes` — the per-row 1-bit and 8-bit residual codes;
+//!   - `ivf::build` — train, append, tombstone, and measure [`Drift`];
+//!   - `ivf::query` — the query quantised to meet the codes;
+//!   - `ivf::candidates` — the pool the 1-bit estimate fills;
+//!   - `ivf::scan` — search stage 1, the 1-bit estimate of probed lists;
+//!   - `ivf::search` — the search pipeline, refinement and exact rerank;
+//!   - `ivf::parts` — raw state for [`persist`], validated on load.
 //! - [`kmeans`] — the coarse quantizer.
 //! - [`persist`] — the checksummed on-disk form.
 //! - [`bound`] — the `k`-th best distance shared by one query's partitions.
 //! - [`exact`] — brute-force ground truth and recall.
-//! - [`datasets`] — the clustered-Gaussian data of the demo and benchmarks.
-//! - [`baseline`] — the bare `RabitqPlusIndex` the benchmarks compare against.
+//! - [`baseline`] — the bare `RabitqPlusIndex` the demo and benchmarks
+//!   compare against.
 
 pub mod baseline;
 pub mod bound;
-pub mod datasets;
 pub mod error;
 pub mod exact;
 pub mod ivf;

@@ -18,6 +18,28 @@ const MAGIC: &[u8; 8] = b"RLKIVF01";
 const VERSION: u32 = 2;
 const CHUNK: usize = 16 * 1024;
 
+/// A fixed-width number as the file stores it: little-endian.
+trait Le: Copy {
+    const SIZE: usize;
+    fn put(self, buf: &mut Vec<u8>);
+    fn get(b: &[u8]) -> Self;
+}
+
+macro_rules! le {
+    ($($t:ty),*) => {$(
+        impl Le for $t {
+            const SIZE: usize = std::mem::size_of::<$t>();
+            fn put(self, buf: &mut Vec<u8>) {
+                buf.extend_from_slice(&self.to_le_bytes());
+            }
+            fn get(b: &[u8]) -> Self {
+                <$t>::from_le_bytes(b.try_into().expect("one number's bytes"))
+            }
+        }
+    )*};
+}
+le!(u32, u64, f32);
+
 struct CrcWriter<W> {
     inner: W,
     crc: crc32fast::Hasher,
@@ -41,35 +63,13 @@ impl<W: Write> CrcWriter<W> {
     fn f64(&mut self, v: f64) -> Result<()> {
         self.put(&v.to_le_bytes())
     }
-    fn f32s(&mut self, v: &[f32]) -> Result<()> {
+    /// A length, then the numbers, written in chunks of [`CHUNK`].
+    fn seq<T: Le>(&mut self, v: &[T]) -> Result<()> {
         self.u64(v.len() as u64)?;
-        let mut buf = Vec::with_capacity(CHUNK * 4);
+        let mut buf = Vec::with_capacity(CHUNK * T::SIZE);
         for c in v.chunks(CHUNK) {
             buf.clear();
-            c.iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-            self.put(&buf)?;
-        }
-        Ok(())
-    }
-    fn u32s(&mut self, v: &[u32]) -> Result<()> {
-        self.u64(v.len() as u64)?;
-        let mut buf = Vec::with_capacity(CHUNK * 4);
-        for c in v.chunks(CHUNK) {
-            buf.clear();
-            c.iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-            self.put(&buf)?;
-        }
-        Ok(())
-    }
-    fn u64s(&mut self, v: &[u64]) -> Result<()> {
-        self.u64(v.len() as u64)?;
-        let mut buf = Vec::with_capacity(CHUNK * 8);
-        for c in v.chunks(CHUNK) {
-            buf.clear();
-            c.iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+            c.iter().for_each(|&x| x.put(&mut buf));
             self.put(&buf)?;
         }
         Ok(())
@@ -81,6 +81,55 @@ impl<W: Write> CrcWriter<W> {
     fn bytes(&mut self, v: &[u8]) -> Result<()> {
         self.u64(v.len() as u64)?;
         v.chunks(CHUNK * 4).try_for_each(|c| self.put(c))
+    }
+}
+
+// The partition's own tables, built from the primitives above.
+impl<W: Write> CrcWriter<W> {
+    /// One inverted list, table by table.
+    fn list(&mut self, l: &List) -> Result<()> {
+        self.seq(&l.pos)?;
+        self.seq(&l.norm_sq)?;
+        self.seq(&l.scale)?;
+        self.seq(&l.ones)?;
+        self.seq(&l.codes)?;
+        self.bytes(&l.fine)?;
+        self.seq(l.fine_grid.as_flattened())
+    }
+
+    /// A tag for the table's kind (0 integers, 1 strings, 2 mixed), then
+    /// its ids; a mixed table tags each id (0 integer, 1 string).
+    fn ids(&mut self, ids: &IdTable) -> Result<()> {
+        match ids {
+            IdTable::U64(v) => {
+                self.u8(0)?;
+                self.seq(v)?;
+            }
+            IdTable::Str(v) => {
+                self.u8(1)?;
+                self.u64(v.len() as u64)?;
+                for s in v {
+                    self.str(s)?;
+                }
+            }
+            IdTable::Mixed(v) => {
+                self.u8(2)?;
+                self.u64(v.len() as u64)?;
+                for id in v {
+                    match id {
+                        VectorId::U64(x) => {
+                            self.u8(0)?;
+                            self.u64(*x)?;
+                        }
+                        VectorId::Str(s) => {
+                            self.u8(1)?;
+                            self.str(s)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -133,42 +182,14 @@ impl<R: Read> CrcReader<R> {
         }
         Ok(n as usize)
     }
-    fn f32s(&mut self) -> Result<Vec<f32>> {
-        let n = self.len(4)?;
+    /// What [`CrcWriter::seq`] wrote, read in chunks of [`CHUNK`].
+    fn seq<T: Le>(&mut self) -> Result<Vec<T>> {
+        let n = self.len(T::SIZE as u64)?;
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
             let m = (n - out.len()).min(CHUNK);
-            let b = self.take(m * 4)?;
-            out.extend(
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().expect("4"))),
-            );
-        }
-        Ok(out)
-    }
-    fn u32s(&mut self) -> Result<Vec<u32>> {
-        let n = self.len(4)?;
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            let m = (n - out.len()).min(CHUNK);
-            let b = self.take(m * 4)?;
-            out.extend(
-                b.chunks_exact(4)
-                    .map(|c| u32::from_le_bytes(c.try_into().expect("4"))),
-            );
-        }
-        Ok(out)
-    }
-    fn u64s(&mut self) -> Result<Vec<u64>> {
-        let n = self.len(8)?;
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            let m = (n - out.len()).min(CHUNK);
-            let b = self.take(m * 8)?;
-            out.extend(
-                b.chunks_exact(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().expect("8"))),
-            );
+            let b = self.take(m * T::SIZE)?;
+            out.extend(b.chunks_exact(T::SIZE).map(T::get));
         }
         Ok(out)
     }
@@ -187,6 +208,54 @@ impl<R: Read> CrcReader<R> {
             return Err(corrupt("string length exceeds the file size"));
         }
         String::from_utf8(self.take(n as usize)?).map_err(|_| corrupt("id is not UTF-8"))
+    }
+}
+
+// The partition's own tables, built from the primitives above.
+impl<R: Read> CrcReader<R> {
+    /// What [`CrcWriter::list`] wrote.
+    fn list(&mut self) -> Result<List> {
+        Ok(List {
+            pos: self.seq()?,
+            norm_sq: self.seq()?,
+            scale: self.seq()?,
+            ones: self.seq()?,
+            codes: self.seq()?,
+            fine: self.bytes()?,
+            fine_grid: self
+                .seq::<f32>()?
+                .chunks_exact(2)
+                .map(|g| [g[0], g[1]])
+                .collect(),
+        })
+    }
+
+    /// What [`CrcWriter::ids`] wrote.
+    fn ids(&mut self) -> Result<IdTable> {
+        Ok(match self.u8()? {
+            0 => IdTable::U64(self.seq()?),
+            1 => {
+                let n = self.len(4)?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(self.str()?);
+                }
+                IdTable::Str(v)
+            }
+            2 => {
+                let n = self.len(5)?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(match self.u8()? {
+                        0 => VectorId::U64(self.u64()?),
+                        1 => VectorId::Str(self.str()?),
+                        t => return Err(corrupt(format!("unknown id tag {t}"))),
+                    });
+                }
+                IdTable::Mixed(v)
+            }
+            t => return Err(corrupt(format!("unknown id table tag {t}"))),
+        })
     }
 }
 
@@ -211,48 +280,14 @@ impl PartitionIndex {
         w.u32(self.dim() as u32)?;
         w.u8(metric_tag(self.metric()))?;
         w.u64(seed)?;
-        w.f32s(centroids)?;
+        w.seq(centroids)?;
         w.u64(lists.len() as u64)?;
         for l in lists {
-            w.u32s(&l.pos)?;
-            w.f32s(&l.norm_sq)?;
-            w.f32s(&l.scale)?;
-            w.f32s(&l.ones)?;
-            w.u64s(&l.codes)?;
-            w.bytes(&l.fine)?;
-            w.f32s(l.fine_grid.as_flattened())?;
+            w.list(l)?;
         }
-        w.f32s(self.vectors())?;
-        match self.ids() {
-            IdTable::U64(v) => {
-                w.u8(0)?;
-                w.u64s(v)?;
-            }
-            IdTable::Str(v) => {
-                w.u8(1)?;
-                w.u64(v.len() as u64)?;
-                for s in v {
-                    w.str(s)?;
-                }
-            }
-            IdTable::Mixed(v) => {
-                w.u8(2)?;
-                w.u64(v.len() as u64)?;
-                for id in v {
-                    match id {
-                        VectorId::U64(x) => {
-                            w.u8(0)?;
-                            w.u64(*x)?;
-                        }
-                        VectorId::Str(s) => {
-                            w.u8(1)?;
-                            w.str(s)?;
-                        }
-                    }
-                }
-            }
-        }
-        w.u64s(tombstones)?;
+        w.seq(self.vectors())?;
+        w.ids(self.ids())?;
+        w.seq(tombstones)?;
         for d in drift {
             w.f64(d)?;
         }
@@ -287,46 +322,15 @@ impl PartitionIndex {
             t => return Err(corrupt(format!("unknown metric tag {t}"))),
         };
         let seed = r.u64()?;
-        let centroids = r.f32s()?;
+        let centroids = r.seq()?;
         let nlist = r.len(24)?;
         let mut lists = Vec::with_capacity(nlist);
         for _ in 0..nlist {
-            lists.push(List {
-                pos: r.u32s()?,
-                norm_sq: r.f32s()?,
-                scale: r.f32s()?,
-                ones: r.f32s()?,
-                codes: r.u64s()?,
-                fine: r.bytes()?,
-                fine_grid: r.f32s()?.chunks_exact(2).map(|g| [g[0], g[1]]).collect(),
-            });
+            lists.push(r.list()?);
         }
-        let vectors = r.f32s()?;
-        let ids = match r.u8()? {
-            0 => IdTable::U64(r.u64s()?),
-            1 => {
-                let n = r.len(4)?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(r.str()?);
-                }
-                IdTable::Str(v)
-            }
-            2 => {
-                let n = r.len(5)?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(match r.u8()? {
-                        0 => VectorId::U64(r.u64()?),
-                        1 => VectorId::Str(r.str()?),
-                        t => return Err(corrupt(format!("unknown id tag {t}"))),
-                    });
-                }
-                IdTable::Mixed(v)
-            }
-            t => return Err(corrupt(format!("unknown id table tag {t}"))),
-        };
-        let tombstones = r.u64s()?;
+        let vectors = r.seq()?;
+        let ids = r.ids()?;
+        let tombstones = r.seq()?;
         let trained_rows = r.f64()? as usize;
         let trained_residual = r.f64()?;
         let added_rows = r.f64()? as usize;

@@ -5,7 +5,7 @@
 //! Why: a release binary must run on any x86-64 machine a cluster schedules
 //! it on, but the loops that fold scores, re-score 8-bit codes and compute
 //! exact distances are 15–17 % faster as 256-bit code (measured by
-//! `bench/target_cpu.py`, figures in docs/BENCHMARKS.md). Compiling the whole
+//! `crates/rulake-bench/py/target_cpu.py`, figures in docs/BENCHMARKS.md). Compiling the whole
 //! binary for x86-64-v3 would make it crash with an illegal instruction on an
 //! older node; dispatching here costs one predictable branch a call.
 //!
@@ -96,7 +96,7 @@ dispatch! {
     }
 }
 
-/// The per-list constants of the 1-bit score fold (see `ivf::search`).
+/// The per-list constants of the 1-bit score fold (see `ivf::scan`).
 pub struct Fold {
     /// `Δ (P − 15 D − Σu) − lo D`.
     pub c0: f32,

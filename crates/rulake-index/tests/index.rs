@@ -1,7 +1,8 @@
 //! Partition index: exactness at full probe and rerank, recall at the
 //! defaults, every metric, incremental adds, tombstones, persistence.
 
-use rulake_index::{datasets::ClusteredGaussian, exact, BuildParams, IndexError, PartitionIndex};
+use rulake_datasets::ClusteredGaussian;
+use rulake_index::{exact, BuildParams, IndexError, PartitionIndex};
 use rulake_types::{Metric, VectorId};
 
 const DIM: usize = 32;

@@ -10,7 +10,7 @@ use arrow_array::{
         Float16Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
         UInt16Type, UInt32Type, UInt64Type, UInt8Type,
     },
-    Array, ArrayRef,
+    Array, ArrayRef, GenericListArray, OffsetSizeTrait,
 };
 use arrow_schema::DataType;
 use rulake_types::VectorId;
@@ -156,6 +156,18 @@ fn floats(values: &ArrayRef) -> Option<Vec<f32>> {
     })
 }
 
+/// A variable-size list column's values and each row's `[start, end)` in
+/// them, for either offset width.
+fn list_rows<O: OffsetSizeTrait>(l: &GenericListArray<O>) -> (ArrayRef, Vec<(usize, usize)>) {
+    let o = l.value_offsets();
+    (
+        l.values().clone(),
+        o.windows(2)
+            .map(|w| (w[0].as_usize(), w[1].as_usize()))
+            .collect(),
+    )
+}
+
 /// Append a vector column's rows to `out`, checking nulls, dimension and
 /// finiteness row by row.
 pub(crate) fn vectors_from_array(
@@ -185,26 +197,8 @@ pub(crate) fn vectors_from_array(
                     .collect(),
             )
         }
-        DataType::List(_) => {
-            let l = arr.as_list::<i32>();
-            let o = l.value_offsets();
-            (
-                l.values().clone(),
-                o.windows(2)
-                    .map(|w| (w[0] as usize, w[1] as usize))
-                    .collect(),
-            )
-        }
-        DataType::LargeList(_) => {
-            let l = arr.as_list::<i64>();
-            let o = l.value_offsets();
-            (
-                l.values().clone(),
-                o.windows(2)
-                    .map(|w| (w[0] as usize, w[1] as usize))
-                    .collect(),
-            )
-        }
+        DataType::List(_) => list_rows(arr.as_list::<i32>()),
+        DataType::LargeList(_) => list_rows(arr.as_list::<i64>()),
         _ => return Err(type_err()),
     };
     let flat = floats(&values).ok_or_else(type_err)?;

@@ -7,7 +7,7 @@
 //! one release ahead, so the library is used for table metadata only (log
 //! replay, checkpoints, protocol, the live file list and each file's
 //! deletion vector descriptor) and no Arrow value crosses from its stack
-//! into RuLake's. It reads the log through [`ReadOnlyStore`], an adapter
+//! into RuLake's. It reads the log through `ReadOnlyStore`, an adapter
 //! over the same store RuLake reads the data with, so credentials, retries
 //! and the lake I/O metrics are one path. The loaded table is kept between
 //! refreshes, so a refresh replays only the commits that are new.
@@ -32,12 +32,13 @@ use crate::parquet::ParquetSource;
 use crate::source::{Listing, RowStream, Source, Unit};
 use crate::store::{open_store, to_url, StoreUrl};
 use async_trait::async_trait;
-use deltalake_core::kernel::StorageType;
+use deltalake_core::kernel::{LogicalFileView, StorageType};
 use deltalake_core::logstore::object_store::prefix::PrefixStore;
 use deltalake_core::logstore::{default_logstore, StorageConfig};
+use deltalake_core::table::state::DeltaTableState;
 use deltalake_core::{DeltaTable, DeltaTableError};
 use futures::{StreamExt, TryStreamExt};
-use object_store::path::{Path, PathPart};
+use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use rulake_types::Generation;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -252,66 +253,11 @@ impl DeltaSource {
             .snapshot()
             .map_err(|e| self.meta_err(self.log_dir().as_ref(), e.to_string()))?;
         let version = state.version();
-        let mode = state
-            .metadata()
-            .configuration()
-            .get("delta.columnMapping.mode")
-            .filter(|m| m.as_str() != "none");
-        if let Some(mode) = mode {
-            return Err(self.unsupported(
-                "column mapping",
-                format!(
-                    "delta.columnMapping.mode = {mode:?} at version {version}: physical column names differ from the logical ones"
-                ),
-            ));
-        }
-        let partition_columns = state.metadata().partition_columns();
-        for col in [&self.config.id_column, &self.config.vector_column] {
-            if partition_columns.contains(col) {
-                return Err(self.unsupported(
-                    "partition column as id or vector",
-                    format!("column {col:?} is a partition column, not stored in the data files"),
-                ));
-            }
-        }
-        let dv_allowed = state
-            .protocol()
-            .reader_features()
-            .is_some_and(|fs| fs.iter().any(|f| f.to_string() == "deletionVectors"));
+        let dv_allowed = self.check_table(state)?;
         let mut files = BTreeMap::new();
         for f in state.log_data().iter() {
             let path = f.path().into_owned();
-            // The library unwraps the descriptor's storage type; a commit
-            // naming an unknown one would panic this task, so it is caught
-            // here and becomes an error about this file.
-            let descriptor = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                f.deletion_vector_descriptor()
-            }))
-            .map_err(|p| {
-                let why = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default();
-                self.meta_err(
-                    self.log_dir().as_ref(),
-                    format!(
-                        "data file {path} has a deletion vector the Delta library cannot decode at version {version}: {why}"
-                    ),
-                )
-            })?;
-            let deletion_vector = descriptor.map(|d| DvDescriptor {
-                storage_type: match d.storage_type {
-                    StorageType::UuidRelativePath => "u",
-                    StorageType::Inline => "i",
-                    StorageType::AbsolutePath => "p",
-                }
-                .to_owned(),
-                path_or_inline_dv: d.path_or_inline_dv,
-                offset: d.offset.map(i64::from),
-                size_in_bytes: i64::from(d.size_in_bytes),
-                cardinality: d.cardinality,
-            });
+            let deletion_vector = self.dv_descriptor(&f, &path, version)?;
             if deletion_vector.is_some() && !dv_allowed {
                 return Err(self.meta_err(
                     self.log_dir().as_ref(),
@@ -338,6 +284,80 @@ impl DeltaSource {
         Ok((version, files))
     }
 
+    /// Refuse table features that change which rows or columns a file
+    /// holds and that RuLake does not apply; `Ok(true)` when the protocol
+    /// allows deletion vectors.
+    fn check_table(&self, state: &DeltaTableState) -> Result<bool> {
+        let version = state.version();
+        let mode = state
+            .metadata()
+            .configuration()
+            .get("delta.columnMapping.mode")
+            .filter(|m| m.as_str() != "none");
+        if let Some(mode) = mode {
+            return Err(self.unsupported(
+                "column mapping",
+                format!(
+                    "delta.columnMapping.mode = {mode:?} at version {version}: physical column names differ from the logical ones"
+                ),
+            ));
+        }
+        let partition_columns = state.metadata().partition_columns();
+        for col in [&self.config.id_column, &self.config.vector_column] {
+            if partition_columns.contains(col) {
+                return Err(self.unsupported(
+                    "partition column as id or vector",
+                    format!("column {col:?} is a partition column, not stored in the data files"),
+                ));
+            }
+        }
+        Ok(state
+            .protocol()
+            .reader_features()
+            .is_some_and(|fs| fs.iter().any(|f| f.to_string() == "deletionVectors")))
+    }
+
+    /// The deletion vector descriptor of live file `f` (at `path`), in
+    /// RuLake's terms.
+    fn dv_descriptor(
+        &self,
+        f: &LogicalFileView,
+        path: &str,
+        version: u64,
+    ) -> Result<Option<DvDescriptor>> {
+        // The library unwraps the descriptor's storage type; a commit
+        // naming an unknown one would panic this task, so it is caught
+        // here and becomes an error about this file.
+        let descriptor = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f.deletion_vector_descriptor()
+        }))
+        .map_err(|p| {
+            let why = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            self.meta_err(
+                self.log_dir().as_ref(),
+                format!(
+                    "data file {path} has a deletion vector the Delta library cannot decode at version {version}: {why}"
+                ),
+            )
+        })?;
+        Ok(descriptor.map(|d| DvDescriptor {
+            storage_type: match d.storage_type {
+                StorageType::UuidRelativePath => "u",
+                StorageType::Inline => "i",
+                StorageType::AbsolutePath => "p",
+            }
+            .to_owned(),
+            path_or_inline_dv: d.path_or_inline_dv,
+            offset: d.offset.map(i64::from),
+            size_in_bytes: i64::from(d.size_in_bytes),
+            cardinality: d.cardinality,
+        }))
+    }
+
     fn object_meta(
         &self,
         rel: &str,
@@ -352,12 +372,7 @@ impl DeltaSource {
                 )
             })?
         } else {
-            Path::from_iter(
-                self.store
-                    .path
-                    .parts()
-                    .chain(rel.split('/').filter(|s| !s.is_empty()).map(PathPart::from)),
-            )
+            crate::store::path_under(&self.store.path, rel)
         };
         Ok(ObjectMeta {
             location,
@@ -395,36 +410,7 @@ impl DeltaSource {
                 dv::decode(&bytes, limit).map_err(bad)?
             }
             "u" | "p" => {
-                let path = if d.storage_type == "u" {
-                    let rel = dv::relative_path(&d.path_or_inline_dv).map_err(bad)?;
-                    Path::from_iter(
-                        self.store
-                            .path
-                            .parts()
-                            .chain(rel.split('/').map(PathPart::from)),
-                    )
-                } else {
-                    let abs = decode_path(&d.path_or_inline_dv);
-                    crate::store::path_in_store(&self.store, &abs).ok_or_else(|| {
-                        self.unsupported(
-                            "deletion vectors in another store",
-                            format!("{abs} is not inside {}", self.store.url),
-                        )
-                    })?
-                };
-                let offset = d.offset.unwrap_or(1).max(0) as u64;
-                let range = offset..offset + size as u64 + 8;
-                let bytes =
-                    self.store
-                        .store
-                        .get_range(&path, range)
-                        .await
-                        .map_err(|e| match e {
-                            object_store::Error::NotFound { .. } => LakeError::Vanished {
-                                path: path.to_string(),
-                            },
-                            e => LakeError::store(path.to_string(), e),
-                        })?;
+                let (path, bytes) = self.stored_vector(data_file, d, size).await?;
                 let data =
                     dv::from_file_range(&bytes, size).map_err(|e| bad(format!("{path}: {e}")))?;
                 dv::decode(data, limit).map_err(|e| bad(format!("{path}: {e}")))?
@@ -450,6 +436,43 @@ impl DeltaSource {
         ));
         self.vectors.lock().insert(id, v.clone());
         Ok(v)
+    }
+
+    /// The bytes of a vector of `data_file` stored in a file (`u`: by UUID
+    /// under the table, `p`: by absolute path): its `size` bytes framed by
+    /// the size and checksum words, and the path they were read from.
+    async fn stored_vector(
+        &self,
+        data_file: &str,
+        d: &DvDescriptor,
+        size: usize,
+    ) -> Result<(Path, bytes::Bytes)> {
+        let path = if d.storage_type == "u" {
+            let rel = dv::relative_path(&d.path_or_inline_dv).map_err(|reason| {
+                self.meta_err(
+                    data_file,
+                    format!("deletion vector {}: {reason}", d.unique_id()),
+                )
+            })?;
+            crate::store::path_under(&self.store.path, &rel)
+        } else {
+            let abs = decode_path(&d.path_or_inline_dv);
+            crate::store::path_in_store(&self.store, &abs).ok_or_else(|| {
+                self.unsupported(
+                    "deletion vectors in another store",
+                    format!("{abs} is not inside {}", self.store.url),
+                )
+            })?
+        };
+        let offset = d.offset.unwrap_or(1).max(0) as u64;
+        let range = offset..offset + size as u64 + 8;
+        let bytes = self
+            .store
+            .store
+            .get_range(&path, range)
+            .await
+            .map_err(|e| LakeError::read(path.to_string(), e))?;
+        Ok((path, bytes))
     }
 
     /// The version currently served (after the last listing).

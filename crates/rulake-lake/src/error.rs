@@ -174,6 +174,12 @@ pub enum LakeError {
         /// Where it was found and what to do.
         detail: String,
     },
+    /// A source kind this build cannot read (built without its feature).
+    #[error("this server was built without the {kind} feature, so it cannot read {kind} sources")]
+    NotBuilt {
+        /// The source kind (`delta`, `iceberg`).
+        kind: &'static str,
+    },
     /// A pinned table version or snapshot does not exist (any more).
     #[error("table {table}: {what} not found")]
     VersionNotFound {
@@ -194,6 +200,17 @@ pub enum LakeError {
 }
 
 impl LakeError {
+    /// A failed read of an object a table named: a missing object is
+    /// [`LakeError::Vanished`] under the caller's `path` (the spelling the
+    /// table used, not the store's), anything else as [`LakeError::store`].
+    #[cfg(any(feature = "delta", feature = "iceberg"))]
+    pub(crate) fn read(path: impl Into<String>, source: object_store::Error) -> Self {
+        match source {
+            object_store::Error::NotFound { .. } => LakeError::Vanished { path: path.into() },
+            source => LakeError::store(path, source),
+        }
+    }
+
     pub(crate) fn store(at: impl Into<String>, source: object_store::Error) -> Self {
         match source {
             object_store::Error::NotFound { path, .. } => LakeError::Vanished { path },

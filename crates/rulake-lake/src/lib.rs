@@ -10,17 +10,21 @@
 //!
 //! # Layout
 //! - [`source`] — the [`Source`] trait, [`Unit`], [`Listing`], [`RowBatch`].
+//! - [`open`] — [`open_source`]: the one factory from a `SourceKind` to a source.
 //! - [`parquet`] — Parquet files under an object-store prefix or glob.
 //! - [`managed`] — files RuLake wrote itself, made visible by catalog commits.
 //! - [`memory`] — an in-process mutable source.
 //! - `delta` (feature `delta`) — Delta Lake tables: versions and file lists from
 //!   `deltalake-core` → data files; `delta_store` lends it RuLake's store.
-//! - `iceberg` (feature `iceberg`) — Iceberg tables: metadata and manifests decoded by the
-//!   `iceberg` crate → data files;
-//!   tables named through a SQL catalog in SQLite with feature `iceberg-sql`.
+//! - `iceberg/` (feature `iceberg`) — Iceberg tables, one module per stage:
+//!   `mod.rs` the source and its config; `metadata` the current metadata
+//!   file and snapshot; `manifests` manifest lists and manifests (decoded by
+//!   the `iceberg` crate) → data and delete files; `deletes` position and
+//!   equality delete files; `sql_catalog` tables named through pyiceberg's
+//!   SQL catalog in SQLite (the lookup with feature `iceberg-sql`, always
+//!   off the async workers).
 //! - `deletes` (either feature) — row-level deletes applied while units are read.
 //! - `dv` (feature `delta`) — Delta deletion vectors: Z85, Roaring, the DV file layout.
-//! - `reference` (either feature) — the formats' reference writers, for tests and benchmarks.
 //! - [`store`] — URL → object store, credentials from the environment.
 //! - [`io`] — bytes, requests and errors per source kind, for metrics.
 //! - [`writer`] — writing vectors as Parquet.
@@ -41,10 +45,9 @@ pub mod iceberg;
 pub mod io;
 pub mod managed;
 pub mod memory;
+pub mod open;
 pub mod parquet;
 pub mod reader;
-#[cfg(any(feature = "delta", feature = "iceberg"))]
-pub mod reference;
 pub mod source;
 pub mod store;
 pub mod writer;
@@ -56,6 +59,7 @@ pub use error::{LakeError, Location, Result};
 pub use iceberg::{IcebergSource, IcebergSourceConfig, SqlCatalogTable};
 pub use managed::ManagedSource;
 pub use memory::MemorySource;
+pub use open::open_source;
 pub use parquet::{ParquetSource, ParquetSourceConfig};
 pub use reader::ReadCounters;
 pub use source::{Listing, RowBatch, RowStream, Source, Unit};

@@ -71,11 +71,7 @@ impl ManagedSource {
     }
 
     fn path(&self, file: &str) -> Path {
-        let mut p = self.store.path.clone();
-        for part in file.split('/').filter(|s| !s.is_empty()) {
-            p = p.join(part);
-        }
-        p
+        crate::store::path_under(&self.store.path, file)
     }
 
     /// Write one immutable file of rows under the prefix (not yet visible).

@@ -72,6 +72,18 @@ impl MemorySource {
         Ok(())
     }
 
+    /// Collect `rows`, checking every vector before anything changes.
+    fn checked<I>(&self, rows: I) -> Result<Vec<(VectorId, Vec<f32>)>>
+    where
+        I: IntoIterator<Item = (VectorId, Vec<f32>)>,
+    {
+        let rows: Vec<_> = rows.into_iter().collect();
+        for (_, v) in &rows {
+            self.check(v)?;
+        }
+        Ok(rows)
+    }
+
     fn new_segment(st: &mut State, rows: Vec<(VectorId, Vec<f32>)>) {
         if rows.is_empty() {
             return;
@@ -92,10 +104,7 @@ impl MemorySource {
     where
         I: IntoIterator<Item = (VectorId, Vec<f32>)>,
     {
-        let rows: Vec<_> = rows.into_iter().collect();
-        for (_, v) in &rows {
-            self.check(v)?;
-        }
+        let rows = self.checked(rows)?;
         let mut st = self.state.write();
         let mut seen = HashSet::new();
         for (id, _) in &rows {
@@ -114,10 +123,7 @@ impl MemorySource {
     where
         I: IntoIterator<Item = (VectorId, Vec<f32>)>,
     {
-        let rows: Vec<_> = rows.into_iter().collect();
-        for (_, v) in &rows {
-            self.check(v)?;
-        }
+        let rows = self.checked(rows)?;
         let mut st = self.state.write();
         let mut fresh = Vec::new();
         for (id, v) in rows {

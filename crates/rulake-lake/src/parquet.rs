@@ -360,20 +360,23 @@ impl ParquetSource {
     }
 }
 
+/// True when a Parquet read failed because the object is gone (the
+/// store's `NotFound`, passed up through the reader).
+pub(crate) fn is_vanished(e: &parquet::errors::ParquetError) -> bool {
+    matches!(e, parquet::errors::ParquetError::External(inner)
+        if matches!(inner.downcast_ref::<object_store::Error>(), Some(object_store::Error::NotFound { .. })))
+}
+
 /// Map a Parquet error, recognising a vanished object underneath it.
 fn map_parquet(
     e: parquet::errors::ParquetError,
     object: &str,
     row_group: Option<usize>,
 ) -> LakeError {
-    if let parquet::errors::ParquetError::External(inner) = &e {
-        if let Some(object_store::Error::NotFound { .. }) =
-            inner.downcast_ref::<object_store::Error>()
-        {
-            return LakeError::Vanished {
-                path: object.to_owned(),
-            };
-        }
+    if is_vanished(&e) {
+        return LakeError::Vanished {
+            path: object.to_owned(),
+        };
     }
     LakeError::Parquet {
         at: Location {

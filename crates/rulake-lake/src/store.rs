@@ -9,7 +9,8 @@
 
 use crate::error::{LakeError, Result};
 use crate::io::{CountingStore, LakeKind};
-use object_store::{local::LocalFileSystem, path::Path, ObjectStore};
+use object_store::path::{Path, PathPart};
+use object_store::{local::LocalFileSystem, ObjectStore};
 use std::sync::{Arc, Once};
 use url::Url;
 
@@ -90,6 +91,12 @@ pub fn open_store(url: &Url, options: &[(String, String)], kind: LakeKind) -> Re
         path,
         url: url.clone(),
     })
+}
+
+/// `rel` (`/`-separated, each segment encoded as a path part; empty
+/// segments skipped) under `base`.
+pub(crate) fn path_under(base: &Path, rel: &str) -> Path {
+    Path::from_iter(base.parts().chain(rel.split('/').map(PathPart::from)))
 }
 
 /// The path inside `store` of an absolute location a table format wrote

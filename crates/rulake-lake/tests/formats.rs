@@ -4,7 +4,7 @@
 //! with errors that name the table and the file.
 #![cfg(all(feature = "delta", feature = "iceberg"))]
 
-use rulake_lake::reference::ReferenceWriters;
+use rulake_datasets::ReferenceWriters;
 use rulake_lake::*;
 use rulake_types::VectorId;
 use std::collections::BTreeMap;
@@ -608,4 +608,61 @@ async fn iceberg_sql_catalog_follows_commits() {
     ))
     .unwrap_err();
     assert!(matches!(err, LakeError::TableMetadata { .. }), "{err}");
+}
+
+/// On a multi-threaded runtime, as in a server: the synchronous opener,
+/// the async one and a pin all read the catalog off the async workers and
+/// give the same table and the same errors.
+#[cfg(feature = "iceberg-sql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iceberg_sql_catalog_opens_off_the_async_workers() {
+    let Some(w) = ReferenceWriters::for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    w.iceberg_append(
+        &wh,
+        "db.emb",
+        &[input(dir.path(), "a.parquet", 0..200)],
+        false,
+    )
+    .unwrap();
+    let config = |table: &str| {
+        IcebergSourceConfig::sql_catalog(
+            SqlCatalogTable {
+                uri: format!("sqlite:///{}", wh.join("catalog.db").display()),
+                catalog: "rulake".into(),
+                namespace: "db".into(),
+                table: table.into(),
+            },
+            "id",
+            "vector",
+        )
+    };
+    let sync = IcebergSource::open(config("emb")).unwrap();
+    let (l1, r1) = rows(&sync).await;
+    assert_eq!(r1, expect(0..200));
+    let async_ = IcebergSource::open_async(config("emb")).await.unwrap();
+    let (l2, r2) = rows(&async_).await;
+    assert_eq!((l2.generation, r2), (l1.generation.clone(), r1));
+    w.iceberg_append(
+        &wh,
+        "db.emb",
+        &[input(dir.path(), "b.parquet", 200..300)],
+        false,
+    )
+    .unwrap();
+    // A pin of the first snapshot (reopened through the catalog) keeps
+    // serving it while the table moves on.
+    let pinned = async_.pinned(&l1.generation.0).unwrap();
+    assert_eq!(rows(pinned.as_ref()).await.1, expect(0..200));
+    assert_eq!(rows(&async_).await.1, expect(0..300));
+    for err in [
+        IcebergSource::open(config("nope")).unwrap_err(),
+        IcebergSource::open_async(config("nope")).await.unwrap_err(),
+    ] {
+        assert!(matches!(err, LakeError::TableNotFound { .. }), "{err}");
+        assert!(err.to_string().contains("db.nope"), "{err}");
+    }
 }

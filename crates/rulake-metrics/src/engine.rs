@@ -183,6 +183,104 @@ impl EngineCollector {
     }
 }
 
+impl Families {
+    /// The partition cache: `cache_*`.
+    fn read_cache(&self, e: &RuLake) {
+        let s = e.cache_stats();
+        set_counter(&self.hits, s.hits);
+        set_counter(&self.misses, s.misses);
+        set_counter(&self.evictions, s.evictions);
+        set_counter(&self.refused, s.refused);
+        set_counter(&self.builds, s.builds);
+        set_counter(&self.incremental, s.incremental_builds);
+        self.build_seconds.reset();
+        self.build_seconds.inc_by(s.build_seconds);
+        set_counter(&self.disk_loads, s.disk_loads);
+        self.bytes.set(s.bytes as i64);
+        self.budget.set(s.budget_bytes as i64);
+        self.partitions.set(s.partitions as i64);
+        self.errors.set(s.errors.len() as i64);
+    }
+
+    /// The collection-labelled series, `collection_*` and the recall
+    /// estimate: reset first, so only collections that exist now have one.
+    fn read_collections(&self, e: &RuLake) {
+        for v in [
+            &self.coll_partitions,
+            &self.coll_warm,
+            &self.coll_vectors,
+            &self.coll_source_error,
+            &self.recall_samples,
+        ] {
+            v.reset();
+        }
+        self.recall.reset();
+        let recall = e.recall_estimates();
+        for name in e.list_collections() {
+            // Dropped between listing and describing: leave it out.
+            let Ok(info) = e.describe(&name) else {
+                continue;
+            };
+            let l = [name.as_str()];
+            self.coll_partitions
+                .with_label_values(&l)
+                .set(i64::from(info.spec.partitions));
+            self.coll_warm
+                .with_label_values(&l)
+                .set(i64::from(info.partitions_warm));
+            self.coll_vectors
+                .with_label_values(&l)
+                .set(info.vectors_cached as i64);
+            self.coll_source_error
+                .with_label_values(&l)
+                .set(i64::from(info.last_error.is_some()));
+            if let Some(r) = recall.get(&name) {
+                self.recall.with_label_values(&l).set(r.recall);
+                self.recall_samples
+                    .with_label_values(&l)
+                    .set(r.samples as i64);
+            }
+        }
+    }
+
+    /// Query fan-out, `search_*`: a coordinator's counters when it passed
+    /// them, else the engine's (retries and hedges then stay zero).
+    fn read_fanout(&self, e: &RuLake, fanout: Option<&FanoutFn>) {
+        match fanout {
+            Some(fan) => {
+                let q = fan();
+                set_counter(&self.queries, q.queries);
+                set_counter(&self.searched, q.searched);
+                set_counter(&self.partial, q.partial);
+                set_counter(&self.retries, q.retries);
+                set_counter(&self.hedges, q.hedges);
+            }
+            None => {
+                let q = e.query_stats();
+                set_counter(&self.queries, q.queries);
+                set_counter(&self.searched, q.partitions_searched);
+                set_counter(&self.partial, q.partial_answers);
+            }
+        }
+    }
+
+    /// The recall monitor's own counters, `recall_*_total`.
+    fn read_recall_monitor(&self, e: &RuLake) {
+        let r = e.recall_stats();
+        set_counter(&self.recall_sampled, r.sampled);
+        set_counter(
+            &self.recall_dropped.with_label_values(&["budget"]),
+            r.dropped_budget,
+        );
+        set_counter(
+            &self.recall_dropped.with_label_values(&["queue_full"]),
+            r.dropped_queue_full,
+        );
+        set_counter(&self.recall_measured, r.measured);
+        set_counter(&self.recall_failed, r.failed);
+    }
+}
+
 impl Collector for EngineCollector {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
@@ -191,85 +289,10 @@ impl Collector for EngineCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let f = self.families.lock().unwrap_or_else(|p| p.into_inner());
         let e = &self.engine;
-        let s = e.cache_stats();
-        set_counter(&f.hits, s.hits);
-        set_counter(&f.misses, s.misses);
-        set_counter(&f.evictions, s.evictions);
-        set_counter(&f.refused, s.refused);
-        set_counter(&f.builds, s.builds);
-        set_counter(&f.incremental, s.incremental_builds);
-        f.build_seconds.reset();
-        f.build_seconds.inc_by(s.build_seconds);
-        set_counter(&f.disk_loads, s.disk_loads);
-        f.bytes.set(s.bytes as i64);
-        f.budget.set(s.budget_bytes as i64);
-        f.partitions.set(s.partitions as i64);
-        f.errors.set(s.errors.len() as i64);
-
-        for v in [
-            &f.coll_partitions,
-            &f.coll_warm,
-            &f.coll_vectors,
-            &f.coll_source_error,
-            &f.recall_samples,
-        ] {
-            v.reset();
-        }
-        f.recall.reset();
-        let recall = e.recall_estimates();
-        for name in e.list_collections() {
-            // Dropped between listing and describing: leave it out.
-            let Ok(info) = e.describe(&name) else {
-                continue;
-            };
-            let l = [name.as_str()];
-            f.coll_partitions
-                .with_label_values(&l)
-                .set(i64::from(info.spec.partitions));
-            f.coll_warm
-                .with_label_values(&l)
-                .set(i64::from(info.partitions_warm));
-            f.coll_vectors
-                .with_label_values(&l)
-                .set(info.vectors_cached as i64);
-            f.coll_source_error
-                .with_label_values(&l)
-                .set(i64::from(info.last_error.is_some()));
-            if let Some(r) = recall.get(&name) {
-                f.recall.with_label_values(&l).set(r.recall);
-                f.recall_samples.with_label_values(&l).set(r.samples as i64);
-            }
-        }
-
-        match &self.fanout {
-            Some(fan) => {
-                let q = fan();
-                set_counter(&f.queries, q.queries);
-                set_counter(&f.searched, q.searched);
-                set_counter(&f.partial, q.partial);
-                set_counter(&f.retries, q.retries);
-                set_counter(&f.hedges, q.hedges);
-            }
-            None => {
-                let q = e.query_stats();
-                set_counter(&f.queries, q.queries);
-                set_counter(&f.searched, q.partitions_searched);
-                set_counter(&f.partial, q.partial_answers);
-            }
-        }
-        let r = e.recall_stats();
-        set_counter(&f.recall_sampled, r.sampled);
-        set_counter(
-            &f.recall_dropped.with_label_values(&["budget"]),
-            r.dropped_budget,
-        );
-        set_counter(
-            &f.recall_dropped.with_label_values(&["queue_full"]),
-            r.dropped_queue_full,
-        );
-        set_counter(&f.recall_measured, r.measured);
-        set_counter(&f.recall_failed, r.failed);
-
+        f.read_cache(e);
+        f.read_collections(e);
+        f.read_fanout(e, self.fanout.as_ref());
+        f.read_recall_monitor(e);
         f.collectors()
             .into_iter()
             .flat_map(|c| c.collect())

@@ -9,10 +9,6 @@ pub enum MetricsError {
     /// The HTTP endpoint could not bind or serve.
     #[error("metrics endpoint: {0}")]
     Io(#[from] std::io::Error),
-    /// The log subscriber could not be installed (one is set already) or
-    /// its filter is malformed.
-    #[error("logging: {0}")]
-    Telemetry(String),
 }
 
 /// Result of this crate.

@@ -12,19 +12,20 @@
 //! - a call whose response is dropped unfinished (the client went away) is
 //!   recorded as `CANCELLED`.
 //!
-//! The collection label comes from a task-local request context the layer
-//! scopes around the handler: handlers call [`set_collection`] once they
+//! The collection label comes from the task-local request context
+//! ([`rulake_telemetry::RequestContext`]) the layer scopes around the
+//! handler: handlers call [`rulake_telemetry::set_collection`] once they
 //! know which collection the call is about, and the layer reads it when the
 //! call completes. Names of collections that do not exist (checked then)
 //! are recorded as [`crate::UNKNOWN_COLLECTION`], so clients cannot grow
 //! the label set; method names are capped likewise.
 
-use crate::telemetry::TraceContext;
 use crate::{Metrics, Result, UNKNOWN_COLLECTION};
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use prometheus::{exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
+use rulake_telemetry::RequestContext;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -40,32 +41,6 @@ pub const MAX_METHODS: usize = 256;
 
 /// Label value for a method beyond [`MAX_METHODS`] or with a malformed path.
 pub const OTHER_METHOD: &str = "_other";
-
-tokio::task_local! {
-    static REQUEST: RequestContext;
-}
-
-/// What a handler tells the layer about its call, and the call's trace.
-#[derive(Clone)]
-struct RequestContext {
-    collection: Arc<Mutex<Option<String>>>,
-    trace: TraceContext,
-}
-
-/// The trace context of the call this task serves (see
-/// [`crate::telemetry::outgoing`]).
-pub(crate) fn current_trace() -> Option<TraceContext> {
-    REQUEST.try_with(|c| c.trace).ok()
-}
-
-/// Name the collection the current gRPC call is about. Call it from a
-/// handler running under [`GrpcMetricsLayer`]; anywhere else it does
-/// nothing. The last call wins.
-pub fn set_collection(name: &str) {
-    let _ = REQUEST.try_with(|c| {
-        *c.collection.lock().unwrap_or_else(|p| p.into_inner()) = Some(name.to_owned());
-    });
-}
 
 /// Whether a collection of this name exists (decides the label value).
 pub type CollectionExists = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -226,12 +201,7 @@ impl Call {
         }
         self.done = true;
         self.metrics.in_flight.dec();
-        let collection = self
-            .context
-            .collection
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let collection = self.context.collection();
         let seconds = self.start.elapsed().as_secs_f64();
         // The call's log line, in its span: what joins the logs of caller
         // and callee on `trace_id`.
@@ -292,11 +262,8 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let (span, trace) = crate::telemetry::request_span(req.uri().path(), req.headers());
-        let context = RequestContext {
-            collection: Arc::default(),
-            trace,
-        };
+        let (span, trace) = rulake_telemetry::request_span(req.uri().path(), req.headers());
+        let context = RequestContext::new(trace);
         self.metrics.in_flight.inc();
         let call = Call {
             metrics: self.metrics.clone(),
@@ -307,7 +274,7 @@ where
             done: false,
         };
         let _entered = span.enter();
-        let future = REQUEST.scope(context, self.inner.call(req));
+        let future = context.scope(self.inner.call(req));
         drop(_entered);
         ResponseFuture {
             future,

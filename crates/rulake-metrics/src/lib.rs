@@ -1,6 +1,8 @@
-//! RuLake observability: everything an operator needs to see a node from
-//! outside, in one crate so the rest of the code base stays free of
-//! Prometheus, HTTP probes and subscriber setup.
+//! RuLake's Prometheus metrics and HTTP endpoints: everything an operator
+//! needs to see a node from outside. It sits at the top of the layers (it
+//! reads the engine, the catalog and the lake), used only by the server;
+//! request telemetry that lower layers need (trace context, the request's
+//! collection) lives in the leaf crate `rulake-telemetry`.
 //!
 //! Every metric lives in one [`Metrics`] registry whose names carry the
 //! `rulake_` prefix. Values that a library already counts (the partition
@@ -16,9 +18,8 @@
 //!
 //! # Layout
 //! - [`Metrics`] — the registry and text exposition (this file).
-//! - [`grpc`] — the tower layer recording per-RPC count, latency and status,
-//!   and the task-local request context handlers fill with
-//!   [`set_collection`].
+//! - [`grpc`] — the tower layer recording per-RPC count, latency and status;
+//!   it scopes the request context of `rulake-telemetry` around each call.
 //! - [`engine`] — scrape-time collector over the embedded engine: cache,
 //!   collections, fan-out, recall estimate.
 //! - [`lake`] — scrape-time collector over the process's lake I/O
@@ -28,8 +29,6 @@
 //!   knows the assignment.
 //! - [`http`] — `/metrics`, `/healthz` and `/readyz` on their own port, with
 //!   [`http::Readiness`] supplied per role.
-//! - [`telemetry`] — `tracing-subscriber` setup (text or JSON) and W3C
-//!   `traceparent` propagation through gRPC metadata.
 //! - [`error`] — [`MetricsError`].
 
 pub mod engine;
@@ -39,10 +38,9 @@ pub mod http;
 pub mod lake;
 pub mod placement;
 pub mod raft;
-pub mod telemetry;
 
 pub use error::{MetricsError, Result};
-pub use grpc::{set_collection, GrpcMetrics, GrpcMetricsLayer};
+pub use grpc::{GrpcMetrics, GrpcMetricsLayer};
 
 use prometheus::{Encoder, Registry, TextEncoder};
 

@@ -14,7 +14,7 @@ use crate::Result;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntGauge, Opts};
-use rulake_catalog::MetaNode;
+use rulake_catalog::CatalogNode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,7 +52,7 @@ impl Families {
 
 /// Reads a member's Raft metrics at scrape time (see the module docs).
 pub struct RaftCollector {
-    node: MetaNode,
+    node: CatalogNode,
     committed: Arc<AtomicU64>,
     families: Mutex<Families>,
     descs: Vec<Desc>,
@@ -67,7 +67,7 @@ impl std::fmt::Debug for RaftCollector {
 impl RaftCollector {
     /// A collector over `node`; starts the commit-index task on the
     /// current tokio runtime (it ends when the collector is dropped).
-    pub fn start(node: MetaNode) -> Result<Self> {
+    pub fn start(node: CatalogNode) -> Result<Self> {
         let g = |name: &str, help: &str| IntGauge::with_opts(Opts::new(name, help));
         let families = Families {
             term: g("raft_term", "Current Raft term of this catalog member.")?,
@@ -157,7 +157,7 @@ impl Collector for RaftCollector {
 /// Readiness of the meta role: the member knows a leader (so writes it
 /// receives can be forwarded and committed). Catching up shows in
 /// `rulake_raft_apply_lag`.
-pub fn meta_ready(node: &MetaNode) -> std::result::Result<(), String> {
+pub fn meta_ready(node: &CatalogNode) -> std::result::Result<(), String> {
     let m = node.raft().metrics().borrow().clone();
     if m.current_leader.is_none() {
         return Err(format!(

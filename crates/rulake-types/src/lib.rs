@@ -2,7 +2,7 @@
 //!
 //! Ids, metrics, consistency levels, search parameters, hits and the k-way
 //! merge live here so that the lake readers, the partition cache, the
-//! embedded engine and (later) the coordinator agree on one definition of
+//! embedded engine and the coordinator agree on one definition of
 //! "nearest" without depending on each other.
 //!
 //! # Layout
@@ -12,6 +12,14 @@
 //! - [`Generation`] — an opaque, comparable version of a source.
 //! - [`Hit`], [`merge_topk`]: exact per-partition answers and their merge.
 //! - [`stable_hash`] — the one hash used to place units and ids on partitions.
+//! - [`StatusCode`] — the gRPC code an error maps to, named by its owner.
+//! - [`source`] — [`SourceKind`]: the one description of a source, and its validation.
+
+pub mod source;
+mod status;
+
+pub use source::{IcebergSqlCatalog, SourceError, SourceKind};
+pub use status::StatusCode;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

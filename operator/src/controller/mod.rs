@@ -6,23 +6,36 @@
 //! writes the status. Failures requeue with an exponential backoff per
 //! object; a spec that cannot be served is reported as a condition and
 //! waits for the next change, so it never loops.
+//!
+//! What the two reconcilers do alike lives here, once: server-side apply
+//! (`apply` for children, `patch_status` for either resource's status
+//! subresource) under the one field manager, so the operator owns the same
+//! fields however it wrote them, and `report_unservable`, the one way a
+//! spec that cannot be served is reported.
 
 pub mod cluster;
 pub mod collection;
 
 use crate::admin::AdminFactory;
-use crate::crd::{RuLakeCluster, RuLakeCollection};
+use crate::crd::{
+    set_condition, set_not_ready, ConditionStatus, HasConditions, RuLakeCluster, RuLakeCollection,
+    CONDITION_DEGRADED,
+};
 use crate::manifests::FIELD_MANAGER;
+use crate::Error;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::object::HasStatus;
+use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -108,14 +121,107 @@ fn key<K: Resource>(obj: &K) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
+/// The namespace of a namespaced resource, which the API server always sets.
+pub(crate) fn namespace<K: Resource>(obj: &K) -> crate::Result<String> {
+    obj.namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))
+}
+
+/// Server-side apply under the operator's one field manager, forcing
+/// conflicts: the operator owns what it applies, children and status alike.
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
 /// Server-side applies `obj` (named `name`) under the operator's field
-/// manager, forcing conflicts: the operator owns these objects.
+/// manager.
 pub(crate) async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> crate::Result<K>
 where
-    K: Resource + Clone + Debug + Serialize + serde::de::DeserializeOwned,
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
 {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    Ok(api.patch(name, &params, &Patch::Apply(obj)).await?)
+    Ok(api.patch(name, &apply_params(), &Patch::Apply(obj)).await?)
+}
+
+/// What the shared status code needs of a resource, which both RuLake
+/// resources are: namespaced, with a status subresource that holds the
+/// conventional conditions.
+pub(crate) trait StatusResource:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + HasStatus<Status: Serialize + HasConditions>
+    + Clone
+    + Debug
+    + DeserializeOwned
+{
+}
+
+impl StatusResource for RuLakeCluster {}
+impl StatusResource for RuLakeCollection {}
+
+/// Writes `status` as the status subresource of `obj`, for either resource,
+/// by server-side apply under the operator's field manager. Only the
+/// status is sent, so a spec edit made meanwhile is never overwritten.
+pub(crate) async fn patch_status<K: StatusResource>(
+    client: &Client,
+    obj: &K,
+    status: &K::Status,
+) -> crate::Result<()> {
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace(obj)?);
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&obj.name_any(), &apply_params(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
+/// A spec the operator cannot serve as it stands. Retrying would only
+/// fail again, so it is reported (a Warning event and conditions) and the
+/// object waits for the next change instead of looping.
+pub(crate) struct Unservable {
+    /// CamelCase reason, for the event and the conditions.
+    pub reason: &'static str,
+    /// The event's action (what the operator was doing).
+    pub action: &'static str,
+    /// What to fix.
+    pub message: String,
+    /// Whether `Degraded` is set too: the resource is not as asked, as
+    /// opposed to merely not there yet.
+    pub degraded: bool,
+}
+
+/// Reports `why` on `obj` and writes `status` with Ready and Progressing
+/// False (and Degraded True when `why.degraded`); waits for a change.
+pub(crate) async fn report_unservable<K: StatusResource>(
+    ctx: &Context,
+    obj: &K,
+    mut status: K::Status,
+    why: Unservable,
+) -> crate::Result<Action> {
+    let Unservable {
+        reason,
+        action,
+        message,
+        degraded,
+    } = why;
+    ctx.event(obj, EventType::Warning, reason, action, message.clone())
+        .await;
+    let generation = obj.meta().generation;
+    let conditions = status.conditions_mut();
+    set_not_ready(conditions, reason, &message, generation);
+    if degraded {
+        set_condition(
+            conditions,
+            CONDITION_DEGRADED,
+            ConditionStatus::True,
+            reason,
+            &message,
+            generation,
+        );
+    }
+    patch_status(&ctx.client, obj, &status).await?;
+    Ok(Action::await_change())
 }
 
 /// Runs both controllers until a termination signal.

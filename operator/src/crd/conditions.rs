@@ -72,6 +72,46 @@ pub fn set_condition(
     }
 }
 
+/// Sets Ready and Progressing False for `reason`: the resource does not
+/// serve, and the operator is not moving it on by itself (it waits for a
+/// change, or for a failed step to be retried).
+pub fn set_not_ready(
+    conditions: &mut Vec<Condition>,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    for type_ in [CONDITION_READY, CONDITION_PROGRESSING] {
+        set_condition(
+            conditions,
+            type_,
+            ConditionStatus::False,
+            reason,
+            message,
+            generation,
+        );
+    }
+}
+
+/// A status holding the conventional conditions, so code shared by both
+/// reconcilers can set them.
+pub trait HasConditions {
+    /// The status's `conditions` list.
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+}
+
+impl HasConditions for super::RuLakeClusterStatus {
+    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+        &mut self.conditions
+    }
+}
+
+impl HasConditions for super::RuLakeCollectionStatus {
+    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+        &mut self.conditions
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

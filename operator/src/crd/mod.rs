@@ -18,7 +18,8 @@ mod conditions;
 pub use cluster::*;
 pub use collection::*;
 pub use conditions::{
-    set_condition, ConditionStatus, CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY,
+    set_condition, set_not_ready, ConditionStatus, HasConditions, CONDITION_DEGRADED,
+    CONDITION_PROGRESSING, CONDITION_READY,
 };
 
 /// The API group of every RuLake resource.

@@ -1,0 +1,25 @@
+//! Fault scenarios: faults injected into real RuLake processes while
+//! clients keep working, and the whole history checked afterwards.
+//!
+//! Unit and integration tests show that a fault is survived once, at a
+//! chosen moment; a scenario keeps load going for a profile's length while
+//! a nemesis injects faults over and over, then checks invariants over
+//! everything that happened: no acknowledged write lost, each key's history
+//! linearizable, members agreeing once healed, no process panicking. The
+//! processes, their logs and the history checker come from the test harness
+//! (`rulake-tests`); this crate adds what only scenarios need.
+//!
+//! Scenarios run over processes on loopback, so CI runs a short profile;
+//! `CHAOS_PROFILE=long` runs the same scenarios for minutes by hand.
+//!
+//! # Layout
+//! - [`profile`] — [`Profile`]: how long a scenario runs and how often faults come.
+//! - [`nemesis`] — [`Fault`]: what is done to a member, and its healing.
+//! - [`workload`] — alias registers on the catalog, recorded as a history.
+
+pub mod nemesis;
+pub mod profile;
+pub mod workload;
+
+pub use nemesis::Fault;
+pub use profile::Profile;

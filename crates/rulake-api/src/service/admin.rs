@@ -1,0 +1,228 @@
+//! `AdminService`: the cache and the cluster's state, and moving partitions
+//! between shard nodes. Apart because every call here is cluster-wide
+//! (authorized against `admin:*`) and must also answer sensibly on a
+//! single-process server, which has no shard nodes: the two kinds of
+//! server are told apart here and nowhere else in the API.
+
+use super::call::Scope;
+use super::Api;
+use crate::status::invalid;
+use rulake_auth::Perm;
+use rulake_catalog::Catalog;
+use rulake_coordinator::{Coordinator, Router};
+use rulake_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+/// The shard node of a single-process server, as admin answers name it.
+const LOCAL_NODE: &str = "local";
+
+#[tonic::async_trait]
+impl pb::admin_service_server::AdminService for Api {
+    async fn cache_stats(
+        &self,
+        req: Request<pb::CacheStatsRequest>,
+    ) -> Result<Response<pb::CacheStatsResponse>, Status> {
+        self.handle(
+            req,
+            "CacheStats",
+            Perm::Admin,
+            Scope::Cluster,
+            move |_, _| async move {
+                let s = self.coord.engine().cache_stats();
+                let stats = pb::CacheStats {
+                    hits: s.hits,
+                    misses: s.misses,
+                    evictions: s.evictions,
+                    refused: s.refused,
+                    builds: s.builds,
+                    incremental_builds: s.incremental_builds,
+                    build_seconds: s.build_seconds,
+                    disk_loads: s.disk_loads,
+                    errors: s.errors.len() as u64,
+                    partitions: s.partitions as u32,
+                    bytes: s.bytes as u64,
+                    budget_bytes: s.budget_bytes as u64,
+                };
+                Ok(pb::CacheStatsResponse {
+                    nodes: [(LOCAL_NODE.to_string(), stats)].into_iter().collect(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn cluster_status(
+        &self,
+        req: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        self.handle(
+            req,
+            "ClusterStatus",
+            Perm::Admin,
+            Scope::Cluster,
+            move |_, call| async move {
+                let st = call
+                    .within(async {
+                        self.coord
+                            .meta()
+                            .status_of(0)
+                            .await
+                            .map_err(|e| Status::unavailable(format!("meta status: {e}")))
+                    })
+                    .await?;
+                let cat = self.coord.catalog();
+                let router = self.coord.router();
+                let (routing_epoch, routes) = router.map_or((0, Vec::new()), routes);
+                let shards = match router {
+                    Some(router) => shard_nodes(router, &cat),
+                    None => vec![local_node(&self.coord, &cat)],
+                };
+                Ok(pb::ClusterStatusResponse {
+                    members: st
+                        .members
+                        .into_iter()
+                        .map(|m| pb::MetaMember {
+                            id: m.id,
+                            address: m.addr,
+                            voter: m.voter,
+                        })
+                        .collect(),
+                    leader_id: st.leader,
+                    term: st.term,
+                    commit_index: st.commit_index,
+                    applied_index: st.applied_index,
+                    assignment_epoch: st.epoch,
+                    shards,
+                    routing_epoch,
+                    routes,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn drain_shard(
+        &self,
+        req: Request<pb::DrainShardRequest>,
+    ) -> Result<Response<pb::DrainShardResponse>, Status> {
+        self.handle(
+            req,
+            "DrainShard",
+            Perm::Admin,
+            Scope::Cluster,
+            move |r, call| async move {
+                let node = shard_node(&self.coord, &r.node_id)?;
+                let (moved, epoch) = call.run(self.coord.drain(node)).await?;
+                Ok(pb::DrainShardResponse {
+                    partitions_moved: moved,
+                    assignment_epoch: epoch,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn admit_shard(
+        &self,
+        req: Request<pb::AdmitShardRequest>,
+    ) -> Result<Response<pb::AdmitShardResponse>, Status> {
+        self.handle(
+            req,
+            "AdmitShard",
+            Perm::Admin,
+            Scope::Cluster,
+            move |r, call| async move {
+                let node = shard_node(&self.coord, &r.node_id)?;
+                let (assigned, epoch) = call.run(self.coord.admit(node)).await?;
+                Ok(pb::AdmitShardResponse {
+                    partitions_assigned: assigned,
+                    assignment_epoch: epoch,
+                })
+            },
+        )
+        .await
+    }
+}
+
+/// The routing epoch and every partition's route, as a coordinator over
+/// shard nodes knows them.
+fn routes(router: &Router) -> (u64, Vec<pb::PartitionRoute>) {
+    let (epoch, table) = router.route_table();
+    let routes = table
+        .into_iter()
+        .flat_map(|(collection, routes)| {
+            routes.into_iter().map(move |r| pb::PartitionRoute {
+                collection: collection.clone(),
+                partition: r.partition,
+                replicas: r.replicas.iter().map(u64::to_string).collect(),
+                warm: r.warm.iter().map(u64::to_string).collect(),
+            })
+        })
+        .collect();
+    (epoch, routes)
+}
+
+/// The catalog's shard nodes, with what the router last heard of each.
+fn shard_nodes(router: &Router, cat: &Catalog) -> Vec<pb::ShardNode> {
+    let states = router.shard_states();
+    cat.nodes
+        .values()
+        .map(|n| {
+            let assigned = cat
+                .assignment
+                .partitions
+                .values()
+                .filter(|ns| ns.contains(&n.id))
+                .count() as u32;
+            let (live, warm) = states
+                .iter()
+                .find(|s| s.0 == n.id)
+                .map_or((false, 0), |s| (s.2, s.3));
+            pb::ShardNode {
+                id: n.id.to_string(),
+                address: n.addr.clone(),
+                live,
+                partitions_assigned: assigned,
+                partitions_warm: warm,
+                cache_bytes: 0,
+                cache_budget_bytes: n.capacity_bytes,
+            }
+        })
+        .collect()
+}
+
+/// A single-process server as its one shard node, holding every partition.
+fn local_node(coord: &Coordinator, cat: &Catalog) -> pb::ShardNode {
+    let cache = coord.engine().cache_stats();
+    let (assigned, warm) = cat.collections.values().fold((0, 0), |(a, w), c| {
+        let warm = coord
+            .engine()
+            .describe(&c.name)
+            .map_or(0, |i| i.partitions_warm);
+        (a + c.partitions, w + warm)
+    });
+    pb::ShardNode {
+        id: LOCAL_NODE.into(),
+        address: String::new(),
+        live: true,
+        partitions_assigned: assigned,
+        partitions_warm: warm,
+        cache_bytes: cache.bytes as u64,
+        cache_budget_bytes: cache.budget_bytes as u64,
+    }
+}
+
+/// The shard node a placement call (drain, admit) names. Such calls need
+/// shard nodes: a single-process server has none, which is said first.
+fn shard_node(coord: &Coordinator, id: &str) -> Result<u64, Status> {
+    if coord.router().is_none() {
+        return Err(Status::failed_precondition(
+            "this server runs every role in one process; there are no shard nodes to drain or admit (run `rulake coordinator` over `rulake shard` nodes)",
+        ));
+    }
+    rulake_coordinator::parse_node_id(id).ok_or_else(|| {
+        invalid(format!(
+            "node_id {id:?} is not a shard node id (a number ≥ 1, or a StatefulSet pod name ending in -<ordinal>)"
+        ))
+    })
+}

@@ -1,0 +1,174 @@
+//! `DataService`: writing managed collections (ingest, delete) and picking
+//! up what changed in the lake (refresh). Apart because only these calls
+//! need write rights and only ingest streams, which brings its own limits:
+//! a stream's size is known only as it is read, so they are counted here.
+
+use super::call::{Call, Scope};
+use super::{Api, Limits};
+use crate::convert::id_from;
+use crate::status::{ingest_too_large, invalid, oversized, to_status};
+use rulake_auth::Perm;
+use rulake_proto::v1 as pb;
+use rulake_proto::v1::ingest_request::Message;
+use rulake_types::{Generation, VectorId};
+use tonic::{Request, Response, Status, Streaming};
+
+#[tonic::async_trait]
+impl pb::data_service_server::DataService for Api {
+    async fn ingest(
+        &self,
+        req: Request<Streaming<pb::IngestRequest>>,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
+        // The collection is named by the stream's header, read within the
+        // deadline like the rest of the stream.
+        self.handle(
+            req,
+            "Ingest",
+            Perm::Write,
+            Scope::Deferred,
+            move |stream, call| async move {
+                // Dropping the ingest (an error, the deadline, a client that
+                // went away) deletes whatever it wrote; only `commit` makes it
+                // visible.
+                let (records, generation) = call.within(self.ingest_stream(stream, &call)).await?;
+                Ok(pb::IngestResponse {
+                    records,
+                    generation: generation.0,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.handle(
+            req,
+            "Delete",
+            Perm::Write,
+            Scope::Collection(|r| &r.collection),
+            move |r, call| async move {
+                let ids = r
+                    .ids
+                    .into_iter()
+                    .map(|i| id_from(Some(i)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let added = call.run(self.coord.delete(&r.collection, ids)).await?;
+                Ok(pb::DeleteResponse {
+                    tombstones_added: added,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn refresh(
+        &self,
+        req: Request<pb::RefreshRequest>,
+    ) -> Result<Response<pb::RefreshResponse>, Status> {
+        self.handle(
+            req,
+            "Refresh",
+            Perm::Write,
+            Scope::Collection(|r| &r.collection),
+            move |r, call| async move {
+                let (g, changed) = call.run(self.coord.refresh(&r.collection)).await?;
+                Ok(pb::RefreshResponse {
+                    changed,
+                    generation: g.0,
+                })
+            },
+        )
+        .await
+    }
+}
+
+impl Api {
+    /// Read an `Ingest` stream into a new generation of its collection,
+    /// authorizing the caller once the header names the collection.
+    async fn ingest_stream(
+        &self,
+        mut stream: Streaming<pb::IngestRequest>,
+        call: &Call<'_>,
+    ) -> Result<(u64, Generation), Status> {
+        let header = header(&mut stream).await?;
+        call.authorize(&header.collection)?;
+        call.label(&header.collection);
+        let mut ingest = self.coord.ingest(&header.collection).map_err(to_status)?;
+        let mut budget = Budget::new(&self.limits);
+        while let Some(msg) = stream.message().await.map_err(oversized)? {
+            let batch = match msg.message {
+                Some(Message::Batch(b)) => b,
+                Some(Message::Header(_)) => {
+                    return Err(invalid("only the first Ingest message is a header"))
+                }
+                None => return Err(invalid("an Ingest message carries a header or a batch")),
+            };
+            for r in batch.records {
+                let id = id_from(r.id)?;
+                let v = r.vector.map(|v| v.values).unwrap_or_default();
+                if let Some((what, limit)) = budget.charge(ingest.records(), &id, &v) {
+                    // Delete what was written before answering, so the
+                    // refusal leaves nothing behind.
+                    ingest.abort().await;
+                    return Err(ingest_too_large(what, limit));
+                }
+                ingest.add(id, &v).await.map_err(to_status)?;
+            }
+        }
+        ingest.commit().await.map_err(to_status)
+    }
+}
+
+/// The first message of an `Ingest` stream, which must be its header.
+async fn header(stream: &mut Streaming<pb::IngestRequest>) -> Result<pb::IngestHeader, Status> {
+    match stream.message().await.map_err(oversized)? {
+        Some(pb::IngestRequest {
+            message: Some(Message::Header(h)),
+        }) => Ok(h),
+        _ => Err(invalid("the first Ingest message must be a header")),
+    }
+}
+
+/// What one `Ingest` stream may still add under [`Limits::max_ingest_records`]
+/// and [`Limits::max_ingest_bytes`].
+struct Budget {
+    max_records: u64,
+    max_bytes: u64,
+    bytes: u64,
+}
+
+impl Budget {
+    fn new(limits: &Limits) -> Self {
+        Budget {
+            max_records: limits.max_ingest_records,
+            max_bytes: limits.max_ingest_bytes,
+            bytes: 0,
+        }
+    }
+
+    /// Count the record `id`, `v` on top of the `held` already added: the
+    /// limit it goes past (its name and value), if any.
+    fn charge(&mut self, held: u64, id: &VectorId, v: &[f32]) -> Option<(&'static str, u64)> {
+        self.bytes += record_bytes(id, v);
+        if held >= self.max_records {
+            Some(("records", self.max_records))
+        } else if self.bytes > self.max_bytes {
+            Some(("bytes", self.max_bytes))
+        } else {
+            None
+        }
+    }
+}
+
+/// What a record counts against [`Limits::max_ingest_bytes`]: its vector
+/// and its id as stored.
+fn record_bytes(id: &VectorId, v: &[f32]) -> u64 {
+    let id = match id {
+        VectorId::U64(_) => 8,
+        VectorId::Str(s) => s.len(),
+    };
+    (v.len() * 4 + id) as u64
+}

@@ -1,0 +1,160 @@
+//! `SearchService`: k-NN queries against one collection, a batch of them,
+//! or several collections merged. Apart from the other services because
+//! only these calls hand the coordinator the instant to answer by and
+//! report partial answers; their shared checks (k) live here.
+
+use super::call::Scope;
+use super::Api;
+use crate::convert::{hit_to, id_to, params_from, query_from};
+use crate::status::invalid;
+use rulake_auth::Perm;
+use rulake_engine::SearchResponse;
+use rulake_proto::v1 as pb;
+use rulake_types::SearchParams;
+use tonic::{Request, Response, Status};
+
+impl Api {
+    /// The request's search parameters, with `k` within the server's limit.
+    fn search_params(&self, p: Option<pb::SearchParams>) -> Result<SearchParams, Status> {
+        let params = params_from(p)?;
+        if params.k == 0 || params.k > self.limits.max_k {
+            return Err(invalid(format!(
+                "k must be between 1 and {}, got {}",
+                self.limits.max_k, params.k
+            )));
+        }
+        Ok(params)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::search_service_server::SearchService for Api {
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        self.handle(
+            req,
+            "Search",
+            Perm::Read,
+            Scope::Collection(|r| &r.collection),
+            move |r, call| async move {
+                let query = query_from(r.query)?;
+                let params = self.search_params(r.params)?;
+                let by = call.by();
+                let a = call
+                    .run(self.coord.search(&r.collection, &query, params, by))
+                    .await?;
+                Ok(pb::SearchResponse {
+                    hits: a.hits.into_iter().map(hit_to).collect(),
+                    generation: a.generation.0,
+                    partial: a.partitions_answered < a.partitions_total,
+                    partitions_answered: a.partitions_answered,
+                    partitions_total: a.partitions_total,
+                    loading_generation: a.loading.map(|g| g.0).unwrap_or_default(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn batch_search(
+        &self,
+        req: Request<pb::BatchSearchRequest>,
+    ) -> Result<Response<pb::BatchSearchResponse>, Status> {
+        self.handle(
+            req,
+            "BatchSearch",
+            Perm::Read,
+            Scope::Collection(|r| &r.collection),
+            move |r, call| async move {
+                if r.queries.len() > self.limits.max_batch {
+                    return Err(invalid(format!(
+                        "a batch holds at most {} queries, got {}",
+                        self.limits.max_batch,
+                        r.queries.len()
+                    )));
+                }
+                let params = self.search_params(r.params)?;
+                let queries: Vec<Vec<f32>> = r.queries.into_iter().map(|v| v.values).collect();
+                let by = call.by();
+                let answers = call
+                    .run(self.coord.batch_search(&r.collection, &queries, params, by))
+                    .await?;
+                Ok(batch_response(answers))
+            },
+        )
+        .await
+    }
+
+    async fn federated_search(
+        &self,
+        req: Request<pb::FederatedSearchRequest>,
+    ) -> Result<Response<pb::FederatedSearchResponse>, Status> {
+        self.handle(
+            req,
+            "FederatedSearch",
+            Perm::Read,
+            Scope::Names(|r| &r.collections),
+            move |r, call| async move {
+                let query = query_from(r.query)?;
+                let params = self.search_params(r.params)?;
+                let by = call.by();
+                let a = call
+                    .run(
+                        self.coord
+                            .federated_search(&r.collections, &query, params, by),
+                    )
+                    .await?;
+                Ok(pb::FederatedSearchResponse {
+                    hits: a
+                        .hits
+                        .into_iter()
+                        .map(|h| pb::FederatedHit {
+                            collection: h.collection,
+                            generation: h.generation.0,
+                            id: Some(id_to(h.id)),
+                            distance: h.distance,
+                        })
+                        .collect(),
+                    generations: a.generations.into_iter().map(|(k, g)| (k, g.0)).collect(),
+                    loading_generations: a.loading.into_iter().map(|(k, g)| (k, g.0)).collect(),
+                    partial: a.partitions_answered < a.partitions_total,
+                    partitions_answered: a.partitions_answered,
+                    partitions_total: a.partitions_total,
+                })
+            },
+        )
+        .await
+    }
+}
+
+/// A batch's answers on the wire: one generation and one count of
+/// partitions for the whole batch (every query ran against the same ones),
+/// taken from the first answer.
+fn batch_response(answers: Vec<SearchResponse>) -> pb::BatchSearchResponse {
+    let (generation, loading, answered, total) = answers
+        .first()
+        .map(|a| {
+            (
+                a.generation.0.clone(),
+                a.loading.clone().map(|g| g.0).unwrap_or_default(),
+                a.partitions_answered,
+                a.partitions_total,
+            )
+        })
+        .unwrap_or_default();
+    pb::BatchSearchResponse {
+        results: answers
+            .into_iter()
+            .map(|a| pb::batch_search_response::QueryResult {
+                hits: a.hits.into_iter().map(hit_to).collect(),
+            })
+            .collect(),
+        generation,
+        partial: answered < total,
+        partitions_answered: answered,
+        partitions_total: total,
+        loading_generation: loading,
+    }
+}

@@ -1,0 +1,194 @@
+//! Building a partition from the lake: read only the units that hash to
+//! this partition, extend the previous build when the source only gained
+//! units, rebuild otherwise.
+//!
+//! Incremental or full: if every unit the previous build holds is still
+//! listed with the same version, the new units' rows are assigned to the
+//! existing lists; if a unit vanished or changed (a rewrite, a delete, a
+//! compaction), or the quantizer has drifted ([`rulake_index::Drift`]), the
+//! partition is rebuilt and retrained. Either way the result is a new
+//! partition; the caller swaps it in only when it is complete, so the old
+//! one serves until then and a failed build leaves it untouched.
+//!
+//! Index work runs on a rayon pool of its own ([`build_pool`]): on the
+//! global pool a build of many seconds would queue every search behind it,
+//! and a node loading a new generation could not answer even from the
+//! partitions it has warm.
+
+use crate::cache::{CachedPartition, PartitionCache, PartitionKey};
+use crate::error::{CacheError, Result};
+use futures::TryStreamExt;
+use rulake_index::{BuildParams, PartitionIndex};
+use rulake_lake::{Listing, Source, Unit};
+use rulake_types::{partition_of, Metric, VectorId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+/// The rayon pool partition builds run on, apart from the global pool that
+/// searches use; as many threads as cores, so both share the machine.
+fn build_pool() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("rulake-build-{i}"))
+            .build()
+            .expect("a thread pool for partition builds")
+    })
+}
+
+/// Run index work for `spec`'s partition on the build pool, off the async
+/// runtime.
+async fn on_build_pool<T: Send + 'static>(
+    spec: &PartitionSpec,
+    work: impl FnOnce() -> std::result::Result<T, rulake_index::IndexError> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(move || build_pool().install(work))
+        .await
+        .map_err(|e| CacheError::Task {
+            partition: spec.key.to_string(),
+            message: e.to_string(),
+        })?
+        .map_err(|source| CacheError::Index {
+            partition: spec.key.to_string(),
+            source,
+        })
+}
+
+/// What a partition is and how to build it.
+#[derive(Clone, Debug)]
+pub struct PartitionSpec {
+    /// Which partition.
+    pub key: PartitionKey,
+    /// Partitions of the collection (`P`).
+    pub partitions: u32,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Metric.
+    pub metric: Metric,
+    /// Index build parameters.
+    pub build: BuildParams,
+}
+
+/// The units of `listing` that belong to partition `p` of `partitions`.
+pub fn units_of(listing: &Listing, p: u32, partitions: u32) -> Vec<Unit> {
+    listing
+        .units
+        .iter()
+        .filter(|u| partition_of(&u.key, partitions) == p)
+        .cloned()
+        .collect()
+}
+
+/// Rough bytes per id for admission estimates.
+const ID_BYTES_ESTIMATE: usize = 16;
+
+/// Estimated bytes of a partition holding `units`.
+pub fn estimate(units: &[Unit], dim: usize) -> usize {
+    let rows: u64 = units.iter().map(|u| u.rows).sum();
+    PartitionIndex::estimate_bytes(rows as usize, dim, ID_BYTES_ESTIMATE)
+}
+
+async fn read_units(
+    source: &dyn Source,
+    units: &[Unit],
+    spec: &PartitionSpec,
+    mut seen: HashMap<VectorId, String>,
+) -> Result<(Vec<VectorId>, Vec<f32>)> {
+    let mut ids = Vec::new();
+    let mut vectors = Vec::new();
+    for unit in units {
+        let mut stream = source.read_unit(unit, spec.dim);
+        while let Some(batch) = stream.try_next().await.map_err(|source| CacheError::Lake {
+            partition: spec.key.to_string(),
+            source: Box::new(source),
+        })? {
+            for id in &batch.ids {
+                if let Some(first) = seen.insert(id.clone(), unit.key.clone()) {
+                    return Err(CacheError::DuplicateId {
+                        partition: spec.key.to_string(),
+                        id: id.to_string(),
+                        first,
+                        second: unit.key.clone(),
+                    });
+                }
+            }
+            ids.extend(batch.ids);
+            vectors.extend(batch.vectors);
+        }
+    }
+    Ok((ids, vectors))
+}
+
+/// Build partition `spec.key` for `listing`, extending `previous` when the
+/// source only gained units. Checks admission against `cache` first.
+pub async fn build_partition(
+    source: &dyn Source,
+    listing: &Listing,
+    spec: &PartitionSpec,
+    previous: Option<Arc<CachedPartition>>,
+    cache: &PartitionCache,
+) -> Result<CachedPartition> {
+    let started = Instant::now();
+    let mine = units_of(listing, spec.key.partition, spec.partitions);
+    cache.admit(&spec.key, estimate(&mine, spec.dim))?;
+    let units: BTreeMap<String, String> = mine
+        .iter()
+        .map(|u| (u.key.clone(), u.version.clone()))
+        .collect();
+
+    let reusable = previous.filter(|prev| {
+        prev.index.dim() == spec.dim
+            && prev.index.metric() == spec.metric
+            && prev.units.iter().all(|(k, v)| units.get(k) == Some(v))
+            && !prev.index.drift().needs_retrain()
+    });
+    let (index, incremental) = match reusable {
+        Some(prev) if prev.units == units => {
+            // Same units: only the generation moved (another partition changed).
+            return Ok(CachedPartition {
+                index: prev.index.clone(),
+                generation: listing.generation.clone(),
+                units,
+            });
+        }
+        Some(prev) => {
+            let added: Vec<Unit> = mine
+                .iter()
+                .filter(|u| !prev.units.contains_key(&u.key))
+                .cloned()
+                .collect();
+            let ids = prev.index.ids();
+            let seen: HashMap<VectorId, String> = (0..ids.len() as u32)
+                .map(|p| (ids.get(p), "an earlier unit".to_owned()))
+                .collect();
+            let (new_ids, vectors) = read_units(source, &added, spec, seen).await?;
+            let mut index = prev.index.clone();
+            let index =
+                on_build_pool(spec, move || index.add(new_ids, vectors).map(|_| index)).await?;
+            (index, true)
+        }
+        None => {
+            let (ids, vectors) = read_units(source, &mine, spec, HashMap::new()).await?;
+            let (dim, metric, build) = (spec.dim, spec.metric, spec.build);
+            let index = on_build_pool(spec, move || {
+                PartitionIndex::build(dim, metric, ids, vectors, build)
+            })
+            .await?;
+            (index, false)
+        }
+    };
+    cache.record_build(started.elapsed(), incremental);
+    tracing::info!(
+        partition = %spec.key,
+        rows = index.len(),
+        incremental,
+        seconds = started.elapsed().as_secs_f64(),
+        "partition built"
+    );
+    Ok(CachedPartition {
+        index,
+        generation: listing.generation.clone(),
+        units,
+    })
+}

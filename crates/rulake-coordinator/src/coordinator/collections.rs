@@ -1,0 +1,219 @@
+//! Collections: create, drop, alter, list, describe.
+//!
+//! Why a collection is two catalog records (a source and a collection)
+//! created one after the other, with the engine told last: the catalog is
+//! the truth, so everything the engine would refuse is refused before the
+//! catalog hears of it, and the engine only ever follows the catalog
+//! through `sync`. A dropped managed collection's files are removed only
+//! after the catalog stops naming them, so a failure there leaves
+//! garbage, never a collection that reads missing files.
+
+use super::{collection_in, source_of, Coordinator};
+use crate::{sync, CoordinatorError, Result};
+use rulake_catalog::{CollectionChanges, CollectionRecord, Command, SourceKind, SourceRecord};
+use rulake_engine::CollectionInfo;
+use std::collections::BTreeMap;
+
+/// What a collection is, as a client creates it: the catalog record (its
+/// `source` field is set by the coordinator) and where its vectors come from.
+#[derive(Clone, Debug)]
+pub struct CollectionDef {
+    /// The collection.
+    pub record: CollectionRecord,
+    /// Its source. For a managed source the prefix is chosen by the
+    /// coordinator; whatever the caller put there is ignored.
+    pub source: SourceKind,
+    /// Object-store options of the source.
+    pub options: BTreeMap<String, String>,
+}
+
+/// A collection as the coordinator describes it.
+#[derive(Clone, Debug)]
+pub struct CollectionView {
+    /// The catalog's record.
+    pub record: CollectionRecord,
+    /// Its source.
+    pub source: SourceRecord,
+    /// Aliases pointing at it.
+    pub aliases: Vec<String>,
+    /// The engine's serving state.
+    pub info: CollectionInfo,
+}
+
+impl Coordinator {
+    /// Create a collection: its source and record in the catalog, then the
+    /// engine. Nothing is read from the lake until the first query.
+    pub async fn create_collection(&self, def: CollectionDef) -> Result<CollectionView> {
+        let name = def.record.name.clone();
+        if self.inner.remote.is_none() && def.record.replication > 1 {
+            return Err(CoordinatorError::FailedPrecondition(format!(
+                "replication factor {} needs shard nodes (`rulake coordinator` over `rulake shard`); a single-process server holds one replica",
+                def.record.replication
+            )));
+        }
+        let source = SourceRecord {
+            name: name.clone(),
+            kind: match def.source {
+                SourceKind::Managed { .. } => SourceKind::Managed {
+                    prefix: format!("{}/{name}/{}/", self.inner.managed_root, unique_suffix()),
+                },
+                other => other,
+            },
+            options: def.options,
+        };
+        // Everything the engine would refuse is refused before the catalog
+        // hears of it.
+        let mut record = def.record;
+        record.source = name.clone();
+        sync::engine_spec(&record, &source)?.validate()?;
+        sync::open_source_async(&source).await?;
+        if self
+            .inner
+            .view
+            .read()
+            .catalog
+            .collections
+            .contains_key(&name)
+        {
+            return Err(rulake_engine::EngineError::AlreadyExists {
+                kind: "collection",
+                name,
+            }
+            .into());
+        }
+        self.write(Command::CreateSource(source)).await?;
+        if let Err(e) = self.write(Command::CreateCollection(record)).await {
+            // The source was this collection's alone.
+            let _ = self.write(Command::DropSource { name: name.clone() }).await;
+            return Err(e);
+        }
+        self.sync().await?;
+        self.describe(&name)
+    }
+
+    /// Drop a collection, its source, its deletes and (for a managed
+    /// collection) its files.
+    pub async fn drop_collection(&self, name: &str) -> Result<()> {
+        let source = {
+            let view = self.inner.view.read();
+            let rec = collection_in(&view.catalog, name)?;
+            view.catalog.sources.get(&rec.source).cloned()
+        };
+        let files = source
+            .as_ref()
+            .map(|s| self.committed_files(&s.name))
+            .unwrap_or_default();
+        self.write(Command::DropCollection {
+            name: name.to_owned(),
+        })
+        .await?;
+        if let Some(s) = &source {
+            let used = self
+                .inner
+                .view
+                .read()
+                .catalog
+                .collections
+                .values()
+                .any(|c| c.source == s.name);
+            if !used {
+                self.write(Command::DropSource {
+                    name: s.name.clone(),
+                })
+                .await?;
+            }
+        }
+        self.sync().await?;
+        if let Some(SourceKind::Managed { prefix }) = source.map(|s| s.kind) {
+            // The catalog no longer names these files; removing them is
+            // housekeeping, and a failure only leaves garbage behind.
+            if let Ok(m) = rulake_lake::ManagedSource::open(&prefix, &[]) {
+                if let Err(e) = m.delete_files(&files).await {
+                    tracing::warn!(collection = name, error = %e, "could not delete managed files");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn committed_files(&self, source: &str) -> Vec<String> {
+        self.inner
+            .view
+            .read()
+            .catalog
+            .managed
+            .get(source)
+            .map(|cs| cs.iter().flat_map(|c| c.files.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Change what can change without a rebuild.
+    pub async fn alter_collection(
+        &self,
+        name: &str,
+        changes: CollectionChanges,
+    ) -> Result<CollectionView> {
+        if changes.replication.is_some_and(|r| r > 1) {
+            return Err(CoordinatorError::FailedPrecondition(format!(
+                "replication factor {} needs the distributed shard role; this server holds one replica",
+                changes.replication.unwrap_or_default()
+            )));
+        }
+        self.write(Command::AlterCollection {
+            name: name.to_owned(),
+            changes,
+        })
+        .await?;
+        self.sync().await?;
+        self.describe(name)
+    }
+
+    /// Every collection, by name.
+    pub fn list(&self) -> Vec<CollectionView> {
+        let names: Vec<String> = self
+            .inner
+            .view
+            .read()
+            .catalog
+            .collections
+            .keys()
+            .cloned()
+            .collect();
+        names.iter().filter_map(|n| self.describe(n).ok()).collect()
+    }
+
+    /// A collection (or the collection an alias points at).
+    pub fn describe(&self, name: &str) -> Result<CollectionView> {
+        let target = self.resolve(name)?;
+        let (record, source, aliases) = {
+            let view = self.inner.view.read();
+            let cat = &view.catalog;
+            let record = cat.collections[&target].clone();
+            let source = source_of(cat, &record)?;
+            let aliases = cat
+                .aliases
+                .iter()
+                .filter(|(_, t)| **t == target)
+                .map(|(a, _)| a.clone())
+                .collect();
+            (record, source, aliases)
+        };
+        let info = self.info(&target)?;
+        Ok(CollectionView {
+            record,
+            source,
+            aliases,
+            info,
+        })
+    }
+}
+
+/// A name part no two creations share: managed prefixes are never reused,
+/// so a dropped collection's leftover files can never reappear in a new one.
+pub(crate) fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{nanos:x}")
+}

@@ -1,0 +1,259 @@
+//! How a generation of a source becomes cached partitions.
+//!
+//! A new generation is built whole before any of it is served: every
+//! partition this engine owns is built (or read back from disk), then all
+//! are swapped in under the serving lock in one step, so a query that does
+//! not wait for a refresh sees all old partitions or all new ones, never a
+//! mix. A partition is read from the persist directory before the lake,
+//! because reloading a file is far cheaper than re-reading and re-indexing
+//! the source, and persisting happens on a blocking thread after the swap:
+//! a crash before it finishes costs a rebuild, never a query's latency.
+//!
+//! Partitions evicted from the memory cache (or newly owned by a shard
+//! node) come back the same way, at the generation being served, under the
+//! collection's refresh lock so no swap can interleave.
+
+use crate::registry::{Collection, Serving};
+use crate::{CachedPartition, CollectionSpec, EngineError, Result, RuLake};
+use rulake_cache::{build_partition, CacheError, PartitionKey, PartitionSpec};
+use rulake_lake::Listing;
+use rulake_types::Generation;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A partition built for a generation not swapped in yet.
+type Built = (PartitionKey, Arc<CachedPartition>);
+
+/// The cache key of partition `p` of a collection.
+pub(crate) fn key(collection: &str, p: u32) -> PartitionKey {
+    PartitionKey {
+        collection: collection.to_owned(),
+        partition: p,
+    }
+}
+
+impl RuLake {
+    /// The serving generation and every partition of a collection, loading
+    /// evicted ones back (from disk when persisted, else from the lake).
+    pub async fn partitions(&self, name: &str) -> Result<(Generation, Vec<Arc<CachedPartition>>)> {
+        let c = self.collection(name)?;
+        self.ensure_current(&c, None).await?;
+        self.serving_partitions(&c).await
+    }
+
+    /// Load `listing` (a generation `c` does not serve yet) and serve it;
+    /// the caller holds `c.refresh`. On failure nothing is swapped and the
+    /// previous generation keeps serving.
+    pub(crate) async fn load_generation(
+        &self,
+        c: &Arc<Collection>,
+        listing: Listing,
+    ) -> Result<Generation> {
+        let built = self.build_generation(c, &listing).await?;
+        let generation = listing.generation.clone();
+        self.swap_in(c, &built, listing)?;
+        self.persist_detached(built);
+        Ok(generation)
+    }
+
+    /// Every partition this engine owns of `c`, at `listing`.
+    async fn build_generation(&self, c: &Arc<Collection>, listing: &Listing) -> Result<Vec<Built>> {
+        let owned = self.owned(&c.spec);
+        let mut built = Vec::with_capacity(owned.len());
+        for p in owned {
+            let pspec = self.partition_spec(&c.spec, p);
+            let previous = self.inner.cache.peek(&pspec.key);
+            let part = self.load_or_build(c, listing, &pspec, previous).await?;
+            built.push((pspec.key, part));
+        }
+        Ok(built)
+    }
+
+    /// Put `built` in the cache and make `listing` the serving generation.
+    fn swap_in(&self, c: &Collection, built: &[Built], listing: Listing) -> Result<()> {
+        // The swap is one step under the serving lock: a query that does
+        // not wait for the refresh sees all old partitions or all new ones.
+        let mut serving = c.serving.write();
+        for (k, part) in built {
+            self.inner
+                .cache
+                .insert(k.clone(), part.clone())
+                .map_err(|e| self.unavailable(c, e))?;
+        }
+        *serving = Some(Serving {
+            listing,
+            checked_at: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Write `built` to the persist directory (if any) on a blocking thread.
+    fn persist_detached(&self, built: Vec<Built>) {
+        // Persist off the query path; a crash before it finishes only costs a rebuild.
+        if self.inner.cache.persist_dir().is_some() {
+            let cache = self.inner.cache.clone();
+            // Detached on purpose: the handle is not awaited.
+            drop(tokio::task::spawn_blocking(move || {
+                for (k, part) in built {
+                    if let Err(e) = cache.persist(&k, &part) {
+                        tracing::warn!(partition = %k, error = %e, "could not persist partition");
+                    }
+                }
+            }));
+        }
+    }
+
+    /// Partition `pspec` at `listing`: read back from disk when there is
+    /// no `previous` one to extend, else (or when nothing is persisted)
+    /// built from the lake, extending `previous` where it can.
+    async fn load_or_build(
+        &self,
+        c: &Collection,
+        listing: &Listing,
+        pspec: &PartitionSpec,
+        previous: Option<Arc<CachedPartition>>,
+    ) -> Result<Arc<CachedPartition>> {
+        if previous.is_none() {
+            if let Some(part) = self.load_from_disk(pspec, &listing.generation).await {
+                return Ok(part);
+            }
+        }
+        let part = build_partition(
+            c.source.as_ref(),
+            listing,
+            pspec,
+            previous,
+            &self.inner.cache,
+        )
+        .await
+        .map_err(|e| self.unavailable(c, e))?;
+        Ok(Arc::new(part))
+    }
+
+    /// A cache error as the engine reports it, naming the collection.
+    fn unavailable(&self, c: &Collection, e: CacheError) -> EngineError {
+        match EngineError::from(e) {
+            EngineError::Unavailable { source, .. } => EngineError::Unavailable {
+                collection: c.spec.name.clone(),
+                source,
+            },
+            other => other,
+        }
+    }
+
+    /// The persisted copy of a partition at `generation`, read on a
+    /// blocking thread (`None` without a persist directory, or when there
+    /// is no usable copy).
+    async fn load_from_disk(
+        &self,
+        pspec: &PartitionSpec,
+        generation: &Generation,
+    ) -> Option<Arc<CachedPartition>> {
+        self.inner.cache.persist_dir()?;
+        let cache = self.inner.cache.clone();
+        let (k, g, dim, metric) = (
+            pspec.key.clone(),
+            generation.clone(),
+            pspec.dim,
+            pspec.metric,
+        );
+        tokio::task::spawn_blocking(move || cache.load_persisted(&k, &g, dim, metric))
+            .await
+            .ok()
+            .flatten()
+            .map(Arc::new)
+    }
+
+    fn partition_spec(&self, spec: &CollectionSpec, p: u32) -> PartitionSpec {
+        PartitionSpec {
+            key: key(&spec.name, p),
+            partitions: spec.partitions,
+            dim: spec.dim,
+            metric: spec.metric,
+            build: spec.build,
+        }
+    }
+
+    pub(crate) async fn serving_partitions(
+        &self,
+        c: &Arc<Collection>,
+    ) -> Result<(Generation, Vec<Arc<CachedPartition>>)> {
+        let (g, _, parts) = self.serving_owned(c).await?;
+        Ok((g, parts))
+    }
+
+    /// The serving generation, the partition numbers served here and their
+    /// partitions, loading evicted or newly owned ones (from disk when
+    /// persisted, else from the lake).
+    pub(crate) async fn serving_owned(
+        &self,
+        c: &Arc<Collection>,
+    ) -> Result<(Generation, Vec<u32>, Vec<Arc<CachedPartition>>)> {
+        let numbers = self.owned(&c.spec);
+        let (mut generation, mut parts, mut missing) = self.snapshot(c, &numbers, true);
+        if !missing.is_empty() {
+            let _guard = c.refresh.lock().await;
+            // Under the refresh lock no swap can happen: take the snapshot
+            // again, so what was cached and what is loaded now are of one
+            // generation (not counted again: the first look counted).
+            (generation, parts, missing) = self.snapshot(c, &numbers, false);
+            let listing = c
+                .serving
+                .read()
+                .as_ref()
+                .map(|s| s.listing.clone())
+                .unwrap_or_default();
+            for (i, p) in missing {
+                let pspec = self.partition_spec(&c.spec, p);
+                let part = self.load_or_build(c, &listing, &pspec, None).await?;
+                self.inner
+                    .cache
+                    .insert(pspec.key.clone(), part.clone())
+                    .map_err(|e| self.unavailable(c, e))?;
+                parts[i] = Some(part);
+            }
+        }
+        let parts: Vec<_> = parts.into_iter().map(|p| p.expect("filled")).collect();
+        Ok((generation, numbers, parts))
+    }
+
+    /// The serving generation and the cached partitions among `numbers`,
+    /// read under the serving lock (so of one generation), with the
+    /// positions and numbers of those not cached; `count` records the
+    /// looks as cache hits and misses.
+    #[allow(clippy::type_complexity)]
+    fn snapshot(
+        &self,
+        c: &Collection,
+        numbers: &[u32],
+        count: bool,
+    ) -> (
+        Generation,
+        Vec<Option<Arc<CachedPartition>>>,
+        Vec<(usize, u32)>,
+    ) {
+        let serving = c.serving.read();
+        let generation = serving
+            .as_ref()
+            .map(|s| s.listing.generation.clone())
+            .unwrap_or_default();
+        let mut missing = Vec::new();
+        let parts = numbers
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                let k = key(&c.spec.name, p);
+                let part = if count {
+                    self.inner.cache.get(&k)
+                } else {
+                    self.inner.cache.peek(&k)
+                };
+                if part.is_none() {
+                    missing.push((i, p));
+                }
+                part
+            })
+            .collect();
+        (generation, parts, missing)
+    }
+}

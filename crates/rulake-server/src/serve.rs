@@ -1,0 +1,260 @@
+//! `rulake serve`: every role in one process (a one-member meta group, the
+//! engine and the coordinator) over one data directory, and the public API
+//! on one port, with the standard gRPC health service (so load balancers
+//! and Kubernetes probes need nothing RuLake-specific) and server
+//! reflection (so `grpcurl` works without the proto files). Collections,
+//! aliases, deletes and managed data survive a restart on the same data
+//! directory. Stops cleanly on Ctrl-C or SIGTERM: in-flight calls finish,
+//! new ones are refused.
+
+use crate::shutdown::{Shutdown, GRACE};
+use rulake_api::{router, Api, Limits};
+use rulake_coordinator::{Embedded, EmbeddedConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `rulake serve` options.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50051", env = "RULAKE_LISTEN")]
+    pub listen: SocketAddr,
+    /// Directory for the catalog, the persisted partition cache and
+    /// managed collections' files.
+    #[arg(long, default_value = "rulake-data", env = "RULAKE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address of the catalog's (one-member) meta group; port 0 picks a
+    /// free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub meta_listen: SocketAddr,
+    /// Where managed collections' Parquet files go (`file://`, `s3://`,
+    /// ...); default: `managed/` under the data directory.
+    #[arg(long, env = "RULAKE_MANAGED_URL")]
+    pub managed_url: Option<String>,
+    /// Cache budget in bytes.
+    #[arg(long, default_value_t = 4 << 30, env = "RULAKE_CACHE_BYTES")]
+    pub cache_bytes: usize,
+    /// Metrics port and recall sampling.
+    #[command(flatten)]
+    pub observe: crate::observe::ObserveArgs,
+    /// Most queries in one BatchSearch.
+    #[arg(long, default_value_t = 1024)]
+    pub max_batch: usize,
+    /// PEM certificate chain: serve the API over TLS (with --tls-key).
+    #[arg(long, env = "RULAKE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "RULAKE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require client certificates it signed (mutual TLS).
+    #[arg(long, env = "RULAKE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// JSON file of API keys (hashed), JWT settings and grants (see
+    /// docs/security.md); every public call then needs a credential.
+    #[arg(long, env = "RULAKE_AUTH_CONFIG")]
+    pub auth_config: Option<PathBuf>,
+    /// Serve without authentication on a non-loopback address. Without
+    /// --auth-config, only loopback listeners are allowed otherwise.
+    #[arg(long)]
+    pub allow_anonymous: bool,
+    /// How often the TLS files are checked for a rotation.
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    pub tls_reload: Duration,
+    /// Largest gRPC message accepted or sent, in bytes.
+    #[arg(long, default_value_t = rulake_api::MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+    /// Largest k a search may ask for.
+    #[arg(long, default_value_t = rulake_engine::MAX_K)]
+    pub max_k: usize,
+    /// Upper bound on any request's run time; a client's own shorter
+    /// deadline (grpc-timeout) applies first.
+    #[arg(long, default_value = "30", value_parser = parse_secs)]
+    pub request_timeout: Duration,
+    /// Calls one client connection may have in flight; beyond it a call
+    /// gets RESOURCE_EXHAUSTED at once (0: no limit).
+    #[arg(long, default_value_t = rulake_api::limit::MAX_CONCURRENT_PER_CONNECTION)]
+    pub max_concurrent_per_connection: usize,
+    /// Records one Ingest stream may carry; beyond it the stream gets
+    /// RESOURCE_EXHAUSTED and nothing of it is committed.
+    #[arg(long, default_value_t = rulake_api::MAX_INGEST_RECORDS)]
+    pub max_ingest_records: u64,
+    /// Vector and id bytes one Ingest stream may carry (as for records).
+    #[arg(long, default_value_t = rulake_api::MAX_INGEST_BYTES)]
+    pub max_ingest_bytes: u64,
+}
+
+pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?} is not a positive number of seconds"))
+}
+
+/// Run `rulake serve` until `shutdown` fires.
+pub async fn run(a: Args, shutdown: Shutdown) -> anyhow::Result<()> {
+    check(&a)?;
+    let node = Embedded::start(EmbeddedConfig {
+        data_dir: a.data_dir.clone(),
+        cache_bytes: a.cache_bytes,
+        meta_listen: a.meta_listen,
+        managed_root: a.managed_url.clone(),
+    })
+    .await?;
+    let engine = std::sync::Arc::new(node.coordinator.engine().clone());
+    let label = format!(
+        "data {}, catalog on {}",
+        a.data_dir.display(),
+        node.meta_addr
+    );
+    serve_api(
+        &a,
+        node.coordinator.clone(),
+        &engine,
+        Some(&node.meta),
+        "serve",
+        &label,
+        &shutdown,
+    )
+    .await?;
+    shutdown.wait(GRACE).await;
+    node.shutdown().await;
+    eprintln!("rulake serve: stopped");
+    Ok(())
+}
+
+/// The flag checks every role serving the public API shares.
+pub fn check(a: &Args) -> anyhow::Result<()> {
+    if a.auth_config.is_none() && !a.listen.ip().is_loopback() && !a.allow_anonymous {
+        anyhow::bail!(
+            "refusing to serve {} without authentication: give --auth-config, or --allow-anonymous to accept anyone",
+            a.listen
+        );
+    }
+    if a.max_k == 0 || a.max_k > rulake_engine::MAX_K {
+        anyhow::bail!("--max-k must be between 1 and {}", rulake_engine::MAX_K);
+    }
+    Ok(())
+}
+
+/// Serve the public API over `coordinator` until `shutdown` fires: the
+/// embedded server and the cluster's coordinator role differ only in the
+/// coordinator they pass. Background tasks it starts (metrics endpoint,
+/// housekeeping) run under `shutdown`; the caller waits for them.
+pub async fn serve_api(
+    a: &Args,
+    coordinator: rulake_coordinator::Coordinator,
+    engine: &std::sync::Arc<rulake_engine::RuLake>,
+    meta: Option<&rulake_catalog::CatalogNode>,
+    role: &str,
+    label: &str,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let (api, auth) = api_and_auth(a, &coordinator)?;
+    let per_connection = rulake_api::per_connection_limit(api.limits());
+    let metrics_layer =
+        crate::observe::start(&a.observe, engine, meta, Some(&coordinator), shutdown).await?;
+    let (_health_reporter, health) = health_service().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(rulake_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let collections = coordinator.catalog().collections.len();
+    eprintln!(
+        "rulake {role}: listening on {} ({label}, {collections} collections)",
+        a.listen
+    );
+    let server = tonic::transport::Server::builder()
+        // The handlers answer DEADLINE_EXCEEDED at the deadline; this is the
+        // backstop for anything that does not return to them.
+        .timeout(a.request_timeout + Duration::from_secs(1))
+        .layer(metrics_layer)
+        .layer(per_connection)
+        .layer(tower::util::option_layer(auth))
+        .layer(rulake_api::oversized_as_resource_exhausted())
+        .add_routes(router(api))
+        .add_service(health)
+        .add_service(reflection);
+    let tls = tls_acceptor(a, role)?;
+    let _watch = tls.as_ref().map(|t| t.watch(a.tls_reload));
+    let listener = tokio::net::TcpListener::bind(a.listen).await?;
+    server
+        .serve_with_incoming_shutdown(rulake_tls::incoming(listener, tls), shutdown.signalled())
+        .await?;
+    Ok(())
+}
+
+/// The API handlers over `coordinator` with the flags' limits, and the
+/// authentication layer when `--auth-config` names one (read first, so a
+/// bad file stops the role before anything starts).
+fn api_and_auth(
+    a: &Args,
+    coordinator: &rulake_coordinator::Coordinator,
+) -> anyhow::Result<(Api, Option<rulake_auth::AuthLayer>)> {
+    let auth = match &a.auth_config {
+        Some(path) => Some(rulake_auth::AuthLayer::new(
+            rulake_auth::AuthConfig::from_file(path)?,
+        )),
+        None => None,
+    };
+    let api = Api::new(
+        coordinator.clone(),
+        Limits {
+            max_batch: a.max_batch,
+            max_k: a.max_k,
+            request_timeout: a.request_timeout,
+            max_message_bytes: a.max_message_bytes,
+            max_concurrent_per_connection: a.max_concurrent_per_connection,
+            max_ingest_records: a.max_ingest_records,
+            max_ingest_bytes: a.max_ingest_bytes,
+        },
+    );
+    Ok((api, auth))
+}
+
+/// The standard gRPC health service, every public service (and the
+/// server as a whole, "") reported as serving.
+async fn health_service() -> (
+    tonic_health::server::HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    for name in [
+        "rulake.v1.CollectionService",
+        "rulake.v1.SearchService",
+        "rulake.v1.DataService",
+        "rulake.v1.AdminService",
+        "",
+    ] {
+        health_reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    (health_reporter, health)
+}
+
+/// With `--tls-cert` and `--tls-key`, the acceptor that serves TLS (and
+/// requires client certificates with `--tls-client-ca`); `None` serves
+/// plain TCP.
+fn tls_acceptor(
+    a: &Args,
+    role: &str,
+) -> anyhow::Result<Option<std::sync::Arc<rulake_tls::ReloadingAcceptor>>> {
+    let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) else {
+        return Ok(None);
+    };
+    let acceptor = rulake_tls::ReloadingAcceptor::new(rulake_tls::TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: a.tls_client_ca.clone(),
+    })?;
+    eprintln!(
+        "rulake {role}: TLS on{}",
+        if a.tls_client_ca.is_some() {
+            ", client certificates required"
+        } else {
+            ""
+        }
+    );
+    Ok(Some(acceptor))
+}

@@ -1,0 +1,97 @@
+//! `rulake shard`: a shard node. It registers with the meta group, builds
+//! the partitions the catalog assigns it from the lake, and serves them to
+//! coordinators over the internal `ShardService`.
+
+use crate::cluster_tls::{self, ClusterTlsArgs};
+use crate::shutdown::{Shutdown, GRACE};
+use anyhow::Context;
+use rulake_api::ShardApi;
+use rulake_coordinator::{ShardConfig, ShardNode};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `rulake shard` options.
+#[derive(clap::Args)]
+pub struct ShardArgs {
+    /// This node's id, stable across restarts: a number ≥ 1, or a
+    /// StatefulSet pod name `<set>-<ordinal>` (id = ordinal + 1).
+    #[arg(long, alias = "node-id", env = "RULAKE_NODE_ID", value_parser = parse_id)]
+    pub id: u64,
+    /// Address the internal ShardService listens on.
+    #[arg(long, default_value = "127.0.0.1:7800", env = "RULAKE_LISTEN")]
+    pub listen: SocketAddr,
+    /// Address coordinators reach this node at (default: --listen).
+    #[arg(long, env = "RULAKE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Meta members, `host:port,...`.
+    #[arg(long, value_delimiter = ',', required = true, env = "RULAKE_META")]
+    pub meta: Vec<String>,
+    /// Persisted partitions go under `cache/` here.
+    #[arg(long, default_value = "rulake-cache", env = "RULAKE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Cache budget in bytes.
+    #[arg(long, default_value_t = 4 << 30, env = "RULAKE_CACHE_BYTES")]
+    pub cache_bytes: usize,
+    /// Heartbeat interval to the meta group, milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub heartbeat_ms: u64,
+    /// Metrics port and recall sampling.
+    #[command(flatten)]
+    pub observe: crate::observe::ObserveArgs,
+    /// Mutual TLS towards the meta group and coordinators.
+    #[command(flatten)]
+    pub tls: ClusterTlsArgs,
+}
+
+fn parse_id(s: &str) -> Result<u64, String> {
+    rulake_coordinator::parse_node_id(s).ok_or_else(|| {
+        format!("{s:?} is not a node id: a number ≥ 1 or a pod name ending in -<ordinal>")
+    })
+}
+
+/// Run a shard node until `shutdown` fires.
+pub async fn run(a: ShardArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    let advertise = a.advertise.clone().unwrap_or_else(|| a.listen.to_string());
+    let mut cfg = ShardConfig::new(a.id, &advertise, a.meta.clone(), &a.data_dir);
+    cfg.cache_bytes = a.cache_bytes;
+    cfg.heartbeat = Duration::from_millis(a.heartbeat_ms.max(10));
+    let tls = a.tls.load()?;
+    cfg.transport = cluster_tls::transport(tls.as_ref());
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("bind {}", a.listen))?;
+    let node = ShardNode::start(cfg).await?;
+    let engine = Arc::new(node.engine().clone());
+    let metrics_layer = crate::observe::start(
+        &a.observe,
+        &engine,
+        None,
+        Some(node.coordinator()),
+        &shutdown,
+    )
+    .await?;
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    eprintln!(
+        "rulake shard: node {} listening on {} (meta {}, data {})",
+        a.id,
+        a.listen,
+        a.meta.join(","),
+        a.data_dir.display()
+    );
+    let incoming = cluster_tls::incoming(listener, tls.as_ref());
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .layer(metrics_layer)
+        .add_service(ShardApi::new(node).server())
+        .add_service(health)
+        .serve_with_incoming_shutdown(incoming, shutdown.signalled())
+        .await?;
+    shutdown.wait(GRACE).await;
+    eprintln!("rulake shard: stopped");
+    Ok(())
+}

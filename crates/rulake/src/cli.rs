@@ -1,0 +1,595 @@
+//! The client side of the `rulake` binary: `collections`, `alias`,
+//! `ingest`, `search` and `stats` against a running server, through
+//! `rulake-client`. Output is a plain table for people; errors are the
+//! server's messages with their status code.
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use rulake_client::{proto, Client, Id};
+use std::io::BufRead;
+use std::path::PathBuf;
+
+/// Where the server is.
+#[derive(clap::Args, Clone)]
+pub struct Conn {
+    /// Server address.
+    #[arg(long, default_value = "http://127.0.0.1:50051", env = "RULAKE_ADDR")]
+    pub addr: String,
+}
+
+impl Conn {
+    async fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::connect(&self.addr).await?)
+    }
+}
+
+/// `rulake collections ...`
+#[derive(clap::Subcommand)]
+pub enum Collections {
+    /// Create a collection over a lake source, or a managed one.
+    Create(Box<CreateArgs>),
+    /// List collections.
+    List(Conn),
+    /// Show one collection (or the one an alias points at).
+    Describe {
+        /// Collection or alias.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Drop a collection (and a managed collection's files).
+    Drop {
+        /// Collection.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// `rulake collections create` options.
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    /// Collection name.
+    pub name: String,
+    /// Vector dimension.
+    #[arg(long)]
+    pub dim: u32,
+    /// l2, cosine or ip.
+    #[arg(long, default_value = "l2")]
+    pub metric: String,
+    /// parquet, delta, iceberg or managed.
+    #[arg(long, default_value = "managed")]
+    pub source: String,
+    /// Source URL: Parquet prefix or glob, Delta table root, Iceberg metadata file.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Id column of the source.
+    #[arg(long, default_value = "id")]
+    pub id_column: String,
+    /// Vector column of the source.
+    #[arg(long, default_value = "vector")]
+    pub vector_column: String,
+    /// Pin a Delta version or Iceberg snapshot (time travel).
+    #[arg(long)]
+    pub pin: Option<i64>,
+    /// Iceberg: a SQL catalog to read the table from instead of --url
+    /// (`sqlite:///path/catalog.db`, pyiceberg's SqlCatalog), with --iceberg-table.
+    #[arg(long, requires = "iceberg_table")]
+    pub iceberg_catalog: Option<String>,
+    /// Iceberg: `namespace.table` in --iceberg-catalog.
+    #[arg(long, requires = "iceberg_catalog")]
+    pub iceberg_table: Option<String>,
+    /// Iceberg: the SQL catalog's name (the name pyiceberg's SqlCatalog was given).
+    #[arg(long, default_value = "default")]
+    pub iceberg_catalog_name: String,
+    /// Partitions.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: u32,
+    /// Replicas of each partition (on distinct shard nodes; a
+    /// single-process server holds one).
+    #[arg(long, default_value_t = 1)]
+    pub replication: u32,
+    /// `fresh`, or `eventual:<max staleness in ms>`.
+    #[arg(long, default_value = "fresh")]
+    pub consistency: String,
+    /// Default rerank factor.
+    #[arg(long)]
+    pub rerank: Option<u32>,
+    /// Default IVF lists probed.
+    #[arg(long)]
+    pub nprobe: Option<u32>,
+    /// The server.
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `rulake alias ...`
+#[derive(clap::Subcommand)]
+pub enum Alias {
+    /// Point a new alias at a collection.
+    Create {
+        /// Alias.
+        alias: String,
+        /// Collection.
+        collection: String,
+        /// The server.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Remove an alias.
+    Delete {
+        /// Alias.
+        alias: String,
+        /// The server.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Re-point aliases atomically: `rulake alias switch live=v2 staging=v3`.
+    Switch {
+        /// `alias=collection` pairs.
+        #[arg(required = true)]
+        pairs: Vec<String>,
+        /// The server.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List aliases.
+    List(Conn),
+}
+
+/// `rulake ingest` options.
+#[derive(clap::Args)]
+pub struct IngestArgs {
+    /// A Parquet (`.parquet`), JSON Lines (`.jsonl`, `{"id": .., "vector": [..]}`)
+    /// or CSV (`.csv`, `id,v0,v1,...`, optional header) file.
+    pub file: PathBuf,
+    /// Managed collection to write.
+    #[arg(long)]
+    pub collection: String,
+    /// Records per message.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Id column (Parquet).
+    #[arg(long, default_value = "id")]
+    pub id_column: String,
+    /// Vector column (Parquet).
+    #[arg(long, default_value = "vector")]
+    pub vector_column: String,
+    /// The server.
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `rulake search` options.
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    /// Collection or alias.
+    #[arg(long)]
+    pub collection: String,
+    /// The query, comma-separated: `--vector 0.1,0.2,0.3`.
+    #[arg(long, allow_hyphen_values = true)]
+    pub vector: String,
+    /// Neighbours wanted.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: u32,
+    /// IVF lists probed (default: the collection's).
+    #[arg(long)]
+    pub nprobe: Option<u32>,
+    /// Rerank factor (default: the collection's).
+    #[arg(long)]
+    pub rerank: Option<u32>,
+    /// The server.
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+fn metric(m: &str) -> anyhow::Result<proto::Metric> {
+    Ok(match m {
+        "l2" => proto::Metric::L2,
+        "cosine" => proto::Metric::Cosine,
+        "ip" | "inner_product" => proto::Metric::InnerProduct,
+        other => bail!("unknown metric {other:?}: l2, cosine or ip"),
+    })
+}
+
+fn consistency(c: &str) -> anyhow::Result<proto::Consistency> {
+    use proto::consistency::{Eventual, Fresh, Level};
+    let level = match c.split_once(':') {
+        None if c == "fresh" => Level::Fresh(Fresh {}),
+        Some(("eventual", ms)) => Level::Eventual(Eventual {
+            max_staleness_ms: ms
+                .parse()
+                .with_context(|| format!("{ms:?} is not a number of milliseconds"))?,
+        }),
+        _ => bail!("consistency {c:?}: fresh or eventual:<ms>"),
+    };
+    Ok(proto::Consistency { level: Some(level) })
+}
+
+fn source(a: &CreateArgs) -> anyhow::Result<proto::Source> {
+    use proto::source::Kind;
+    let url = || {
+        a.url
+            .clone()
+            .with_context(|| format!("a {} source needs --url", a.source))
+    };
+    let kind = match a.source.as_str() {
+        "parquet" => Kind::Parquet(proto::ParquetSource {
+            url: url()?,
+            id_column: a.id_column.clone(),
+            vector_column: a.vector_column.clone(),
+            options: Default::default(),
+        }),
+        "delta" => Kind::Delta(proto::DeltaSource {
+            table_url: url()?,
+            id_column: a.id_column.clone(),
+            vector_column: a.vector_column.clone(),
+            version: a.pin,
+            options: Default::default(),
+        }),
+        "iceberg" => Kind::Iceberg(proto::IcebergSource {
+            table: Some(match (&a.iceberg_catalog, &a.iceberg_table) {
+                (Some(uri), Some(t)) => {
+                    let (namespace, table) = t
+                        .rsplit_once('.')
+                        .with_context(|| format!("--iceberg-table {t:?}: namespace.table"))?;
+                    proto::iceberg_source::Table::CatalogTable(
+                        proto::iceberg_source::CatalogTable {
+                            catalog: a.iceberg_catalog_name.clone(),
+                            namespace: namespace.to_owned(),
+                            table: table.to_owned(),
+                            uri: uri.clone(),
+                        },
+                    )
+                }
+                _ => proto::iceberg_source::Table::MetadataLocation(url()?),
+            }),
+            id_column: a.id_column.clone(),
+            vector_column: a.vector_column.clone(),
+            snapshot_id: a.pin,
+            options: Default::default(),
+        }),
+        "managed" => Kind::Managed(proto::ManagedSource {}),
+        other => bail!("unknown source {other:?}: parquet, delta, iceberg or managed"),
+    };
+    Ok(proto::Source { kind: Some(kind) })
+}
+
+fn state(s: i32) -> &'static str {
+    match proto::CollectionState::try_from(s) {
+        Ok(proto::CollectionState::Loading) => "loading",
+        Ok(proto::CollectionState::Ready) => "ready",
+        Ok(proto::CollectionState::Degraded) => "degraded",
+        Ok(proto::CollectionState::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+fn print_infos(infos: &[proto::CollectionInfo]) {
+    println!(
+        "{:<24} {:>6} {:<7} {:>5} {:<9} {:>10}  {:<20} aliases",
+        "name", "dim", "metric", "parts", "state", "vectors", "generation"
+    );
+    for i in infos {
+        let s = i.spec.clone().unwrap_or_default();
+        let m = match proto::Metric::try_from(s.metric) {
+            Ok(proto::Metric::L2) => "l2",
+            Ok(proto::Metric::Cosine) => "cosine",
+            Ok(proto::Metric::InnerProduct) => "ip",
+            _ => "?",
+        };
+        println!(
+            "{:<24} {:>6} {:<7} {:>5} {:<9} {:>10}  {:<20} {}",
+            s.name,
+            s.dimension,
+            m,
+            format!("{}/{}", i.partitions_warm, s.partitions),
+            state(i.state),
+            i.vector_count,
+            i.generation,
+            i.aliases.join(",")
+        );
+        if !i.last_error.is_empty() {
+            println!("  last error: {}", i.last_error);
+        }
+    }
+}
+
+/// Run `rulake collections ...`.
+pub async fn collections(cmd: Collections) -> anyhow::Result<()> {
+    match cmd {
+        Collections::Create(a) => {
+            let spec = proto::CollectionSpec {
+                name: a.name.clone(),
+                source: Some(source(&a)?),
+                dimension: a.dim,
+                metric: metric(&a.metric)? as i32,
+                partitions: a.partitions,
+                replication_factor: a.replication,
+                consistency: Some(consistency(&a.consistency)?),
+                rerank: a.rerank,
+                nprobe: a.nprobe,
+            };
+            let info = a.conn.client().await?.create_collection(spec).await?;
+            print_infos(&[info]);
+        }
+        Collections::List(conn) => print_infos(&conn.client().await?.list_collections().await?),
+        Collections::Describe { name, conn } => {
+            let info = conn.client().await?.describe_collection(&name).await?;
+            print_infos(std::slice::from_ref(&info));
+            let s = info.spec.unwrap_or_default();
+            println!(
+                "source: {:?}\nconsistency: {:?}\nrerank: {:?}  nprobe: {:?}  replication: {}",
+                s.source.and_then(|s| s.kind),
+                s.consistency.and_then(|c| c.level),
+                s.rerank,
+                s.nprobe,
+                s.replication_factor
+            );
+        }
+        Collections::Drop { name, conn } => {
+            conn.client().await?.drop_collection(&name).await?;
+            println!("dropped {name}");
+        }
+    }
+    Ok(())
+}
+
+/// Run `rulake alias ...`.
+pub async fn alias(cmd: Alias) -> anyhow::Result<()> {
+    match cmd {
+        Alias::Create {
+            alias,
+            collection,
+            conn,
+        } => {
+            conn.client()
+                .await?
+                .create_alias(&alias, &collection)
+                .await?;
+            println!("{alias} -> {collection}");
+        }
+        Alias::Delete { alias, conn } => {
+            conn.client().await?.delete_alias(&alias).await?;
+            println!("deleted {alias}");
+        }
+        Alias::Switch { pairs, conn } => {
+            let parsed: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|p| {
+                    p.split_once('=')
+                        .with_context(|| format!("{p:?} is not alias=collection"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            conn.client().await?.switch_aliases(&parsed).await?;
+            for (a, c) in parsed {
+                println!("{a} -> {c}");
+            }
+        }
+        Alias::List(conn) => {
+            for a in conn.client().await?.list_aliases().await? {
+                println!("{} -> {}", a.alias, a.collection);
+            }
+        }
+    }
+    Ok(())
+}
+
+type Records = futures::stream::BoxStream<'static, Result<(Id, Vec<f32>), String>>;
+
+/// Records of a Parquet file, read row group by row group (bounded memory).
+async fn parquet_records(a: &IngestArgs) -> anyhow::Result<(Records, u64)> {
+    use rulake_lake::{ParquetSource, ParquetSourceConfig, Source};
+    let path = a
+        .file
+        .canonicalize()
+        .with_context(|| format!("{}", a.file.display()))?;
+    let src = ParquetSource::open(ParquetSourceConfig::new(
+        path.to_string_lossy(),
+        &a.id_column,
+        &a.vector_column,
+    ))?;
+    let dim = src.probe_dimension().await?;
+    let listing = src.list_units().await?;
+    let rows = listing.rows();
+    let src = std::sync::Arc::new(src);
+    let s = futures::stream::iter(listing.units)
+        .flat_map(move |u| src.read_unit(&u, dim))
+        .flat_map(move |batch| {
+            let items: Vec<Result<(Id, Vec<f32>), String>> = match batch {
+                Ok(b) => b
+                    .ids
+                    .into_iter()
+                    .zip(b.vectors.chunks(dim.max(1)))
+                    .map(|(id, v)| {
+                        Ok((
+                            match id {
+                                rulake_types::VectorId::U64(n) => Id::Num(n),
+                                rulake_types::VectorId::Str(s) => Id::Str(s),
+                            },
+                            v.to_vec(),
+                        ))
+                    })
+                    .collect(),
+                Err(e) => vec![Err(e.to_string())],
+            };
+            futures::stream::iter(items)
+        });
+    Ok((s.boxed(), rows))
+}
+
+/// Records of a line-oriented file (JSON Lines or CSV), read as they are sent.
+fn line_records(path: &std::path::Path, csv: bool) -> anyhow::Result<(Records, u64)> {
+    let count = std::io::BufReader::new(std::fs::File::open(path)?)
+        .lines()
+        .count() as u64;
+    let lines = std::io::BufReader::new(std::fs::File::open(path)?).lines();
+    let mut first = true;
+    let records = lines.enumerate().filter_map(move |(i, line)| {
+        let n = i + 1;
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => return Some(Err(format!("line {n}: {e}"))),
+        };
+        if line.trim().is_empty() {
+            return None;
+        }
+        let header = std::mem::take(&mut first)
+            && csv
+            && line
+                .split(',')
+                .nth(1)
+                .is_some_and(|f| f.trim().parse::<f32>().is_err());
+        if header {
+            return None;
+        }
+        let record = if csv {
+            rulake_client::records::csv_record(&line, n)
+        } else {
+            rulake_client::records::json_record(&line, n)
+        };
+        Some(record.map_err(|e| e.to_string()))
+    });
+    Ok((futures::stream::iter(records).boxed(), count))
+}
+
+/// Run `rulake ingest`.
+pub async fn ingest(a: IngestArgs) -> anyhow::Result<()> {
+    let ext = a
+        .file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let (records, total) = match ext.as_str() {
+        "parquet" => parquet_records(&a).await?,
+        "jsonl" | "ndjson" => line_records(&a.file, false)?,
+        "csv" => line_records(&a.file, true)?,
+        other => bail!(
+            "{}: unknown file type {other:?} (parquet, jsonl or csv)",
+            a.file.display()
+        ),
+    };
+    let client = a.conn.client().await?;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} records sent ({per_sec}, {elapsed})",
+        )
+        .expect("static template"),
+    );
+    let b = bar.clone();
+    let start = std::time::Instant::now();
+    let r = client
+        .ingest_stream(&a.collection, records, a.batch, move |sent| {
+            b.set_position(sent)
+        })
+        .await;
+    bar.finish_and_clear();
+    let r = r?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "ingested {} records into {} in {secs:.1} s ({:.0} records/s); generation {}",
+        r.records,
+        a.collection,
+        r.records as f64 / secs.max(1e-9),
+        r.generation
+    );
+    Ok(())
+}
+
+/// Run `rulake search`.
+pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
+    let query = a
+        .vector
+        .split(',')
+        .map(|x| x.trim().parse::<f32>())
+        .collect::<Result<Vec<f32>, _>>()
+        .context("--vector takes comma-separated numbers")?;
+    let client = a.conn.client().await?;
+    let r = client
+        .search_with(
+            &a.collection,
+            &query,
+            proto::SearchParams {
+                k: a.k,
+                nprobe: a.nprobe,
+                rerank: a.rerank,
+            },
+        )
+        .await?;
+    println!(
+        "generation {}  partitions {}/{}{}",
+        r.generation,
+        r.partitions_answered,
+        r.partitions_total,
+        if r.partial { "  PARTIAL" } else { "" }
+    );
+    println!("{:>4}  {:<24} distance", "rank", "id");
+    for (i, h) in r.hits.iter().enumerate() {
+        let id = Id::of(&h.id).map(|i| i.to_string()).unwrap_or_default();
+        println!("{:>4}  {:<24} {}", i + 1, id, h.distance);
+    }
+    Ok(())
+}
+
+/// Run `rulake stats`.
+pub async fn stats(conn: Conn) -> anyhow::Result<()> {
+    let client = conn.client().await?;
+    let cache = client.cache_stats().await?;
+    for (node, s) in &cache.nodes {
+        println!(
+            "node {node}: {} partitions, {:.1} of {:.1} MiB; hits {} misses {} evictions {} refused {}; builds {} ({} incremental, {:.1} s), disk loads {}, errors {}",
+            s.partitions,
+            s.bytes as f64 / (1 << 20) as f64,
+            s.budget_bytes as f64 / (1 << 20) as f64,
+            s.hits,
+            s.misses,
+            s.evictions,
+            s.refused,
+            s.builds,
+            s.incremental_builds,
+            s.build_seconds,
+            s.disk_loads,
+            s.errors
+        );
+    }
+    match client.cluster_status().await {
+        Ok(st) => {
+            println!(
+                "meta: leader {} term {} commit {} applied {}; assignment epoch {}",
+                st.leader_id, st.term, st.commit_index, st.applied_index, st.assignment_epoch
+            );
+            for m in st.members {
+                println!(
+                    "  member {} {} {}",
+                    m.id,
+                    m.address,
+                    if m.voter { "voter" } else { "learner" }
+                );
+            }
+            for s in st.shards {
+                println!(
+                    "  shard {} live {} partitions {}/{} warm",
+                    s.id, s.live, s.partitions_warm, s.partitions_assigned
+                );
+            }
+            if !st.routes.is_empty() {
+                println!("routes at epoch {}:", st.routing_epoch);
+                for r in st.routes {
+                    println!(
+                        "  {}/{} -> [{}] warm [{}]",
+                        r.collection,
+                        r.partition,
+                        r.replicas.join(", "),
+                        r.warm.join(", ")
+                    );
+                }
+            }
+        }
+        Err(e) => println!("cluster status unavailable: {e}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Applying a cluster's child objects. The order is fixed so that what a
+//! workload reads exists before it starts: the ConfigMap every role takes
+//! its environment from, then each role's Service (its pods' DNS names)
+//! before its workload, then that role's PodDisruptionBudget.
+
+use super::super::{apply, Context};
+use crate::crd::{RuLakeCluster, RuLakeClusterStatus};
+use crate::manifests::{self, Role, SERVICE_MONITOR_CRD};
+use crate::Result;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject};
+use kube::ResourceExt;
+
+/// The workloads as the API server returned them from the apply, with the
+/// replica counts they report.
+pub(super) struct Children {
+    meta: StatefulSet,
+    shards: StatefulSet,
+    coordinators: Deployment,
+    /// Whether the prometheus-operator CRD was missing although asked for.
+    pub service_monitor_skipped: bool,
+}
+
+impl Children {
+    /// Copies the workloads' replica counts into `status`. Counts are what
+    /// the workloads report, not what the spec asks: the scale subresource
+    /// reads `shards.replicas` as the current size.
+    pub fn record(&self, cluster: &RuLakeCluster, status: &mut RuLakeClusterStatus) {
+        let counts = |sts: &StatefulSet| {
+            sts.status
+                .as_ref()
+                .map_or((0, 0), |s| (s.replicas, s.ready_replicas.unwrap_or(0)))
+        };
+        (status.meta.replicas, status.meta.ready) = counts(&self.meta);
+        (status.shards.replicas, status.shards.ready) = counts(&self.shards);
+        status.shards.selector = manifests::selector_string(cluster, Role::Shard);
+        (status.coordinators.replicas, status.coordinators.ready) =
+            self.coordinators.status.as_ref().map_or((0, 0), |s| {
+                (s.replicas.unwrap_or(0), s.ready_replicas.unwrap_or(0))
+            });
+    }
+}
+
+/// Applies every child object, the shard StatefulSet at the spec's size
+/// (any drain it needs has happened by now).
+pub(super) async fn apply_children(
+    cluster: &RuLakeCluster,
+    ctx: &Context,
+    ns: &str,
+    cache_bytes: u64,
+) -> Result<Children> {
+    let client = &ctx.client;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let role_pdb = |role| manifests::pod_disruption_budget(cluster, role);
+
+    let config = manifests::config_map(cluster);
+    apply(&config_maps, &manifests::config_name(cluster), &config).await?;
+
+    let meta_name = manifests::role_name(cluster, Role::Meta);
+    apply(&services, &meta_name, &manifests::meta_service(cluster)).await?;
+    let meta_sts = manifests::meta_statefulset(cluster);
+    let meta = apply(&statefulsets, &meta_name, &meta_sts).await?;
+    apply(&pdbs, &meta_name, &role_pdb(Role::Meta)).await?;
+
+    let shard_name = manifests::role_name(cluster, Role::Shard);
+    let replicas = cluster.spec.shards.replicas;
+    apply(&services, &shard_name, &manifests::shard_service(cluster)).await?;
+    let shard_sts = manifests::shard_statefulset(cluster, replicas, cache_bytes);
+    let shards = apply(&statefulsets, &shard_name, &shard_sts).await?;
+    apply(&pdbs, &shard_name, &role_pdb(Role::Shard)).await?;
+
+    let coordinator_name = manifests::role_name(cluster, Role::Coordinator);
+    let deployment = manifests::coordinator_deployment(cluster);
+    let coordinators = apply(&deployments, &coordinator_name, &deployment).await?;
+    let client_service = manifests::client_service(cluster);
+    apply(&services, &cluster.name_any(), &client_service).await?;
+
+    let service_monitor_skipped =
+        cluster.spec.monitoring.service_monitor && !apply_service_monitor(cluster, ctx, ns).await?;
+    Ok(Children {
+        meta,
+        shards,
+        coordinators,
+        service_monitor_skipped,
+    })
+}
+
+/// Applies the ServiceMonitor if the prometheus-operator CRD is installed
+/// (an apply of an unknown kind would fail every run); returns whether it
+/// was.
+async fn apply_service_monitor(cluster: &RuLakeCluster, ctx: &Context, ns: &str) -> Result<bool> {
+    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    if crds.get_opt(SERVICE_MONITOR_CRD).await?.is_none() {
+        return Ok(false);
+    }
+    let resource = manifests::service_monitor_resource();
+    let monitors: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &resource);
+    let monitor = manifests::service_monitor(cluster);
+    apply(&monitors, &cluster.name_any(), &monitor).await?;
+    Ok(true)
+}

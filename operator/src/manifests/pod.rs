@@ -1,0 +1,244 @@
+//! The pod template every role runs in. One function builds it for all
+//! three roles so that what must hold for each (a non-root, read-only,
+//! capability-free container; probes on the metrics port; the config
+//! checksum that rolls pods on a config change; TLS material) is written
+//! once; a role only says what differs (`PodParts`).
+
+use super::{config_map, config_name, labels, selector_labels, Role, DATA_DIR, TLS_DIR};
+use crate::crd::RuLakeCluster;
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SecretEnvSource, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+/// A digest of the ConfigMap's data, put on pod templates so a config
+/// change rolls the pods.
+fn config_checksum(cluster: &RuLakeCluster) -> String {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in config_map(cluster).data.unwrap_or_default() {
+        for b in k.bytes().chain([0]).chain(v.bytes()).chain([0]) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+pub(super) fn port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }
+}
+
+fn http_probe(path: &str, initial_delay: i32, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("metrics".into()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(period),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65532),
+        run_as_group: Some(65532),
+        fs_group: Some(65532),
+        seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// Environment sources: the cluster ConfigMap, then the object-store Secret.
+fn env_from(cluster: &RuLakeCluster, with_credentials: bool) -> Vec<EnvFromSource> {
+    let mut sources = vec![EnvFromSource {
+        config_map_ref: Some(ConfigMapEnvSource {
+            name: config_name(cluster),
+            optional: None,
+        }),
+        ..EnvFromSource::default()
+    }];
+    if let (true, Some(store)) = (with_credentials, &cluster.spec.object_store) {
+        sources.push(EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: store.credentials_secret_ref.name.clone(),
+                optional: None,
+            }),
+            ..EnvFromSource::default()
+        });
+    }
+    sources
+}
+
+fn pod_name_env() -> EnvVar {
+    EnvVar {
+        name: "POD_NAME".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".into(),
+                ..Default::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// TLS flags, volumes and mounts of a role's pod (empty without
+/// `spec.tls`): the API's certificate on coordinators, the cluster's on
+/// every role.
+fn tls(cluster: &RuLakeCluster, role: Role) -> (Vec<String>, Vec<Volume>, Vec<VolumeMount>) {
+    let Some(tls) = &cluster.spec.tls else {
+        return Default::default();
+    };
+    let secret_volume = |name: &str, secret: &str| Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.into()),
+            ..Default::default()
+        }),
+        ..Volume::default()
+    };
+    let mount = |name: &str, dir: &str| VolumeMount {
+        name: name.into(),
+        mount_path: format!("{TLS_DIR}/{dir}"),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    let (mut args, mut volumes, mut mounts) = (Vec::new(), Vec::new(), Vec::new());
+    let mut flags = |pairs: &[(&str, &str)]| {
+        for (flag, file) in pairs {
+            args.extend([flag.to_string(), format!("{TLS_DIR}/{file}")]);
+        }
+    };
+    if role == Role::Coordinator {
+        flags(&[
+            ("--tls-cert", "server/tls.crt"),
+            ("--tls-key", "server/tls.key"),
+        ]);
+        volumes.push(secret_volume("tls-server", &tls.server_secret_ref.name));
+        mounts.push(mount("tls-server", "server"));
+        if let Some(ca) = &tls.client_ca_secret_ref {
+            flags(&[("--tls-client-ca", "client-ca/ca.crt")]);
+            volumes.push(secret_volume("tls-client-ca", &ca.name));
+            mounts.push(mount("tls-client-ca", "client-ca"));
+        }
+    }
+    if let Some(secret) = &tls.cluster_secret_ref {
+        flags(&[
+            ("--cluster-ca", "cluster/ca.crt"),
+            ("--cluster-cert", "cluster/tls.crt"),
+            ("--cluster-key", "cluster/tls.key"),
+        ]);
+        volumes.push(secret_volume("tls-cluster", &secret.name));
+        mounts.push(mount("tls-cluster", "cluster"));
+    }
+    (args, volumes, mounts)
+}
+
+fn empty_dir(name: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..VolumeMount::default()
+    }
+}
+
+pub(super) struct PodParts {
+    pub role: Role,
+    pub command: Option<Vec<String>>,
+    pub args: Vec<String>,
+    pub ports: Vec<ContainerPort>,
+    pub credentials: bool,
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    /// A PVC named `data` backs the data directory; otherwise an emptyDir.
+    pub persistent_data: bool,
+}
+
+pub(super) fn pod_template(cluster: &RuLakeCluster, parts: PodParts) -> PodTemplateSpec {
+    let (tls_args, mut volumes, mut mounts) = tls(cluster, parts.role);
+    let mut args = parts.args;
+    args.extend(tls_args);
+    let metrics_port = cluster.spec.monitoring.metrics_port;
+    let mut ports = parts.ports;
+    ports.push(port("metrics", metrics_port));
+    mounts.push(mount("data", DATA_DIR));
+    mounts.push(mount("tmp", "/tmp"));
+    if !parts.persistent_data {
+        volumes.push(empty_dir("data"));
+    }
+    volumes.push(empty_dir("tmp"));
+    let mut pod_labels = labels(cluster, Some(parts.role));
+    pod_labels.extend(selector_labels(cluster, parts.role));
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(BTreeMap::from([(
+                "rulake.io/config-checksum".to_string(),
+                config_checksum(cluster),
+            )])),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            security_context: Some(pod_security()),
+            termination_grace_period_seconds: Some(60),
+            containers: vec![Container {
+                name: "rulake".into(),
+                image: Some(cluster.spec.image.clone()),
+                image_pull_policy: cluster.spec.image_pull_policy.clone(),
+                command: parts.command,
+                args: Some(args),
+                env: Some(vec![pod_name_env()]),
+                env_from: Some(env_from(cluster, parts.credentials)),
+                ports: Some(ports),
+                readiness_probe: Some(http_probe("/readyz", 5, 5)),
+                liveness_probe: Some(http_probe("/healthz", 15, 10)),
+                resources: parts.resources,
+                security_context: Some(container_security()),
+                volume_mounts: Some(mounts),
+                ..Container::default()
+            }],
+            volumes: Some(volumes),
+            ..PodSpec::default()
+        }),
+    }
+}

@@ -1,0 +1,199 @@
+//! The workloads: a StatefulSet each for meta and shards (stable names and
+//! volumes: a Raft member and a shard node are each one identity) and a
+//! Deployment for the stateless coordinators.
+
+use super::pod::{pod_template, port, PodParts};
+use super::{labels, meta, meta_addresses, role_name, role_selector, Role, DATA_DIR, RAFT_PORT};
+use crate::admin::GRPC_PORT;
+use crate::crd::{RuLakeCluster, StorageSpec};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodTemplateSpec, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+use std::collections::BTreeMap;
+
+/// The meta StatefulSet: `meta.replicas` Raft voters, started in parallel
+/// (an ordered start would wait forever for a quorum).
+pub fn meta_statefulset(cluster: &RuLakeCluster) -> StatefulSet {
+    let ns = cluster.namespace().unwrap_or_else(|| "default".into());
+    let svc = role_name(cluster, Role::Meta);
+    let peers = meta_addresses(cluster)
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| format!("{}={addr}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    // The Raft id is the ordinal + 1 (ids start at 1). `$$` is how a
+    // container command escapes `$(`, which Kubernetes would expand.
+    let script = format!(
+        "exec rulake meta --id $$(( ${{HOSTNAME##*-}} + 1 )) --listen 0.0.0.0:{RAFT_PORT} \
+         --advertise ${{HOSTNAME}}.{svc}.{ns}.svc:{RAFT_PORT} --peers {peers} --data-dir {DATA_DIR}/meta \
+         --metrics-listen $RULAKE_METRICS_LISTEN \"$@\""
+    );
+    let template = pod_template(
+        cluster,
+        PodParts {
+            role: Role::Meta,
+            command: Some(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                script,
+                "rulake-meta".into(),
+            ]),
+            args: Vec::new(),
+            ports: vec![port("raft", i32::from(RAFT_PORT))],
+            credentials: false,
+            resources: cluster.spec.meta.resources.clone(),
+            persistent_data: true,
+        },
+    );
+    let storage = Some(&cluster.spec.meta.storage);
+    statefulset(
+        cluster,
+        Role::Meta,
+        cluster.spec.meta.replicas,
+        template,
+        storage,
+    )
+}
+
+/// Arguments of a role serving gRPC on [`GRPC_PORT`] (shard, coordinator):
+/// where it listens and keeps its files, the meta group, the metrics port,
+/// then `extra`.
+fn grpc_role_args(role: &str, extra: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        role.into(),
+        "--listen".into(),
+        format!("0.0.0.0:{GRPC_PORT}"),
+        "--data-dir".into(),
+        DATA_DIR.into(),
+        "--meta".into(),
+        "$(RULAKE_META)".into(),
+        "--metrics-listen".into(),
+        "$(RULAKE_METRICS_LISTEN)".into(),
+    ];
+    args.extend(extra);
+    args
+}
+
+/// The shard StatefulSet with `replicas` pods. The reconciler decides
+/// `replicas`: it only shrinks after the removed nodes are drained.
+pub fn shard_statefulset(cluster: &RuLakeCluster, replicas: i32, cache_bytes: u64) -> StatefulSet {
+    let svc = role_name(cluster, Role::Shard);
+    let ns = cluster.namespace().unwrap_or_else(|| "default".into());
+    let template = pod_template(
+        cluster,
+        PodParts {
+            role: Role::Shard,
+            command: None,
+            args: grpc_role_args(
+                "shard",
+                [
+                    "--cache-bytes".into(),
+                    cache_bytes.to_string(),
+                    // The node id is the pod name, as the admin API's drain
+                    // and admission calls name the node.
+                    "--node-id".into(),
+                    "$(POD_NAME)".into(),
+                    "--advertise".into(),
+                    format!("$(POD_NAME).{svc}.{ns}.svc:{GRPC_PORT}"),
+                ],
+            ),
+            ports: vec![port("grpc", i32::from(GRPC_PORT))],
+            credentials: true,
+            resources: cluster.spec.shards.resources.clone(),
+            persistent_data: cluster.spec.shards.storage.is_some(),
+        },
+    );
+    let storage = cluster.spec.shards.storage.as_ref();
+    statefulset(cluster, Role::Shard, replicas, template, storage)
+}
+
+/// The StatefulSet of `role`, named like its headless Service, with a
+/// `data` volume claim per pod when `storage` is given. Pods start in
+/// parallel: meta members need each other for a quorum, and shard nodes
+/// join placement one by one through admission anyway.
+fn statefulset(
+    cluster: &RuLakeCluster,
+    role: Role,
+    replicas: i32,
+    template: PodTemplateSpec,
+    storage: Option<&StorageSpec>,
+) -> StatefulSet {
+    let name = role_name(cluster, role);
+    StatefulSet {
+        metadata: meta(cluster, name.clone(), Some(role)),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(name),
+            pod_management_policy: Some("Parallel".into()),
+            selector: role_selector(cluster, role),
+            template,
+            volume_claim_templates: storage.map(|s| vec![claim(cluster, s)]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+/// The coordinator Deployment.
+pub fn coordinator_deployment(cluster: &RuLakeCluster) -> Deployment {
+    let template = pod_template(
+        cluster,
+        PodParts {
+            role: Role::Coordinator,
+            command: None,
+            args: grpc_role_args(
+                "coordinator",
+                cluster
+                    .spec
+                    .managed_url
+                    .iter()
+                    .flat_map(|url| ["--managed-url".to_string(), url.clone()]),
+            ),
+            ports: vec![port("grpc", i32::from(GRPC_PORT))],
+            credentials: true,
+            resources: cluster.spec.coordinators.resources.clone(),
+            persistent_data: false,
+        },
+    );
+    Deployment {
+        metadata: meta(
+            cluster,
+            role_name(cluster, Role::Coordinator),
+            Some(Role::Coordinator),
+        ),
+        spec: Some(DeploymentSpec {
+            replicas: Some(cluster.spec.coordinators.replicas),
+            selector: role_selector(cluster, Role::Coordinator),
+            template,
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+fn claim(cluster: &RuLakeCluster, storage: &StorageSpec) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".into()),
+            labels: Some(labels(cluster, None)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    storage.size.clone(),
+                )])),
+                ..Default::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
