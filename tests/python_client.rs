@@ -28,8 +28,7 @@ fn python_client_against_a_live_server() {
     let dir = tempfile::tempdir().unwrap();
     let server = support::Served::start(&dir.path().join("data"));
     let addr = server.addr.clone();
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/python/rulake_example.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/python/rulake_example.py");
     let out = Command::new(&python)
         .arg(&script)
         .args(["--addr", &addr, "--out"])

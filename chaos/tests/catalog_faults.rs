@@ -2,8 +2,8 @@
 //! every member while the leader (or a follower) is killed, paused or
 //! restarted, round after round, for the profile's length.
 //! Checked at the end: every alias's history is linearizable, the members
-//! converge on one catalog within 10 s of the last healing, work went on
-//! between faults, and no member panicked or failed a clean stop.
+//! converge on one catalog within 10 s of the last healing, work resumes
+//! after every fault, and no member panicked or failed a clean stop.
 
 use rulake_catalog::ReadConsistency;
 use rulake_chaos::{workload, Fault, Profile};
@@ -38,25 +38,32 @@ async fn catalog_stays_linearizable_through_kills_pauses_and_restarts() {
         } else {
             leader
         };
-        let before = history.completed();
         eprintln!("round {round}: {fault:?} on member {target} (leader {leader})");
         fault.apply(&mut cluster, target, profile.fault).await;
         round += 1;
-        // Work goes on with one member down.
-        assert!(
-            history.completed() > before,
-            "no operation completed during {fault:?} of member {target}"
-        );
+        // Liveness: once the fault is healed, operations complete again
+        // (a generous bound: this checks progress, not speed).
+        let before = history.completed();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while history.completed() == before {
+            assert!(
+                Instant::now() < deadline,
+                "no operation completed within 30 s of healing {fault:?} of member {target}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    let healed = Instant::now();
     stop.store(true, Ordering::SeqCst);
     for c in clients {
         c.await.expect("client panicked");
     }
 
+    // Every fault is healed and the load has stopped: the members agree
+    // on the applied index within 10 s.
+    let healed = Instant::now();
     let applied = cluster.wait_converged(&[1, 2, 3], 0).await;
     assert!(
-        healed.elapsed() < Duration::from_secs(10) + Duration::from_secs(5),
+        healed.elapsed() < Duration::from_secs(10),
         "members took {:?} to converge after healing",
         healed.elapsed()
     );
