@@ -12,6 +12,8 @@
 //! so that no handler can skip a check or compute its deadline differently.
 
 mod admin;
+
+pub use admin::LOCAL_NODE;
 mod call;
 mod collections;
 mod data;

@@ -24,9 +24,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The placement `node` label of the one node of `rulake serve`.
-pub const LOCAL_NODE: &str = "local";
-
 /// How often the housekeeping task warms new collections and updates the
 /// placement gauges.
 const TICK: Duration = Duration::from_secs(1);
@@ -181,7 +178,7 @@ async fn housekeeping(
                 }
             }
         }
-        placement.set_assignment(0, [(LOCAL_NODE, partitions)], 0);
+        placement.set_assignment(0, [(rulake_api::service::LOCAL_NODE, partitions)], 0);
         tokio::time::sleep(TICK).await;
     }
 }

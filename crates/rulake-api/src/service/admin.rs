@@ -13,8 +13,9 @@ use rulake_coordinator::{Coordinator, Router};
 use rulake_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-/// The shard node of a single-process server, as admin answers name it.
-const LOCAL_NODE: &str = "local";
+/// The shard node of a single-process server, as admin answers and the
+/// placement metrics name it.
+pub const LOCAL_NODE: &str = "local";
 
 #[tonic::async_trait]
 impl pb::admin_service_server::AdminService for Api {
