@@ -359,20 +359,7 @@ async fn paused_leader_is_replaced_and_history_is_linearizable() {
 
     // Every member ends with the same catalog.
     let applied = cluster.wait_converged(&[1, 2, 3], 0).await;
-    let mut catalogs = Vec::new();
-    for id in 1..=3 {
-        let r = cluster
-            .client(&[id])
-            .read(ReadConsistency::Local)
-            .await
-            .unwrap();
-        assert_eq!(r.applied_index, applied);
-        catalogs.push(r.catalog);
-    }
-    assert!(
-        catalogs.windows(2).all(|w| w[0] == w[1]),
-        "members diverged"
-    );
+    cluster.assert_same_catalog(&[1, 2, 3], applied).await;
 
     for k in keys {
         let events: Vec<Event> = history

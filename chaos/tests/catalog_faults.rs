@@ -5,7 +5,6 @@
 //! converge on one catalog within 10 s of the last healing, work resumes
 //! after every fault, and no member panicked or failed a clean stop.
 
-use rulake_catalog::ReadConsistency;
 use rulake_chaos::{workload, Fault, Profile};
 use rulake_tests::history::History;
 use rulake_tests::Cluster;
@@ -67,20 +66,7 @@ async fn catalog_stays_linearizable_through_kills_pauses_and_restarts() {
         "members took {:?} to converge after healing",
         healed.elapsed()
     );
-    let mut catalogs = Vec::new();
-    for id in 1..=3 {
-        let r = cluster
-            .client(&[id])
-            .read(ReadConsistency::Local)
-            .await
-            .expect("local read");
-        assert_eq!(r.applied_index, applied);
-        catalogs.push(r.catalog);
-    }
-    assert!(
-        catalogs.windows(2).all(|w| w[0] == w[1]),
-        "members diverged"
-    );
+    cluster.assert_same_catalog(&[1, 2, 3], applied).await;
     if let Some((key, events)) = history.first_violation(&workload::KEYS, workload::INITIAL) {
         panic!("history of {key} is not linearizable: {events:?}");
     }

@@ -155,6 +155,25 @@ impl Cluster {
         }
     }
 
+    /// Every one of `ids`, read locally, holds the catalog at `applied`, and
+    /// the catalogs are equal: the members have not diverged.
+    pub async fn assert_same_catalog(&self, ids: &[u64], applied: u64) {
+        let mut catalogs = Vec::new();
+        for id in ids {
+            let r = self
+                .client(&[*id])
+                .read(rulake_catalog::ReadConsistency::Local)
+                .await
+                .expect("local read");
+            assert_eq!(r.applied_index, applied, "member {id}");
+            catalogs.push(r.catalog);
+        }
+        assert!(
+            catalogs.windows(2).all(|w| w[0] == w[1]),
+            "members diverged"
+        );
+    }
+
     /// Wait until `ids` all report the same applied index, at least `min`.
     pub async fn wait_converged(&self, ids: &[u64], min: u64) -> u64 {
         let client = self.client(ids);
