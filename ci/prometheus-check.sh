@@ -60,9 +60,10 @@ lake="$work/lake/n3000-d16-c4"
 echo "== rulake serve and rulake meta"
 "$RULAKE_BIN" serve --listen "127.0.0.1:$GRPC" --data-dir "$work/data" \
   --metrics-listen "127.0.0.1:$SERVE_METRICS" --recall-sample 1 --recall-max-scans 100 \
+  --source-allow "file://$work/lake/" \
   >"$work/serve.log" 2>&1 &
 pids+=($!)
-"$RULAKE_BIN" meta --id 1 --listen "127.0.0.1:$META" --peers "1=127.0.0.1:$META" \
+"$RULAKE_BIN" meta --id 1 --listen "127.0.0.1:$META" --peers "1=127.0.0.1:$META" --cluster-insecure \
   --data-dir "$work/meta" --metrics-listen "127.0.0.1:$META_METRICS" \
   >"$work/meta.log" 2>&1 &
 pids+=($!)

@@ -3,7 +3,10 @@
 //! tested against a fake cluster.
 //!
 //! The real implementation, [`GrpcAdmin`], reaches the cluster through its
-//! client Service (the coordinators), like any other client.
+//! client Service (the coordinators), like any other client, and like any
+//! other client it authenticates: with the API key the cluster's
+//! `spec.auth.adminKeySecretRef` names ([`AdminKey`]), sent as
+//! `authorization: Bearer <key>` on every call.
 
 use crate::crd::RuLakeCluster;
 use async_trait::async_trait;
@@ -16,6 +19,8 @@ use rulake_proto::v1::{
 };
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// Port of the gRPC API on every RuLake pod and on the client Service.
@@ -77,11 +82,55 @@ pub trait ClusterAdmin: Send + Sync {
     async fn drop_collection(&self, name: &str) -> Result<(), AdminError>;
 }
 
+/// The API key the operator presents to a cluster. Its `Debug` never shows
+/// the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminKey(MetadataValue<Ascii>);
+
+impl std::fmt::Debug for AdminKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminKey(<redacted>)")
+    }
+}
+
+impl AdminKey {
+    /// A key as a Secret holds it: surrounding whitespace (the newline of
+    /// a file made with `echo`) is dropped; what is left must be a
+    /// non-empty header value.
+    pub fn new(raw: &[u8]) -> Result<Self, AdminError> {
+        let key = std::str::from_utf8(raw)
+            .map(str::trim)
+            .ok()
+            .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic()))
+            .and_then(|k| format!("Bearer {k}").parse().ok())
+            .ok_or_else(|| {
+                AdminError::Config("the admin key is empty or not a printable ASCII string".into())
+            })?;
+        Ok(AdminKey(key))
+    }
+
+    /// The `authorization` header value, `Bearer <key>`.
+    pub fn header(&self) -> &MetadataValue<Ascii> {
+        &self.0
+    }
+}
+
 /// Gives a [`ClusterAdmin`] for a cluster resource.
 pub trait AdminFactory: Send + Sync {
-    /// The admin client of `cluster`. Connecting is lazy: errors surface on
-    /// the first call.
-    fn admin(&self, cluster: &RuLakeCluster) -> Result<Arc<dyn ClusterAdmin>, AdminError>;
+    /// The admin client of `cluster`, presenting `key` when given.
+    /// Connecting is lazy: errors surface on the first call.
+    fn admin(
+        &self,
+        cluster: &RuLakeCluster,
+        key: Option<&AdminKey>,
+    ) -> Result<Arc<dyn ClusterAdmin>, AdminError>;
+}
+
+/// An admin client whose every call fails with `reason` (the operator is
+/// not set up to reach the cluster), so the reconcilers report it as they
+/// report an unreachable cluster instead of stopping.
+pub fn unreachable(reason: String) -> Arc<dyn ClusterAdmin> {
+    Arc::new(Unreachable(reason))
 }
 
 /// Connects to clusters over gRPC through their client Service.
@@ -131,31 +180,38 @@ impl AdminTls {
 }
 
 impl AdminFactory for GrpcAdminFactory {
-    fn admin(&self, cluster: &RuLakeCluster) -> Result<Arc<dyn ClusterAdmin>, AdminError> {
+    fn admin(
+        &self,
+        cluster: &RuLakeCluster,
+        key: Option<&AdminKey>,
+    ) -> Result<Arc<dyn ClusterAdmin>, AdminError> {
         let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
         let host = format!("{}.{namespace}.svc", cluster.name_any());
-        let tls =
-            match (&cluster.spec.tls, &self.tls) {
-                (None, _) => None,
-                (Some(_), Some(t)) => match t.config(&host) {
-                    Ok(c) => Some(c),
-                    Err(e) => return Ok(Arc::new(Unreachable(e.to_string()))),
-                },
-                // The workloads are still applied; every admin call (status,
-                // drain, collections) fails with this, which the reconcilers
-                // surface as conditions and Events.
-                (Some(_), None) => return Ok(Arc::new(Unreachable(
-                    "the cluster serves its API over TLS (spec.tls) and the operator has no CA \
-                     to check it with: set the chart value operator.apiTls.secretName"
+        let tls = match (cluster.spec.api_tls(), &self.tls) {
+            (None, _) => None,
+            (Some(_), Some(t)) => match t.config(&host) {
+                Ok(c) => Some(c),
+                Err(e) => return Ok(Arc::new(Unreachable(e.to_string()))),
+            },
+            // The workloads are still applied; every admin call (status,
+            // drain, collections) fails with this, which the reconcilers
+            // surface as conditions and Events.
+            (Some(_), None) => {
+                return Ok(unreachable(
+                    "the cluster serves its API over TLS (spec.tls.serverSecretRef) and the \
+                     operator has no CA to check it with: set the chart value \
+                     operator.apiTls.secretName"
                         .into(),
-                ))),
-            };
+                ))
+            }
+        };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let endpoint = format!("{scheme}://{host}:{GRPC_PORT}");
         Ok(Arc::new(GrpcAdmin::connect_lazy_with(
             &endpoint,
             self.timeout,
             tls,
+            key,
         )?))
     }
 }
@@ -192,25 +248,50 @@ impl ClusterAdmin for Unreachable {
     }
 }
 
+/// Puts the operator's credential on every call.
+#[derive(Clone, Debug)]
+pub struct Bearer(Option<AdminKey>);
+
+impl Bearer {
+    /// Sends `key` on every call (nothing when `None`).
+    pub fn new(key: Option<AdminKey>) -> Self {
+        Bearer(key)
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(key) = &self.0 {
+            req.metadata_mut()
+                .insert("authorization", key.header().clone());
+        }
+        Ok(req)
+    }
+}
+
+type Authenticated = InterceptedService<Channel, Bearer>;
+
 /// [`ClusterAdmin`] over gRPC.
 #[derive(Clone, Debug)]
 pub struct GrpcAdmin {
-    admin: AdminServiceClient<Channel>,
-    collections: CollectionServiceClient<Channel>,
+    admin: AdminServiceClient<Authenticated>,
+    collections: CollectionServiceClient<Authenticated>,
 }
 
 impl GrpcAdmin {
-    /// A client for `endpoint` (`http://host:port`) that connects on first use.
+    /// A client for `endpoint` (`http://host:port`) that connects on first
+    /// use and sends no credential.
     pub fn connect_lazy(endpoint: &str, timeout: Duration) -> Result<Self, AdminError> {
-        Self::connect_lazy_with(endpoint, timeout, None)
+        Self::connect_lazy_with(endpoint, timeout, None, None)
     }
 
     /// As [`GrpcAdmin::connect_lazy`], over TLS when `tls` is set
-    /// (`https://host:port`).
+    /// (`https://host:port`), presenting `key` when given.
     pub fn connect_lazy_with(
         endpoint: &str,
         timeout: Duration,
         tls: Option<tonic::transport::ClientTlsConfig>,
+        key: Option<&AdminKey>,
     ) -> Result<Self, AdminError> {
         let connect = |source| AdminError::Connect {
             endpoint: endpoint.to_string(),
@@ -224,9 +305,10 @@ impl GrpcAdmin {
             ep = ep.tls_config(tls).map_err(connect)?;
         }
         let channel = ep.connect_lazy();
+        let bearer = Bearer::new(key.cloned());
         Ok(Self {
-            admin: AdminServiceClient::new(channel.clone()),
-            collections: CollectionServiceClient::new(channel),
+            admin: AdminServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            collections: CollectionServiceClient::with_interceptor(channel, bearer),
         })
     }
 }
@@ -314,15 +396,31 @@ mod tests {
     use super::*;
     use crate::crd::{SecretRef, TlsSpec};
 
+    #[test]
+    fn admin_keys_are_trimmed_checked_and_never_printed() {
+        let key = AdminKey::new(b"  s3cret\n").unwrap();
+        assert_eq!(key.header(), "Bearer s3cret");
+        assert!(!format!("{key:?}").contains("s3cret"));
+        for bad in [
+            &b""[..],
+            b" \n",
+            b"line\nbreak",
+            b"\xff\xfe",
+            "caf\u{e9}".as_bytes(),
+        ] {
+            let err = AdminKey::new(bad).expect_err("refused");
+            assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        }
+    }
+
     #[tokio::test]
     async fn a_tls_cluster_without_the_operator_ca_says_what_to_set() {
         let mut cluster = crate::fixtures::cluster(3);
         cluster.spec.tls = Some(TlsSpec {
-            server_secret_ref: SecretRef { name: "api".into() },
-            client_ca_secret_ref: None,
-            cluster_secret_ref: None,
+            server_secret_ref: Some(SecretRef { name: "api".into() }),
+            ..TlsSpec::default()
         });
-        let admin = GrpcAdminFactory::default().admin(&cluster).unwrap();
+        let admin = GrpcAdminFactory::default().admin(&cluster, None).unwrap();
         let err = admin.cluster_status().await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::FailedPrecondition);
         assert!(
@@ -339,7 +437,7 @@ mod tests {
             ..GrpcAdminFactory::default()
         };
         let err = factory
-            .admin(&cluster)
+            .admin(&cluster, None)
             .unwrap()
             .drain_shard("demo-shard-0")
             .await;

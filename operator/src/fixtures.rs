@@ -7,7 +7,7 @@
 //! a multi-node cluster) need the distributed roles, which a single
 //! `rulake serve` process does not have.
 
-use crate::admin::{AdminError, AdminFactory, ClusterAdmin};
+use crate::admin::{AdminError, AdminFactory, AdminKey, ClusterAdmin};
 use crate::controller::Context;
 use crate::crd::*;
 use async_trait::async_trait;
@@ -202,6 +202,8 @@ pub struct FakeAdmin {
     pub collections: Mutex<HashMap<String, pb::CollectionInfo>>,
     /// When set, CreateCollection fails with this code.
     pub create_error: Mutex<Option<tonic::Code>>,
+    /// The `authorization` value each admin client was made with.
+    pub keys: Mutex<Vec<Option<String>>>,
 }
 
 impl FakeAdmin {
@@ -309,7 +311,13 @@ impl ClusterAdmin for FakeAdmin {
 struct FakeFactory(Arc<FakeAdmin>);
 
 impl AdminFactory for FakeFactory {
-    fn admin(&self, _: &RuLakeCluster) -> Result<Arc<dyn ClusterAdmin>, AdminError> {
+    fn admin(
+        &self,
+        _: &RuLakeCluster,
+        key: Option<&AdminKey>,
+    ) -> Result<Arc<dyn ClusterAdmin>, AdminError> {
+        let header = key.map(|k| k.header().to_str().unwrap().to_string());
+        self.0.keys.lock().unwrap().push(header);
         Ok(self.0.clone())
     }
 }
@@ -325,7 +333,24 @@ pub fn test_context(fake: Arc<FakeAdmin>) -> (Arc<Context>, MockApi) {
     )
 }
 
-/// A cluster `demo` in `default` with `shards` shard replicas.
+/// The admin key in [`admin_key_secret`], as the operator must send it.
+pub const ADMIN_KEY_HEADER: &str = "Bearer s3cret-admin-key";
+
+/// The Secret `demo-admin-key` the fixture cluster's
+/// `auth.adminKeySecretRef` names (key `api-key`, with the trailing newline
+/// a file made with `echo` has).
+pub fn admin_key_secret() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "demo-admin-key", "namespace": "default" },
+        // "s3cret-admin-key\n"
+        "data": { "api-key": "czNjcmV0LWFkbWluLWtleQo=" },
+    })
+}
+
+/// A cluster `demo` in `default` with `shards` shard replicas, secured as
+/// the CRD's defaults and its required fields make it: an auth config
+/// Secret, the operator's admin key, mutual TLS with issued certificates.
 pub fn cluster(shards: i32) -> RuLakeCluster {
     let mut cluster = RuLakeCluster::new(
         "demo",
@@ -349,6 +374,18 @@ pub fn cluster(shards: i32) -> RuLakeCluster {
             coordinators: CoordinatorSpec::default(),
             object_store: None,
             managed_url: None,
+            source_allow: vec!["s3://lake/".into()],
+            auth: Some(AuthSpec {
+                secret_ref: Some(SecretKeyRef {
+                    name: "demo-auth".into(),
+                    key: "auth.json".into(),
+                }),
+                allow_anonymous: false,
+                admin_key_secret_ref: Some(SecretKeyRef {
+                    name: "demo-admin-key".into(),
+                    key: "api-key".into(),
+                }),
+            }),
             tls: None,
             monitoring: MonitoringSpec::default(),
         },

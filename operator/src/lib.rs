@@ -2,8 +2,8 @@
 //!
 //! It turns two custom resources into a running RuLake: a `RuLakeCluster`
 //! becomes StatefulSets (meta, shards), a Deployment (coordinators),
-//! Services, a ConfigMap, PodDisruptionBudgets and optionally a
-//! ServiceMonitor; a `RuLakeCollection` becomes a collection in that
+//! Services, a ConfigMap, PodDisruptionBudgets, NetworkPolicies, the
+//! Secrets of its mutual TLS and optionally a ServiceMonitor; a `RuLakeCollection` becomes a collection in that
 //! cluster's catalog. Where Kubernetes objects are not enough (draining a
 //! shard before its pod goes, admitting a new one into placement, creating
 //! a collection) it calls the cluster's `rulake.v1` admin API.
@@ -16,12 +16,15 @@
 //!   can stand in for the cluster.
 //! - [`controller`]: the two reconcilers and the controller loop.
 //! - [`manifests`]: the Kubernetes objects a cluster is made of (pure
-//!   functions of the spec).
+//!   functions of the spec), NetworkPolicies and Secret mounts included.
+//! - [`certs`]: the cluster CA and role certificates the operator issues
+//!   and rotates for mutual TLS between the roles.
 //! - [`rbac`]: the permissions the reconcilers need, which the chart's
-//!   ClusterRole grants exactly.
+//!   ClusterRole (or, watching one namespace, Role) grants exactly.
 //! - `fixtures` (tests only): a mocked API server and a fake cluster.
 
 pub mod admin;
+pub mod certs;
 pub mod controller;
 pub mod crd;
 pub mod manifests;
@@ -45,6 +48,9 @@ pub enum Error {
     /// A resource lacks something the API server always sets.
     #[error("resource has no {0}")]
     MissingField(&'static str),
+    /// Issuing the cluster's certificates failed.
+    #[error("cluster certificates: {0}")]
+    Certificates(#[source] certs::CertError),
     /// A child object could not be serialised.
     #[error("serialising {kind}: {source}")]
     Serialize {
@@ -64,6 +70,7 @@ impl Error {
             Error::Admin(_) => "admin",
             Error::Finalizer(_) => "finalizer",
             Error::MissingField(_) => "missing_field",
+            Error::Certificates(_) => "certificates",
             Error::Serialize { .. } => "serialize",
         }
     }

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use rulake_operator::admin::{AdminTls, GrpcAdminFactory};
+use rulake_operator::admin::{AdminKey, AdminTls, Bearer, GrpcAdminFactory};
 use rulake_proto::v1::{
     collection_service_client::CollectionServiceClient, search_service_client::SearchServiceClient,
     DescribeCollectionRequest, SearchParams, SearchRequest, Vector,
@@ -35,6 +35,11 @@ struct Cli {
     /// PEM private key of --api-cert.
     #[arg(long, env = "RULAKE_OPERATOR_API_KEY", requires = "api_cert")]
     api_key: Option<std::path::PathBuf>,
+    /// Watch RuLake resources in this namespace only (the chart's
+    /// namespaced mode, with a Role there instead of a ClusterRole);
+    /// every namespace when unset.
+    #[arg(long, env = "RULAKE_OPERATOR_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -52,6 +57,10 @@ enum Command {
         /// Neighbours to ask for.
         #[arg(long, default_value_t = 10)]
         k: u32,
+        /// API key sent as `authorization: Bearer <key>`; better given
+        /// through the environment than on the command line.
+        #[arg(long = "bearer", env = "RULAKE_API_KEY", hide_env_values = true)]
+        key: Option<String>,
     },
 }
 
@@ -76,28 +85,43 @@ async fn main() -> anyhow::Result<()> {
                     identity: cli.api_cert.zip(cli.api_key),
                 }),
             };
-            tracing::info!("rulake-operator started");
-            rulake_operator::controller::run(client, Arc::new(admins)).await;
+            let namespace = cli.watch_namespace.filter(|ns| !ns.is_empty());
+            match &namespace {
+                Some(ns) => tracing::info!(namespace = %ns, "rulake-operator started"),
+                None => tracing::info!("rulake-operator started, all namespaces"),
+            }
+            rulake_operator::controller::run(client, Arc::new(admins), namespace).await;
             Ok(())
         }
         Command::Search {
             endpoint,
             collection,
             k,
-        } => search(endpoint, collection, k).await,
+            key,
+        } => search(endpoint, collection, k, key).await,
     }
 }
 
 /// Describes the collection for its dimension, searches with a constant
 /// vector of that dimension and prints the hits.
-async fn search(endpoint: String, collection: String, k: u32) -> anyhow::Result<()> {
+async fn search(
+    endpoint: String,
+    collection: String,
+    k: u32,
+    key: Option<String>,
+) -> anyhow::Result<()> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())?
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
         .connect()
         .await
         .with_context(|| format!("connecting to {endpoint}"))?;
-    let info = CollectionServiceClient::new(channel.clone())
+    let key = key
+        .map(|k| AdminKey::new(k.as_bytes()))
+        .transpose()
+        .context("RULAKE_API_KEY")?;
+    let bearer = Bearer::new(key);
+    let info = CollectionServiceClient::with_interceptor(channel.clone(), bearer.clone())
         .describe_collection(DescribeCollectionRequest {
             name: collection.clone(),
         })
@@ -108,7 +132,7 @@ async fn search(endpoint: String, collection: String, k: u32) -> anyhow::Result<
         .context("describe returned no info")?;
     let dimension = info.spec.context("describe returned no spec")?.dimension as usize;
     let query = vec![1.0 / (dimension.max(1) as f32).sqrt(); dimension];
-    let reply = SearchServiceClient::new(channel)
+    let reply = SearchServiceClient::with_interceptor(channel, bearer)
         .search(SearchRequest {
             collection: collection.clone(),
             query: Some(Vector { values: query }),

@@ -13,14 +13,20 @@
 //!
 //! Layout: names, labels and the small objects here; `pod` builds the one
 //! pod template every role shares (so security settings, probes and TLS
-//! cannot drift between roles); `workloads` the StatefulSets and the
-//! Deployment around it.
+//! cannot drift between roles); `security` the TLS and auth flags with
+//! their Secret volumes, the issued-certificate Secrets and the
+//! NetworkPolicies; `workloads` the StatefulSets and the Deployment.
 
 mod pod;
+mod security;
 #[cfg(test)]
 mod tests;
 mod workloads;
 
+pub use security::{
+    cluster_ca_secret_name, cluster_certs_secret_name, cluster_peers, network_policies,
+    network_policy_name, owned_secret, CA_TRUSTED_SINCE,
+};
 pub use workloads::{coordinator_deployment, meta_statefulset, shard_statefulset};
 
 use crate::admin::GRPC_PORT;
@@ -41,11 +47,9 @@ pub const RAFT_PORT: u16 = 7700;
 pub const FIELD_MANAGER: &str = "rulake-operator";
 /// Where a role keeps its data inside the container.
 const DATA_DIR: &str = "/var/lib/rulake";
-/// Where TLS material is mounted.
-const TLS_DIR: &str = "/etc/rulake/tls";
 
 /// A RuLake role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     /// The Raft catalog.
     Meta,
@@ -181,7 +185,7 @@ pub fn quantity_bytes(q: &Quantity) -> Option<u64> {
 
 /// The ConfigMap every role takes its environment from.
 pub fn config_map(cluster: &RuLakeCluster) -> ConfigMap {
-    let data = BTreeMap::from([
+    let mut data = BTreeMap::from([
         ("RULAKE_CLUSTER".to_string(), cluster.name_any()),
         ("RULAKE_META".to_string(), meta_addresses(cluster).join(",")),
         (
@@ -189,6 +193,12 @@ pub fn config_map(cluster: &RuLakeCluster) -> ConfigMap {
             format!("0.0.0.0:{}", cluster.spec.monitoring.metrics_port),
         ),
     ]);
+    if !cluster.spec.source_allow.is_empty() {
+        data.insert(
+            "RULAKE_SOURCE_ALLOW".to_string(),
+            cluster.spec.source_allow.join(","),
+        );
+    }
     ConfigMap {
         metadata: meta(cluster, config_name(cluster), None),
         data: Some(data),
@@ -271,9 +281,6 @@ pub fn service_monitor_resource() -> ApiResource {
         "ServiceMonitor",
     ))
 }
-
-/// Name of the CRD whose presence switches the ServiceMonitor on.
-pub const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
 
 /// A ServiceMonitor scraping the `metrics` port of every RuLake Service of
 /// the cluster.

@@ -1,7 +1,15 @@
 //! The operator's Kubernetes permissions, as data: the Helm chart's
-//! ClusterRole must grant exactly these rules (checked by the chart test),
-//! and every request the reconcilers make in the mocked-API tests must be
+//! ClusterRole (or, when the operator watches one namespace, its Role
+//! there) must grant exactly these rules (checked by the chart test), and
+//! every request the reconcilers make in the mocked-API tests must be
 //! covered by them (checked by the mock server on each request).
+//!
+//! Every rule is on a namespaced resource, so one table serves both modes:
+//! nothing here needs a cluster-wide grant once the operator watches a
+//! single namespace. Secrets are the sensitive grant: `get` reads the
+//! admin key and the stored cluster CA (names the operator cannot know in
+//! advance, so `resourceNames` cannot narrow it); there is no `list` or
+//! `watch`, so the operator reads only Secrets a cluster names or owns.
 //!
 //! Why a table: least privilege drifts in both directions as reconcilers
 //! change, a forgotten verb fails only in a real cluster and a stale one
@@ -79,6 +87,18 @@ pub const RULES: &[Rule] = &[
     rule("", "services", APPLIED, "the cluster's Services"),
     rule("", "configmaps", APPLIED, "the cluster's ConfigMap"),
     rule(
+        "",
+        "secrets",
+        &["get", "create", "patch"],
+        "the issued cluster CA and role certificates (read, applied); the admin key (read)",
+    ),
+    rule(
+        "networking.k8s.io",
+        "networkpolicies",
+        APPLIED,
+        "the NetworkPolicies guarding the meta and shard ports",
+    ),
+    rule(
         "policy",
         "poddisruptionbudgets",
         APPLIED,
@@ -90,18 +110,11 @@ pub const RULES: &[Rule] = &[
         &["get"],
         "a new shard pod's readiness before it is admitted to placement",
     ),
-    Rule {
-        group: "apiextensions.k8s.io",
-        resource: "customresourcedefinitions",
-        verbs: &["get"],
-        names: &["servicemonitors.monitoring.coreos.com"],
-        why: "whether the prometheus-operator is installed",
-    },
     rule(
         "monitoring.coreos.com",
         "servicemonitors",
         &["create", "patch"],
-        "the cluster's ServiceMonitor, applied",
+        "the cluster's ServiceMonitor, applied (a 404 says the CRD is not installed)",
     ),
     rule(
         "events.k8s.io",
@@ -200,11 +213,12 @@ mod tests {
         );
         assert!(allows("apps", "statefulsets", "get", "s"));
         assert!(!allows("apps", "deployments", "delete", "d"));
+        assert!(!allows("", "secrets", "list", ""), "no listing Secrets");
         assert!(!allows(
             "apiextensions.k8s.io",
             "customresourcedefinitions",
             "get",
-            "other.example.com"
+            "servicemonitors.monitoring.coreos.com"
         ));
     }
 

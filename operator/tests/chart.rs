@@ -1,8 +1,9 @@
-//! The Helm chart, rendered with its default values and with
-//! `ci/full-values.yaml`: values pass `values.schema.json`, every
-//! manifest parses into its Kubernetes type without losing a field, RBAC
-//! grants only what the reconcilers use, and the monitoring templates
-//! follow the files that exist.
+//! The Helm chart, rendered with its default values, with
+//! `ci/full-values.yaml` and in namespaced mode (`watchNamespace`): values
+//! pass `values.schema.json`, every manifest parses into its Kubernetes
+//! type without losing a field, RBAC grants only what the reconcilers use
+//! (cluster-wide, or in one namespace only), the operator pod admits no
+//! ingress, and the monitoring templates follow the files that exist.
 //!
 //! helm itself is not available here; `support/helm.rs` says which subset
 //! of Helm's template language the chart may use.
@@ -11,7 +12,8 @@ mod support;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -60,6 +62,9 @@ fn render(chart: &Chart, values: &Value) -> BTreeMap<String, Vec<Value>> {
                 "ServiceAccount" => drop(typed::<ServiceAccount>(&doc)),
                 "ClusterRole" => drop(typed::<ClusterRole>(&doc)),
                 "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(&doc)),
+                "Role" => drop(typed::<Role>(&doc)),
+                "RoleBinding" => drop(typed::<RoleBinding>(&doc)),
+                "NetworkPolicy" => drop(typed::<NetworkPolicy>(&doc)),
                 "ConfigMap" => drop(typed::<ConfigMap>(&doc)),
                 "Pod" => drop(typed::<Pod>(&doc)),
                 "PrometheusRule" => {
@@ -86,15 +91,16 @@ fn render(chart: &Chart, values: &Value) -> BTreeMap<String, Vec<Value>> {
     by_kind
 }
 
-/// The rendered ClusterRole grants exactly `rulake_operator::rbac::RULES`:
-/// no verb, resource or object name more (least privilege) or less (the
-/// mocked-API tests check every request the reconcilers make against
-/// RULES, so a missing grant here would fail in a real cluster).
-fn assert_role_is_exactly_what_the_operator_uses(role: &ClusterRole) {
+/// The rendered ClusterRole's (or Role's) rules grant exactly
+/// `rulake_operator::rbac::RULES`: no verb, resource or object name more
+/// (least privilege) or less (the mocked-API tests check every request the
+/// reconcilers make against RULES, so a missing grant here would fail in a
+/// real cluster).
+fn assert_role_is_exactly_what_the_operator_uses(rules: &[PolicyRule]) {
     use std::collections::BTreeSet;
     type Grant = (String, String, String, Vec<String>);
     let mut granted: BTreeSet<Grant> = BTreeSet::new();
-    for rule in role.rules.clone().unwrap() {
+    for rule in rules.iter().cloned() {
         let names = rule.resource_names.clone().unwrap_or_default();
         for group in rule.api_groups.clone().unwrap_or_default() {
             for resource in rule.resources.clone().unwrap_or_default() {
@@ -129,7 +135,13 @@ fn assert_role_is_exactly_what_the_operator_uses(role: &ClusterRole) {
     let missing: Vec<_> = used.difference(&granted).collect();
     assert!(
         extra.is_empty() && missing.is_empty(),
-        "ClusterRole differs from operator/src/rbac.rs: granted but unused {extra:?}, used but not granted {missing:?}"
+        "the role differs from operator/src/rbac.rs: granted but unused {extra:?}, used but not granted {missing:?}"
+    );
+    assert!(
+        !used
+            .iter()
+            .any(|(_, r, v, _)| r == "secrets" && (v == "list" || v == "watch")),
+        "the operator never lists Secrets: it reads those a cluster names or owns"
     );
     assert!(
         !used
@@ -154,6 +166,7 @@ fn default_values_render_the_operator_and_least_privilege_rbac() {
             ("ClusterRole", 1),
             ("ClusterRoleBinding", 1),
             ("Deployment", 1),
+            ("NetworkPolicy", 1),
             ("ServiceAccount", 1)
         ],
         "monitoring and the test hook are off by default"
@@ -175,12 +188,94 @@ fn default_values_render_the_operator_and_least_privilege_rbac() {
     assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
 
     let role: ClusterRole = typed(&out["ClusterRole"][0]);
-    assert_role_is_exactly_what_the_operator_uses(&role);
+    assert_role_is_exactly_what_the_operator_uses(&role.rules.unwrap());
     let binding: ClusterRoleBinding = typed(&out["ClusterRoleBinding"][0]);
     assert_eq!(
         binding.subjects.unwrap()[0].namespace.as_deref(),
         Some("rulake-system")
     );
+    assert!(
+        !container
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "RULAKE_OPERATOR_WATCH_NAMESPACE"),
+        "every namespace by default"
+    );
+
+    // The operator pod admits no ingress at all.
+    let policy: NetworkPolicy = typed(&out["NetworkPolicy"][0]);
+    let spec = policy.spec.unwrap();
+    assert_eq!(
+        spec.pod_selector.unwrap().match_labels,
+        spec_template_labels(&out["Deployment"][0]),
+        "the policy selects the operator pod"
+    );
+    assert_eq!(
+        spec.policy_types.as_deref(),
+        Some(&["Ingress".to_string()][..])
+    );
+    assert_eq!(
+        spec.ingress,
+        Some(vec![]),
+        "no ingress rule: nothing admitted"
+    );
+}
+
+/// The labels of a Deployment's pod template.
+fn spec_template_labels(doc: &Value) -> Option<BTreeMap<String, String>> {
+    let d: Deployment = typed(doc);
+    d.spec.unwrap().template.metadata.unwrap().labels
+}
+
+/// `watchNamespace`: a Role and RoleBinding there, with the same rules,
+/// nothing cluster-wide, and the operator told to watch that namespace
+/// only.
+#[test]
+fn namespaced_mode_grants_a_role_in_that_namespace_only() {
+    let chart = Chart::load(&chart_dir());
+    let values = chart.values_with(&json!({ "watchNamespace": "search" }));
+    let out = render(&chart, &values);
+    assert_eq!(
+        kinds(&out),
+        [
+            ("Deployment", 1),
+            ("NetworkPolicy", 1),
+            ("Role", 1),
+            ("RoleBinding", 1),
+            ("ServiceAccount", 1)
+        ],
+        "no ClusterRole, no ClusterRoleBinding"
+    );
+    let role: Role = typed(&out["Role"][0]);
+    assert_eq!(role.metadata.namespace.as_deref(), Some("search"));
+    assert_role_is_exactly_what_the_operator_uses(&role.rules.unwrap());
+    let binding: RoleBinding = typed(&out["RoleBinding"][0]);
+    assert_eq!(binding.metadata.namespace.as_deref(), Some("search"));
+    assert_eq!(
+        (
+            binding.role_ref.kind.as_str(),
+            binding.role_ref.name.as_str()
+        ),
+        ("Role", "rulake-rulake")
+    );
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        ("rulake-rulake", Some("rulake-system")),
+        "the operator's ServiceAccount, in the release namespace"
+    );
+    let deployment: Deployment = typed(&out["Deployment"][0]);
+    let env = deployment.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    assert!(env.iter().any(
+        |e| e.name == "RULAKE_OPERATOR_WATCH_NAMESPACE" && e.value.as_deref() == Some("search")
+    ));
+
+    let off = chart.values_with(&json!({ "networkPolicy": { "enabled": false } }));
+    assert!(!render(&chart, &off).contains_key("NetworkPolicy"));
 }
 
 #[test]
@@ -215,6 +310,7 @@ fn full_values_render_monitoring_and_the_test_hook() {
             ("ClusterRoleBinding", 1),
             ("ConfigMap", 2),
             ("Deployment", 1),
+            ("NetworkPolicy", 1),
             ("Pod", 1),
             ("PrometheusRule", 1),
             ("ServiceAccount", 1)
@@ -248,7 +344,15 @@ fn full_values_render_monitoring_and_the_test_hook() {
         test.metadata.annotations.as_ref().unwrap()["helm.sh/hook"],
         "test"
     );
-    let command = test.spec.unwrap().containers[0].command.clone().unwrap();
+    let test_container = test.spec.unwrap().containers.remove(0);
+    let key = test_container.env.clone().unwrap().remove(0);
+    assert_eq!(key.name, "RULAKE_API_KEY", "the test hook authenticates");
+    let from = key.value_from.unwrap().secret_key_ref.unwrap();
+    assert_eq!(
+        (from.name.as_str(), from.key.as_str()),
+        ("demo-reader", "api-key")
+    );
+    let command = test_container.command.clone().unwrap();
     assert_eq!(
         command,
         [
@@ -346,6 +450,8 @@ fn values_schema_rejects_bad_values() {
         json!({ "operator": { "adminTimeoutSeconds": 0 } }),
         json!({ "monitoring": { "dashboards": { "enabld": true } } }),
         json!({ "replicaCount": 2 }),
+        json!({ "watchNamespace": "Not_A_Namespace" }),
+        json!({ "networkPolicy": { "enable": true } }),
     ] {
         let values = chart.values_with(&bad);
         assert!(!validator.is_valid(&values), "accepted {bad}");

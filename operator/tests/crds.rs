@@ -82,3 +82,42 @@ fn collection_crd_validates_and_freezes_what_cannot_change() {
         assert!(required.contains(field), "{field} required: {required}");
     }
 }
+
+/// Authentication is required and its two development switches are
+/// explicit: CEL refuses a cluster without `spec.auth`, with both an auth
+/// Secret and anonymous access, with an auth Secret but no key for the
+/// operator, and contradictory TLS settings. (The reconciler checks the
+/// same with `check_security` for objects stored before these rules.)
+#[test]
+fn cluster_crd_requires_auth_and_guards_the_security_switches() {
+    let crd = serde_json::to_value(RuLakeCluster::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let rules = |v: &serde_json::Value| v["x-kubernetes-validations"].to_string();
+    assert!(rules(spec).contains("has(self.auth)"), "{}", rules(spec));
+    let props = &spec["properties"];
+    let auth = rules(&props["auth"]);
+    assert!(
+        auth.contains("has(self.secretRef) != (has(self.allowAnonymous) && self.allowAnonymous)"),
+        "{auth}"
+    );
+    assert!(
+        auth.contains("!has(self.secretRef) || has(self.adminKeySecretRef)"),
+        "{auth}"
+    );
+    let tls = rules(&props["tls"]);
+    assert!(tls.contains("insecureClusterPlaintext"), "{tls}");
+    assert!(
+        tls.contains("!has(self.clientCaSecretRef) || has(self.serverSecretRef)"),
+        "{tls}"
+    );
+    assert_eq!(
+        props["tls"]["required"],
+        serde_json::Value::Null,
+        "mutual TLS needs no field: it is the default"
+    );
+    assert_eq!(
+        props["auth"]["properties"]["secretRef"]["properties"]["key"]["pattern"],
+        "^[-._a-zA-Z0-9]+$",
+        "a Secret key, never a path"
+    );
+}

@@ -4,15 +4,18 @@
 //! (without a kubeconfig it then fails, saying so). See
 //! docs/operations.md, "Testing against a real cluster".
 //!
-//! It installs the CRDs, runs the controllers in this process, and checks
-//! what only an API server can: the CEL rules, the scale subresource,
-//! owner references, and that a finalizer and a failed drain hold things
-//! in place. RuLake pods need not start: the operator cannot reach their
+//! It installs the CRDs, runs the controllers in this process (watching
+//! the test's namespace only, as the chart's namespaced mode does), and
+//! checks what only an API server can: the CEL rules, the scale
+//! subresource, owner references (issued certificates and NetworkPolicies
+//! included), and that a finalizer and a failed drain hold things in
+//! place. RuLake pods need not start: the operator cannot reach their
 //! admin API from outside the cluster, which is the point of the drain
 //! check (no drain, no shrink).
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
@@ -25,19 +28,29 @@ use std::time::Duration;
 
 const FIELD_MANAGER: &str = "rulake-e2e";
 
-fn example<T: serde::de::DeserializeOwned>(file: &str, kind: &str, ns: &str) -> T {
+/// Every object of `kind` in an example file, moved to namespace `ns`.
+fn examples<T: serde::de::DeserializeOwned>(file: &str, kind: &str, ns: &str) -> Vec<T> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../docs/examples")
         .join(file);
     let text = std::fs::read_to_string(path).unwrap();
+    let mut found = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let mut value: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
         if value["kind"] == kind {
             value["metadata"]["namespace"] = json!(ns);
-            return serde_json::from_value(value).unwrap();
+            found.push(serde_json::from_value(value).unwrap());
         }
     }
-    panic!("no {kind} in {file}");
+    found
+}
+
+/// The one object of `kind` in an example file, moved to namespace `ns`.
+fn example<T: serde::de::DeserializeOwned>(file: &str, kind: &str, ns: &str) -> T {
+    examples(file, kind, ns)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no {kind} in {file}"))
 }
 
 /// Polls `check` every second for up to `secs`.
@@ -94,16 +107,16 @@ async fn e2e_requires_kubeconfig_operator_against_a_real_api_server() {
             timeout: Duration::from_secs(5),
             tls: None,
         }),
+        Some(ns.clone()),
     ));
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    secrets
-        .create(
-            &PostParams::default(),
-            &example("cluster.yaml", "Secret", &ns),
-        )
-        .await
-        .unwrap();
+    for secret in examples::<Secret>("cluster.yaml", "Secret", &ns) {
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
     let clusters: Api<RuLakeCluster> = Api::namespaced(client.clone(), &ns);
     let mut cluster: RuLakeCluster = example("cluster.yaml", "RuLakeCluster", &ns);
     cluster.spec.monitoring.service_monitor = false;
@@ -118,6 +131,7 @@ async fn e2e_requires_kubeconfig_operator_against_a_real_api_server() {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
     eventually("the cluster's objects", 90, || async {
         let (Ok(meta), Ok(shard), Ok(coord), Ok(svc), Ok(cm)) = (
             statefulsets.get("demo-meta").await,
@@ -125,6 +139,14 @@ async fn e2e_requires_kubeconfig_operator_against_a_real_api_server() {
             deployments.get("demo-coordinator").await,
             services.get("demo").await,
             config_maps.get("demo-config").await,
+        ) else {
+            return false;
+        };
+        let (Ok(ca), Ok(certs), Ok(np_meta), Ok(np_shard)) = (
+            secrets.get("demo-cluster-ca").await,
+            secrets.get("demo-cluster-certs").await,
+            policies.get("demo-meta-internal").await,
+            policies.get("demo-shard-internal").await,
         ) else {
             return false;
         };
@@ -139,6 +161,10 @@ async fn e2e_requires_kubeconfig_operator_against_a_real_api_server() {
             && owned(coord.meta())
             && owned(svc.meta())
             && owned(cm.meta())
+            && owned(ca.meta())
+            && owned(certs.meta())
+            && owned(np_meta.meta())
+            && owned(np_shard.meta())
     })
     .await;
     assert_eq!(
@@ -158,6 +184,20 @@ async fn e2e_requires_kubeconfig_operator_against_a_real_api_server() {
         })
     })
     .await;
+
+    // CEL: authentication is required.
+    let err = clusters
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "auth": null } })),
+        )
+        .await
+        .expect_err("spec.auth is required");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 422),
+        "{err}"
+    );
 
     // CEL: meta replicas are 3 or 5, and fixed.
     let err = clusters

@@ -97,6 +97,46 @@ fn examples_pass_the_crd_schemas_and_the_operator_checks() {
         clusters[0].metadata.name.clone().unwrap()
     );
     assert_eq!(validate(&collections[0].spec, &clusters[0]), Ok(()));
+    assert_eq!(clusters[0].spec.check_security(), Ok(()));
+}
+
+/// The example's auth config loads, and grants the operator key its
+/// Secret holds `admin:*`: the example cluster's admin calls work as
+/// written.
+#[test]
+fn the_example_auth_config_admits_the_example_operator_key() {
+    let secrets: Vec<Secret> = load("cluster.yaml")
+        .into_iter()
+        .filter(|d| d["kind"] == "Secret")
+        .map(|d| serde_json::from_value(d).unwrap())
+        .collect();
+    let cluster: RuLakeCluster = serde_json::from_value(
+        load("cluster.yaml")
+            .into_iter()
+            .find(|d| d["kind"] == "RuLakeCluster")
+            .unwrap(),
+    )
+    .unwrap();
+    let auth = cluster.spec.auth.unwrap();
+    let value = |name: &str, key: &str| {
+        let secret = secrets
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("the example has no Secret {name}"));
+        secret.string_data.as_ref().unwrap()[key].clone()
+    };
+    let config = auth.secret_ref.unwrap();
+    let key_ref = auth.admin_key_secret_ref.unwrap();
+    let config = rulake_auth::AuthConfig::from_json(
+        &value(&config.name, &config.key),
+        std::path::Path::new("."),
+    )
+    .expect("the example auth config loads");
+    let key = value(&key_ref.name, &key_ref.key);
+    let principal = config
+        .authenticate(Some(&format!("Bearer {key}")))
+        .expect("the operator key is accepted");
+    assert!(principal.allows(rulake_auth::Perm::Admin, "any-collection"));
 }
 
 #[test]

@@ -46,7 +46,21 @@ pub fn rulake_bin() -> PathBuf {
 pub fn rulake() -> Command {
     let mut c = Command::new(rulake_bin());
     c.env("RULAKE_LOG", "warn");
+    // Tests keep their lakes in temporary directories: that is the prefix
+    // sources may use (each role still fences off its own files).
+    c.env("RULAKE_SOURCE_ALLOW", temp_lakes());
+    // Roles refuse plaintext internal ports unless told; the tests that
+    // want mutual TLS give the certificate flags, which take precedence.
+    c.env("RULAKE_CLUSTER_INSECURE", "true");
     c
+}
+
+/// The source prefix of test lakes: the system's temporary directory as a
+/// `file://` URL, symlinks resolved.
+pub fn temp_lakes() -> String {
+    let tmp = std::env::temp_dir();
+    let tmp = tmp.canonicalize().unwrap_or(tmp);
+    format!("file://{}/", tmp.display())
 }
 
 /// A loopback port nobody listens on right now.

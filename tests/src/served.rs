@@ -16,6 +16,11 @@ impl Served {
     /// Start `rulake serve` on a free port over `data_dir` and wait until
     /// it accepts connections. Its log goes next to `data_dir`.
     pub fn start(data_dir: &Path) -> Served {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// [`Served::start`] with more flags (`--auth-config`, `--source-allow`, ...).
+    pub fn start_with(data_dir: &Path, flags: &[String]) -> Served {
         let addr = free_addr();
         let mut cmd = rulake();
         cmd.args([
@@ -26,11 +31,17 @@ impl Served {
             "127.0.0.1:0",
         ])
         .arg("--data-dir")
-        .arg(data_dir);
+        .arg(data_dir)
+        .args(flags);
         let log = data_dir.with_extension("log");
         let proc = Proc::spawn("rulake serve", cmd, &log);
         wait_listening(&addr, "rulake serve");
         Served { proc, addr }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
     }
 
     /// SIGTERM; it must exit cleanly within `grace`.

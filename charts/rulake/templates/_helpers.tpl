@@ -41,3 +41,55 @@ app.kubernetes.io/component: operator
 {{- define "rulake.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/* The operator's permissions, in its ClusterRole or its Role in watchNamespace; kept equal to operator/src/rbac.rs (the operator's tests check both directions). */}}
+{{- define "rulake.rbacRules" -}}
+# Server-side apply of an object that does not exist yet creates it, hence
+# create next to patch for every applied kind.
+# The custom resources: watched; a collection reads its cluster and
+# patches its own finalizer; both have their status applied.
+- apiGroups: ["rulake.io"]
+  resources: ["rulakeclusters"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["rulake.io"]
+  resources: ["rulakecollections"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["rulake.io"]
+  resources: ["rulakeclusters/status", "rulakecollections/status"]
+  verbs: ["patch"]
+# A cluster's workloads, Services, ConfigMap, budgets and NetworkPolicies:
+# applied and watched; the shard StatefulSet is read before a scale-down.
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["services", "configmaps"]
+  verbs: ["list", "watch", "create", "patch"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list", "watch", "create", "patch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "watch", "create", "patch"]
+# The cluster CA and role certificates the operator issues (read and
+# applied) and the admin key a cluster names (read). No list or watch:
+# the operator reads only Secrets a cluster names or owns.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create", "patch"]
+# Readiness of a new shard pod before it is admitted to placement.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get"]
+# The cluster's ServiceMonitor (a 404 says prometheus-operator is absent).
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors"]
+  verbs: ["create", "patch"]
+# Events about clusters and collections.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}

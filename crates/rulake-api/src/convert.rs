@@ -4,6 +4,13 @@
 //! message, an unknown enum value, an id without a value) happens here and
 //! becomes `INVALID_ARGUMENT`; everything about meaning (dimension, names,
 //! limits) is the catalog's and the engine's to check, so it is checked once.
+//!
+//! Source options are write-only. They may hold credentials (a key, a
+//! token, a SAS string), and whoever may read a collection need not hold
+//! those, so every answer that shows a source ([`view_to`]: create,
+//! describe, list, alter) shows each option's key with [`REDACTED`] for its
+//! value, whoever asks, and scrubs the values, and a managed collection's
+//! location on the server, out of the collection's last error.
 
 use crate::status::invalid;
 use rulake_catalog::{CollectionRecord, SourceKind};
@@ -162,8 +169,49 @@ fn source_from(source: pb::Source) -> Result<(SourceKind, BTreeMap<String, Strin
     })
 }
 
+/// What an answer shows in place of a source option's value.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+/// What a managed collection's location on the server reads as in an error.
+const MANAGED_LOCATION: &str = "<managed data>";
+
+/// Option values shorter than this are flags and short names, not secrets:
+/// scrubbing them out of an error would garble its words.
+const MIN_SCRUBBED: usize = 4;
+
+/// `text` with every option value (of at least [`MIN_SCRUBBED`] bytes)
+/// replaced by [`REDACTED`], and a managed source's location on the server
+/// by [`MANAGED_LOCATION`]: an error may quote either.
+fn scrub(text: &str, kind: &SourceKind, options: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_owned();
+    // Longest first, so a value that contains another is replaced whole.
+    let mut values: Vec<&str> = options
+        .values()
+        .map(String::as_str)
+        .filter(|v| v.len() >= MIN_SCRUBBED)
+        .collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in values {
+        out = out.replace(v, REDACTED);
+    }
+    if let SourceKind::Managed { prefix } = kind {
+        // As a URL, a path, or an object-store path (no leading slash).
+        let bare = prefix.trim_start_matches("file://").trim_matches('/');
+        if !bare.is_empty() {
+            out = out.replace(prefix.as_str(), MANAGED_LOCATION);
+            out = out.replace(bare, MANAGED_LOCATION);
+        }
+    }
+    out
+}
+
 fn source_to(kind: &SourceKind, options: &BTreeMap<String, String>) -> pb::Source {
-    let opts = || options.clone().into_iter().collect();
+    let opts = || {
+        options
+            .keys()
+            .map(|k| (k.clone(), REDACTED.to_owned()))
+            .collect()
+    };
     pb::Source {
         kind: Some(match kind {
             SourceKind::Parquet {
@@ -268,7 +316,11 @@ pub(crate) fn view_to(v: CollectionView) -> pb::CollectionInfo {
             .unwrap_or_default(),
         vector_count: info.vectors_cached,
         partitions_warm: info.partitions_warm,
-        last_error: info.last_error.clone().unwrap_or_default(),
+        last_error: info
+            .last_error
+            .as_deref()
+            .map(|e| scrub(e, &v.source.kind, &v.source.options))
+            .unwrap_or_default(),
         aliases: v.aliases,
     }
 }
@@ -321,5 +373,84 @@ mod tests {
         }
         let err = source_from(no_uri).unwrap_err();
         assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    }
+
+    /// Options show their keys, never their values, for every source kind.
+    #[test]
+    fn option_values_are_never_shown() {
+        let options: BTreeMap<String, String> = [
+            ("aws_secret_access_key", "AKIA-very-secret-value"),
+            ("aws_allow_http", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let kinds = [
+            SourceKind::Parquet {
+                url: "s3://lake/emb/".into(),
+                id_column: "id".into(),
+                vector_column: "vector".into(),
+            },
+            SourceKind::Delta {
+                url: "s3://lake/delta/".into(),
+                id_column: "id".into(),
+                vector_column: "vector".into(),
+                version: None,
+            },
+            SourceKind::Iceberg {
+                url: "s3://lake/ice/metadata.json".into(),
+                id_column: "id".into(),
+                vector_column: "vector".into(),
+                snapshot_id: None,
+                sql_catalog: None,
+            },
+        ];
+        for kind in kinds {
+            let shown = source_to(&kind, &options);
+            let text = format!("{shown:?}");
+            assert!(!text.contains("very-secret"), "{text}");
+            let shown_options = match shown.kind {
+                Some(pb::source::Kind::Parquet(p)) => p.options,
+                Some(pb::source::Kind::Delta(d)) => d.options,
+                Some(pb::source::Kind::Iceberg(i)) => i.options,
+                other => panic!("{other:?}"),
+            };
+            let mut keys: Vec<_> = shown_options.keys().cloned().collect();
+            keys.sort();
+            assert_eq!(keys, ["aws_allow_http", "aws_secret_access_key"]);
+            assert!(shown_options.values().all(|v| v == REDACTED));
+        }
+    }
+
+    /// A last error that quotes an option value or a managed collection's
+    /// place on the server shows neither.
+    #[test]
+    fn last_errors_are_scrubbed_of_secrets_and_server_paths() {
+        let options: BTreeMap<String, String> =
+            [("sas".to_owned(), "sv=2024&sig=SECRETSIG".to_owned())].into();
+        let parquet = SourceKind::Parquet {
+            url: "az://c/emb/".into(),
+            id_column: "id".into(),
+            vector_column: "vector".into(),
+        };
+        let e = scrub(
+            "GET https://acct.blob/c/emb/x.parquet?sv=2024&sig=SECRETSIG failed: 403",
+            &parquet,
+            &options,
+        );
+        assert!(!e.contains("SECRETSIG"), "{e}");
+        assert!(e.contains("403") && e.contains(REDACTED), "{e}");
+        let managed = SourceKind::Managed {
+            prefix: "file:///srv/rulake/managed/docs/18f3a/".into(),
+        };
+        for text in [
+            "object file:///srv/rulake/managed/docs/18f3a/part-1.parquet is missing",
+            "open /srv/rulake/managed/docs/18f3a/part-1.parquet: no such file",
+            "not found: srv/rulake/managed/docs/18f3a/part-1.parquet",
+        ] {
+            let e = scrub(text, &managed, &BTreeMap::new());
+            assert!(!e.contains("/srv") && !e.contains("18f3a"), "{e}");
+            assert!(e.contains(MANAGED_LOCATION) && e.contains("part-1"), "{e}");
+        }
     }
 }

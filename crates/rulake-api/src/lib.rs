@@ -25,7 +25,9 @@ pub mod shard;
 pub mod status;
 
 pub use limit::PerConnectionLimitLayer;
-pub use service::{Api, Limits, MAX_INGEST_BYTES, MAX_INGEST_RECORDS};
+pub use service::{
+    Api, Limits, MAX_FEDERATED, MAX_INGEST_BYTES, MAX_INGEST_RECORDS, MAX_SEARCH_HITS,
+};
 pub use shard::ShardApi;
 
 use rulake_proto::v1 as pb;

@@ -45,6 +45,13 @@ pub struct Limits {
     pub max_ingest_records: u64,
     /// Vector and id bytes in one `Ingest` stream (as for records).
     pub max_ingest_bytes: u64,
+    /// Hits one search call may ask for: `k × queries × collections` of a
+    /// `Search`, `BatchSearch` or `FederatedSearch` (`INVALID_ARGUMENT`
+    /// beyond it, before any work).
+    pub max_search_hits: usize,
+    /// Distinct collections one `FederatedSearch` may name (a name given
+    /// twice counts once; `INVALID_ARGUMENT` beyond it).
+    pub max_federated: usize,
 }
 
 impl Default for Limits {
@@ -57,9 +64,24 @@ impl Default for Limits {
             max_concurrent_per_connection: crate::limit::MAX_CONCURRENT_PER_CONNECTION,
             max_ingest_records: MAX_INGEST_RECORDS,
             max_ingest_bytes: MAX_INGEST_BYTES,
+            max_search_hits: MAX_SEARCH_HITS,
+            max_federated: MAX_FEDERATED,
         }
     }
 }
+
+/// Default for [`Limits::max_search_hits`]: a full default batch (1,024
+/// queries) at `k` = 1,024, or one query at the largest `k` over 64
+/// collections, and an answer (about 30 bytes a hit) well inside the
+/// default message limit. Every query's top-k is held and merged in memory
+/// before the answer is sent, so this bounds a call's memory whatever the
+/// other limits allow.
+pub const MAX_SEARCH_HITS: usize = 1 << 20;
+
+/// Default for [`Limits::max_federated`]: federations span a handful of
+/// collections (a table's versions, a tenant's shards); each one named is
+/// resolved, authorized and searched in full.
+pub const MAX_FEDERATED: usize = 64;
 
 /// Default for [`Limits::max_ingest_records`]: an ingest buffers at most a
 /// file of rows, but remembers every id it was given (to refuse repeats),

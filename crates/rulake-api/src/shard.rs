@@ -47,7 +47,9 @@ fn params(r: &pb::ScanRequest) -> SearchParams {
 impl ShardService for ShardApi {
     async fn scan(&self, req: Request<pb::ScanRequest>) -> Result<Response<pb::ScanReply>, Status> {
         // The coordinator's deadline: a fresh collection answers from what
-        // is warm rather than wait past it for a newer generation.
+        // is warm rather than wait past it for a newer generation, and the
+        // scan's CPU work stops there (`DEADLINE_EXCEEDED`) instead of
+        // running on for a caller that has gone.
         let deadline = req
             .metadata()
             .get("grpc-timeout")

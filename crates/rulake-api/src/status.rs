@@ -47,6 +47,27 @@ pub fn ingest_too_large(what: &str, limit: u64) -> Status {
     ))
 }
 
+/// Longest status message a client is sent, in bytes. Messages quote
+/// names and URLs the caller sent; the message travels in a response
+/// header (`grpc-message`), and one past the client's header limit breaks
+/// the connection instead of telling the caller what was wrong.
+pub const MAX_STATUS_MESSAGE: usize = 1024;
+
+/// `s` with its message cut to [`MAX_STATUS_MESSAGE`] bytes (saying how
+/// long it was); code and metadata unchanged.
+pub fn bounded(s: Status) -> Status {
+    let msg = s.message();
+    if msg.len() <= MAX_STATUS_MESSAGE {
+        return s;
+    }
+    let mut end = MAX_STATUS_MESSAGE;
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = format!("{}... ({} bytes in all)", &msg[..end], msg.len());
+    Status::with_metadata(s.code(), cut, s.metadata().clone())
+}
+
 /// Whether a status is tonic's "message larger than the limit": the only
 /// `OUT_OF_RANGE` a RuLake server produces (see the module docs).
 pub(crate) fn is_oversized(code: Code) -> bool {
@@ -108,6 +129,23 @@ mod tests {
         let s = to_status(CoordinatorError::Catalog(CatalogError::Rejected(e.clone())));
         assert_eq!(s.code(), Code::NotFound);
         assert_eq!(s.message(), e.to_string());
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        let long = format!("name \"{}\" is invalid", "\u{e9}".repeat(5000));
+        let s = bounded(Status::invalid_argument(long.clone()));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(
+            s.message().len() <= MAX_STATUS_MESSAGE + 32,
+            "{}",
+            s.message().len()
+        );
+        assert!(s
+            .message()
+            .ends_with(&format!("({} bytes in all)", long.len())));
+        let short = bounded(Status::not_found("x"));
+        assert_eq!(short.message(), "x");
     }
 
     #[test]

@@ -12,11 +12,14 @@ pub fn free_addr() -> anyhow::Result<String> {
     Ok(format!("127.0.0.1:{}", free_port()?))
 }
 
-/// Start `rulake-bench role <args>` in `work`, output discarded.
+/// Start `rulake-bench role <args>` in `work`, output discarded. Sources
+/// may be any local path (the benchmark's own lakes), as in `rulake dev`.
 pub fn spawn_role(args: &[&str], work: &Path) -> anyhow::Result<Child> {
     Ok(Command::new(std::env::current_exe()?)
         .arg("role")
         .args(args)
+        .env("RULAKE_SOURCE_ALLOW", "file:///")
+        .env("RULAKE_CLUSTER_INSECURE", "true")
         .current_dir(work)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -3,11 +3,19 @@
 //! a write on another member only when the failure proves the write was
 //! never proposed, so a retried write cannot land twice. A failure with an
 //! unknown outcome is reported as such ([`CatalogError::Indeterminate`]).
+//!
+//! Reads are streamed (`ReadChunks`) so the catalog may outgrow any one
+//! message; a member of an earlier version that has no `ReadChunks` is
+//! read with the one-message `Read`. A command larger than a member
+//! accepts is refused here, before it is sent, so it is never reported as
+//! a write of unknown outcome.
 
-use crate::error::{CatalogError, Rejection};
+use crate::chunked::{self, Header};
+use crate::error::{CatalogError, CommandError, Rejection};
+use crate::limits::MAX_COMMAND_BYTES;
 use crate::model::{Applied, Catalog, Command};
 use crate::network::Transport;
-use crate::server::{connect_failure, retry_safe};
+use crate::server::{catalog_client, connect_failure, retry_safe};
 use rulake_proto::internal::v1 as pb;
 use rulake_proto::internal::v1::catalog_service_client::CatalogServiceClient;
 use std::time::{Duration, Instant};
@@ -65,7 +73,7 @@ impl CatalogClient {
             .map(|a| {
                 transport
                     .channel(a)
-                    .map(|ch| (a.clone(), CatalogServiceClient::new(ch)))
+                    .map(|ch| (a.clone(), catalog_client(ch)))
                     .map_err(CatalogError::InvalidArgument)
             })
             .collect::<Result<_, _>>()?;
@@ -148,6 +156,15 @@ impl CatalogClient {
         cmd: &Command,
     ) -> Result<(u64, Applied), CatalogError> {
         let json = serde_json::to_vec(cmd)?;
+        if json.len() > MAX_COMMAND_BYTES {
+            return Err(CatalogError::Rejected(CommandError::InvalidField {
+                field: "command",
+                reason: format!(
+                    "{} bytes encoded; a catalog command is at most {MAX_COMMAND_BYTES} bytes",
+                    json.len()
+                ),
+            }));
+        }
         let reply = self
             .each(first, false, self.call_timeout, |mut c| {
                 let req = self.request(pb::WriteRequest {
@@ -173,8 +190,10 @@ impl CatalogClient {
         consistency: ReadConsistency,
     ) -> Result<ReadResult, CatalogError> {
         self.read_newer(first, consistency, 0)
-            .await
-            .map(|r| r.expect("a full read always returns the catalog"))
+            .await?
+            .ok_or_else(|| {
+                CatalogError::Transport("a member answered a full read with \"unchanged\"".into())
+            })
     }
 
     /// Read the catalog only if the member answering has applied past
@@ -189,24 +208,24 @@ impl CatalogClient {
             ReadConsistency::Linearizable => pb::ReadConsistency::Linearizable,
             ReadConsistency::Local => pb::ReadConsistency::Local,
         };
-        let reply = self
-            .each(first, true, self.call_timeout, |mut cl| {
+        let (header, json) = self
+            .each(first, true, self.call_timeout, |cl| {
                 let req = self.request(pb::ReadRequest {
                     consistency: c as i32,
                     forwarded: false,
                     if_newer_than,
                 });
-                async move { cl.read(req).await.map(|r| r.into_inner()) }
+                read_one(cl, req)
             })
             .await?;
-        if reply.unchanged {
+        let Some(json) = json else {
             return Ok(None);
-        }
+        };
         Ok(Some(ReadResult {
-            catalog: serde_json::from_slice(&reply.catalog_json)?,
-            applied_index: reply.applied_index,
-            epoch: reply.epoch,
-            served_by: reply.served_by,
+            catalog: serde_json::from_slice(&json)?,
+            applied_index: header.applied_index,
+            epoch: header.epoch,
+            served_by: header.served_by,
         }))
     }
 
@@ -277,5 +296,31 @@ impl CatalogClient {
             async move { c.change_membership(req).await.map(|r| r.into_inner()) }
         })
         .await
+    }
+}
+
+/// One read from one member: streamed, or in one message from a member
+/// that predates `ReadChunks`.
+async fn read_one(
+    mut cl: CatalogServiceClient<Channel>,
+    req: tonic::Request<pb::ReadRequest>,
+) -> Result<(Header, Option<Vec<u8>>), Status> {
+    let timeout = req.metadata().clone();
+    let msg = *req.get_ref();
+    match cl.read_chunks(req).await {
+        Ok(r) => chunked::join(r.into_inner()).await,
+        Err(s) if s.code() == tonic::Code::Unimplemented => {
+            let mut req = tonic::Request::new(msg);
+            *req.metadata_mut() = timeout;
+            let r = cl.read(req).await?.into_inner();
+            let header = Header {
+                applied_index: r.applied_index,
+                epoch: r.epoch,
+                served_by: r.served_by,
+                unchanged: r.unchanged,
+            };
+            Ok((header, (!r.unchanged).then_some(r.catalog_json)))
+        }
+        Err(s) => Err(s),
     }
 }

@@ -16,11 +16,14 @@ use tonic::{Code, Status};
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
     /// A name is empty, too long or has characters outside `[A-Za-z0-9_.-]`.
-    #[error("invalid {what} name {name:?}: use 1 to 128 characters from [A-Za-z0-9_.-]")]
+    #[error(
+        "invalid {what} name {name:?}: use 1 to {} characters from [A-Za-z0-9_.-]",
+        crate::limits::MAX_NAME_LEN
+    )]
     InvalidName {
         /// Kind of object.
         what: &'static str,
-        /// The name given.
+        /// The name given (only its beginning, when it is long).
         name: String,
     },
     /// A field is out of range or inconsistent.

@@ -9,6 +9,8 @@
 //! # Layout
 //! - [`model`]: the catalog and its typed [`Command`]s; validation and
 //!   application are one deterministic function per command.
+//! - [`limits`]: every size limit (names, ids, URLs, options, commands,
+//!   messages) and why no message outgrows its limit as the catalog grows.
 //! - [`store`]: durable log, vote and snapshots (`redb` + fsynced snapshot files).
 //! - [`network`]: Raft traffic over tonic; the [`Transport`] builds every
 //!   channel, which is where TLS goes.
@@ -19,12 +21,19 @@
 //!   the leader.
 //! - [`follower`]: a polled catalog view for shard nodes and coordinators.
 //! - [`client`]: a client for any member, with deadlines and safe retries.
+//! - `chunked`: a catalog read cut into pieces by a member and joined by
+//!   the client.
+//! - [`local`]: a member served to its own process over in-memory pipes
+//!   (`rulake serve`: no catalog port).
 //! - [`error`]: [`CommandError`] (the caller's fault) and [`CatalogError`],
 //!   each with the gRPC status it becomes.
 
+mod chunked;
 pub mod client;
 pub mod error;
 pub mod follower;
+pub mod limits;
+pub mod local;
 pub mod model;
 pub mod network;
 pub mod placement;
@@ -34,6 +43,7 @@ pub mod store;
 pub use client::{CatalogClient, ReadConsistency, ReadResult};
 pub use error::{CatalogError, CommandError, Rejection, RejectionKind};
 pub use follower::Follower;
+pub use local::LocalLink;
 pub use model::{
     Applied, Assignment, Catalog, CollectionChanges, CollectionRecord, Command, IcebergSqlCatalog,
     ManagedCommit, NodeRecord, SourceKind, SourceRecord,

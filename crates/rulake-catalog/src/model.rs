@@ -11,7 +11,9 @@
 //! - `collections`: collections and their tombstones;
 //! - `aliases`: aliases;
 //! - `nodes`: serving nodes and the partition assignment;
-//! - `checks`: field checks that need no state, shared by the above.
+//! - `checks`: field checks that need no state, shared by the above,
+//!   including every size limit of [`crate::limits`] a command's fields
+//!   must keep.
 //!
 //! Every command function checks everything before it changes anything, so
 //! a rejected command leaves the catalog as it was.
@@ -27,16 +29,15 @@ use rulake_types::{Consistency, Metric};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Longest catalog name (collections, sources, aliases).
-pub const MAX_NAME_LEN: usize = 128;
+pub use crate::limits::{MAX_BATCH, MAX_ID_LEN, MAX_NAME_LEN};
+pub use checks::batches;
+
 /// Most partitions a collection may have (matches the engine's bound).
 pub const MAX_PARTITIONS: u32 = 4096;
 /// Largest vector dimension accepted.
 pub const MAX_DIM: u32 = 65_536;
 /// Largest replication factor accepted.
 pub const MAX_REPLICATION: u32 = 16;
-/// Most tombstones or files one command may carry.
-pub const MAX_BATCH: usize = 100_000;
 
 pub use rulake_types::source::{IcebergSqlCatalog, SourceKind};
 
@@ -336,7 +337,9 @@ impl Catalog {
             .map_or(0, |c| c.seq)
     }
 
+    /// `name` is a valid name of an existing collection.
     fn collection_exists(&self, name: &str) -> Result<(), CommandError> {
+        checks::check_name("collection", name)?;
         if !self.collections.contains_key(name) {
             return Err(CommandError::NotFound {
                 what: "collection",

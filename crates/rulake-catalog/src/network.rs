@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
-/// Largest message the Raft service and its clients accept (snapshot chunks
-/// are JSON-encoded bytes, about 3.5× their raw size).
-pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
+/// Largest message the Raft service and its clients accept (see
+/// [`crate::limits`] for what fits in it and why).
+pub use crate::limits::MAX_RAFT_MESSAGE;
 
 type EndpointFn = dyn Fn(&str) -> Result<Endpoint, String> + Send + Sync;
 type ConnectFn = dyn Fn(Endpoint) -> Channel + Send + Sync;

@@ -18,7 +18,10 @@
 
 mod service;
 
+pub(crate) use service::catalog_client;
+
 use crate::error::CatalogError;
+use crate::limits::SNAPSHOT_CHUNK_BYTES;
 use crate::model::Command;
 use crate::network::{NetworkFactory, Transport, MAX_RAFT_MESSAGE};
 use crate::placement::{Liveness, PlacementConfig};
@@ -102,7 +105,7 @@ impl CatalogConfig {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: self.keep_logs,
             purge_batch_size: 1,
-            snapshot_max_chunk_size: 1 << 20,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             // openraft bounds each AppendEntries by the heartbeat interval,
             // but a snapshot chunk gets this much time.
             install_snapshot_timeout: 3000,

@@ -11,8 +11,16 @@
 //! or the new snapshot, never a torn one. On start the state machine loads
 //! that snapshot and openraft re-applies the committed log entries after it;
 //! logs are purged only up to a snapshot that is already on disk.
+//!
+//! Replication reads the log through [`LogStore`]'s
+//! `limited_get_log_entries`, which stops at [`MAX_APPEND_BYTES`] of stored
+//! entries (always at least one): a member that lags behind a burst of
+//! large commands gets them in several `AppendEntries` of bounded size, each
+//! of which can arrive within its deadline, instead of one that grows with
+//! the lag (see [`crate::limits`]).
 
 use crate::error::Rejection;
+use crate::limits::MAX_APPEND_BYTES;
 use crate::model::{Applied, Catalog};
 use crate::TypeConfig;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
@@ -91,7 +99,14 @@ impl LogStore {
         tx.commit().map_err(|e| e.to_string())
     }
 
-    fn read_range(&self, lo: u64, hi: Option<u64>) -> Result<Vec<Entry<TypeConfig>>, String> {
+    /// Entries in `lo..hi`, stopping before the stored bytes would pass
+    /// `budget` (the first entry is always returned).
+    fn read_range(
+        &self,
+        lo: u64,
+        hi: Option<u64>,
+        budget: usize,
+    ) -> Result<Vec<Entry<TypeConfig>>, String> {
         let tx = self.db.begin_read().map_err(|e| e.to_string())?;
         let t = tx.open_table(LOGS).map_err(|e| e.to_string())?;
         let iter = match hi {
@@ -100,8 +115,13 @@ impl LogStore {
         }
         .map_err(|e| e.to_string())?;
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for item in iter {
             let (_, v) = item.map_err(|e| e.to_string())?;
+            bytes = bytes.saturating_add(v.value().len());
+            if !out.is_empty() && bytes > budget {
+                break;
+            }
             out.push(serde_json::from_slice(v.value()).map_err(|e| e.to_string())?);
         }
         Ok(out)
@@ -148,7 +168,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StErr> {
         let (lo, hi) = bounds(&range);
-        self.read_range(lo, hi).map_err(logs_err(ErrorVerb::Read))
+        self.read_range(lo, hi, usize::MAX)
+            .map_err(logs_err(ErrorVerb::Read))
+    }
+
+    /// What replication sends in one `AppendEntries`: at most
+    /// [`MAX_APPEND_BYTES`] of entries, or the first entry alone.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StErr> {
+        self.read_range(start, Some(end), MAX_APPEND_BYTES)
+            .map_err(logs_err(ErrorVerb::Read))
     }
 }
 

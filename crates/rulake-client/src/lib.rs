@@ -4,7 +4,9 @@
 //! caller would otherwise write again: one connection for the four
 //! services, a deadline on every call, typed ids, and an ingest that turns
 //! an iterator of records into the header-then-batches stream the server
-//! expects, with progress.
+//! expects, with progress, and the caller's credential on every call
+//! ([`Client::with_credentials`]: an API key or a token file, sent as
+//! `authorization: Bearer ...`, the header the server's auth layer reads).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), rulake_client::ClientError> {
@@ -20,20 +22,29 @@
 //!
 //! # Layout
 //! - [`Client`] — connection, deadlines and one method per RPC (this file).
+//! - [`credentials`] — what is sent to authenticate, and the interceptor.
 //! - [`proto`] — the generated `rulake.v1` types, for requests the helpers
 //!   do not cover.
 //! - [`records`] — records parsed from JSON Lines and CSV text.
 
 pub use rulake_proto::v1 as proto;
 
+pub mod credentials;
 pub mod records;
+
+pub use credentials::{Authorize, CredentialError, Credentials};
 
 use proto::admin_service_client::AdminServiceClient;
 use proto::collection_service_client::CollectionServiceClient;
 use proto::data_service_client::DataServiceClient;
 use proto::search_service_client::SearchServiceClient;
 use std::time::Duration;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+/// The channel every stub uses: the connection, with the credential set on
+/// each call.
+type Authed = InterceptedService<Channel, Authorize>;
 
 /// Largest message the client sends or accepts (the server's limit).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -54,6 +65,10 @@ pub enum ClientError {
     /// nothing was committed.
     #[error("input: {0} (the ingest was cancelled; nothing was committed)")]
     Input(String),
+    /// The credential cannot be sent (an unreadable token file, a key a
+    /// header cannot carry); nothing was sent.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
     /// The server answered with an error status (its message says why).
     #[error("{:?}: {}", .0.code(), .0.message())]
     Status(tonic::Status),
@@ -122,6 +137,7 @@ impl std::fmt::Display for Id {
 pub struct Client {
     channel: Channel,
     timeout: Duration,
+    auth: Authorize,
 }
 
 impl Client {
@@ -140,7 +156,17 @@ impl Client {
         Ok(Client {
             channel,
             timeout: Duration::from_secs(30),
+            auth: Authorize::default(),
         })
+    }
+
+    /// The same connection, sending `credentials` with every call. A token
+    /// file is read here once (so a missing or empty file fails now, not at
+    /// the first call) and again for every call.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Result<Self> {
+        credentials.header()?;
+        self.auth = Authorize::new(credentials);
+        Ok(self)
     }
 
     /// The same connection with another per-call deadline (sent to the
@@ -156,23 +182,24 @@ impl Client {
         r
     }
 
-    fn collections(&self) -> CollectionServiceClient<Channel> {
-        CollectionServiceClient::new(self.channel.clone())
+    fn collections(&self) -> CollectionServiceClient<Authed> {
+        CollectionServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    fn searches(&self) -> SearchServiceClient<Channel> {
-        SearchServiceClient::new(self.channel.clone())
+    fn searches(&self) -> SearchServiceClient<Authed> {
+        SearchServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    fn data(&self) -> DataServiceClient<Channel> {
-        DataServiceClient::new(self.channel.clone()).max_encoding_message_size(MAX_MESSAGE_BYTES)
+    fn data(&self) -> DataServiceClient<Authed> {
+        DataServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    fn admin(&self) -> AdminServiceClient<Channel> {
-        AdminServiceClient::new(self.channel.clone())
+    fn admin(&self) -> AdminServiceClient<Authed> {
+        AdminServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 
     // -- collections -------------------------------------------------------

@@ -1,12 +1,16 @@
 //! Every role in one process (`rulake serve`, the embedded default): a
-//! one-member meta group on a loopback port, the engine, and the
-//! coordinator over both, all under one data directory. A restart on the
+//! one-member meta group, the engine, and the coordinator over both, all
+//! under one data directory. The meta member is served over in-memory
+//! pipes ([`LocalLink`]), not a port: nothing outside this process can
+//! read or write the catalog except through the public API and its
+//! authentication. A restart on the
 //! same directory finds the catalog (Raft log and snapshot) and the
 //! persisted partition cache, so collections, aliases, deletes and managed
 //! data survive it.
 
 use crate::{Coordinator, CoordinatorError, Result};
-use rulake_catalog::{CatalogClient, CatalogConfig, CatalogNode};
+use rulake_catalog::local::LOCAL_ADDR;
+use rulake_catalog::{CatalogClient, CatalogConfig, CatalogNode, LocalLink};
 use rulake_engine::{CacheConfig, RuLake};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,19 +26,16 @@ pub struct EmbeddedConfig {
     pub data_dir: PathBuf,
     /// Partition cache budget in bytes.
     pub cache_bytes: usize,
-    /// Where the meta member listens (loopback; port 0 picks one).
-    pub meta_listen: SocketAddr,
     /// Where managed collections' files go; `None`: under `data_dir`.
     pub managed_root: Option<String>,
 }
 
 impl EmbeddedConfig {
-    /// Defaults for `data_dir`: 4 GiB of cache, meta on a free loopback port.
+    /// Defaults for `data_dir`: 4 GiB of cache.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         EmbeddedConfig {
             data_dir: data_dir.into(),
             cache_bytes: 4 << 30,
-            meta_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             managed_root: None,
         }
     }
@@ -46,8 +47,6 @@ pub struct Embedded {
     pub coordinator: Coordinator,
     /// The meta member.
     pub meta: CatalogNode,
-    /// Address the meta member listens on.
-    pub meta_addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -61,14 +60,14 @@ impl Embedded {
     /// start), wait for it to lead, and open the coordinator.
     pub async fn start(cfg: EmbeddedConfig) -> Result<Embedded> {
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| storage(&cfg.data_dir, e))?;
-        let listener = tokio::net::TcpListener::bind(cfg.meta_listen)
-            .await
-            .map_err(|e| CoordinatorError::Unavailable(format!("bind {}: {e}", cfg.meta_listen)))?;
-        let meta_addr = listener
-            .local_addr()
-            .map_err(|e| CoordinatorError::Unavailable(e.to_string()))?;
-        let mut mc = CatalogConfig::new(1, meta_addr, cfg.data_dir.join("meta"));
-        mc.peers = BTreeMap::from([(1, meta_addr.to_string())]);
+        let link = LocalLink::new();
+        let transport = link.transport();
+        // `listen` is never bound: the member is served through `link`.
+        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut mc = CatalogConfig::new(1, unbound, cfg.data_dir.join("meta"));
+        mc.advertise = LOCAL_ADDR.to_owned();
+        mc.transport = transport.clone();
+        mc.peers = BTreeMap::from([(1, LOCAL_ADDR.to_owned())]);
         let meta = CatalogNode::start(&mc).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = meta.clone();
@@ -76,7 +75,7 @@ impl Embedded {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = server.serve(listener, shutdown).await {
+            if let Err(e) = server.serve_incoming(link.incoming(), shutdown).await {
                 tracing::error!(error = %e, "meta member stopped");
             }
         });
@@ -98,7 +97,7 @@ impl Embedded {
             budget_bytes: cfg.cache_bytes,
             persist_dir: Some(cfg.data_dir.join("cache")),
         });
-        let client = CatalogClient::new(&[meta_addr.to_string()])?;
+        let client = CatalogClient::with_transport(&[LOCAL_ADDR.to_owned()], &transport)?;
         let managed_root = match cfg.managed_root {
             Some(r) => r,
             None => {
@@ -112,7 +111,6 @@ impl Embedded {
         Ok(Embedded {
             coordinator,
             meta,
-            meta_addr,
             stop: Some(stop),
             task: Some(task),
         })

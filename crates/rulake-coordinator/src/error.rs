@@ -36,6 +36,9 @@ pub enum CoordinatorError {
     /// Ids that a managed collection holds already.
     #[error("{0}")]
     AlreadyExists(String),
+    /// The server's source policy does not admit the source.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// The request conflicts with the collection's state.
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
@@ -56,6 +59,7 @@ pub fn grpc_code(code: StatusCode) -> Code {
         StatusCode::FailedPrecondition => Code::FailedPrecondition,
         StatusCode::ResourceExhausted => Code::ResourceExhausted,
         StatusCode::Unavailable => Code::Unavailable,
+        StatusCode::DeadlineExceeded => Code::DeadlineExceeded,
         StatusCode::Unknown => Code::Unknown,
         StatusCode::Internal => Code::Internal,
     }
@@ -75,6 +79,7 @@ impl From<&CoordinatorError> for Status {
             CoordinatorError::NotFound { .. } => Code::NotFound,
             CoordinatorError::AlreadyExists(_) => Code::AlreadyExists,
             CoordinatorError::FailedPrecondition(_) => Code::FailedPrecondition,
+            CoordinatorError::PermissionDenied(_) => Code::PermissionDenied,
             // Writing managed files failed: the lake may be back later.
             CoordinatorError::Lake(_) | CoordinatorError::Unavailable(_) => Code::Unavailable,
         };

@@ -9,11 +9,16 @@
 //! its own, or one the collection already holds (deleted ones included,
 //! since their rows are still in the files), is refused whole.
 //!
+//! A string id is at most [`MAX_ID_LEN`] bytes: deleting an id commits a
+//! tombstone naming it, and the catalog refuses longer ones, so an id that
+//! could be written but not deleted is refused here, when it is written.
+//!
 //! [`Coordinator::ingest`], which starts one, is defined here beside the
 //! type it returns: what makes a collection ingestible (a managed source)
 //! is this module's rule, not the coordinator's.
 
 use crate::{sync, Coordinator, CoordinatorError, Result};
+use rulake_catalog::model::MAX_ID_LEN;
 use rulake_catalog::{Command, SourceKind};
 use rulake_lake::{IdsRef, ManagedSource};
 use rulake_types::{Generation, VectorId};
@@ -21,6 +26,20 @@ use std::collections::HashSet;
 
 /// Rows per file an ingest writes.
 pub const FILE_ROWS: usize = 100_000;
+
+/// A string id is at most [`MAX_ID_LEN`] bytes (INVALID_ARGUMENT naming
+/// the limit; the id itself is not echoed).
+pub(crate) fn check_id_len(id: &VectorId) -> Result<()> {
+    match id {
+        VectorId::Str(s) if s.len() > MAX_ID_LEN => {
+            Err(CoordinatorError::InvalidArgument(format!(
+                "a string id of {} bytes; ids are at most {MAX_ID_LEN} bytes",
+                s.len()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
 
 impl Coordinator {
     /// Start an ingest into a managed collection (see [`crate::ingest`]).
@@ -103,10 +122,11 @@ impl Ingest {
         self.records
     }
 
-    /// Add one record. Checked at once (dimension, finite values, one id
-    /// type per ingest, no id twice); rows are written in files of
-    /// [`FILE_ROWS`] as they accumulate.
+    /// Add one record. Checked at once (id length, dimension, finite
+    /// values, one id type per ingest, no id twice); rows are written in
+    /// files of [`FILE_ROWS`] as they accumulate.
     pub async fn add(&mut self, id: VectorId, vector: &[f32]) -> Result<()> {
+        check_id_len(&id)?;
         if vector.len() != self.dim {
             return Err(CoordinatorError::InvalidArgument(format!(
                 "record {id}: {} values, collection {:?} has dimension {}",
@@ -266,5 +286,68 @@ impl Drop for Ingest {
                 tracing::warn!(%collection, error = %e, "could not delete files of a cancelled ingest");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{CollectionDef, CoordinatorError, Embedded, EmbeddedConfig};
+    use rulake_catalog::model::MAX_ID_LEN;
+    use rulake_catalog::{CollectionRecord, SourceKind};
+    use rulake_types::VectorId;
+
+    fn id(len: usize) -> VectorId {
+        VectorId::Str("i".repeat(len))
+    }
+
+    fn invalid(r: crate::Result<impl std::fmt::Debug>) {
+        match r {
+            Err(CoordinatorError::InvalidArgument(m)) => {
+                assert!(m.contains(&MAX_ID_LEN.to_string()), "names the limit: {m}");
+                assert!(m.len() < 200, "does not echo the id: {m}");
+            }
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+
+    /// An id of exactly the limit is written and deleted; one byte more is
+    /// refused at ingest and at delete, before anything is written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ids_at_the_limit_ingest_and_delete_one_byte_more_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = Embedded::start(EmbeddedConfig::new(dir.path()))
+            .await
+            .expect("start");
+        let coord = node.coordinator.clone();
+        coord
+            .create_collection(CollectionDef {
+                record: CollectionRecord::new("m", "", 2),
+                source: SourceKind::Managed {
+                    prefix: String::new(),
+                },
+                options: Default::default(),
+            })
+            .await
+            .expect("create");
+
+        let mut ing = coord.ingest("m").expect("ingest");
+        invalid(ing.add(id(MAX_ID_LEN + 1), &[0.0, 1.0]).await);
+        ing.add(id(MAX_ID_LEN), &[0.0, 1.0])
+            .await
+            .expect("at the limit");
+        ing.add(id(1), &[1.0, 0.0]).await.expect("short");
+        let (records, _) = ing.commit().await.expect("commit");
+        assert_eq!(records, 2, "the refused record was not written");
+
+        invalid(coord.delete("m", vec![id(MAX_ID_LEN + 1)]).await);
+        invalid(coord.delete("m", vec![id(1), id(5 << 20)]).await);
+        assert_eq!(coord.catalog().tombstones.get("m"), None, "nothing deleted");
+        let deleted = coord
+            .delete("m", vec![id(MAX_ID_LEN), id(1)])
+            .await
+            .expect("delete at the limit");
+        assert_eq!(deleted, 2);
+        assert_eq!(coord.catalog().tombstones["m"].len(), 2);
+        node.shutdown().await;
     }
 }

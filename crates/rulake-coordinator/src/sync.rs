@@ -49,6 +49,7 @@ fn lake_err(e: LakeError) -> CoordinatorError {
             CoordinatorError::InvalidArgument(e.to_string())
         }
         LakeError::NotBuilt { .. } => CoordinatorError::FailedPrecondition(e.to_string()),
+        LakeError::Denied { .. } => CoordinatorError::PermissionDenied(e.to_string()),
         other => CoordinatorError::Lake(other),
     }
 }

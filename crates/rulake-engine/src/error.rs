@@ -45,6 +45,10 @@ pub enum EngineError {
     /// A partition refused by admission control.
     #[error(transparent)]
     ResourceExhausted(CacheError),
+    /// The caller's deadline passed while the search ran; it stopped
+    /// unfinished (between partitions or probed lists) and answers nothing.
+    #[error("deadline exceeded: {0}")]
+    DeadlineExceeded(String),
     /// Lake error outside a partition build (listing, generation).
     #[error(transparent)]
     Lake(#[from] LakeError),
@@ -76,6 +80,7 @@ impl EngineError {
             EngineError::InvalidArgument(_) => StatusCode::InvalidArgument,
             EngineError::FailedPrecondition(_) => StatusCode::FailedPrecondition,
             EngineError::ResourceExhausted(_) => StatusCode::ResourceExhausted,
+            EngineError::DeadlineExceeded(_) => StatusCode::DeadlineExceeded,
             // The lake could not be read and nothing older is cached:
             // retrying once the lake is back is the right reaction.
             EngineError::Unavailable { .. } | EngineError::Lake(_) => StatusCode::Unavailable,
@@ -85,3 +90,14 @@ impl EngineError {
 
 /// Result alias for engine operations.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl EngineError {
+    /// A search stopped at its deadline, saying what to change.
+    pub(crate) fn deadline() -> Self {
+        EngineError::DeadlineExceeded(
+            "the search stopped at the call's deadline before searching every partition; \
+             allow more time, or ask for less work (smaller k, nprobe or rerank, fewer queries)"
+                .into(),
+        )
+    }
+}

@@ -74,6 +74,10 @@ pub const MAX_K: usize = 10_000;
 /// Default rerank factor of a collection.
 pub use rulake_index::DEFAULT_RERANK;
 
+/// Largest rerank factor a query uses; a larger one is taken as this, as
+/// an `nprobe` beyond the lists that exist probes them all.
+pub use rulake_index::MAX_RERANK;
+
 /// The embedded engine. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct RuLake {

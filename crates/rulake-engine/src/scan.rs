@@ -99,7 +99,8 @@ impl RuLake {
     /// merged exact top-k of those partitions. `collection_vectors` is the
     /// size of the whole collection (0: the partitions served here). A
     /// `fresh` collection answers by `deadline` as
-    /// [`RuLake::search_until`] does.
+    /// [`RuLake::search_until`] does, and the scan itself stops there with
+    /// [`EngineError::DeadlineExceeded`].
     pub async fn scan(
         &self,
         name: &str,
@@ -137,7 +138,15 @@ impl RuLake {
         // a batch: queries in parallel, each query's partitions in turn.
         let parallel_parts = queries.len() == 1;
         let one = |q: &Vec<f32>| -> Result<Vec<Hit>> {
-            let hits = merge_partitions(&picked, &plan, &masks, q, params.k, parallel_parts)?;
+            let hits = merge_partitions(
+                &picked,
+                &plan,
+                &masks,
+                q,
+                params.k,
+                parallel_parts,
+                deadline.into(),
+            )?;
             self.inner
                 .recall
                 .offer(name, q, &hits, &picked, &masks, params.k);

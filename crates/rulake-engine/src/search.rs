@@ -13,6 +13,17 @@
 //! partitions in parallel, a batch's queries in parallel (each query's
 //! partitions in turn), a federation's partitions of every collection in
 //! parallel.
+//!
+//! Why a deadline reaches the partitions: searching is CPU work that never
+//! yields, so the timer of the call that asked cannot stop it. Each
+//! partition's search looks at the call's deadline before it starts and
+//! between its probed lists ([`rulake_index::Deadline`]); past it, the
+//! query ends with [`EngineError::DeadlineExceeded`] and the rest of the
+//! work (other partitions, other queries of a batch) is skipped.
+//!
+//! A federation names each collection once: names repeated (directly) are
+//! searched once, so naming one collection 20,000 times costs what naming
+//! it once does.
 
 use crate::plan::{effective, partition_params};
 use crate::registry::Collection;
@@ -21,7 +32,7 @@ use crate::{
     SearchResponse, MAX_K,
 };
 use rayon::prelude::*;
-use rulake_index::SharedKth;
+use rulake_index::{Deadline, IndexError, SharedKth};
 use rulake_types::{hit_order, merge_topk, Generation, Hit, SearchParams};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -52,6 +63,9 @@ impl RuLake {
     /// Check a query against a collection: `k` in range, the dimension,
     /// finite components. A coordinator checks before fanning out, so a
     /// bad query gets the same error wherever the partitions live.
+    /// `nprobe` and `rerank` are never refused: each partition clamps them
+    /// to the lists that exist and to [`crate::MAX_RERANK`]
+    /// ([`rulake_index::split_search`]).
     pub fn check_query(spec: &CollectionSpec, query: &[f32], params: &SearchParams) -> Result<()> {
         if params.k == 0 || params.k > MAX_K {
             return Err(EngineError::InvalidArgument(format!(
@@ -101,7 +115,9 @@ impl RuLake {
 
     /// Search one collection, answering by `deadline`: a `fresh`
     /// collection whose newer generation is still loading then answers
-    /// from the one it has warm (see [`SearchResponse::loading`]).
+    /// from the one it has warm (see [`SearchResponse::loading`]), and a
+    /// search still running at `deadline` stops there with
+    /// [`EngineError::DeadlineExceeded`] (see the module docs).
     pub async fn search_until(
         &self,
         collection: &str,
@@ -113,7 +129,7 @@ impl RuLake {
         Self::check_query(&c.spec, query, &params)?;
         let a = self.answering(&c, deadline).await?;
         let params = effective(&c.spec, params);
-        let hits = search_partitions(&a.parts, &a.masks, query, params)?;
+        let hits = search_partitions(&a.parts, &a.masks, query, params, deadline.into())?;
         let answered = a.parts.len() as u32;
         self.inner.queries.record(1, answered, c.spec.partitions);
         self.inner
@@ -162,7 +178,7 @@ impl RuLake {
         queries
             .par_iter()
             .map(|q| {
-                let hits = search_partitions_seq(&a.parts, &a.masks, q, params)?;
+                let hits = search_partitions_seq(&a.parts, &a.masks, q, params, deadline.into())?;
                 self.inner
                     .recall
                     .offer(&c.spec.name, q, &hits, &a.parts, &a.masks, params.k);
@@ -224,7 +240,7 @@ impl RuLake {
         let answered = work.len() as u32;
         self.inner.queries.record(1, answered, total);
         Ok(FederatedResponse {
-            hits: federated_hits(&work, query, params.k)?,
+            hits: federated_hits(&work, query, params.k, deadline.into())?,
             generations,
             loading,
             partitions_answered: answered,
@@ -233,7 +249,8 @@ impl RuLake {
     }
 
     /// The collections of a federated search, checked: at least one, all
-    /// of one dimension and metric, the query valid for each.
+    /// of one dimension and metric, the query valid for each. A name given
+    /// more than once counts once (in the order first given).
     fn federation(
         &self,
         collections: &[&str],
@@ -245,8 +262,10 @@ impl RuLake {
                 "no collections to search".into(),
             ));
         }
+        let mut seen = HashSet::new();
         let cs: Vec<_> = collections
             .iter()
+            .filter(|n| seen.insert(**n))
             .map(|n| self.collection(n))
             .collect::<Result<_>>()?;
         let first = &cs[0].spec;
@@ -273,13 +292,18 @@ impl RuLake {
 
 /// Every partition of a federated search in parallel, merged: nearest
 /// first, ties by collection then id, an id once per collection.
-fn federated_hits(work: &[FederatedPart], query: &[f32], k: usize) -> Result<Vec<FederatedHit>> {
+fn federated_hits(
+    work: &[FederatedPart],
+    query: &[f32],
+    k: usize,
+    deadline: Deadline,
+) -> Result<Vec<FederatedHit>> {
     let shared = SharedKth::new(k);
     let lists: Vec<Vec<FederatedHit>> = work
         .par_iter()
         .map(|w| {
             Ok(
-                partition_hits(&w.part, &w.mask, query, w.params, Some(&shared))?
+                partition_hits(&w.part, &w.mask, query, w.params, Some(&shared), deadline)?
                     .into_iter()
                     .map(|h| FederatedHit {
                         collection: w.collection.clone(),
@@ -308,18 +332,24 @@ fn federated_hits(work: &[FederatedPart], query: &[f32], k: usize) -> Result<Vec
 /// partitions, is the `k`-th best distance they found so far: rows that cannot beat it are
 /// not reranked (see `rulake_index::bound`), so a query split over many
 /// partitions reads about as many full vectors as one over a single index.
+/// Past `deadline` (checked before the partition and between its probed
+/// lists) the answer is [`EngineError::DeadlineExceeded`].
 pub(crate) fn partition_hits(
     part: &CachedPartition,
     mask: &[u64],
     query: &[f32],
     p: SearchParams,
     shared: Option<&SharedKth>,
+    deadline: Deadline,
 ) -> Result<Vec<Hit>> {
     let ids = part.index.ids();
     Ok(part
         .index
-        .search_shared(query, p.k, p.nprobe, p.rerank, mask, shared)
-        .map_err(|e| EngineError::InvalidArgument(e.to_string()))?
+        .search_within(query, p.k, p.nprobe, p.rerank, mask, shared, deadline)
+        .map_err(|e| match e {
+            IndexError::DeadlineExceeded => EngineError::deadline(),
+            e => EngineError::InvalidArgument(e.to_string()),
+        })?
         .into_iter()
         .map(|(pos, distance)| Hit {
             id: ids.get(pos),
@@ -331,16 +361,18 @@ pub(crate) fn partition_hits(
 /// A partition's answer with its place in the collection's partition list.
 type Numbered = (usize, Result<Vec<Hit>>);
 
-/// Fan out over partitions in parallel and merge exactly.
+/// Fan out over partitions in parallel and merge exactly, giving up at
+/// `deadline`.
 fn search_partitions(
     parts: &[Arc<CachedPartition>],
     masks: &[Arc<Vec<u64>>],
     query: &[f32],
     p: SearchParams,
+    deadline: Deadline,
 ) -> Result<Vec<Hit>> {
     let plan = partition_params(parts, p);
     if parts.len() == 1 {
-        let mut hits = partition_hits(&parts[0], &masks[0], query, plan[0], None)?;
+        let mut hits = partition_hits(&parts[0], &masks[0], query, plan[0], None, deadline)?;
         hits.sort_by(hit_order);
         return Ok(hits);
     }
@@ -356,7 +388,14 @@ fn search_partitions(
         (g..parts.len())
             .step_by(groups)
             .map(|i| {
-                let hits = partition_hits(&parts[i], &masks[i], query, plan[i], Some(&shared));
+                let hits = partition_hits(
+                    &parts[i],
+                    &masks[i],
+                    query,
+                    plan[i],
+                    Some(&shared),
+                    deadline,
+                );
                 (i, hits)
             })
             .collect()
@@ -390,13 +429,15 @@ fn search_partitions_seq(
     masks: &[Arc<Vec<u64>>],
     query: &[f32],
     p: SearchParams,
+    deadline: Deadline,
 ) -> Result<Vec<Hit>> {
-    merge_partitions(parts, &partition_params(parts, p), masks, query, p.k, false)
+    let plan = partition_params(parts, p);
+    merge_partitions(parts, &plan, masks, query, p.k, false, deadline)
 }
 
 /// `parts` searched at their planned parameters, on rayon's pool when
 /// `parallel` (else one after another on this thread), and their answers
-/// merged into the top `k`.
+/// merged into the top `k`; past `deadline`, no answer.
 pub(crate) fn merge_partitions(
     parts: &[Arc<CachedPartition>],
     plan: &[SearchParams],
@@ -404,10 +445,11 @@ pub(crate) fn merge_partitions(
     query: &[f32],
     k: usize,
     parallel: bool,
+    deadline: Deadline,
 ) -> Result<Vec<Hit>> {
     let shared = SharedKth::new(k);
     let hits_of = |((part, pp), mask): ((&Arc<CachedPartition>, &SearchParams), &Arc<Vec<u64>>)| {
-        partition_hits(part, mask, query, *pp, Some(&shared))
+        partition_hits(part, mask, query, *pp, Some(&shared), deadline)
     };
     let lists = if parallel {
         parts

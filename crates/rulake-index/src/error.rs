@@ -19,6 +19,9 @@ pub enum IndexError {
     /// `k` must be at least 1.
     #[error("k must be at least 1")]
     ZeroK,
+    /// The search passed its [`crate::Deadline`] and stopped unfinished.
+    #[error("the search passed its deadline and stopped before probing every list")]
+    DeadlineExceeded,
     /// More rows than the u32 row positions can address.
     #[error("partition too large: {0} rows (limit {max})", max = u32::MAX)]
     TooManyRows(usize),

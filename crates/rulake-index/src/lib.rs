@@ -20,12 +20,15 @@
 //! - [`kmeans`] — the coarse quantizer.
 //! - [`persist`] — the checksummed on-disk form.
 //! - [`bound`] — the `k`-th best distance shared by one query's partitions.
+//! - [`deadline`] — when a search gives up ([`Deadline`]), checked between
+//!   probed lists.
 //! - [`exact`] — brute-force ground truth and recall.
 //! - [`baseline`] — the bare `RabitqPlusIndex` the demo and benchmarks
 //!   compare against.
 
 pub mod baseline;
 pub mod bound;
+pub mod deadline;
 pub mod error;
 pub mod exact;
 pub mod ivf;
@@ -34,8 +37,9 @@ pub mod persist;
 mod simd;
 
 pub use bound::SharedKth;
+pub use deadline::Deadline;
 pub use error::{IndexError, Result};
 pub use ivf::{
     default_nlist, default_nprobe, split_search, BuildParams, Drift, IdTable, PartitionIndex,
-    DEFAULT_RERANK,
+    DEFAULT_RERANK, MAX_RERANK,
 };

@@ -2,7 +2,7 @@
 //! defaults, every metric, incremental adds, tombstones, persistence.
 
 use rulake_datasets::ClusteredGaussian;
-use rulake_index::{exact, BuildParams, IndexError, PartitionIndex};
+use rulake_index::{exact, BuildParams, Deadline, IndexError, PartitionIndex};
 use rulake_types::{Metric, VectorId};
 
 const DIM: usize = 32;
@@ -344,4 +344,32 @@ fn the_fuzz_seed_is_a_current_partition_file() {
     let seed = std::fs::read(&path).expect("the committed seed");
     let back = PartitionIndex::read_from(&seed[1..], seed.len() as u64 - 1).unwrap();
     assert_eq!(back.ids().len(), 40);
+}
+
+/// A search past its deadline stops with `DeadlineExceeded`; before it
+/// (or with none) it answers exactly what `search` does, however large
+/// `nprobe` and `rerank` are.
+#[test]
+fn a_search_past_its_deadline_stops() {
+    use std::time::{Duration, Instant};
+    let (idx, _, q) = build(Metric::L2, 3000);
+    let q = &q[..DIM];
+    let huge = Some(u32::MAX as usize);
+    let past = Deadline::at(Instant::now() - Duration::from_millis(1));
+    assert!(matches!(
+        idx.search_within(q, 10, huge, huge, &[], None, past),
+        Err(IndexError::DeadlineExceeded)
+    ));
+    let later = Deadline::at(Instant::now() + Duration::from_secs(600));
+    let want = idx.search(q, 10, huge, huge).unwrap();
+    assert_eq!(
+        idx.search_within(q, 10, huge, huge, &[], None, later)
+            .unwrap(),
+        want
+    );
+    assert_eq!(
+        idx.search_within(q, 10, huge, huge, &[], None, Deadline::NONE)
+            .unwrap(),
+        want
+    );
 }

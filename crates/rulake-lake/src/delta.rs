@@ -25,7 +25,7 @@
 //! the table loads.
 
 use crate::deletes::{DeleteRegistry, FileDeletes};
-use crate::delta_store::{path13, ReadOnlyStore};
+use crate::delta_store::{path13, LogFileTooLarge, ReadOnlyStore};
 use crate::dv::{self, DvDescriptor};
 use crate::error::{LakeError, Result};
 use crate::parquet::ParquetSource;
@@ -43,6 +43,8 @@ use object_store::{ObjectMeta, ObjectStoreExt};
 use rulake_types::Generation;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+
+pub use crate::delta_store::MAX_LOG_FILE_BYTES;
 
 /// Deletion vectors fetched concurrently while listing.
 const DV_CONCURRENCY: usize = 8;
@@ -108,6 +110,8 @@ pub struct DeltaSource {
     vectors: parking_lot::Mutex<HashMap<String, Arc<FileDeletes>>>,
     /// Delete sets of the newest listings, applied when units are read.
     deletes: DeleteRegistry,
+    /// The log file the store last refused for its size, if any.
+    log_refused: Arc<parking_lot::Mutex<Option<LogFileTooLarge>>>,
 }
 
 impl DeltaSource {
@@ -117,8 +121,9 @@ impl DeltaSource {
         let store = open_store(&url, &config.options, crate::io::LakeKind::Delta)?;
         let files =
             ParquetSource::for_table(store.clone(), &config.id_column, &config.vector_column);
-        let root: Arc<dyn deltalake_core::ObjectStore> =
-            Arc::new(ReadOnlyStore::new(store.store.clone()));
+        let read_only = ReadOnlyStore::new(store.store.clone());
+        let log_refused = read_only.refused();
+        let root: Arc<dyn deltalake_core::ObjectStore> = Arc::new(read_only);
         let prefixed: Arc<dyn deltalake_core::ObjectStore> =
             Arc::new(PrefixStore::new(root.clone(), path13(&store.path)));
         let log_store = default_logstore(prefixed, root, &url, &StorageConfig::default());
@@ -129,6 +134,7 @@ impl DeltaSource {
             table: tokio::sync::Mutex::new(DeltaTable::new(log_store)),
             vectors: parking_lot::Mutex::new(HashMap::new()),
             deletes: DeleteRegistry::default(),
+            log_refused,
         })
     }
 
@@ -188,6 +194,16 @@ impl DeltaSource {
     /// Turn an error from the library into RuLake's terms. `known` is the
     /// version loaded before (the commits after it are the suspects).
     async fn classify(&self, e: DeltaTableError, known: Option<u64>) -> LakeError {
+        // The library keeps only the text of a store error, so the store
+        // tells what it refused.
+        if let Some(t) = self.log_refused.lock().take() {
+            return LakeError::TooLarge {
+                path: t.path,
+                what: "Delta log file",
+                size: t.size,
+                limit: MAX_LOG_FILE_BYTES,
+            };
+        }
         let versions = match self.log_versions().await {
             Ok(v) => v,
             Err(list_err) => return list_err,
@@ -240,6 +256,7 @@ impl DeltaSource {
         match r {
             Ok(()) => {
                 *table = next;
+                self.log_refused.lock().take();
                 Ok(())
             }
             Err(e) => Err(self.classify(e, known).await),

@@ -3,7 +3,8 @@
 //! (second credential chain, second connection pool, reads invisible to the
 //! lake I/O metrics), the table library gets this adapter: the 0.13 trait
 //! over RuLake's own 0.14 store. Only reads are forwarded; RuLake never
-//! writes to a lake, so every write is refused with `NotSupported`.
+//! writes to a lake, so every write is refused with `NotSupported`. Whole
+//! reads of log files are bounded by [`MAX_LOG_FILE_BYTES`].
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,19 +12,60 @@ use deltalake_core::logstore::object_store as os13;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
+use parking_lot::Mutex;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
+
+/// Largest Delta log file (a JSON commit, `_last_checkpoint`, a `.crc`)
+/// the library may read whole, in bytes. Checked from the size the store
+/// reports before any byte is fetched; Parquet checkpoints are read by
+/// range and are not bounded by this.
+pub const MAX_LOG_FILE_BYTES: u64 = 256 << 20;
+
+/// A log file over [`MAX_LOG_FILE_BYTES`]: the store's error to the
+/// library, and kept by the store for `DeltaSource` to report as
+/// `LakeError::TooLarge`.
+#[derive(Debug)]
+pub(crate) struct LogFileTooLarge {
+    /// The log file.
+    pub path: String,
+    /// Its size.
+    pub size: u64,
+}
+
+impl std::fmt::Display for LogFileTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: Delta log file of {} bytes is more than the limit of {MAX_LOG_FILE_BYTES} bytes",
+            self.path, self.size
+        )
+    }
+}
+
+impl std::error::Error for LogFileTooLarge {}
 
 /// RuLake's store seen through the `object_store` 0.13 trait.
 #[derive(Debug)]
 pub(crate) struct ReadOnlyStore {
     inner: Arc<dyn ObjectStore>,
+    /// The last log file refused for its size (the library keeps only the
+    /// text of an error, so the source reads it here).
+    refused: Arc<Mutex<Option<LogFileTooLarge>>>,
 }
 
 impl ReadOnlyStore {
     pub(crate) fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        ReadOnlyStore { inner }
+        ReadOnlyStore {
+            inner,
+            refused: Arc::default(),
+        }
+    }
+
+    /// Where refusals are kept.
+    pub(crate) fn refused(&self) -> Arc<Mutex<Option<LogFileTooLarge>>> {
+        self.refused.clone()
     }
 }
 
@@ -106,6 +148,9 @@ impl os13::ObjectStore for ReadOnlyStore {
         location: &os13::path::Path,
         o: os13::GetOptions,
     ) -> os13::Result<os13::GetResult> {
+        // What the library reads whole is the log (commits, checkpoint
+        // pointer, checksums): bounded, so one huge file cannot fill memory.
+        let whole = o.range.is_none() && !o.head;
         let opts = object_store::GetOptions {
             if_match: o.if_match,
             if_none_match: o.if_none_match,
@@ -121,6 +166,17 @@ impl os13::ObjectStore for ReadOnlyStore {
             .get_opts(&path14(location), opts)
             .await
             .map_err(err13)?;
+        if whole && !location.as_ref().ends_with(".parquet") && r.meta.size > MAX_LOG_FILE_BYTES {
+            let refused = || LogFileTooLarge {
+                path: location.to_string(),
+                size: r.meta.size,
+            };
+            *self.refused.lock() = Some(refused());
+            return Err(os13::Error::Generic {
+                store: "RuLake",
+                source: Box::new(refused()),
+            });
+        }
         let payload = match r.payload {
             object_store::GetResultPayload::File(file, path) => {
                 os13::GetResultPayload::File(file, path)

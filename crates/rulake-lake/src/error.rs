@@ -174,6 +174,15 @@ pub enum LakeError {
         /// Where it was found and what to do.
         detail: String,
     },
+    /// The server's source policy does not admit this source: it lies
+    /// outside every allowed prefix, or touches the server's own files.
+    /// The message is the same either way and never says whether the
+    /// location exists.
+    #[error("source {url:?} is not allowed by this server's source policy (an operator allows prefixes with --source-allow)")]
+    Denied {
+        /// The URL as given.
+        url: String,
+    },
     /// A source kind this build cannot read (built without its feature).
     #[error("this server was built without the {kind} feature, so it cannot read {kind} sources")]
     NotBuilt {
@@ -187,6 +196,21 @@ pub enum LakeError {
         table: String,
         /// The version or snapshot asked for.
         what: String,
+    },
+    /// An object (or what it claims to hold) is larger than RuLake reads:
+    /// a Parquet footer, an Iceberg metadata file or manifest, an inflated
+    /// Avro file, a Delta log file. Refused before the bytes are fetched
+    /// or allocated, so one bad file cannot exhaust the server's memory.
+    #[error("{path}: {what} of {size} bytes is more than the limit of {limit} bytes")]
+    TooLarge {
+        /// The object path.
+        path: String,
+        /// What was too large (`Parquet footer`, `Iceberg metadata file`, ...).
+        what: &'static str,
+        /// Its size, or at least the bytes seen before stopping.
+        size: u64,
+        /// The limit (a `MAX_*` constant of this crate).
+        limit: u64,
     },
     /// Local file I/O (writers, demo data).
     #[error("i/o error at {path}: {source}")]

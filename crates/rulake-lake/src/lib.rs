@@ -40,6 +40,7 @@ mod delta_store;
 #[cfg(any(feature = "delta", fuzzing))]
 mod dv;
 pub mod error;
+pub mod fence;
 #[cfg(feature = "iceberg")]
 pub mod iceberg;
 pub mod io;
@@ -47,6 +48,7 @@ pub mod managed;
 pub mod memory;
 pub mod open;
 pub mod parquet;
+pub mod policy;
 pub mod reader;
 pub mod source;
 pub mod store;
@@ -61,6 +63,7 @@ pub use managed::ManagedSource;
 pub use memory::MemorySource;
 pub use open::open_source;
 pub use parquet::{ParquetSource, ParquetSourceConfig};
+pub use policy::SourcePolicy;
 pub use reader::ReadCounters;
 pub use source::{Listing, RowBatch, RowStream, Source, Unit};
 pub use writer::{encode_parquet, write_parquet_file, IdsRef, ID_COLUMN, VECTOR_COLUMN};
@@ -122,5 +125,83 @@ pub mod fuzz {
                 }
             }
         }
+    }
+
+    /// A source URL a caller names, as the source policy admits it (the
+    /// first byte picks Parquet with its glob, Delta, an Iceberg SQL
+    /// catalog, or a glob matched against a name): whatever the input, no
+    /// panic and no recursion, and a URL the policy admits means, to the
+    /// object store that opens it, a place under an allowed prefix and
+    /// outside the fenced directory.
+    pub fn source_url(data: &[u8]) {
+        use rulake_types::{IcebergSqlCatalog, SourceKind};
+        use std::sync::OnceLock;
+        static POLICY: OnceLock<crate::SourcePolicy> = OnceLock::new();
+        let policy = POLICY.get_or_init(|| {
+            crate::SourcePolicy::new()
+                .allow("file:///lake/", Default::default())
+                .and_then(|p| p.allow("s3://bucket/t/", Default::default()))
+                .and_then(|p| p.fence("file:///lake/secret/"))
+                .expect("the fuzzing policy is valid")
+        });
+        let Some((&mode, rest)) = data.split_first() else {
+            return;
+        };
+        let Ok(text) = std::str::from_utf8(rest) else {
+            return;
+        };
+        let (id_column, vector_column) = (String::from("id"), String::from("v"));
+        let url = text.to_owned();
+        let kind = match mode % 4 {
+            0 => SourceKind::Parquet {
+                url,
+                id_column,
+                vector_column,
+            },
+            1 => SourceKind::Delta {
+                url,
+                id_column,
+                vector_column,
+                version: None,
+            },
+            2 => SourceKind::Iceberg {
+                url: String::new(),
+                id_column,
+                vector_column,
+                snapshot_id: None,
+                sql_catalog: Some(IcebergSqlCatalog {
+                    uri: url,
+                    catalog: "c".into(),
+                    namespace: "n".into(),
+                    table: "t".into(),
+                }),
+            },
+            _ => {
+                let (pattern, name) = text.split_once('\n').unwrap_or((text, ""));
+                if let Ok(glob) = crate::parquet::glob::Glob::new(pattern) {
+                    let _ = glob.matches(name);
+                }
+                return;
+            }
+        };
+        if policy.admit(&kind, &Default::default()).is_err() || mode % 4 == 2 {
+            return;
+        }
+        let url = crate::store::to_url(text).expect("an admitted URL parses");
+        let Ok(path) = object_store::path::Path::from_url_path(url.path()) else {
+            return;
+        };
+        let p = path.as_ref();
+        let under = |dir: &str| p == dir || p.starts_with(&format!("{dir}/"));
+        let inside = match url.scheme() {
+            "file" => under("lake") && !under("lake/secret"),
+            "s3" | "s3a" => {
+                url.host_str()
+                    .is_some_and(|h| h.eq_ignore_ascii_case("bucket"))
+                    && under("t")
+            }
+            _ => false,
+        };
+        assert!(inside, "{text:?} was admitted, but opens {p:?}");
     }
 }

@@ -6,6 +6,9 @@
 //! passed to `object_store`). A kind this build does not read (a server
 //! built without the `delta` or `iceberg` feature) is refused here, with
 //! the feature named, instead of wherever a source happens to be opened.
+//! It is also where the installed [`crate::policy`] admits a source and
+//! adds the server's own options for its prefix, so no path opens a source
+//! around the policy.
 
 use crate::error::{LakeError, Result};
 use crate::{ManagedSource, ParquetSource, ParquetSourceConfig, Source};
@@ -15,17 +18,22 @@ use std::sync::Arc;
 
 /// Open the source `kind` describes with object-store `options` (no I/O
 /// beyond what the kind's `open` does: a Delta or Iceberg table reads its
-/// metadata on first use).
+/// metadata on first use). With a policy installed, the source must be
+/// admitted by it ([`LakeError::Denied`] otherwise) and opens with the
+/// options the policy gives.
 pub fn open_source(
     kind: &SourceKind,
     options: &BTreeMap<String, String>,
 ) -> Result<Arc<dyn Source>> {
     kind.validate()
         .map_err(|e| LakeError::Invalid(e.to_string()))?;
-    let options: Vec<(String, String)> = options
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let options: Vec<(String, String)> = match crate::policy::installed() {
+        Some(policy) => policy.admit(kind, options)?.options,
+        None => options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
     match kind {
         SourceKind::Parquet {
             url,

@@ -23,6 +23,9 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub(crate) mod glob;
+pub use glob::{glob_match, Glob, MAX_GLOB_BYTES, MAX_GLOB_WILDCARDS};
+
 /// Rows per batch when streaming a row group: bounds memory per reader.
 pub const READ_BATCH_ROWS: usize = 4096;
 /// Footers fetched concurrently while listing.
@@ -66,7 +69,7 @@ pub struct ParquetSource {
     config: ParquetSourceConfig,
     store: StoreUrl,
     /// Glob over the path relative to `store.path`, if the URL had one.
-    glob: Option<String>,
+    glob: Option<Glob>,
     /// Footer metadata by (path, version), refreshed on every listing.
     footers: Mutex<HashMap<(String, String), ArrowReaderMetadata>>,
     counters: Arc<ReadCounters>,
@@ -76,37 +79,17 @@ fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-/// Match `text` against a glob: `*` and `?` within one path segment, `**`
-/// across segments, `[abc]` character classes.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<&str> = pattern.split('/').collect();
-    let t: Vec<&str> = text.split('/').collect();
-    fn segs(p: &[&str], t: &[&str]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some(&"**") => (0..=t.len()).any(|i| segs(&p[1..], &t[i..])),
-            Some(seg) => {
-                !t.is_empty()
-                    && seg_match(seg.as_bytes(), t[0].as_bytes())
-                    && segs(&p[1..], &t[1..])
-            }
-        }
+/// A URL as error messages show it: at most [`MAX_GLOB_BYTES`] bytes, so a
+/// refused megabyte-long URL does not come back whole in the error.
+fn shown_url(url: &str) -> String {
+    if url.len() <= MAX_GLOB_BYTES {
+        return url.to_owned();
     }
-    fn seg_match(p: &[u8], t: &[u8]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some(b'*') => (0..=t.len()).any(|i| seg_match(&p[1..], &t[i..])),
-            Some(b'?') => !t.is_empty() && seg_match(&p[1..], &t[1..]),
-            Some(b'[') => match p.iter().position(|&c| c == b']') {
-                Some(end) if !t.is_empty() => {
-                    p[1..end].contains(&t[0]) && seg_match(&p[end + 1..], &t[1..])
-                }
-                _ => false,
-            },
-            Some(c) => !t.is_empty() && *c == t[0] && seg_match(&p[1..], &t[1..]),
-        }
+    let mut cut = MAX_GLOB_BYTES;
+    while !url.is_char_boundary(cut) {
+        cut -= 1;
     }
-    segs(&p, &t)
+    format!("{}... ({} bytes)", &url[..cut], url.len())
 }
 
 impl ParquetSource {
@@ -117,13 +100,15 @@ impl ParquetSource {
             let cut = config.url[..first]
                 .rfind('/')
                 .ok_or_else(|| LakeError::InvalidUrl {
-                    url: config.url.clone(),
+                    url: shown_url(&config.url),
                     reason: "a glob needs a directory before its first wildcard".into(),
                 })?;
-            (
-                config.url[..cut].to_owned(),
-                Some(config.url[cut + 1..].to_owned()),
-            )
+            let glob =
+                Glob::new(&config.url[cut + 1..]).map_err(|reason| LakeError::InvalidUrl {
+                    url: shown_url(&config.url),
+                    reason,
+                })?;
+            (config.url[..cut].to_owned(), Some(glob))
         } else {
             (config.url.clone(), None)
         };
@@ -171,7 +156,7 @@ impl ParquetSource {
             return false; // _SUCCESS, _delta_log, .crc and other side files
         }
         match &self.glob {
-            Some(g) => glob_match(g, rel),
+            Some(g) => g.matches(rel),
             None => rel.to_ascii_lowercase().ends_with(".parquet") || rel.is_empty(),
         }
     }
@@ -367,7 +352,26 @@ pub(crate) fn is_vanished(e: &parquet::errors::ParquetError) -> bool {
         if matches!(inner.downcast_ref::<object_store::Error>(), Some(object_store::Error::NotFound { .. })))
 }
 
-/// Map a Parquet error, recognising a vanished object underneath it.
+/// A footer refused for its size ([`crate::reader::MAX_FOOTER_BYTES`]),
+/// as [`LakeError::TooLarge`] naming `object`.
+pub(crate) fn footer_too_large(
+    e: &parquet::errors::ParquetError,
+    object: &str,
+) -> Option<LakeError> {
+    let parquet::errors::ParquetError::External(inner) = e else {
+        return None;
+    };
+    let t = inner.downcast_ref::<crate::reader::FooterTooLarge>()?;
+    Some(LakeError::TooLarge {
+        path: object.to_owned(),
+        what: "Parquet footer",
+        size: t.claimed,
+        limit: crate::reader::MAX_FOOTER_BYTES,
+    })
+}
+
+/// Map a Parquet error, recognising a vanished object or a refused footer
+/// underneath it.
 fn map_parquet(
     e: parquet::errors::ParquetError,
     object: &str,
@@ -377,6 +381,9 @@ fn map_parquet(
         return LakeError::Vanished {
             path: object.to_owned(),
         };
+    }
+    if let Some(too_large) = footer_too_large(&e, object) {
+        return too_large;
     }
     LakeError::Parquet {
         at: Location {
@@ -517,21 +524,5 @@ impl ParquetSource {
                 futures::future::ready(Some(out))
             })
             .boxed()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*.parquet", "a.parquet"));
-        assert!(!glob_match("*.parquet", "d/a.parquet"));
-        assert!(glob_match("**/*.parquet", "d/e/a.parquet"));
-        assert!(glob_match("**/*.parquet", "a.parquet"));
-        assert!(glob_match("part-?.parquet", "part-1.parquet"));
-        assert!(glob_match("part-[12].parquet", "part-2.parquet"));
-        assert!(!glob_match("part-[12].parquet", "part-3.parquet"));
     }
 }

@@ -1,14 +1,16 @@
 //! RuLake's `AsyncFileReader` over any object store. Owning it (rather than
 //! the deprecated `ParquetObjectReader`) gives one place to count the bytes
 //! and requests a source costs, and to turn a vanished object into a typed
-//! error.
+//! error. It is also where a footer's size is bounded: the last 8 bytes of a
+//! file say how long its metadata is, and a file claiming more than
+//! [`MAX_FOOTER_BYTES`] is refused before that many bytes are fetched.
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use object_store::{path::Path, ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::arrow::async_reader::{AsyncFileReader, MetadataFetch};
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use std::ops::Range;
@@ -17,6 +19,48 @@ use std::sync::Arc;
 
 /// Bytes fetched with the first footer request, enough for most footers.
 const FOOTER_PREFETCH: usize = 64 * 1024;
+
+/// Largest Parquet footer (file metadata) read, in bytes. Footers of files
+/// with many row groups and columns are a few MiB at most.
+pub const MAX_FOOTER_BYTES: u64 = 64 << 20;
+
+/// A footer longer than [`MAX_FOOTER_BYTES`], passed up through the Parquet
+/// reader as its external error (`crate::parquet` turns it into
+/// [`crate::LakeError::TooLarge`]).
+#[derive(Debug)]
+pub(crate) struct FooterTooLarge {
+    /// The footer length the file claims.
+    pub claimed: u64,
+}
+
+impl std::fmt::Display for FooterTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the file claims a footer of {} bytes, more than the limit of {MAX_FOOTER_BYTES}",
+            self.claimed
+        )
+    }
+}
+
+impl std::error::Error for FooterTooLarge {}
+
+/// The reader as the footer loader sees it: any range longer than
+/// [`MAX_FOOTER_BYTES`] is refused. The loader asks first for the file's
+/// tail (`FOOTER_PREFETCH` bytes), then, when the footer is longer, for
+/// exactly the footer, so that second range is the claimed length.
+struct BoundedFetch<'a>(&'a mut ObjectReader);
+
+impl MetadataFetch for BoundedFetch<'_> {
+    fn fetch(&mut self, range: Range<u64>) -> BoxFuture<'_, Result<Bytes>> {
+        let len = range.end.saturating_sub(range.start);
+        if len > MAX_FOOTER_BYTES {
+            let e = ParquetError::External(Box::new(FooterTooLarge { claimed: len }));
+            return futures::future::ready(Err(e)).boxed();
+        }
+        self.0.get_bytes(range)
+    }
+}
 
 /// Bytes and requests a source has cost.
 #[derive(Debug, Default)]
@@ -81,7 +125,7 @@ impl AsyncFileReader for ObjectReader {
             let size = self.size;
             let md = ParquetMetaDataReader::new()
                 .with_prefetch_hint(Some(FOOTER_PREFETCH))
-                .load_and_finish(self, size)
+                .load_and_finish(BoundedFetch(self), size)
                 .await?;
             Ok(Arc::new(md))
         }

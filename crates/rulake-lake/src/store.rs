@@ -5,9 +5,12 @@
 //!
 //! Every store is opened for one source kind and wrapped in a
 //! [`CountingStore`], so the lake I/O metrics see each read of every
-//! source (see [`crate::io`]).
+//! source (see [`crate::io`]); with a source policy installed, every store
+//! but a managed source's is also wrapped in a [`FencedStore`], so each
+//! object read is one the policy permits (see [`crate::fence`]).
 
 use crate::error::{LakeError, Result};
+use crate::fence::FencedStore;
 use crate::io::{CountingStore, LakeKind};
 use object_store::path::{Path, PathPart};
 use object_store::{local::LocalFileSystem, ObjectStore};
@@ -68,7 +71,7 @@ pub fn open_store(url: &Url, options: &[(String, String)], kind: LakeKind) -> Re
             .map_err(|_| invalid("file URL without a local path".into()))?;
         let path = Path::from_absolute_path(&fs_path).map_err(|e| invalid(e.to_string()))?;
         return Ok(StoreUrl {
-            store: Arc::new(CountingStore::new(Arc::new(LocalFileSystem::new()), kind)),
+            store: counted_and_fenced(Arc::new(LocalFileSystem::new()), url, kind),
             path,
             url: url.clone(),
         });
@@ -87,10 +90,24 @@ pub fn open_store(url: &Url, options: &[(String, String)], kind: LakeKind) -> Re
     let (store, path) =
         object_store::parse_url_opts(url, opts).map_err(|e| invalid(e.to_string()))?;
     Ok(StoreUrl {
-        store: Arc::new(CountingStore::new(Arc::from(store), kind)),
+        store: counted_and_fenced(Arc::from(store), url, kind),
         path,
         url: url.clone(),
     })
+}
+
+/// `store` counted as `kind`'s reads and, under an installed policy and
+/// unless it holds the server's own (managed) files, fenced by it.
+fn counted_and_fenced(
+    store: Arc<dyn ObjectStore>,
+    url: &Url,
+    kind: LakeKind,
+) -> Arc<dyn ObjectStore> {
+    let store: Arc<dyn ObjectStore> = match crate::policy::installed() {
+        Some(policy) if kind != LakeKind::Managed => Arc::new(FencedStore::new(store, url, policy)),
+        _ => store,
+    };
+    Arc::new(CountingStore::new(store, kind))
 }
 
 /// `rel` (`/`-separated, each segment encoded as a path part; empty

@@ -13,6 +13,7 @@
 //! fan-out counters with [`EngineCollector::with_fanout`] and they replace
 //! the engine's.
 
+use crate::http::NotReady;
 use crate::Result;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -305,8 +306,10 @@ impl Collector for EngineCollector {
 /// from disk) at least once and queries do not wait for a build. Later
 /// evictions under a tight budget do not make the node unready (that would
 /// take the only copy out of service); they show in
-/// `rulake_collection_partitions_warm` and its alert instead.
-pub fn shard_ready(engine: &RuLake) -> std::result::Result<(), String> {
+/// `rulake_collection_partitions_warm` and its alert instead. Each
+/// collection not loaded yet counts once; the details (names, load errors)
+/// are for the log only.
+pub fn shard_ready(engine: &RuLake) -> std::result::Result<(), NotReady> {
     let mut waiting = Vec::new();
     for name in engine.list_collections() {
         let Ok(info) = engine.describe(&name) else {
@@ -325,6 +328,9 @@ pub fn shard_ready(engine: &RuLake) -> std::result::Result<(), String> {
     if waiting.is_empty() {
         Ok(())
     } else {
-        Err(waiting.join("; "))
+        Err(NotReady {
+            waiting: waiting.len(),
+            detail: waiting.join("; "),
+        })
     }
 }

@@ -4,13 +4,21 @@
 //!
 //! - `/metrics`: the registry in Prometheus text format.
 //! - `/healthz`: 200 while the process serves HTTP at all (liveness).
-//! - `/readyz`: 200 when every [`Readiness`] check of the roles this
-//!   process runs passes, else 503 with the reasons, one per line
-//!   (Kubernetes keeps an unready pod out of its Service).
+//! - `/readyz`: 200 `ready` when every [`Readiness`] check of the roles this
+//!   process runs passes, else 503 `not ready` with how many things are
+//!   still waiting (Kubernetes keeps an unready pod out of its Service).
 //!
 //! Each role supplies its own check: [`crate::raft::meta_ready`] (the
 //! member knows a leader), [`crate::engine::shard_ready`] (collections
 //! warmed), or a closure of the caller's.
+//!
+//! The port has no authentication (probes and scrapers carry no
+//! credentials), so it tells no more than a status: `/readyz` never names
+//! a collection, a path, a URL or an error. What is waiting, and why, goes
+//! to the server's log when it changes ([`NotReady::detail`]); per
+//! collection it is in `DescribeCollection`, behind the API's
+//! authentication. `/metrics` labels are bounded names (collections,
+//! methods, status codes, source kinds), never a URL, path or error text.
 
 use crate::{Metrics, Result};
 use bytes::Bytes;
@@ -20,21 +28,31 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
-/// Whether a role is ready to serve; `Err` carries the reason shown on
-/// `/readyz`.
+/// Why a role is not ready yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotReady {
+    /// How many things the role still waits for (collections to load, a
+    /// leader to learn): all that `/readyz` says.
+    pub waiting: usize,
+    /// What they are and why, for the server's log only: it may name
+    /// collections, paths and URLs, which the open port must not show.
+    pub detail: String,
+}
+
+/// Whether a role is ready to serve; `Err` says what it waits for.
 pub trait Readiness: Send + Sync + 'static {
     /// Check now.
-    fn check(&self) -> std::result::Result<(), String>;
+    fn check(&self) -> std::result::Result<(), NotReady>;
 }
 
 impl<F> Readiness for F
 where
-    F: Fn() -> std::result::Result<(), String> + Send + Sync + 'static,
+    F: Fn() -> std::result::Result<(), NotReady> + Send + Sync + 'static,
 {
-    fn check(&self) -> std::result::Result<(), String> {
+    fn check(&self) -> std::result::Result<(), NotReady> {
         self()
     }
 }
@@ -44,6 +62,9 @@ where
 pub struct Endpoints {
     metrics: Metrics,
     checks: Vec<Arc<dyn Readiness>>,
+    /// The last details logged, so a probe every few seconds logs a
+    /// change once rather than every time.
+    logged: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Endpoints {
@@ -60,6 +81,7 @@ impl Endpoints {
         Endpoints {
             metrics,
             checks: Vec::new(),
+            logged: Arc::default(),
         }
     }
 
@@ -69,13 +91,38 @@ impl Endpoints {
         self
     }
 
-    /// The `/readyz` verdict now.
-    pub fn readiness(&self) -> std::result::Result<(), String> {
-        let reasons: Vec<String> = self.checks.iter().filter_map(|c| c.check().err()).collect();
-        if reasons.is_empty() {
-            Ok(())
-        } else {
-            Err(reasons.join("\n"))
+    /// The `/readyz` verdict now: every failing check's count, summed, and
+    /// their details, one per line.
+    pub fn readiness(&self) -> std::result::Result<(), NotReady> {
+        let failing: Vec<NotReady> = self.checks.iter().filter_map(|c| c.check().err()).collect();
+        if failing.is_empty() {
+            return Ok(());
+        }
+        Err(NotReady {
+            waiting: failing.iter().map(|n| n.waiting).sum(),
+            detail: failing
+                .into_iter()
+                .map(|n| n.detail)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        })
+    }
+
+    /// The `/readyz` body for `verdict`, logging its details when they
+    /// changed since the last probe.
+    fn ready_text(&self, verdict: &std::result::Result<(), NotReady>) -> String {
+        let detail = verdict.as_ref().err().map(|n| n.detail.clone());
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        if *logged != detail {
+            match &detail {
+                Some(d) => tracing::info!(waiting = %d, "not ready"),
+                None => tracing::info!("ready"),
+            }
+            *logged = detail;
+        }
+        match verdict {
+            Ok(()) => "ready\n".into(),
+            Err(n) => format!("not ready: {} waiting\n", n.waiting),
         }
     }
 
@@ -96,16 +143,23 @@ impl Endpoints {
                     .header(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)
                     .body(Full::new(Bytes::from(body)))
                     .expect("static response parts"),
-                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics could not be encoded");
+                    text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "metrics could not be encoded (see the server log)\n".into(),
+                    )
+                }
             },
             "/healthz" => text(StatusCode::OK, "ok\n".into()),
-            "/readyz" => match self.readiness() {
-                Ok(()) => text(StatusCode::OK, "ready\n".into()),
-                Err(why) => text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("not ready: {why}\n"),
-                ),
-            },
+            "/readyz" => {
+                let verdict = self.readiness();
+                let status = match verdict {
+                    Ok(()) => StatusCode::OK,
+                    Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                text(status, self.ready_text(&verdict))
+            }
             _ => text(
                 StatusCode::NOT_FOUND,
                 "try /metrics, /healthz or /readyz\n".into(),

@@ -14,7 +14,9 @@
 //! Labels are bounded by construction: a `collection` label only ever
 //! carries the name of a collection that exists (otherwise
 //! [`UNKNOWN_COLLECTION`]), gRPC methods are capped, and nothing keyed by a
-//! vector id or a query ever becomes a label.
+//! vector id or a query ever becomes a label. The port is open (scrapers
+//! and probes carry no credentials), so no label or answer carries a URL, a
+//! path or an error's text (see [`http`]).
 //!
 //! # Layout
 //! - [`Metrics`] — the registry and text exposition (this file).

@@ -10,6 +10,7 @@
 //! The series carry no member label: one member runs per process and the
 //! scrape adds the target's own labels.
 
+use crate::http::NotReady;
 use crate::Result;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -157,13 +158,16 @@ impl Collector for RaftCollector {
 /// Readiness of the meta role: the member knows a leader (so writes it
 /// receives can be forwarded and committed). Catching up shows in
 /// `rulake_raft_apply_lag`.
-pub fn meta_ready(node: &CatalogNode) -> std::result::Result<(), String> {
+pub fn meta_ready(node: &CatalogNode) -> std::result::Result<(), NotReady> {
     let m = node.raft().metrics().borrow().clone();
     if m.current_leader.is_none() {
-        return Err(format!(
-            "meta member {}: no known leader (term {})",
-            m.id, m.current_term
-        ));
+        return Err(NotReady {
+            waiting: 1,
+            detail: format!(
+                "meta member {}: no known leader (term {})",
+                m.id, m.current_term
+            ),
+        });
     }
     Ok(())
 }

@@ -42,6 +42,12 @@ pub struct ClusterTlsArgs {
     /// How often the cluster TLS files are checked for a rotation, seconds.
     #[arg(long, default_value_t = 10.0)]
     pub cluster_tls_reload: f64,
+    /// Development only (`rulake dev` passes it to its children): serve
+    /// and dial the internal ports without TLS, so anyone who reaches them
+    /// can read and write the catalog and scan the shards. Ignored when
+    /// the TLS files are given.
+    #[arg(long, env = "RULAKE_CLUSTER_INSECURE")]
+    pub cluster_insecure: bool,
 }
 
 /// Mutual TLS between members, loaded and watched for rotation; the
@@ -64,10 +70,21 @@ impl ClusterTlsArgs {
     /// The configured mutual TLS, or `None` when the flags are unset. Files
     /// that do not make a valid configuration are an error: a process asked
     /// for TLS never falls back to plaintext.
+    ///
+    /// Without the files, a role refuses to start unless
+    /// `--cluster-insecure` says plaintext is intended: the internal ports
+    /// carry the catalog and every vector, so they are never open by
+    /// accident.
     pub fn load(&self) -> anyhow::Result<Option<ClusterTls>> {
         let (Some(ca), Some(cert), Some(key)) =
             (&self.cluster_ca, &self.cluster_cert, &self.cluster_key)
         else {
+            if !self.cluster_insecure {
+                anyhow::bail!(
+                    "the internal ports need mutual TLS: give --cluster-ca, --cluster-cert and --cluster-key (the operator makes them), or --cluster-insecure on a development machine"
+                );
+            }
+            eprintln!("rulake: --cluster-insecure: internal ports without TLS (development only)");
             return Ok(None);
         };
         let acceptor = ReloadingAcceptor::new(TlsFiles {
@@ -88,6 +105,14 @@ impl ClusterTlsArgs {
         }))
     }
 
+    /// The files the flags name (never readable as a source).
+    pub fn files(&self) -> Vec<&PathBuf> {
+        [&self.cluster_ca, &self.cluster_cert, &self.cluster_key]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     /// The flags as arguments, for starting other processes with them.
     pub fn to_args(&self) -> Vec<String> {
         let mut v = Vec::new();
@@ -100,6 +125,9 @@ impl ClusterTlsArgs {
                 v.push(flag.to_owned());
                 v.push(p.display().to_string());
             }
+        }
+        if self.cluster_insecure {
+            v.push("--cluster-insecure".into());
         }
         v
     }

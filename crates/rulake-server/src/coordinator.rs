@@ -33,6 +33,8 @@ pub struct CoordinatorArgs {
 /// Run a coordinator until `shutdown` fires.
 pub async fn run(a: CoordinatorArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     crate::serve::check(&a.serve)?;
+    a.serve
+        .install_source_policy("coordinator", &a.tls.files())?;
     let tls = a.tls.load()?;
     let transport = cluster_tls::transport(tls.as_ref());
     let meta = CatalogClient::with_transport(&a.meta, &transport)?;

@@ -33,6 +33,40 @@ pub struct DevArgs {
     /// must name 127.0.0.1.
     #[command(flatten)]
     pub tls: ClusterTlsArgs,
+    /// Passed to the coordinator and the shard nodes. Without a prefix,
+    /// any local path (`file:///`) but the cluster's own files: this is a
+    /// development cluster on one machine.
+    #[command(flatten)]
+    pub sources: crate::sources::SourceArgs,
+}
+
+/// The cluster TLS flags of every child: the user's certificates, or
+/// plaintext on loopback (this is the one place `--cluster-insecure` is
+/// implied).
+fn dev_tls(tls: &ClusterTlsArgs) -> Vec<String> {
+    let mut tls = tls.clone();
+    if tls.cluster_ca.is_none() {
+        eprintln!("rulake dev: internal ports without TLS on loopback (give --cluster-ca/--cluster-cert/--cluster-key for mutual TLS)");
+        tls.cluster_insecure = true;
+    }
+    tls.to_args()
+}
+
+impl DevArgs {
+    /// The source flags every child that opens sources gets.
+    fn source_args(&self) -> Vec<String> {
+        let mut v = vec!["--source-allow".to_owned()];
+        if self.sources.source_allow.is_empty() {
+            v.push("file:///".into());
+        } else {
+            v.push(self.sources.source_allow.join(","));
+        }
+        if let Some(p) = &self.sources.source_policy {
+            v.push("--source-policy".into());
+            v.push(p.display().to_string());
+        }
+        v
+    }
 }
 
 /// A loopback port nobody listens on right now (another process may take
@@ -80,7 +114,7 @@ pub async fn run(a: DevArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     let root = std::fs::canonicalize(&a.data_dir)?;
     let mut cluster = Cluster {
         children: Children(Vec::new()),
-        tls: a.tls.to_args(),
+        tls: dev_tls(&a.tls),
         root,
     };
     let metas = cluster.start_metas(&a)?;
@@ -187,6 +221,7 @@ impl Cluster {
                 "--metrics-listen".into(),
                 "127.0.0.1:0".into(),
             ];
+            let args: Vec<String> = args.into_iter().chain(a.source_args()).collect();
             self.spawn(&name, &args)?;
         }
         Ok(())
@@ -210,6 +245,7 @@ impl Cluster {
             "--metrics-listen".into(),
             "127.0.0.1:0".into(),
         ];
+        let args: Vec<String> = args.into_iter().chain(a.source_args()).collect();
         self.spawn("coordinator", &args)
     }
 }

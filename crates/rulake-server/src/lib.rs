@@ -19,6 +19,8 @@
 //! - [`observe`] — metrics registry, collectors, `/metrics` `/healthz`
 //!   `/readyz`, collection warm-up, per role.
 //! - [`cluster_tls`] — mutual TLS between roles: flags and what they turn into.
+//! - [`sources`] — the source policy: which prefixes sources may use, the
+//!   server's own files fenced off.
 
 pub mod cluster_tls;
 pub mod coordinator;
@@ -28,5 +30,6 @@ pub mod observe;
 pub mod serve;
 pub mod shard;
 pub mod shutdown;
+pub mod sources;
 
 pub use shutdown::Shutdown;

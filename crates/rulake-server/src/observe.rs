@@ -4,7 +4,9 @@
 //! (see `docs/observability.md`).
 //!
 //! In one process this node is shard and coordinator at once, so readiness
-//! is the shard's: every collection finished its first load. A background
+//! is the shard's: every collection finished its first load. The port has
+//! no authentication, so `/readyz` answers only `ready` or `not ready` with
+//! a count; which collections wait, and why, goes to the log. A background
 //! task warms collections that were created but not yet loaded (a shard
 //! builds what it is assigned rather than waiting for the first query), and
 //! records the placement as one process sees it: epoch 0 (no catalog
@@ -170,8 +172,9 @@ async fn housekeeping(
                 .get(&name)
                 .is_none_or(|t| *t <= tokio::time::Instant::now());
             if info.generation.is_none() && due {
-                // Errors are kept in the collection's state (and shown by
-                // /readyz); a failed load is tried again after WARM_RETRY.
+                // Errors are kept in the collection's state (shown by an
+                // authorized DescribeCollection, never by the open /readyz);
+                // a failed load is tried again after WARM_RETRY.
                 if let Err(e) = engine.refresh(&name).await {
                     tracing::warn!(collection = %name, error = %e, "warming failed");
                     retry_at.insert(name, tokio::time::Instant::now() + WARM_RETRY);

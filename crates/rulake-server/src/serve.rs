@@ -24,10 +24,6 @@ pub struct Args {
     /// managed collections' files.
     #[arg(long, default_value = "rulake-data", env = "RULAKE_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// Address of the catalog's (one-member) meta group; port 0 picks a
-    /// free one.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub meta_listen: SocketAddr,
     /// Where managed collections' Parquet files go (`file://`, `s3://`,
     /// ...); default: `managed/` under the data directory.
     #[arg(long, env = "RULAKE_MANAGED_URL")]
@@ -82,6 +78,38 @@ pub struct Args {
     /// Vector and id bytes one Ingest stream may carry (as for records).
     #[arg(long, default_value_t = rulake_api::MAX_INGEST_BYTES)]
     pub max_ingest_bytes: u64,
+    /// Where sources may come from.
+    #[command(flatten)]
+    pub sources: crate::sources::SourceArgs,
+}
+
+impl Args {
+    /// The files this role owns, fenced off from sources: its data
+    /// directory, managed files, keys and auth config (plus `extra`).
+    pub fn install_source_policy(&self, role: &str, extra: &[&PathBuf]) -> anyhow::Result<()> {
+        // Made first so the fence also holds under its real path.
+        std::fs::create_dir_all(&self.data_dir)?;
+        let mut own = crate::sources::own_paths([
+            Some(&self.data_dir),
+            self.tls_cert.as_ref(),
+            self.tls_key.as_ref(),
+            self.tls_client_ca.as_ref(),
+            self.auth_config.as_ref(),
+        ]);
+        own.extend(crate::sources::own_paths(extra.iter().copied().map(Some)));
+        // The key files the auth config names (JWT secrets, JWKS), as it
+        // names them now.
+        let key_files: Vec<PathBuf> = self
+            .auth_config
+            .as_deref()
+            .map(rulake_auth::AuthConfig::files)
+            .unwrap_or_default();
+        own.extend(crate::sources::own_paths(key_files.iter().map(Some)));
+        if let Some(url) = &self.managed_url {
+            own.push(crate::sources::Own::Url(url));
+        }
+        self.sources.install(role, &own)
+    }
 }
 
 pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -95,19 +123,15 @@ pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
 /// Run `rulake serve` until `shutdown` fires.
 pub async fn run(a: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     check(&a)?;
+    a.install_source_policy("serve", &[])?;
     let node = Embedded::start(EmbeddedConfig {
         data_dir: a.data_dir.clone(),
         cache_bytes: a.cache_bytes,
-        meta_listen: a.meta_listen,
         managed_root: a.managed_url.clone(),
     })
     .await?;
     let engine = std::sync::Arc::new(node.coordinator.engine().clone());
-    let label = format!(
-        "data {}, catalog on {}",
-        a.data_dir.display(),
-        node.meta_addr
-    );
+    let label = format!("data {}, catalog in-process", a.data_dir.display());
     serve_api(
         &a,
         node.coordinator.clone(),
@@ -186,15 +210,20 @@ pub async fn serve_api(
 
 /// The API handlers over `coordinator` with the flags' limits, and the
 /// authentication layer when `--auth-config` names one (read first, so a
-/// bad file stops the role before anything starts).
+/// bad file stops the role before anything starts; then re-read when it or
+/// a key file it names changes, so keys rotate without a restart, a broken
+/// new file keeping the previous one in force). The watch ends when the
+/// server drops the layer.
 fn api_and_auth(
     a: &Args,
     coordinator: &rulake_coordinator::Coordinator,
 ) -> anyhow::Result<(Api, Option<rulake_auth::AuthLayer>)> {
     let auth = match &a.auth_config {
-        Some(path) => Some(rulake_auth::AuthLayer::new(
-            rulake_auth::AuthConfig::from_file(path)?,
-        )),
+        Some(path) => {
+            let layer = rulake_auth::AuthLayer::from_file(path)?;
+            drop(layer.watch(rulake_auth::RELOAD_INTERVAL));
+            Some(layer)
+        }
         None => None,
     };
     let api = Api::new(
@@ -207,6 +236,7 @@ fn api_and_auth(
             max_concurrent_per_connection: a.max_concurrent_per_connection,
             max_ingest_records: a.max_ingest_records,
             max_ingest_bytes: a.max_ingest_bytes,
+            ..Limits::default()
         },
     );
     Ok((api, auth))

@@ -43,6 +43,9 @@ pub struct ShardArgs {
     /// Mutual TLS towards the meta group and coordinators.
     #[command(flatten)]
     pub tls: ClusterTlsArgs,
+    /// Where sources may come from (as the coordinators allow them).
+    #[command(flatten)]
+    pub sources: crate::sources::SourceArgs,
 }
 
 fn parse_id(s: &str) -> Result<u64, String> {
@@ -53,6 +56,12 @@ fn parse_id(s: &str) -> Result<u64, String> {
 
 /// Run a shard node until `shutdown` fires.
 pub async fn run(a: ShardArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.data_dir)?;
+    let mut own = crate::sources::own_paths([Some(&a.data_dir)]);
+    own.extend(crate::sources::own_paths(
+        a.tls.files().into_iter().map(Some),
+    ));
+    a.sources.install("shard", &own)?;
     let advertise = a.advertise.clone().unwrap_or_else(|| a.listen.to_string());
     let mut cfg = ShardConfig::new(a.id, &advertise, a.meta.clone(), &a.data_dir);
     cfg.cache_bytes = a.cache_bytes;

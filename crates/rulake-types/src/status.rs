@@ -22,6 +22,9 @@ pub enum StatusCode {
     ResourceExhausted,
     /// Transient: retry later (lake down, leader changing, shutting down).
     Unavailable,
+    /// The caller's deadline passed before the work was done; the work
+    /// was stopped.
+    DeadlineExceeded,
     /// The outcome is unknown (a write that may have applied).
     Unknown,
     /// A bug or a broken invariant.

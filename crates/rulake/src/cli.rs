@@ -1,25 +1,41 @@
 //! The client side of the `rulake` binary: `collections`, `alias`,
 //! `ingest`, `search` and `stats` against a running server, through
 //! `rulake-client`. Output is a plain table for people; errors are the
-//! server's messages with their status code.
+//! server's messages with their status code. Every command sends the
+//! credential its flags name (`--api-key` / `RULAKE_API_KEY`, or
+//! `--token-file`), so a server with `--auth-config` needs no
+//! `--allow-anonymous` to be usable from the command line.
 
 use anyhow::{bail, Context};
 use futures::StreamExt;
-use rulake_client::{proto, Client, Id};
+use rulake_client::{proto, Client, Credentials, Id};
 use std::io::BufRead;
 use std::path::PathBuf;
 
-/// Where the server is.
+/// Where the server is, and who is calling.
 #[derive(clap::Args, Clone)]
 pub struct Conn {
     /// Server address.
     #[arg(long, default_value = "http://127.0.0.1:50051", env = "RULAKE_ADDR")]
     pub addr: String,
+    /// API key to send (as `authorization: Bearer <key>`) to a server run
+    /// with --auth-config. Prefer the environment variable: a flag shows in
+    /// the process list.
+    #[arg(long, env = "RULAKE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// File holding a bearer token (a JWT) to send instead of an API key;
+    /// read again for every call, so a token refreshed in place is picked
+    /// up. Takes precedence over --api-key and RULAKE_API_KEY.
+    #[arg(long, env = "RULAKE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 impl Conn {
     async fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::connect(&self.addr).await?)
+        let credentials = Credentials::from_options(self.api_key.clone(), self.token_file.clone());
+        Ok(Client::connect(&self.addr)
+            .await?
+            .with_credentials(credentials)?)
     }
 }
 

@@ -7,20 +7,27 @@
 //! itself, hence the order of one run, each step its own function:
 //!
 //! 1. `reject_invalid_spec`: a spec no retry can serve (a cache size that
-//!    is not a whole number of bytes) is reported, and the run stops there
-//!    until the spec changes.
-//! 2. `shard_size`: read the shard StatefulSet's current size.
+//!    is not a whole number of bytes; no authentication, or contradictory
+//!    security settings, in an object stored before the schema's CEL rules
+//!    refused them) is reported, and the run stops there until the spec
+//!    changes.
+//! 2. `shard_size`: read the shard StatefulSet's current size, and
+//!    `admin_for`: the admin client with the operator's key.
 //! 3. `scale::scale_down`: drain each node being removed through the admin
 //!    API, highest ordinal first, and record that placement no longer
 //!    counts on them; only then is the StatefulSet shrunk (a StatefulSet
 //!    always removes its highest ordinals). A failed drain leaves the
 //!    StatefulSet as it was and retries.
-//! 4. `children::apply_children`: apply every child object (ConfigMap,
-//!    Services, StatefulSets, Deployment, PodDisruptionBudgets, and the
-//!    ServiceMonitor when the prometheus-operator CRD exists).
-//! 5. `scale::admit`: scaling up, admit each new node, in ordinal order,
+//! 4. `tls::issue`: unless the user gives the cluster certificate or turns
+//!    mutual TLS off, create the cluster CA and each role's certificate,
+//!    and renew what is due (`crate::certs`), before any pod mounts them.
+//! 5. `children::apply_children`: apply every child object (ConfigMap,
+//!    NetworkPolicies, Services, StatefulSets, Deployment,
+//!    PodDisruptionBudgets, and the ServiceMonitor when the
+//!    prometheus-operator CRD exists).
+//! 6. `scale::admit`: scaling up, admit each new node, in ordinal order,
 //!    once its pod is Ready; stop at the first that is not.
-//! 6. `health`: fill the status from the workloads and the admin API's
+//! 7. `health`: fill the status from the workloads and the admin API's
 //!    ClusterStatus, set the conditions, and write the status.
 
 mod children;
@@ -28,13 +35,15 @@ mod health;
 mod scale;
 #[cfg(test)]
 mod tests;
+mod tls;
 
-use super::{key, namespace, patch_status, report_unservable, requeue_with_backoff};
+use super::{admin_for, key, namespace, patch_status, report_unservable, requeue_with_backoff};
 use super::{Context, Unservable};
 use crate::crd::{RuLakeCluster, RuLakeClusterStatus};
 use crate::manifests::{self, Role};
 use crate::{Error, Result};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use std::sync::Arc;
@@ -62,18 +71,26 @@ async fn reconcile_inner(cluster: &RuLakeCluster, ctx: &Context) -> Result<Actio
     let mut status = cluster.status.clone().unwrap_or_default();
     status.observed_generation = cluster.metadata.generation;
     let Some(cache_bytes) = manifests::quantity_bytes(&cluster.spec.shards.cache_memory) else {
-        return reject_invalid_spec(cluster, ctx, status).await;
+        let message = format!(
+            "shards.cacheMemory {:?} is not a whole number of bytes",
+            cluster.spec.shards.cache_memory.0
+        );
+        return reject_invalid_spec(cluster, ctx, status, message).await;
     };
+    if let Err(message) = cluster.spec.check_security() {
+        return reject_invalid_spec(cluster, ctx, status, message).await;
+    }
 
     let desired = cluster.spec.shards.replicas;
     let current = shard_size(cluster, ctx, &ns).await?;
-    let admin = ctx.admins.admin(cluster)?;
+    let admin = admin_for(ctx, cluster).await?;
     // Nodes beyond the StatefulSet's size are not in placement any more.
     status.shards.admitted = status.shards.admitted.clamp(0, current.unwrap_or(0));
     if let Some(current) = current.filter(|&c| c > desired) {
         scale::scale_down(cluster, ctx, admin.as_ref(), current, &mut status).await?;
     }
 
+    tls::issue(cluster, ctx, &ns, Timestamp::now()).await?;
     let children = children::apply_children(cluster, ctx, &ns, cache_bytes).await?;
     children.record(cluster, &mut status);
     let waiting = scale::admit(cluster, ctx, admin.as_ref(), &ns, &mut status).await?;
@@ -85,17 +102,15 @@ async fn reconcile_inner(cluster: &RuLakeCluster, ctx: &Context) -> Result<Actio
     Ok(Action::requeue(if ready { RESYNC } else { PROGRESS_POLL }))
 }
 
-/// Reports a cache size that is not a whole number of bytes (the schema
-/// accepts any quantity) and waits for the spec to change.
+/// Reports what no retry can serve (a cache size that is not a whole
+/// number of bytes, which the schema cannot check; security settings the
+/// schema's CEL rules would refuse today) and waits for the spec to change.
 async fn reject_invalid_spec(
     cluster: &RuLakeCluster,
     ctx: &Context,
     status: RuLakeClusterStatus,
+    message: String,
 ) -> Result<Action> {
-    let message = format!(
-        "shards.cacheMemory {:?} is not a whole number of bytes",
-        cluster.spec.shards.cache_memory.0
-    );
     let why = Unservable {
         reason: "InvalidSpec",
         action: "Validate",

@@ -31,7 +31,7 @@ mod tests;
 
 pub use spec::{alter_request, to_proto, validate, Invalid};
 
-use super::{key, namespace, patch_status, report_unservable, requeue_with_backoff};
+use super::{admin_for, key, namespace, patch_status, report_unservable, requeue_with_backoff};
 use super::{Context, Unservable};
 use crate::admin::{AdminError, ClusterAdmin};
 use crate::crd::{
@@ -115,7 +115,7 @@ async fn apply(collection: &RuLakeCollection, ctx: &Context) -> Result<Action> {
         return report_unservable(ctx, collection, status, invalid.into()).await;
     }
 
-    let admin = ctx.admins.admin(&cluster)?;
+    let admin = admin_for(ctx, &cluster).await?;
     let info = match create_or_update(collection, ctx, admin.as_ref()).await? {
         Outcome::Served(info) => info,
         Outcome::Unservable(why) => return report_unservable(ctx, collection, status, why).await,
@@ -287,7 +287,7 @@ async fn cleanup(collection: &RuLakeCollection, ctx: &Context) -> Result<Action>
         // The cluster is gone, and its catalog with it.
         return Ok(Action::await_change());
     };
-    match ctx.admins.admin(&cluster)?.drop_collection(&name).await {
+    match admin_for(ctx, &cluster).await?.drop_collection(&name).await {
         Ok(()) => {
             let note = format!("dropped collection {name}");
             ctx.event(collection, EventType::Normal, "Dropped", "Drop", note)

@@ -11,12 +11,13 @@
 //! (`apply` for children, `patch_status` for either resource's status
 //! subresource) under the one field manager, so the operator owns the same
 //! fields however it wrote them, and `report_unservable`, the one way a
-//! spec that cannot be served is reported.
+//! spec that cannot be served is reported, and `admin_for`, the admin
+//! client with the operator's credential for a cluster.
 
 pub mod cluster;
 pub mod collection;
 
-use crate::admin::AdminFactory;
+use crate::admin::{AdminFactory, AdminKey, ClusterAdmin};
 use crate::crd::{
     set_condition, set_not_ready, ConditionStatus, HasConditions, RuLakeCluster, RuLakeCollection,
     CONDITION_DEGRADED,
@@ -25,7 +26,8 @@ use crate::manifests::FIELD_MANAGER;
 use crate::Error;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::object::HasStatus;
@@ -224,20 +226,66 @@ pub(crate) async fn report_unservable<K: StatusResource>(
     Ok(Action::await_change())
 }
 
-/// Runs both controllers until a termination signal.
-pub async fn run(client: Client, admins: Arc<dyn AdminFactory>) {
+/// The admin client of `cluster`, presenting the API key its
+/// `spec.auth.adminKeySecretRef` names. A Secret or key that is missing or
+/// unusable gives a client whose every call fails saying so, which the
+/// reconcilers report like an unreachable cluster; a Kubernetes API error
+/// fails the run.
+pub(crate) async fn admin_for(
+    ctx: &Context,
+    cluster: &RuLakeCluster,
+) -> crate::Result<Arc<dyn ClusterAdmin>> {
+    let reference = cluster
+        .spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.admin_key_secret_ref.as_ref());
+    let Some(reference) = reference else {
+        return Ok(ctx.admins.admin(cluster, None)?);
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace(cluster)?);
+    let (name, key) = (&reference.name, &reference.key);
+    let problem = match secrets.get_opt(name).await? {
+        None => format!("the admin key Secret {name} (spec.auth.adminKeySecretRef) does not exist"),
+        Some(secret) => match secret.data.as_ref().and_then(|d| d.get(key)) {
+            None => format!("the admin key Secret {name} has no key {key}"),
+            Some(value) => match AdminKey::new(&value.0) {
+                Ok(admin_key) => return Ok(ctx.admins.admin(cluster, Some(&admin_key))?),
+                Err(e) => format!("the admin key in Secret {name}, key {key}: {e}"),
+            },
+        },
+    };
+    Ok(crate::admin::unreachable(problem))
+}
+
+/// Runs both controllers until a termination signal, over every namespace
+/// or, with `namespace`, over that one only (the chart's namespaced mode:
+/// a Role there is all the operator holds).
+pub async fn run(client: Client, admins: Arc<dyn AdminFactory>, namespace: Option<String>) {
+    fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = namespace.as_deref();
     let ctx = Arc::new(Context::new(client.clone(), admins));
-    let clusters = Api::<RuLakeCluster>::all(client.clone());
-    let collections = Api::<RuLakeCollection>::all(client.clone());
+    let clusters = scoped::<RuLakeCluster>(&client, ns);
+    let collections = scoped::<RuLakeCollection>(&client, ns);
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=rulake-operator");
 
     let cluster_controller =
         Controller::new(clusters.clone(), watcher::Config::default().any_semantic())
-            .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-            .owns(Api::<Deployment>::all(client.clone()), owned.clone())
-            .owns(Api::<Service>::all(client.clone()), owned.clone())
-            .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-            .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned)
+            .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
+            .owns(scoped::<Deployment>(&client, ns), owned.clone())
+            .owns(scoped::<Service>(&client, ns), owned.clone())
+            .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
+            .owns(scoped::<NetworkPolicy>(&client, ns), owned.clone())
+            .owns(scoped::<PodDisruptionBudget>(&client, ns), owned)
             .shutdown_on_signal()
             .run(cluster::reconcile, cluster::error_policy, ctx.clone())
             .for_each(|res| async move {

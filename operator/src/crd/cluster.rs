@@ -12,6 +12,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::{AuthSpec, TlsSpec};
+
 /// Desired state of a RuLake cluster.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -57,6 +59,7 @@ use std::collections::BTreeMap;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.auth)").message("spec.auth is required: name the auth config Secret (auth.secretRef, with auth.adminKeySecretRef), or set auth.allowAnonymous: true for development"))]
 pub struct RuLakeClusterSpec {
     /// Container image holding the `rulake` binary, e.g. `rulake/rulake:0.1.0`.
     #[schemars(length(min = 1))]
@@ -83,7 +86,22 @@ pub struct RuLakeClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub managed_url: Option<String>,
-    /// TLS for the gRPC API; plaintext when unset.
+    /// URL prefixes collections' sources may use (`s3://lake/tables/`,
+    /// `gs://bucket/`), passed to coordinators and shards as
+    /// `--source-allow`. The servers open nothing else a caller names;
+    /// without it only managed collections can be created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 1024)))]
+    pub source_allow: Vec<String>,
+    /// Authentication of the gRPC API. Required (an `Option` only so that
+    /// objects stored before it existed still load and get a condition
+    /// saying what to add).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+    /// TLS for the gRPC API (plaintext without `serverSecretRef`) and
+    /// between the roles (mutual TLS with certificates the operator issues,
+    /// unless `clusterSecretRef` names the user's or
+    /// `insecureClusterPlaintext` turns it off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
     /// Metrics scraping.
@@ -175,26 +193,6 @@ pub struct ObjectStoreSpec {
     /// coordinator containers, e.g. `AWS_ACCESS_KEY_ID`,
     /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`.
     pub credentials_secret_ref: SecretRef,
-}
-
-/// TLS for the gRPC API, and mutual TLS between the cluster's pods.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct TlsSpec {
-    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) the coordinators
-    /// present to clients of the gRPC API.
-    pub server_secret_ref: SecretRef,
-    /// A Secret with `ca.crt`; when set, API clients must present a
-    /// certificate it signed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_ca_secret_ref: Option<SecretRef>,
-    /// A Secret with `ca.crt`, `tls.crt` and `tls.key` (as cert-manager
-    /// writes them): every meta, shard and coordinator pod presents this
-    /// certificate to the others and accepts only peers the CA signed (Raft,
-    /// catalog, shard scans, heartbeats). The certificate must name
-    /// `*.<cluster>-meta.<namespace>.svc` and `*.<cluster>-shard.<namespace>.svc`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_secret_ref: Option<SecretRef>,
 }
 
 /// Metrics scraping.

@@ -14,6 +14,7 @@
 mod cluster;
 mod collection;
 mod conditions;
+mod security;
 
 pub use cluster::*;
 pub use collection::*;
@@ -21,6 +22,7 @@ pub use conditions::{
     set_condition, set_not_ready, ConditionStatus, HasConditions, CONDITION_DEGRADED,
     CONDITION_PROGRESSING, CONDITION_READY,
 };
+pub use security::*;
 
 /// The API group of every RuLake resource.
 pub const GROUP: &str = "rulake.io";

@@ -1,16 +1,16 @@
 //! The pod template every role runs in. One function builds it for all
 //! three roles so that what must hold for each (a non-root, read-only,
-//! capability-free container; probes on the metrics port; the config
-//! checksum that rolls pods on a config change; TLS material) is written
-//! once; a role only says what differs (`PodParts`).
+//! capability-free container with no service-account token; probes on the
+//! metrics port; the config checksum that rolls pods on a config change;
+//! TLS and auth material, from `security`) is written once; a role only
+//! says what differs (`PodParts`).
 
-use super::{config_map, config_name, labels, selector_labels, Role, DATA_DIR, TLS_DIR};
+use super::{config_map, config_name, labels, security, selector_labels, Role, DATA_DIR};
 use crate::crd::RuLakeCluster;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SecretEnvSource, SecretVolumeSource, SecurityContext, Volume,
-    VolumeMount,
+    PodSpec, PodTemplateSpec, Probe, SecretEnvSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -115,58 +115,6 @@ fn pod_name_env() -> EnvVar {
     }
 }
 
-/// TLS flags, volumes and mounts of a role's pod (empty without
-/// `spec.tls`): the API's certificate on coordinators, the cluster's on
-/// every role.
-fn tls(cluster: &RuLakeCluster, role: Role) -> (Vec<String>, Vec<Volume>, Vec<VolumeMount>) {
-    let Some(tls) = &cluster.spec.tls else {
-        return Default::default();
-    };
-    let secret_volume = |name: &str, secret: &str| Volume {
-        name: name.into(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(secret.into()),
-            ..Default::default()
-        }),
-        ..Volume::default()
-    };
-    let mount = |name: &str, dir: &str| VolumeMount {
-        name: name.into(),
-        mount_path: format!("{TLS_DIR}/{dir}"),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    };
-    let (mut args, mut volumes, mut mounts) = (Vec::new(), Vec::new(), Vec::new());
-    let mut flags = |pairs: &[(&str, &str)]| {
-        for (flag, file) in pairs {
-            args.extend([flag.to_string(), format!("{TLS_DIR}/{file}")]);
-        }
-    };
-    if role == Role::Coordinator {
-        flags(&[
-            ("--tls-cert", "server/tls.crt"),
-            ("--tls-key", "server/tls.key"),
-        ]);
-        volumes.push(secret_volume("tls-server", &tls.server_secret_ref.name));
-        mounts.push(mount("tls-server", "server"));
-        if let Some(ca) = &tls.client_ca_secret_ref {
-            flags(&[("--tls-client-ca", "client-ca/ca.crt")]);
-            volumes.push(secret_volume("tls-client-ca", &ca.name));
-            mounts.push(mount("tls-client-ca", "client-ca"));
-        }
-    }
-    if let Some(secret) = &tls.cluster_secret_ref {
-        flags(&[
-            ("--cluster-ca", "cluster/ca.crt"),
-            ("--cluster-cert", "cluster/tls.crt"),
-            ("--cluster-key", "cluster/tls.key"),
-        ]);
-        volumes.push(secret_volume("tls-cluster", &secret.name));
-        mounts.push(mount("tls-cluster", "cluster"));
-    }
-    (args, volumes, mounts)
-}
-
 fn empty_dir(name: &str) -> Volume {
     Volume {
         name: name.into(),
@@ -195,9 +143,13 @@ pub(super) struct PodParts {
 }
 
 pub(super) fn pod_template(cluster: &RuLakeCluster, parts: PodParts) -> PodTemplateSpec {
-    let (tls_args, mut volumes, mut mounts) = tls(cluster, parts.role);
+    let security::Parts {
+        args: security_args,
+        mut volumes,
+        mut mounts,
+    } = security::parts(cluster, parts.role);
     let mut args = parts.args;
-    args.extend(tls_args);
+    args.extend(security_args);
     let metrics_port = cluster.spec.monitoring.metrics_port;
     let mut ports = parts.ports;
     ports.push(port("metrics", metrics_port));
@@ -220,6 +172,12 @@ pub(super) fn pod_template(cluster: &RuLakeCluster, parts: PodParts) -> PodTempl
         }),
         spec: Some(PodSpec {
             security_context: Some(pod_security()),
+            // RuLake never calls the Kubernetes API: a token in the pod
+            // would only be something to steal.
+            automount_service_account_token: Some(false),
+            // No `<SERVICE>_PORT`-style variables: they leak the
+            // namespace's Services and could shadow `RULAKE_*` settings.
+            enable_service_links: Some(false),
             termination_grace_period_seconds: Some(60),
             containers: vec![Container {
                 name: "rulake".into(),

@@ -2,6 +2,7 @@
 
 use super::*;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use std::collections::BTreeMap;
 
 #[test]
 fn quantities_in_bytes() {
@@ -52,6 +53,30 @@ fn coordinators_get_their_data_dir_and_the_managed_url() {
     );
 }
 
+/// The three pod templates of `cluster`, by role.
+fn pods(cluster: &RuLakeCluster) -> [(Role, PodTemplateSpec); 3] {
+    [
+        (Role::Meta, meta_statefulset(cluster).spec.unwrap().template),
+        (
+            Role::Shard,
+            shard_statefulset(cluster, 3, 1 << 30)
+                .spec
+                .unwrap()
+                .template,
+        ),
+        (
+            Role::Coordinator,
+            coordinator_deployment(cluster).spec.unwrap().template,
+        ),
+    ]
+}
+
+fn flag(args: &[String], f: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == f)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
 /// The API's certificate goes to coordinators only (meta and shard
 /// processes take no `--tls-cert`); the cluster's goes to every role.
 #[test]
@@ -59,34 +84,17 @@ fn tls_flags_follow_the_role() {
     use crate::crd::{SecretRef, TlsSpec};
     let mut cluster = crate::fixtures::cluster(3);
     cluster.spec.tls = Some(TlsSpec {
-        server_secret_ref: SecretRef { name: "api".into() },
+        server_secret_ref: Some(SecretRef { name: "api".into() }),
         client_ca_secret_ref: None,
         cluster_secret_ref: Some(SecretRef {
             name: "members".into(),
         }),
+        insecure_cluster_plaintext: false,
     });
-    let container = |t: PodTemplateSpec| t.spec.unwrap().containers.remove(0);
-    let pods = [
-        (
-            Role::Meta,
-            container(meta_statefulset(&cluster).spec.unwrap().template),
-        ),
-        (
-            Role::Shard,
-            container(
-                shard_statefulset(&cluster, 3, 1 << 30)
-                    .spec
-                    .unwrap()
-                    .template,
-            ),
-        ),
-        (
-            Role::Coordinator,
-            container(coordinator_deployment(&cluster).spec.unwrap().template),
-        ),
-    ];
-    for (role, c) in pods {
-        let args = c.args.unwrap_or_default();
+    for (role, t) in pods(&cluster) {
+        let spec = t.spec.unwrap();
+        let c = &spec.containers[0];
+        let args = c.args.clone().unwrap_or_default();
         let has = |flag: &str| args.iter().any(|a| a == flag);
         for flag in ["--cluster-ca", "--cluster-cert", "--cluster-key"] {
             assert!(has(flag), "{role:?} lacks {flag}: {args:?}");
@@ -96,9 +104,238 @@ fn tls_flags_follow_the_role() {
             role == Role::Coordinator,
             "{role:?}: {args:?}"
         );
-        let mounts = c.volume_mounts.unwrap();
+        let mounts = c.volume_mounts.clone().unwrap();
         assert!(mounts
             .iter()
-            .any(|m| m.mount_path == format!("{TLS_DIR}/cluster")));
+            .any(|m| m.mount_path == "/etc/rulake/tls/cluster" && m.read_only == Some(true)));
+        let volume = spec
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "tls-cluster")
+            .unwrap();
+        let secret = volume.secret.unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("members"));
+        assert_eq!(secret.items, None, "the user's Secret is mounted whole");
+    }
+}
+
+/// By default (no `tls`), every role gets mutual TLS from the Secret the
+/// operator issues, each mounting only its own key under the file names
+/// the flags expect; coordinators get the auth config.
+#[test]
+fn by_default_pods_get_issued_mutual_tls_and_coordinators_the_auth_config() {
+    let cluster = crate::fixtures::cluster(3);
+    for (role, t) in pods(&cluster) {
+        let spec = t.spec.unwrap();
+        let c = &spec.containers[0];
+        let args = c.args.clone().unwrap();
+        assert_eq!(
+            flag(&args, "--cluster-ca").as_deref(),
+            Some("/etc/rulake/tls/cluster/ca.crt"),
+            "{role:?}: {args:?}"
+        );
+        assert_eq!(
+            flag(&args, "--cluster-cert").as_deref(),
+            Some("/etc/rulake/tls/cluster/tls.crt")
+        );
+        assert_eq!(
+            flag(&args, "--cluster-key").as_deref(),
+            Some("/etc/rulake/tls/cluster/tls.key")
+        );
+        let volumes = spec.volumes.clone().unwrap();
+        let tls = volumes.iter().find(|v| v.name == "tls-cluster").unwrap();
+        let secret = tls.secret.clone().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("demo-cluster-certs"));
+        assert_eq!(secret.default_mode, Some(0o440));
+        let items: Vec<(String, String)> = secret
+            .items
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.key, i.path))
+            .collect();
+        let r = role.as_str();
+        assert_eq!(
+            items,
+            [
+                ("ca.crt".to_string(), "ca.crt".to_string()),
+                (format!("{r}.crt"), "tls.crt".to_string()),
+                (format!("{r}.key"), "tls.key".to_string()),
+            ],
+            "{role:?} mounts its own key only"
+        );
+
+        assert!(!args.iter().any(|a| a == "--cluster-insecure"));
+        let coordinator = role == Role::Coordinator;
+        assert_eq!(
+            flag(&args, "--auth-config").as_deref(),
+            coordinator.then_some("/etc/rulake/auth/auth.json"),
+            "{role:?}: {args:?}"
+        );
+        assert!(!args.iter().any(|a| a == "--allow-anonymous"));
+        let auth = volumes.iter().find(|v| v.name == "auth");
+        assert_eq!(auth.is_some(), coordinator, "{role:?}");
+        if let Some(auth) = auth {
+            let secret = auth.secret.clone().unwrap();
+            assert_eq!(secret.secret_name.as_deref(), Some("demo-auth"));
+            let mount = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == "auth")
+                .unwrap();
+            assert_eq!(
+                (mount.mount_path.as_str(), mount.read_only),
+                ("/etc/rulake/auth", Some(true))
+            );
+        }
+    }
+}
+
+/// The development switches: anonymous access passes `--allow-anonymous`
+/// and mounts no auth Secret; plaintext between roles drops every cluster
+/// TLS file and volume and says `--cluster-insecure` instead (the roles
+/// refuse to start with neither).
+#[test]
+fn development_switches_are_honoured() {
+    use crate::crd::{AuthSpec, TlsSpec};
+    let mut cluster = crate::fixtures::cluster(3);
+    cluster.spec.auth = Some(AuthSpec {
+        allow_anonymous: true,
+        ..AuthSpec::default()
+    });
+    cluster.spec.tls = Some(TlsSpec {
+        insecure_cluster_plaintext: true,
+        ..TlsSpec::default()
+    });
+    assert_eq!(cluster.spec.check_security(), Ok(()));
+    for (role, t) in pods(&cluster) {
+        let spec = t.spec.unwrap();
+        let args = spec.containers[0].args.clone().unwrap();
+        for f in ["--cluster-ca", "--cluster-cert", "--cluster-key"] {
+            assert!(!args.iter().any(|a| a == f), "{role:?}: {args:?}");
+        }
+        assert!(
+            args.iter().any(|a| a == "--cluster-insecure"),
+            "{role:?} is told plaintext is meant: {args:?}"
+        );
+        assert_eq!(
+            args.iter().any(|a| a == "--allow-anonymous"),
+            role == Role::Coordinator
+        );
+        assert!(!args.iter().any(|a| a == "--auth-config"));
+        let volumes = spec.volumes.unwrap();
+        assert!(!volumes
+            .iter()
+            .any(|v| v.name == "tls-cluster" || v.name == "auth"));
+    }
+}
+
+/// RuLake pods never call the Kubernetes API, so they get no token, and
+/// no Service environment variables.
+#[test]
+fn no_pod_gets_a_service_account_token() {
+    for cluster in [crate::fixtures::cluster(3), {
+        let mut c = crate::fixtures::cluster(1);
+        c.spec.tls = Some(crate::crd::TlsSpec {
+            insecure_cluster_plaintext: true,
+            ..Default::default()
+        });
+        c
+    }] {
+        for (role, t) in pods(&cluster) {
+            let spec = t.spec.unwrap();
+            assert_eq!(
+                spec.automount_service_account_token,
+                Some(false),
+                "{role:?}"
+            );
+            assert_eq!(spec.enable_service_links, Some(false), "{role:?}");
+        }
+    }
+}
+
+/// Whether `labels` satisfy `selector` (matchLabels and `In` expressions).
+fn selects(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let exact = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions = selector.match_expressions.iter().flatten().all(|e| {
+        assert_eq!(e.operator, "In");
+        labels
+            .get(&e.key)
+            .is_some_and(|v| e.values.iter().flatten().any(|w| w == v))
+    });
+    exact && expressions
+}
+
+/// Meta's Raft port and the shards' port admit only this cluster's pods;
+/// metrics stay open; coordinators (the public port) get no policy.
+#[test]
+fn network_policies_admit_internal_ports_from_the_cluster_only() {
+    let cluster = crate::fixtures::cluster(3);
+    let policies = network_policies(&cluster);
+    let names: Vec<_> = policies
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["demo-meta-internal", "demo-shard-internal"]);
+    let pod_labels: BTreeMap<Role, BTreeMap<String, String>> = pods(&cluster)
+        .into_iter()
+        .map(|(role, t)| (role, t.metadata.unwrap().labels.unwrap()))
+        .collect();
+    for (policy, (role, port)) in policies
+        .iter()
+        .zip([(Role::Meta, 7700), (Role::Shard, 50051)])
+    {
+        let spec = policy.spec.clone().unwrap();
+        assert_eq!(
+            spec.policy_types.as_deref(),
+            Some(&["Ingress".to_string()][..])
+        );
+        let target = spec.pod_selector.clone().unwrap();
+        for (other, labels) in &pod_labels {
+            assert_eq!(
+                selects(&target, labels),
+                *other == role,
+                "{role:?} policy on {other:?}"
+            );
+        }
+        assert_eq!(
+            policy.metadata.owner_references.as_ref().unwrap()[0].kind,
+            "RuLakeCluster"
+        );
+        let ingress = spec.ingress.unwrap();
+        assert_eq!(ingress.len(), 2);
+        let ports = |i: usize| -> Vec<IntOrString> {
+            ingress[i]
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| p.port.clone().unwrap())
+                .collect()
+        };
+        assert_eq!(ports(0), [IntOrString::Int(port)]);
+        let peers = ingress[0].from.clone().unwrap();
+        assert_eq!(peers.len(), 1);
+        assert!(peers[0].namespace_selector.is_none(), "same namespace only");
+        assert!(peers[0].ip_block.is_none());
+        let peer = peers[0].pod_selector.clone().unwrap();
+        for (other, labels) in &pod_labels {
+            assert!(selects(&peer, labels), "{other:?} is a peer");
+        }
+        let mut stranger = pod_labels[&Role::Shard].clone();
+        stranger.insert("app.kubernetes.io/instance".into(), "other".into());
+        assert!(!selects(&peer, &stranger), "another cluster's pod");
+        let mut operator = pod_labels[&Role::Shard].clone();
+        operator.insert("app.kubernetes.io/component".into(), "operator".into());
+        assert!(!selects(&peer, &operator), "a non-RuLake-role pod");
+        assert_eq!(ingress[1].from, None, "metrics from anywhere");
+        assert_eq!(ports(1), [IntOrString::Int(9090)]);
     }
 }

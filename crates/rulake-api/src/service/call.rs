@@ -7,10 +7,18 @@
 //! differently from its neighbours (an unchecked name, a missing label, a
 //! bare `CANCELLED`), so the steps live here, in [`Api::handle`], and a
 //! handler only says which names it is authorized against ([`Scope`]).
+//!
+//! A name may be an alias, and an alias never lends a caller rights on its
+//! collection: a call through one is authorized on the alias *and* on the
+//! collection it stands for now ([`Api::authorize_through`]). Handlers
+//! that can work on that collection directly do ([`Call::target`]), so
+//! re-pointing the alias between the check and the work cannot redirect
+//! them. A refusal on the collection names only the alias and reads like
+//! any other refusal.
 
 use super::Api;
 use crate::status::to_status;
-use rulake_auth::{authorize, Perm};
+use rulake_auth::{authorize, Perm, Principal};
 use rulake_coordinator::CoordinatorError;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -24,12 +32,13 @@ const CLUSTER: &str = "*";
 /// The names a call of request type `R` is authorized against, before any
 /// of its work.
 pub(super) enum Scope<R> {
-    /// The collection (or alias) the request names: authorized, then named
-    /// for the per-collection metrics.
+    /// The collection (or alias) the request names: authorized on the name
+    /// and on the collection it stands for, which is named for the
+    /// per-collection metrics and becomes the call's [`Call::target`].
     Collection(fn(&R) -> &str),
-    /// Every name the request lists, authorized in order, none named for
-    /// the metrics (the call spans collections, or is about an alias).
-    Names(fn(&R) -> &[String]),
+    /// An alias as such (deleting it): authorized on its own name only, as
+    /// the call never reaches the collection behind it.
+    Alias(fn(&R) -> &str),
     /// The cluster as a whole ([`CLUSTER`]).
     Cluster,
     /// Names the handler must dig out first (a stream's header, a field
@@ -46,14 +55,35 @@ pub(super) struct Call<'a> {
     perm: Perm,
     extensions: Extensions,
     deadline: Duration,
+    /// The collection a [`Scope::Collection`] call was authorized on.
+    target: Option<String>,
 }
 
 impl Api {
     /// Run the call `what` (the RPC's name): take its deadline, authorize
     /// the caller for `perm` on the names `scope` reads from the request,
     /// label the collection, then hand the message and its [`Call`] to
-    /// `work` and wrap the answer in a response.
+    /// `work` and wrap the answer in a response. A refusal's message is
+    /// bounded ([`crate::status::bounded`]): it may quote what the caller
+    /// sent, and must still fit in the response's headers.
     pub(super) async fn handle<'a, R, T, F, Fut>(
+        &'a self,
+        req: Request<R>,
+        what: &'static str,
+        perm: Perm,
+        scope: Scope<R>,
+        work: F,
+    ) -> Result<Response<T>, Status>
+    where
+        F: FnOnce(R, Call<'a>) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        self.handle_unbounded(req, what, perm, scope, work)
+            .await
+            .map_err(crate::status::bounded)
+    }
+
+    async fn handle_unbounded<'a, R, T, F, Fut>(
         &'a self,
         req: Request<R>,
         what: &'static str,
@@ -67,17 +97,14 @@ impl Api {
     {
         let deadline = deadline_of(req.metadata(), self.limits.request_timeout);
         let (_, extensions, message) = req.into_parts();
+        let mut target = None;
         match scope {
             Scope::Collection(name) => {
-                let name = name(&message);
-                authorize(&extensions, perm, name)?;
-                self.label(name);
+                let t = self.authorize_through(&extensions, perm, name(&message))?;
+                rulake_telemetry::set_collection(&t);
+                target = Some(t);
             }
-            Scope::Names(names) => {
-                for name in names(&message) {
-                    authorize(&extensions, perm, name)?;
-                }
-            }
+            Scope::Alias(name) => authorize(&extensions, perm, name(&message))?,
             Scope::Cluster => authorize(&extensions, perm, CLUSTER)?,
             Scope::Deferred => {}
         }
@@ -87,8 +114,28 @@ impl Api {
             perm,
             extensions,
             deadline,
+            target,
         };
         work(message, call).await.map(Response::new)
+    }
+
+    /// Authorize `perm` on `name` as the caller gave it and, when it is an
+    /// alias, on the collection it stands for now; answers that collection
+    /// (or `name` itself when it names none, for the work to report). A
+    /// refusal on the collection is the one a caller without any grant on
+    /// `name` gets, so it tells nothing of where the alias points.
+    fn authorize_through(
+        &self,
+        extensions: &Extensions,
+        perm: Perm,
+        name: &str,
+    ) -> Result<String, Status> {
+        authorize(extensions, perm, name)?;
+        let target = self.coord.resolve(name).unwrap_or_else(|_| name.to_owned());
+        if target != name && authorize(extensions, perm, &target).is_err() {
+            return Err(denied(extensions, perm, name));
+        }
+        Ok(target)
     }
 
     /// Name the call's collection for the per-collection metrics: the
@@ -102,16 +149,51 @@ impl Api {
     }
 }
 
+/// The `PERMISSION_DENIED` that [`authorize`] gives the call's caller on
+/// `name` when it holds no grant there: the same words whether the refusal
+/// came from the name or from the collection behind it.
+fn denied(extensions: &Extensions, perm: Perm, name: &str) -> Status {
+    let mut none = Extensions::new();
+    let subject = extensions
+        .get::<Principal>()
+        .map_or("anonymous", |p| p.subject.as_str());
+    none.insert(Principal::new(subject, Vec::new()));
+    match authorize(&none, perm, name) {
+        Err(status) => status,
+        // A principal without grants is refused everything.
+        Ok(()) => Status::permission_denied(format!("{subject} may not use {name:?}")),
+    }
+}
+
 impl Call<'_> {
     /// Check the call's permission on `name` (for [`Scope::Deferred`]).
     pub(super) fn authorize(&self, name: &str) -> Result<(), Status> {
         authorize(&self.extensions, self.perm, name)
     }
 
+    /// Check the call's permission on `name` and on the collection it
+    /// stands for, as [`Scope::Collection`] does (for [`Scope::Deferred`]);
+    /// answers that collection, the one to work on.
+    pub(super) fn authorize_through(&self, name: &str) -> Result<String, Status> {
+        self.api
+            .authorize_through(&self.extensions, self.perm, name)
+    }
+
     /// Whether the caller holds the call's permission on `name`: what a
     /// listing shows, leaving the rest unseen.
     pub(super) fn permits(&self, name: &str) -> bool {
         self.authorize(name).is_ok()
+    }
+
+    /// Whether the caller may read `name`: which aliases an answer names.
+    pub(super) fn may_read(&self, name: &str) -> bool {
+        authorize(&self.extensions, Perm::Read, name).is_ok()
+    }
+
+    /// The collection to work on: the one a [`Scope::Collection`] call was
+    /// authorized on (an alias resolved once, before the work), else `named`.
+    pub(super) fn target<'s>(&'s self, named: &'s str) -> &'s str {
+        self.target.as_deref().unwrap_or(named)
     }
 
     /// Name `name` for the per-collection metrics (for [`Scope::Deferred`]).

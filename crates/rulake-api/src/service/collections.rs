@@ -1,13 +1,19 @@
 //! `CollectionService`: collections and their aliases, the calls that
 //! change the catalog. Kept apart from search and data because they answer
 //! to the catalog's rules (admin rights, names, aliases), not the engine's.
+//!
+//! What these calls show is only what the caller may read: listings leave
+//! out the collections it may not read and the aliases whose name or
+//! collection it may not read, and a description names only the aliases it
+//! may read. Source options are never shown (see `convert`).
 
-use super::call::Scope;
+use super::call::{Call, Scope};
 use super::Api;
 use crate::convert::{consistency_from, def_from, view_to};
 use crate::status::{invalid, to_status};
 use rulake_auth::Perm;
 use rulake_catalog::CollectionChanges;
+use rulake_coordinator::CollectionView;
 use rulake_proto::v1 as pb;
 use std::collections::BTreeMap;
 use tonic::{Request, Response, Status};
@@ -73,7 +79,7 @@ impl pb::collection_service_server::CollectionService for Api {
                     .list()
                     .into_iter()
                     .filter(|v| call.permits(&v.record.name))
-                    .map(view_to)
+                    .map(|v| view_to(readable(v, &call)))
                     .collect();
                 Ok(pb::ListCollectionsResponse { collections })
             },
@@ -90,11 +96,15 @@ impl pb::collection_service_server::CollectionService for Api {
             "DescribeCollection",
             Perm::Read,
             Scope::Collection(|r| &r.name),
-            move |r, _| async move {
+            move |r, call| async move {
                 // Answered from the catalog in memory: nothing to time out.
-                let view = self.coord.describe(&r.name).map_err(to_status)?;
+                // The collection the caller was authorized on, alias or not.
+                let view = self
+                    .coord
+                    .describe(call.target(&r.name))
+                    .map_err(to_status)?;
                 Ok(pb::DescribeCollectionResponse {
-                    info: Some(view_to(view)),
+                    info: Some(view_to(readable(view, &call))),
                 })
             },
         )
@@ -124,7 +134,7 @@ impl pb::collection_service_server::CollectionService for Api {
                     .run(self.coord.alter_collection(&r.name, changes))
                     .await?;
                 Ok(pb::AlterCollectionResponse {
-                    info: Some(view_to(view)),
+                    info: Some(view_to(readable(view, &call))),
                 })
             },
         )
@@ -161,7 +171,7 @@ impl pb::collection_service_server::CollectionService for Api {
             req,
             "DeleteAlias",
             Perm::Admin,
-            Scope::Names(|r| std::slice::from_ref(&r.alias)),
+            Scope::Alias(|r| &r.alias),
             move |r, call| async move {
                 call.run(self.coord.delete_alias(&r.alias)).await?;
                 Ok(pb::DeleteAliasResponse {})
@@ -210,7 +220,8 @@ impl pb::collection_service_server::CollectionService for Api {
                     .coord
                     .aliases()
                     .into_iter()
-                    .filter(|(a, _)| call.permits(a))
+                    // Both names: an alias must not tell where it points.
+                    .filter(|(a, c)| call.permits(a) && call.permits(c))
                     .map(|(alias, collection)| pb::Alias { alias, collection })
                     .collect();
                 Ok(pb::ListAliasesResponse { aliases })
@@ -218,4 +229,11 @@ impl pb::collection_service_server::CollectionService for Api {
         )
         .await
     }
+}
+
+/// `view` with only the aliases the caller may read: the others' names are
+/// not the caller's to learn.
+fn readable(mut view: CollectionView, call: &Call<'_>) -> CollectionView {
+    view.aliases.retain(|a| call.may_read(a));
+    view
 }

@@ -2,6 +2,10 @@
 //! up what changed in the lake (refresh). Apart because only these calls
 //! need write rights and only ingest streams, which brings its own limits:
 //! a stream's size is known only as it is read, so they are counted here.
+//!
+//! A write through an alias needs `write` on the alias and on the
+//! collection behind it, and goes to the collection it was authorized on
+//! (see `call`).
 
 use super::call::{Call, Scope};
 use super::{Api, Limits};
@@ -55,7 +59,8 @@ impl pb::data_service_server::DataService for Api {
                     .into_iter()
                     .map(|i| id_from(Some(i)))
                     .collect::<Result<Vec<_>, _>>()?;
-                let added = call.run(self.coord.delete(&r.collection, ids)).await?;
+                let target = call.target(&r.collection);
+                let added = call.run(self.coord.delete(target, ids)).await?;
                 Ok(pb::DeleteResponse {
                     tombstones_added: added,
                 })
@@ -74,7 +79,8 @@ impl pb::data_service_server::DataService for Api {
             Perm::Write,
             Scope::Collection(|r| &r.collection),
             move |r, call| async move {
-                let (g, changed) = call.run(self.coord.refresh(&r.collection)).await?;
+                let target = call.target(&r.collection);
+                let (g, changed) = call.run(self.coord.refresh(target)).await?;
                 Ok(pb::RefreshResponse {
                     changed,
                     generation: g.0,
@@ -94,9 +100,9 @@ impl Api {
         call: &Call<'_>,
     ) -> Result<(u64, Generation), Status> {
         let header = header(&mut stream).await?;
-        call.authorize(&header.collection)?;
-        call.label(&header.collection);
-        let mut ingest = self.coord.ingest(&header.collection).map_err(to_status)?;
+        let target = call.authorize_through(&header.collection)?;
+        call.label(&target);
+        let mut ingest = self.coord.ingest(&target).map_err(to_status)?;
         let mut budget = Budget::new(&self.limits);
         while let Some(msg) = stream.message().await.map_err(oversized)? {
             let batch = match msg.message {

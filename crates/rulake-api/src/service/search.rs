@@ -1,7 +1,19 @@
 //! `SearchService`: k-NN queries against one collection, a batch of them,
 //! or several collections merged. Apart from the other services because
 //! only these calls hand the coordinator the instant to answer by and
-//! report partial answers; their shared checks (k) live here.
+//! report partial answers; their shared checks live here.
+//!
+//! Why the checks bound a call's total work, not only each knob: `k`, the
+//! batch size and the collections of a federation are each limited, but
+//! their product is what a call holds and merges in memory, so it has a
+//! limit of its own ([`crate::Limits::max_search_hits`]). A federation's
+//! names are de-duplicated, then counted against
+//! [`crate::Limits::max_federated`], before any of them is authorized or
+//! resolved: a request naming one collection 20,000 times answers as if it
+//! named it once, at the cost of naming it once. The instant a call must
+//! answer by goes to the coordinator (`Call::by`), whose engine stops its
+//! CPU work there; `nprobe` and `rerank` are clamped by the engine (see
+//! `rulake_index::split_search`), never refused.
 
 use super::call::Scope;
 use super::Api;
@@ -11,6 +23,7 @@ use rulake_auth::Perm;
 use rulake_engine::SearchResponse;
 use rulake_proto::v1 as pb;
 use rulake_types::SearchParams;
+use std::collections::HashSet;
 use tonic::{Request, Response, Status};
 
 impl Api {
@@ -24,6 +37,35 @@ impl Api {
             )));
         }
         Ok(params)
+    }
+
+    /// Refuse a call whose `k × queries × collections` exceeds the limit.
+    fn check_hits(&self, k: usize, queries: usize, collections: usize) -> Result<(), Status> {
+        let hits = k.saturating_mul(queries).saturating_mul(collections);
+        if hits > self.limits.max_search_hits {
+            return Err(invalid(format!(
+                "this call asks for k × queries × collections = {k} × {queries} × {collections} \
+                 = {hits} hits, over the server's limit of {} (max_search_hits); \
+                 ask for a smaller k or split the call",
+                self.limits.max_search_hits
+            )));
+        }
+        Ok(())
+    }
+
+    /// The distinct names of a federation, in the order first given,
+    /// within [`crate::Limits::max_federated`].
+    fn federation<'r>(&self, names: &'r [String]) -> Result<Vec<&'r String>, Status> {
+        let mut seen = HashSet::new();
+        let distinct: Vec<&String> = names.iter().filter(|n| seen.insert(*n)).collect();
+        if distinct.len() > self.limits.max_federated {
+            return Err(invalid(format!(
+                "a FederatedSearch names at most {} distinct collections (max_federated), got {}",
+                self.limits.max_federated,
+                distinct.len()
+            )));
+        }
+        Ok(distinct)
     }
 }
 
@@ -41,6 +83,7 @@ impl pb::search_service_server::SearchService for Api {
             move |r, call| async move {
                 let query = query_from(r.query)?;
                 let params = self.search_params(r.params)?;
+                self.check_hits(params.k, 1, 1)?;
                 let by = call.by();
                 let a = call
                     .run(self.coord.search(&r.collection, &query, params, by))
@@ -76,6 +119,7 @@ impl pb::search_service_server::SearchService for Api {
                     )));
                 }
                 let params = self.search_params(r.params)?;
+                self.check_hits(params.k, r.queries.len(), 1)?;
                 let queries: Vec<Vec<f32>> = r.queries.into_iter().map(|v| v.values).collect();
                 let by = call.by();
                 let answers = call
@@ -95,16 +139,20 @@ impl pb::search_service_server::SearchService for Api {
             req,
             "FederatedSearch",
             Perm::Read,
-            Scope::Names(|r| &r.collections),
+            // Authorized below, once per distinct name, after the count.
+            Scope::Deferred,
             move |r, call| async move {
-                let query = query_from(r.query)?;
+                let names = self.federation(&r.collections)?;
                 let params = self.search_params(r.params)?;
+                self.check_hits(params.k, 1, names.len())?;
+                for name in &names {
+                    call.authorize_through(name)?;
+                }
+                let names: Vec<String> = names.into_iter().cloned().collect();
+                let query = query_from(r.query)?;
                 let by = call.by();
                 let a = call
-                    .run(
-                        self.coord
-                            .federated_search(&r.collections, &query, params, by),
-                    )
+                    .run(self.coord.federated_search(&names, &query, params, by))
                     .await?;
                 Ok(pb::FederatedSearchResponse {
                     hits: a

@@ -33,6 +33,7 @@ impl Catalog {
 
     /// [`super::Command::DeleteAlias`].
     pub(super) fn delete_alias(&mut self, alias: String) -> Result<Applied, CommandError> {
+        check_name("alias", &alias)?;
         if self.aliases.remove(&alias).is_none() {
             return Err(CommandError::NotFound {
                 what: "alias",
@@ -54,6 +55,7 @@ impl Catalog {
             });
         }
         for (alias, target) in &switches {
+            check_name("alias", alias)?;
             if !self.aliases.contains_key(alias) {
                 return Err(CommandError::NotFound {
                     what: "alias",

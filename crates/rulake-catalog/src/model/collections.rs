@@ -4,7 +4,7 @@
 //! only [`CollectionChanges`]; dropping a collection takes its tombstones
 //! and its partitions' placement with it, so nothing refers to it after.
 
-use super::checks::{check_batch, check_consistency, check_name, check_replication, check_rerank};
+use super::checks::{check_consistency, check_ids, check_name, check_replication, check_rerank};
 use super::{Applied, Catalog, CollectionChanges, CollectionRecord, MAX_DIM, MAX_PARTITIONS};
 use crate::error::CommandError;
 
@@ -15,6 +15,7 @@ impl Catalog {
         c: CollectionRecord,
     ) -> Result<Applied, CommandError> {
         check_name("collection", &c.name)?;
+        check_name("source", &c.source)?;
         if c.dim == 0 || c.dim > MAX_DIM {
             return Err(CommandError::InvalidField {
                 field: "dim",
@@ -120,7 +121,7 @@ impl Catalog {
         ids: Vec<String>,
     ) -> Result<Applied, CommandError> {
         self.collection_exists(&collection)?;
-        check_batch("ids", &ids)?;
+        check_ids(&ids)?;
         let set = self.tombstones.entry(collection).or_default();
         let changed = ids.into_iter().filter(|id| set.insert(id.clone())).count();
         Ok(Applied::Count {
@@ -136,7 +137,7 @@ impl Catalog {
         ids: Vec<String>,
     ) -> Result<Applied, CommandError> {
         self.collection_exists(&collection)?;
-        check_batch("ids", &ids)?;
+        check_ids(&ids)?;
         let mut changed = 0u64;
         if let Some(set) = self.tombstones.get_mut(&collection) {
             for id in &ids {

@@ -3,7 +3,7 @@
 //! `Catalog::managed`, so the rule "a managed source has a commit list,
 //! nothing else does" is kept in one place.
 
-use super::checks::{check_batch, check_name, check_source_kind};
+use super::checks::{check_files, check_name, check_source};
 use super::{Applied, Catalog, ManagedCommit, SourceKind, SourceRecord};
 use crate::error::CommandError;
 use std::collections::BTreeSet;
@@ -11,8 +11,7 @@ use std::collections::BTreeSet;
 impl Catalog {
     /// [`super::Command::CreateSource`].
     pub(super) fn create_source(&mut self, src: SourceRecord) -> Result<Applied, CommandError> {
-        check_name("source", &src.name)?;
-        check_source_kind(&src.kind)?;
+        check_source(&src)?;
         if self.sources.contains_key(&src.name) {
             return Err(CommandError::AlreadyExists {
                 what: "source",
@@ -37,6 +36,7 @@ impl Catalog {
 
     /// [`super::Command::DropSource`].
     pub(super) fn drop_source(&mut self, name: String) -> Result<Applied, CommandError> {
+        check_name("source", &name)?;
         if !self.sources.contains_key(&name) {
             return Err(CommandError::NotFound {
                 what: "source",
@@ -62,6 +62,7 @@ impl Catalog {
         expected_seq: Option<u64>,
         files: Vec<String>,
     ) -> Result<Applied, CommandError> {
+        check_name("source", &source)?;
         match self.sources.get(&source) {
             None => {
                 return Err(CommandError::NotFound {
@@ -76,7 +77,7 @@ impl Catalog {
             }
             Some(_) => {}
         }
-        check_batch("files", &files)?;
+        check_files(&files)?;
         let seq = self.managed_seq(&source) + 1;
         if let Some(given) = expected_seq.filter(|g| *g != seq) {
             return Err(CommandError::StaleSequence {

@@ -8,8 +8,11 @@
 //! retry-safe. Reading it in one place is how that promise is checked.
 
 use super::{retry_safe, unavailable, Inner};
+use crate::chunked::{self, ChunkStream, Header};
+use crate::limits::{MAX_CATALOG_MESSAGE, MAX_COMMAND_BYTES};
 use crate::model::Command;
 use crate::store::Outcome;
+use futures::StreamExt;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use rulake_proto::internal::v1 as pb;
@@ -20,9 +23,21 @@ use std::future::Future;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-/// The gRPC service over `inner`, ready to add to a server.
+/// The gRPC service over `inner`, ready to add to a server, with its
+/// message limit set explicitly (see [`crate::limits`]).
 pub(super) fn catalog_service(inner: Arc<Inner>) -> CatalogServiceServer<CatalogSvc> {
     CatalogServiceServer::new(CatalogSvc { inner })
+        .max_decoding_message_size(MAX_CATALOG_MESSAGE)
+        .max_encoding_message_size(MAX_CATALOG_MESSAGE)
+}
+
+/// A client of the `CatalogService` on `ch`, with the service's limits.
+pub(crate) fn catalog_client(
+    ch: tonic::transport::Channel,
+) -> CatalogServiceClient<tonic::transport::Channel> {
+    CatalogServiceClient::new(ch)
+        .max_decoding_message_size(MAX_CATALOG_MESSAGE)
+        .max_encoding_message_size(MAX_CATALOG_MESSAGE)
 }
 
 /// The members of `m` as status and membership replies list them.
@@ -73,11 +88,11 @@ impl CatalogSvc {
     ) -> Result<CatalogServiceClient<tonic::transport::Channel>, Status> {
         let mut channels = self.inner.channels.lock();
         if let Some(ch) = channels.get(addr) {
-            return Ok(CatalogServiceClient::new(ch.clone()));
+            return Ok(catalog_client(ch.clone()));
         }
         let ch = self.inner.transport.channel(addr).map_err(unavailable)?;
         channels.insert(addr.to_owned(), ch.clone());
-        Ok(CatalogServiceClient::new(ch))
+        Ok(catalog_client(ch))
     }
 
     /// Pass a call on to the leader at `addr` (the request must be marked
@@ -112,6 +127,53 @@ impl CatalogSvc {
         }
     }
 
+    /// What this member has applied, as a read answers it: the header and
+    /// the catalog's JSON (empty when nothing was applied past
+    /// `if_newer_than`). Serialised under the state lock, so a read is one
+    /// applied state however it is sent.
+    fn applied_json(&self, if_newer_than: u64) -> Result<(Header, Vec<u8>), Status> {
+        let s = self.inner.state.read();
+        let applied = s.last_applied.map_or(0, |l| l.index);
+        let unchanged = if_newer_than > 0 && applied <= if_newer_than;
+        let header = Header {
+            applied_index: applied,
+            epoch: s.catalog.assignment.epoch,
+            served_by: self.inner.id,
+            unchanged,
+        };
+        if unchanged {
+            return Ok((header, Vec::new()));
+        }
+        let json = serde_json::to_vec(&s.catalog).map_err(|e| Status::internal(e.to_string()))?;
+        Ok((header, json))
+    }
+
+    /// Forward a linearizable read to the leader, or confirm this member
+    /// leads and has applied what a quorum committed. `Some` is the
+    /// forwarded call's answer.
+    async fn linearizable<T, Fut>(
+        &self,
+        req: &pb::ReadRequest,
+        call: impl FnOnce(CatalogServiceClient<tonic::transport::Channel>, pb::ReadRequest) -> Fut,
+    ) -> Result<Option<(String, Response<T>)>, Status>
+    where
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        if req.consistency() != pb::ReadConsistency::Linearizable {
+            return Ok(None);
+        }
+        if let Role::Forward(addr) = self.role(req.forwarded)? {
+            let fwd = pb::ReadRequest {
+                forwarded: true,
+                ..*req
+            };
+            let r = self.forward(&addr, |c| call(c, fwd)).await?;
+            return Ok(Some((addr, r)));
+        }
+        self.read_index().await?;
+        Ok(None)
+    }
+
     /// Confirm leadership with a quorum and wait until the read index is
     /// applied (openraft's read-index), bounded by the quorum timeout.
     async fn read_index(&self) -> Result<(), Status> {
@@ -138,6 +200,12 @@ impl CatalogService for CatalogSvc {
         req: Request<pb::WriteRequest>,
     ) -> Result<Response<pb::WriteReply>, Status> {
         let req = req.into_inner();
+        if req.command_json.len() > MAX_COMMAND_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "command of {} bytes; a catalog command is at most {MAX_COMMAND_BYTES} bytes",
+                req.command_json.len()
+            )));
+        }
         let cmd: Command = serde_json::from_slice(&req.command_json)
             .map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
         if let Role::Forward(addr) = self.role(req.forwarded)? {
@@ -182,38 +250,47 @@ impl CatalogService for CatalogSvc {
         }
     }
 
+    type ReadChunksStream = ChunkStream;
+
+    async fn read_chunks(
+        &self,
+        req: Request<pb::ReadRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        let req = req.into_inner();
+        let forwarded = self
+            .linearizable(&req, |mut c, fwd| async move { c.read_chunks(fwd).await })
+            .await?;
+        if let Some((addr, r)) = forwarded {
+            let pieces = r
+                .into_inner()
+                .map(move |p| p.map_err(|s| Self::forward_error(&addr, s)));
+            return Ok(Response::new(Box::pin(pieces)));
+        }
+        let (header, json) = self.applied_json(req.if_newer_than)?;
+        Ok(Response::new(chunked::split(header, json)))
+    }
+
     async fn read(&self, req: Request<pb::ReadRequest>) -> Result<Response<pb::ReadReply>, Status> {
         let req = req.into_inner();
-        if req.consistency() == pb::ReadConsistency::Linearizable {
-            if let Role::Forward(addr) = self.role(req.forwarded)? {
-                let fwd = pb::ReadRequest {
-                    forwarded: true,
-                    ..req
-                };
-                return self
-                    .forward(&addr, |mut c| async move { c.read(fwd).await })
-                    .await;
-            }
-            self.read_index().await?;
+        let forwarded = self
+            .linearizable(&req, |mut c, fwd| async move { c.read(fwd).await })
+            .await?;
+        if let Some((_, r)) = forwarded {
+            return Ok(r);
         }
-        let s = self.inner.state.read();
-        let applied = s.last_applied.map_or(0, |l| l.index);
-        if req.if_newer_than > 0 && applied <= req.if_newer_than {
-            return Ok(Response::new(pb::ReadReply {
-                catalog_json: Vec::new(),
-                applied_index: applied,
-                epoch: s.catalog.assignment.epoch,
-                served_by: self.inner.id,
-                unchanged: true,
-            }));
+        let (h, json) = self.applied_json(req.if_newer_than)?;
+        if json.len() + 1024 > MAX_CATALOG_MESSAGE {
+            return Err(Status::resource_exhausted(format!(
+                "the catalog is {} bytes, more than one message carries ({MAX_CATALOG_MESSAGE}); read it with ReadChunks",
+                json.len()
+            )));
         }
         Ok(Response::new(pb::ReadReply {
-            catalog_json: serde_json::to_vec(&s.catalog)
-                .map_err(|e| Status::internal(e.to_string()))?,
-            applied_index: applied,
-            epoch: s.catalog.assignment.epoch,
-            served_by: self.inner.id,
-            unchanged: false,
+            catalog_json: json,
+            applied_index: h.applied_index,
+            epoch: h.epoch,
+            served_by: h.served_by,
+            unchanged: h.unchanged,
         }))
     }
 

@@ -7,7 +7,17 @@
 //! merge) is only the second line. In this process the engine makes the
 //! same checks itself, so the local path hands each call straight over.
 //! Federated answers are merged here, not in the router, because only the
-//! coordinator knows which collection each fan-out was for.
+//! coordinator knows which collection each fan-out was for. A federation
+//! searches each collection once however often it is named, directly or
+//! through aliases: the names are resolved, then de-duplicated, before any
+//! work, so a request naming one collection 20,000 times costs (and
+//! answers) what naming it once does.
+//!
+//! Every call carries the instant it must answer by: in this process the
+//! engine stops its search there, across shard nodes it travels as each
+//! request's `grpc-timeout` and the shard's engine stops there; either way
+//! the caller is told `DEADLINE_EXCEEDED` rather than left waiting while
+//! the work runs on.
 
 use super::Coordinator;
 use crate::router::{Fanned, Router};
@@ -15,7 +25,7 @@ use crate::{sync, CoordinatorError, Result};
 use rulake_catalog::CollectionRecord;
 use rulake_engine::{FederatedResponse, RuLake, SearchResponse};
 use rulake_types::{Generation, Hit, SearchParams};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 impl Coordinator {
@@ -68,8 +78,9 @@ impl Coordinator {
     }
 
     /// One query over several collections or aliases, merged exactly. Hits
-    /// name the collection they came from (not the alias). Answers by
-    /// `deadline` as [`Coordinator::search`].
+    /// name the collection they came from (not the alias); a collection
+    /// named more than once (or also through an alias) is searched once.
+    /// Answers by `deadline` as [`Coordinator::search`].
     pub async fn federated_search(
         &self,
         names: &[String],
@@ -77,10 +88,7 @@ impl Coordinator {
         params: SearchParams,
         deadline: Instant,
     ) -> Result<FederatedResponse> {
-        let targets: Vec<String> = names
-            .iter()
-            .map(|n| self.resolve(n))
-            .collect::<Result<_>>()?;
+        let targets = self.federation_targets(names)?;
         let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
         let Some(router) = &self.inner.remote else {
             return Ok(self
@@ -91,6 +99,24 @@ impl Coordinator {
         };
         self.federated_remote(router, &targets, query, params, deadline)
             .await
+    }
+
+    /// The collections `names` stand for, each once, in the order first
+    /// named (each distinct name is resolved once).
+    fn federation_targets(&self, names: &[String]) -> Result<Vec<String>> {
+        let mut named = HashSet::new();
+        let mut seen = HashSet::new();
+        let mut targets = Vec::new();
+        for n in names {
+            if !named.insert(n.as_str()) {
+                continue;
+            }
+            let t = self.resolve(n)?;
+            if seen.insert(t.clone()) {
+                targets.push(t);
+            }
+        }
+        Ok(targets)
     }
 
     async fn federated_remote(

@@ -1,6 +1,11 @@
 //! The write path: commit to the catalog, then wait to have applied it;
 //! and deletes, the one write that is not a collection or alias change.
 //!
+//! A delete's tombstones are committed in as many commands as the
+//! catalog's per-command bounds need (`rulake_catalog::model::batches`), so
+//! no number of ids makes a command too large to replicate; an id longer
+//! than the catalog keeps is refused before any is written.
+//!
 //! Why every write waits for this process to apply its own commit: the
 //! engine is brought to the catalog from the applied view, and the next
 //! read of the caller goes to that view too. Returning at commit time
@@ -71,16 +76,20 @@ impl Coordinator {
         if ids.is_empty() {
             return Ok(0);
         }
+        for id in &ids {
+            crate::ingest::check_id_len(id)?;
+        }
         let lock = self.writer_lock(&target);
         let _guard = lock.lock().await;
         let wanted: HashSet<VectorId> = ids.into_iter().collect();
         let present = self.existing_ids(&target, &wanted).await?;
         let mut added = 0;
-        for chunk in present.chunks(rulake_catalog::model::MAX_BATCH) {
+        let keys = present.iter().map(VectorId::to_key).collect();
+        for ids in rulake_catalog::model::batches(keys) {
             let applied = self
                 .write(Command::AddTombstones {
                     collection: target.clone(),
-                    ids: chunk.iter().map(VectorId::to_key).collect(),
+                    ids,
                 })
                 .await?;
             if let rulake_catalog::Applied::Count { changed } = applied {

@@ -81,7 +81,9 @@ pub(super) fn traced<T>(mut req: tonic::Request<T>) -> tonic::Request<T> {
 }
 
 /// A shard's refusal as the coordinator's error: a bad argument or a
-/// missing collection stays the caller's; anything else is the node's.
+/// missing collection stays the caller's, as does a deadline the shard's
+/// search ran past (the caller's deadline, passed on); anything else is
+/// the node's.
 pub(super) fn status_error(node: u64, addr: &str, s: tonic::Status) -> CoordinatorError {
     let msg = format!("shard {node} ({addr}): {}", s.message());
     match s.code() {
@@ -90,6 +92,9 @@ pub(super) fn status_error(node: u64, addr: &str, s: tonic::Status) -> Coordinat
             kind: "collection",
             name: msg,
         },
+        tonic::Code::DeadlineExceeded => {
+            CoordinatorError::Engine(rulake_engine::EngineError::DeadlineExceeded(msg))
+        }
         _ => CoordinatorError::Unavailable(msg),
     }
 }
@@ -204,5 +209,21 @@ impl Router {
             .collect();
         v.sort();
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_error;
+    use tonic::{Code, Status};
+
+    #[test]
+    fn a_shards_deadline_stays_the_callers_deadline() {
+        let e = status_error(3, "h:1", Status::deadline_exceeded("stopped"));
+        let s = Status::from(&e);
+        assert_eq!(s.code(), Code::DeadlineExceeded);
+        assert!(s.message().contains("shard 3 (h:1): stopped"), "{s:?}");
+        let e = status_error(3, "h:1", Status::internal("x"));
+        assert_eq!(Status::from(&e).code(), Code::Unavailable);
     }
 }

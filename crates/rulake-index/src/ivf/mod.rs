@@ -48,8 +48,8 @@ pub use build::Drift;
 pub(crate) use codes::List;
 pub use ids::IdTable;
 pub use params::{
-    default_nlist, default_nprobe, split_search, BuildParams, DEFAULT_RERANK, SAMPLE_PER_LIST,
-    TRAIN_ITERS,
+    default_nlist, default_nprobe, split_search, BuildParams, DEFAULT_RERANK, MAX_RERANK,
+    SAMPLE_PER_LIST, TRAIN_ITERS,
 };
 pub(crate) use parts::Parts;
 

@@ -17,6 +17,14 @@ pub const TRAIN_ITERS: usize = 10;
 /// still beat the `k`-th exact distance load their full vector, so a wide
 /// pool costs little (see `search`).
 pub const DEFAULT_RERANK: usize = 40;
+/// Largest rerank factor a search uses; a larger one is taken as this
+/// (the same convention as `nprobe`, where asking for more lists than
+/// exist probes them all). The pool a search keeps, `k × rerank`, never
+/// holds more than the rows there are, so every rerank past `rows / k` is
+/// already "all of them"; this bound only keeps a caller's 2³² − 1 from
+/// meaning anything more, and at `k = 1` still covers a partition of a
+/// million rows exhaustively.
+pub const MAX_RERANK: usize = 1 << 20;
 
 /// How to build a partition index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +76,11 @@ pub fn default_nprobe(nlist: usize) -> usize {
 /// ranks each of them four times higher locally). So a collection split in
 /// `P` does the same total work as one partition, spread over `P` threads,
 /// instead of `P` times the work. With one partition this is the identity.
+///
+/// Both knobs are clamped to what exists: `nprobe` to the lists (of the
+/// partition, or of the collection as one index), `rerank` to
+/// `1..=`[`MAX_RERANK`]; so a caller's 2³² − 1 asks for an exhaustive
+/// search and nothing more.
 pub fn split_search(
     total_rows: usize,
     part_rows: usize,
@@ -76,14 +89,48 @@ pub fn split_search(
     rerank: usize,
 ) -> (usize, usize) {
     let part_nlist = part_nlist.max(1);
+    let rerank = rerank.clamp(1, MAX_RERANK);
     if part_rows >= total_rows {
-        return (nprobe.unwrap_or_else(|| default_nprobe(part_nlist)), rerank);
+        let nprobe = nprobe.unwrap_or_else(|| default_nprobe(part_nlist));
+        return (nprobe.clamp(1, part_nlist), rerank);
     }
     let whole_nlist = default_nlist(total_rows).max(1);
-    let nprobe = nprobe.unwrap_or_else(|| default_nprobe(whole_nlist));
+    let nprobe = nprobe
+        .unwrap_or_else(|| default_nprobe(whole_nlist))
+        .clamp(1, whole_nlist);
     let fraction = nprobe as f64 / whole_nlist as f64;
     let share = part_rows as f64 / total_rows.max(1) as f64;
     let part_nprobe = ((fraction * part_nlist as f64).ceil() as usize).clamp(1, part_nlist);
     let part_rerank = ((rerank as f64 * share).ceil() as usize).max(1);
     (part_nprobe, part_rerank)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nprobe_is_clamped_to_the_lists_that_exist() {
+        // One partition: its own lists.
+        assert_eq!(split_search(1000, 1000, 30, Some(30), 40).0, 30);
+        assert_eq!(split_search(1000, 1000, 30, Some(31), 40).0, 30);
+        assert_eq!(
+            split_search(1000, 1000, 30, Some(u32::MAX as usize), 40).0,
+            30
+        );
+        // One partition of several: at most all of its lists.
+        assert_eq!(split_search(4000, 1000, 30, Some(usize::MAX), 40).0, 30);
+    }
+
+    #[test]
+    fn rerank_is_clamped_to_its_maximum() {
+        assert_eq!(split_search(10, 10, 1, None, MAX_RERANK).1, MAX_RERANK);
+        assert_eq!(split_search(10, 10, 1, None, MAX_RERANK + 1).1, MAX_RERANK);
+        assert_eq!(
+            split_search(10, 10, 1, None, u32::MAX as usize).1,
+            MAX_RERANK
+        );
+        // A partition's share of the largest rerank, not of 2³² − 1.
+        assert_eq!(split_search(40, 10, 1, None, usize::MAX).1, MAX_RERANK / 4);
+    }
 }

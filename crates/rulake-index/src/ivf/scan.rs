@@ -22,6 +22,8 @@ use super::candidates::{Cand, Candidates};
 use super::codes::List;
 use super::query::{fixed_query, QueryPlanes, QUERY_BITS};
 use super::PartitionIndex;
+use crate::deadline::{Deadline, CHECK_EVERY_LISTS};
+use crate::error::Result;
 use crate::simd::{self, dot};
 use rulake_types::Metric;
 use ruvector_rabitq::scan::scan;
@@ -76,14 +78,16 @@ pub(super) fn bit_set(bits: &[u64], pos: u32) -> bool {
 
 impl PartitionIndex {
     /// Score every row of the `coarse` lists from its 1-bit code and keep
-    /// the `cap` best that are neither tombstoned nor in `exclude`.
+    /// the `cap` best that are neither tombstoned nor in `exclude`; gives
+    /// up between lists once `deadline` has passed.
     pub(super) fn estimate(
         &self,
         q: &[f32],
         coarse: &[(f32, u32)],
         cap: usize,
         exclude: &[u64],
-    ) -> Pool {
+        deadline: Deadline,
+    ) -> Result<Pool> {
         let dim = self.dim;
         let max_len = coarse
             .iter()
@@ -109,6 +113,9 @@ impl PartitionIndex {
         let mut probes = Vec::with_capacity(coarse.len());
         let mut fixed = Vec::with_capacity(coarse.len() * dim);
         for (pi, &(coarse_score, l)) in coarse.iter().enumerate() {
+            if pi % CHECK_EVERY_LISTS == 0 {
+                deadline.check()?;
+            }
             let list = &self.lists[l as usize];
             let probe = self.probe(&mut s, coarse_score, l, &mut fixed);
             let len = self.score_list(&mut s, list, &probe);
@@ -118,11 +125,11 @@ impl PartitionIndex {
             admit(&mut cand, scores, &s.below, list, pi as u32, filter);
             probes.push(probe);
         }
-        Pool {
+        Ok(Pool {
             cands: cand.into_vec(),
             probes,
             fixed,
-        }
+        })
     }
 
     /// The query terms for list `l`: for l2 and cosine the rotated query

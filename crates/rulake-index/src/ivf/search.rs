@@ -25,8 +25,9 @@
 use super::candidates::Cand;
 use super::codes::List;
 use super::scan::{bit_set, Pool, Probe};
-use super::{default_nprobe, normalize, PartitionIndex, DEFAULT_RERANK};
+use super::{default_nprobe, normalize, PartitionIndex, DEFAULT_RERANK, MAX_RERANK};
 use crate::bound::SharedKth;
+use crate::deadline::{Deadline, CHECK_EVERY_RERANKED};
 use crate::error::{IndexError, Result};
 use crate::exact::OrdF32;
 use crate::simd::{self, dot, fine_dot, l2_sq};
@@ -99,6 +100,28 @@ impl PartitionIndex {
         exclude: &[u64],
         shared: Option<&SharedKth>,
     ) -> Result<Vec<(u32, f32)>> {
+        self.search_within(query, k, nprobe, rerank, exclude, shared, Deadline::NONE)
+    }
+
+    /// [`PartitionIndex::search_shared`] that gives up once `deadline`
+    /// passes: the clock is read before the search starts, between probed
+    /// lists and between stages (see [`crate::deadline`]), and a search
+    /// past it ends with [`IndexError::DeadlineExceeded`].
+    ///
+    /// `nprobe` is clamped to the lists that exist and `rerank` to
+    /// `1..=`[`MAX_RERANK`]; the pool (`k × rerank`) never exceeds the live
+    /// rows. A search therefore costs at most one exhaustive pass.
+    #[allow(clippy::too_many_arguments)]
+    pub fn search_within(
+        &self,
+        query: &[f32],
+        k: usize,
+        nprobe: Option<usize>,
+        rerank: Option<usize>,
+        exclude: &[u64],
+        shared: Option<&SharedKth>,
+        deadline: Deadline,
+    ) -> Result<Vec<(u32, f32)>> {
         if k == 0 {
             return Err(IndexError::ZeroK);
         }
@@ -107,11 +130,12 @@ impl PartitionIndex {
         if live == 0 {
             return Ok(Vec::new());
         }
+        deadline.check()?;
         let nlist = self.lists.len();
         let nprobe = nprobe
             .unwrap_or_else(|| default_nprobe(nlist))
             .clamp(1, nlist);
-        let rerank = rerank.unwrap_or(DEFAULT_RERANK).max(1);
+        let rerank = rerank.unwrap_or(DEFAULT_RERANK).clamp(1, MAX_RERANK);
         let cap = k.saturating_mul(rerank).min(live);
 
         // Coarse: choose lists.
@@ -120,9 +144,11 @@ impl PartitionIndex {
         simd::coarse_scores(&q, &self.centroids, ip, &mut centroid_scores);
         let coarse = self.nearest_lists(&centroid_scores, nprobe);
 
-        let pool = self.estimate(&q, &coarse, cap, exclude);
+        let pool = self.estimate(&q, &coarse, cap, exclude, deadline)?;
+        deadline.check()?;
         let refined = self.refine(&pool);
-        Ok(self.rerank(&q, refined, k, shared))
+        deadline.check()?;
+        self.rerank(&q, refined, k, shared, deadline)
     }
 
     /// The `nprobe` non-empty lists with the smallest coarse scores, nearest
@@ -216,14 +242,20 @@ impl PartitionIndex {
         mut refined: Refined,
         k: usize,
         shared: Option<&SharedKth>,
-    ) -> Vec<(u32, f32)> {
+        deadline: Deadline,
+    ) -> Result<Vec<(u32, f32)>> {
         let mut best: BinaryHeap<(OrdF32, u32)> = BinaryHeap::with_capacity(k + 1);
+        let mut reranked = 0usize;
         while let Some(Reverse((OrdF32(lower), pos))) = refined.pop() {
             if best.len() == k && best.peek().is_some_and(|w| lower > w.0 .0) {
                 break;
             }
             if shared.is_some_and(|s| lower > s.get()) {
                 break;
+            }
+            reranked += 1;
+            if reranked % CHECK_EVERY_RERANKED == 0 {
+                deadline.check()?;
             }
             let e = (OrdF32(self.exact(q, pos)), pos);
             let kept = if best.len() < k {
@@ -246,7 +278,7 @@ impl PartitionIndex {
         }
         let mut exact: Vec<(u32, f32)> = best.into_iter().map(|(d, p)| (p, d.0)).collect();
         exact.sort_by(by_distance);
-        exact
+        Ok(exact)
     }
 
     /// Exact top-`k` over every live row (ground truth, and the answer when

@@ -262,6 +262,8 @@ impl IcebergSource {
             LakeError::Vanished {
                 path: file.to_owned(),
             }
+        } else if let Some(too_large) = crate::parquet::footer_too_large(&e, file) {
+            too_large
         } else {
             self.meta_err(file, format!("delete file: {e}"))
         }

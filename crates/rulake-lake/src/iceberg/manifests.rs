@@ -12,6 +12,7 @@
 //! referenced by the newest snapshot are forgotten at each listing, which
 //! bounds the caches over a long-lived table.
 
+use super::avro::{self, AvroCheck, MAX_AVRO_INFLATED_BYTES};
 use super::IcebergSource;
 use crate::error::{LakeError, Result};
 use ::iceberg::spec::{
@@ -95,15 +96,31 @@ fn data_file(entry: &ManifestEntry, inherited_seq: i64) -> DataFile {
 }
 
 impl IcebergSource {
-    /// The bytes of a manifest list or manifest named by `context`.
-    async fn metadata_file(&self, location: &str, context: &str) -> Result<bytes::Bytes> {
+    /// The bytes of a manifest list or manifest (`what`) named by
+    /// `context`, checked to inflate to at most [`MAX_AVRO_INFLATED_BYTES`].
+    async fn metadata_file(
+        &self,
+        location: &str,
+        context: &str,
+        what: &'static str,
+    ) -> Result<bytes::Bytes> {
         let path = self.resolve(location, context)?;
-        self.get(&path).await.map_err(|e| match e {
+        let body = self.get(&path, what).await.map_err(|e| match e {
             LakeError::Vanished { path } => {
                 self.meta_err(&path, format!("named by {context} but missing"))
             }
             e => e,
-        })
+        })?;
+        match avro::inflated_size(&body, MAX_AVRO_INFLATED_BYTES) {
+            Ok(_) => Ok(body),
+            Err(AvroCheck::TooLarge(size)) => Err(LakeError::TooLarge {
+                path: location.to_owned(),
+                what: "inflated Avro file",
+                size,
+                limit: MAX_AVRO_INFLATED_BYTES,
+            }),
+            Err(AvroCheck::Invalid(reason)) => Err(self.meta_err(location, reason)),
+        }
     }
 
     /// The manifests a manifest list names (cached by location); `metadata`
@@ -117,7 +134,9 @@ impl IcebergSource {
         if let Some(l) = self.manifest_lists.lock().get(location) {
             return Ok(l.clone());
         }
-        let body = self.metadata_file(location, metadata).await?;
+        let body = self
+            .metadata_file(location, metadata, "Iceberg manifest list")
+            .await?;
         let list = ManifestList::parse_with_version(&body, version)
             .map_err(|e| self.meta_err(location, format!("manifest list: {e}")))?;
         let out: Vec<ManifestRef> = list
@@ -145,7 +164,9 @@ impl IcebergSource {
         if let Some(f) = self.manifests.lock().get(&m.path) {
             return Ok(f.clone());
         }
-        let body = self.metadata_file(&m.path, list).await?;
+        let body = self
+            .metadata_file(&m.path, list, "Iceberg manifest")
+            .await?;
         let manifest = Manifest::parse_avro(&body)
             .map_err(|e| self.meta_err(&m.path, format!("manifest: {e}")))?;
         let mut out = Vec::new();

@@ -70,7 +70,7 @@ impl IcebergSource {
     /// when the table has no hint.
     async fn version_hint(&self, dir: &Path) -> Result<Option<Path>> {
         let hint_path = dir.clone().join("version-hint.text");
-        match self.get(&hint_path).await {
+        match self.get(&hint_path, "Iceberg version hint").await {
             Ok(hint) => {
                 let v = String::from_utf8_lossy(&hint).trim().to_owned();
                 if v.parse::<u64>().is_ok() {
@@ -113,12 +113,15 @@ impl IcebergSource {
         if let Some(m) = self.metadata.lock().get(path) {
             return Ok(m.clone());
         }
-        let body = self.get(path).await.map_err(|e| match e {
-            LakeError::Vanished { .. } if self.static_metadata.is_some() => {
-                self.not_found(format!("metadata file {path} does not exist"))
-            }
-            e => e,
-        })?;
+        let body = self
+            .get(path, "Iceberg metadata file")
+            .await
+            .map_err(|e| match e {
+                LakeError::Vanished { .. } if self.static_metadata.is_some() => {
+                    self.not_found(format!("metadata file {path} does not exist"))
+                }
+                e => e,
+            })?;
         // Syntax first, so a truncated or foreign file says what it is;
         // then the crate's own reading of the spec (format versions 1-3).
         let json: serde_json::Value = serde_json::from_slice(&body)

@@ -17,7 +17,14 @@
 //! and `sql_catalog` (tables named through pyiceberg's SQL catalog,
 //! feature `iceberg-sql`). This module holds the source type, its config
 //! and the [`Source`] contract that strings the stages together.
+//!
+//! What a table names is read with bounds, because a table's files are as
+//! untrusted as a request: every metadata file, manifest list and manifest
+//! is at most [`MAX_METADATA_FILE_BYTES`], and an Avro file's blocks are
+//! inflated (and counted) by `avro` before the `iceberg` crate decodes it,
+//! so a deflate bomb is refused rather than allocated.
 
+mod avro;
 mod deletes;
 mod manifests;
 mod metadata;
@@ -33,6 +40,7 @@ use crate::store::{open_store, path_in_store, to_url, StoreUrl};
 use ::iceberg::spec::TableMetadata;
 use async_trait::async_trait;
 use deletes::DeleteRows;
+use futures::TryStreamExt;
 use manifests::{DataFile, ManifestRef};
 use metadata::{generation_of, id_field_id};
 use object_store::path::Path;
@@ -42,6 +50,12 @@ use rulake_types::Generation;
 use std::collections::HashMap;
 use std::sync::Arc;
 use url::Url;
+
+/// Largest metadata file, manifest list or manifest read, in bytes (as
+/// stored; see [`MAX_AVRO_INFLATED_BYTES`] for what an Avro file may
+/// inflate to). Real ones are kilobytes to a few MiB.
+pub const MAX_METADATA_FILE_BYTES: u64 = 64 << 20;
+pub use avro::MAX_AVRO_INFLATED_BYTES;
 
 /// How to find and read an Iceberg table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,13 +237,32 @@ impl IcebergSource {
         }
     }
 
-    /// A whole object of the table's store.
-    async fn get(&self, path: &Path) -> Result<bytes::Bytes> {
-        let r = match self.store.store.get(path).await {
-            Ok(r) => r.bytes().await,
-            Err(e) => Err(e),
+    /// A whole object of the table's store, `what` (for the error) being
+    /// its kind: at most [`MAX_METADATA_FILE_BYTES`], refused from the
+    /// size the store reports before any byte is read, and again while
+    /// reading should the store send more than it said.
+    async fn get(&self, path: &Path, what: &'static str) -> Result<bytes::Bytes> {
+        let read_err = |e| LakeError::read(path.to_string(), e);
+        let r = self.store.store.get(path).await.map_err(read_err)?;
+        let too_large = |size: u64| LakeError::TooLarge {
+            path: path.to_string(),
+            what,
+            size,
+            limit: MAX_METADATA_FILE_BYTES,
         };
-        r.map_err(|e| LakeError::read(path.to_string(), e))
+        if r.meta.size > MAX_METADATA_FILE_BYTES {
+            return Err(too_large(r.meta.size));
+        }
+        let mut body = Vec::with_capacity(usize::try_from(r.meta.size).unwrap_or(0));
+        let mut chunks = r.into_stream();
+        while let Some(chunk) = chunks.try_next().await.map_err(read_err)? {
+            let size = (body.len() + chunk.len()) as u64;
+            if size > MAX_METADATA_FILE_BYTES {
+                return Err(too_large(size));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.into())
     }
 
     /// The path in the table's store of a location the table names

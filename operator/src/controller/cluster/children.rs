@@ -1,16 +1,17 @@
 //! Applying a cluster's child objects. The order is fixed so that what a
 //! workload reads exists before it starts: the ConfigMap every role takes
-//! its environment from, then each role's Service (its pods' DNS names)
-//! before its workload, then that role's PodDisruptionBudget.
+//! its environment from, the NetworkPolicies (so no pod ever serves an
+//! internal port unguarded), then each role's Service (its pods' DNS
+//! names) before its workload, then that role's PodDisruptionBudget.
 
 use super::super::{apply, Context};
 use crate::crd::{RuLakeCluster, RuLakeClusterStatus};
-use crate::manifests::{self, Role, SERVICE_MONITOR_CRD};
-use crate::Result;
+use crate::manifests::{self, Role};
+use crate::{Error, Result};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject};
 use kube::ResourceExt;
 
@@ -62,6 +63,10 @@ pub(super) async fn apply_children(
 
     let config = manifests::config_map(cluster);
     apply(&config_maps, &manifests::config_name(cluster), &config).await?;
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    for policy in manifests::network_policies(cluster) {
+        apply(&policies, &policy.name_any(), &policy).await?;
+    }
 
     let meta_name = manifests::role_name(cluster, Role::Meta);
     apply(&services, &meta_name, &manifests::meta_service(cluster)).await?;
@@ -92,17 +97,18 @@ pub(super) async fn apply_children(
     })
 }
 
-/// Applies the ServiceMonitor if the prometheus-operator CRD is installed
-/// (an apply of an unknown kind would fail every run); returns whether it
-/// was.
+/// Applies the ServiceMonitor; returns whether the prometheus-operator CRD
+/// is installed. Without it the API server answers the apply with 404
+/// (no such resource), which is a condition, not a failure. Asking
+/// instead of reading the CRD first needs no cluster-wide permission, so
+/// the operator runs the same with a namespaced Role.
 async fn apply_service_monitor(cluster: &RuLakeCluster, ctx: &Context, ns: &str) -> Result<bool> {
-    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
-    if crds.get_opt(SERVICE_MONITOR_CRD).await?.is_none() {
-        return Ok(false);
-    }
     let resource = manifests::service_monitor_resource();
     let monitors: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &resource);
     let monitor = manifests::service_monitor(cluster);
-    apply(&monitors, &cluster.name_any(), &monitor).await?;
-    Ok(true)
+    match apply(&monitors, &cluster.name_any(), &monitor).await {
+        Ok(_) => Ok(true),
+        Err(Error::Kube(kube::Error::Api(status))) if status.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
 }

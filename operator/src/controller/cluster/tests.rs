@@ -2,10 +2,16 @@
 //! cluster: each scenario lists the exact requests one run makes.
 
 use super::*;
-use crate::fixtures::{cluster, condition, test_context, FakeAdmin, MockApi};
+use crate::fixtures::{
+    admin_key_secret, cluster, condition, test_context, FakeAdmin, MockApi, ADMIN_KEY_HEADER,
+};
 use http::Method;
 use rulake_proto::v1 as pb;
 use serde_json::json;
+
+mod security;
+
+use security::{expect_certs, StoredCerts};
 
 const NS: &str = "/api/v1/namespaces/default";
 const APPS: &str = "/apis/apps/v1/namespaces/default";
@@ -28,8 +34,17 @@ fn healthy(shards: usize) -> pb::ClusterStatusResponse {
     }
 }
 
-/// Answers the shard StatefulSet lookup: absent, or of `replicas`.
+/// Answers the shard StatefulSet lookup (absent, or of `replicas`), then
+/// the admin key Secret's.
 async fn shard_lookup(api: &mut MockApi, replicas: Option<i32>) {
+    statefulset_lookup(api, replicas).await;
+    api.expect(Method::GET, &format!("{NS}/secrets/demo-admin-key"))
+        .await
+        .respond(admin_key_secret());
+}
+
+/// Answers the shard StatefulSet lookup: absent, or of `replicas`.
+async fn statefulset_lookup(api: &mut MockApi, replicas: Option<i32>) {
     let call = api
         .expect(Method::GET, &format!("{APPS}/statefulsets/demo-shard"))
         .await;
@@ -69,11 +84,24 @@ async fn expect_apply(api: &mut MockApi, path: &str, ready: Option<i32>) -> serd
     body
 }
 
-/// Expects every child object in order, as a cluster without a
-/// ServiceMonitor has them; returns the shard StatefulSet applied.
+/// Expects the certificates of a new cluster issued, then every child
+/// object in order, as a cluster without a ServiceMonitor has them;
+/// returns the shard StatefulSet applied.
 async fn expect_children(api: &mut MockApi, ready: [i32; 3]) -> serde_json::Value {
+    expect_certs(api, StoredCerts::default(), &["ca", "certs"]).await;
+    expect_workloads(api, ready).await
+}
+
+/// Every child object in order, after the certificates step.
+async fn expect_workloads(api: &mut MockApi, ready: [i32; 3]) -> serde_json::Value {
     let [meta, shards, coordinators] = ready;
     expect_apply(api, &format!("{NS}/configmaps/demo-config"), None).await;
+    for role in ["meta", "shard"] {
+        let path = format!(
+            "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/demo-{role}-internal"
+        );
+        expect_apply(api, &path, None).await;
+    }
     expect_apply(api, &format!("{NS}/services/demo-meta"), None).await;
     let meta_sts = expect_apply(api, &format!("{APPS}/statefulsets/demo-meta"), Some(meta)).await;
     assert_eq!(meta_sts["spec"]["replicas"], 3);
@@ -171,6 +199,11 @@ async fn new_cluster_gets_exactly_its_objects() {
         ["status"],
         "no drain or admit for a new cluster"
     );
+    assert_eq!(
+        *fake.keys.lock().unwrap(),
+        [Some(ADMIN_KEY_HEADER.to_string())],
+        "the admin client sends the key of spec.auth.adminKeySecretRef"
+    );
 }
 
 #[tokio::test]
@@ -190,30 +223,14 @@ async fn service_monitor_only_when_its_crd_exists() {
         let server = tokio::spawn(async move {
             shard_lookup(&mut api, Some(3)).await;
             expect_children(&mut api, [3, 3, 2]).await;
-            let crd = api
-                .expect(
-                    Method::GET,
-                    "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com",
-                )
-                .await;
+            let path = "/apis/monitoring.coreos.com/v1/namespaces/default/servicemonitors/demo";
             if installed {
-                crd.respond(json!({
-                    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                    "metadata": { "name": "servicemonitors.monitoring.coreos.com" },
-                    "spec": { "group": "monitoring.coreos.com", "scope": "Namespaced",
-                              "names": { "kind": "ServiceMonitor", "plural": "servicemonitors" },
-                              "versions": [] },
-                }));
-                let sm = expect_apply(
-                    &mut api,
-                    "/apis/monitoring.coreos.com/v1/namespaces/default/servicemonitors/demo",
-                    None,
-                )
-                .await;
+                let sm = expect_apply(&mut api, path, None).await;
                 assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
                 assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
             } else {
-                crd.not_found();
+                // Without the CRD the API server has no such resource.
+                api.expect(Method::PATCH, path).await.not_found();
             }
             let status = api.expect(Method::PATCH, STATUS).await;
             let degraded = if installed {

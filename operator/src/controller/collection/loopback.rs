@@ -1,27 +1,51 @@
 //! The collection reconciler against a real `rulake.v1` server on
 //! loopback (the single-process server, over the embedded engine) instead
-//! of the fake: its status codes are what makes create idempotent.
+//! of the fake: its status codes are what makes create idempotent, and
+//! its authentication layer is what the operator's admin key must pass.
 
 use super::*;
-use crate::admin::{AdminError, AdminFactory, ClusterAdmin, GrpcAdmin};
+use crate::admin::{AdminError, AdminFactory, AdminKey, ClusterAdmin, GrpcAdmin};
 use crate::crd::ParquetSource;
-use crate::fixtures::{cluster, collection, condition, MockApi};
+use crate::fixtures::{admin_key_secret, cluster, collection, condition, MockApi};
 use http::{Method, Request, Response};
 use kube::client::Body;
 
 struct Loopback(String);
 
 impl AdminFactory for Loopback {
-    fn admin(&self, _: &RuLakeCluster) -> Result<Arc<dyn ClusterAdmin>, AdminError> {
-        Ok(Arc::new(GrpcAdmin::connect_lazy(
+    fn admin(
+        &self,
+        _: &RuLakeCluster,
+        key: Option<&AdminKey>,
+    ) -> Result<Arc<dyn ClusterAdmin>, AdminError> {
+        Ok(Arc::new(GrpcAdmin::connect_lazy_with(
             &self.0,
             Duration::from_secs(30),
+            None,
+            key,
         )?))
     }
 }
 
+/// The auth config of the loopback server: the fixture's admin key with
+/// `admin:*`, and a reader.
+fn auth_layer() -> rulake_auth::AuthLayer {
+    let json = serde_json::json!({
+        "api_keys": [
+            { "name": "operator", "sha256": rulake_auth::key_digest("s3cret-admin-key"),
+              "grants": ["admin:*"] },
+            { "name": "reader", "sha256": rulake_auth::key_digest("reader-key"),
+              "grants": ["read:*"] },
+        ],
+    });
+    let config = rulake_auth::AuthConfig::from_json(&json.to_string(), std::path::Path::new("."))
+        .expect("auth config");
+    rulake_auth::AuthLayer::new(config)
+}
+
 /// A server holding nothing, and a Parquet lake of 200 vectors of
-/// dimension 8 under a temporary directory.
+/// dimension 8 under a temporary directory; every call needs a key of
+/// [`auth_layer`].
 async fn start() -> (String, tempfile::TempDir, rulake_coordinator::Embedded) {
     let dir = tempfile::tempdir().unwrap();
     let ids: Vec<u64> = (0..200).collect();
@@ -53,10 +77,26 @@ async fn start() -> (String, tempfile::TempDir, rulake_coordinator::Embedded) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(auth_layer())
             .add_routes(rulake_api::router(api))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     (format!("http://{addr}"), dir, node)
+}
+
+async fn expect_admin_key(api: &mut MockApi) {
+    api.expect(
+        Method::GET,
+        "/api/v1/namespaces/default/secrets/demo-admin-key",
+    )
+    .await
+    .respond(admin_key_secret());
+}
+
+/// An admin client of the loopback server presenting `key`.
+fn client(endpoint: &str, key: Option<&str>) -> GrpcAdmin {
+    let key = key.map(|k| AdminKey::new(k.as_bytes()).unwrap());
+    GrpcAdmin::connect_lazy_with(endpoint, Duration::from_secs(30), None, key.as_ref()).unwrap()
 }
 
 fn context(endpoint: &str) -> (Arc<Context>, MockApi) {
@@ -95,6 +135,7 @@ async fn reconcile_once(
             )
             .await;
         lookup.respond(serde_json::to_value(cluster(3)).unwrap());
+        expect_admin_key(&mut api).await;
         if let Some(reason) = event {
             assert_eq!(api.expect_event("default").await, reason);
         }
@@ -150,7 +191,7 @@ async fn create_then_reconcile_again_against_a_real_server() {
     assert_eq!(second["status"]["partitionsTotal"], 4);
 
     // Cleanup drops it; a second drop finds nothing and still succeeds.
-    let admin = GrpcAdmin::connect_lazy(&endpoint, Duration::from_secs(30)).unwrap();
+    let admin = client(&endpoint, Some("s3cret-admin-key"));
     admin.describe_collection("items").await.expect("created");
     for _ in 0..2 {
         let (ctx, mut api) = context(&endpoint);
@@ -168,6 +209,7 @@ async fn create_then_reconcile_again_against_a_real_server() {
                 )
                 .await;
             lookup.respond(serde_json::to_value(cluster(3)).unwrap());
+            expect_admin_key(&mut api).await;
             let next = api.next().await;
             if next.method == Method::POST {
                 assert_eq!(next.body["reason"], "Dropped");
@@ -195,4 +237,24 @@ async fn create_then_reconcile_again_against_a_real_server() {
         .await
         .expect_err("dropped");
     assert_eq!(gone.code(), tonic::Code::NotFound);
+}
+
+/// The server refuses the operator's calls without its key or with a key
+/// that lacks `admin:*`; the key read from the Secret (trailing newline
+/// and all) passes.
+#[tokio::test]
+async fn admin_calls_carry_the_key_the_server_checks() {
+    let (endpoint, _lake, _node) = start().await;
+    for (key, code) in [
+        (None, tonic::Code::Unauthenticated),
+        (Some("not-a-key"), tonic::Code::Unauthenticated),
+        (Some("reader-key"), tonic::Code::PermissionDenied),
+        (Some("s3cret-admin-key\n"), tonic::Code::NotFound),
+    ] {
+        let err = client(&endpoint, key)
+            .drop_collection("nothing-here")
+            .await
+            .expect_err("no such collection");
+        assert_eq!(err.code(), code, "key {key:?}: {err}");
+    }
 }

@@ -155,12 +155,14 @@ fn consistency(c: &Consistency) -> pb::Consistency {
 }
 
 /// The fields that cannot change, by name, where `have` and `want` differ.
+/// The cluster never shows source option values (they may be secrets), so
+/// options are compared by key only.
 pub(super) fn immutable_differences(
     have: &pb::CollectionSpec,
     want: &pb::CollectionSpec,
 ) -> Vec<&'static str> {
     let mut differ = Vec::new();
-    if have.source != want.source {
+    if option_keys_only(&have.source) != option_keys_only(&want.source) {
         differ.push("source");
     }
     if have.dimension != want.dimension {
@@ -173,6 +175,21 @@ pub(super) fn immutable_differences(
         differ.push("partitions");
     }
     differ
+}
+
+/// `source` with every option value blanked, as the cluster shows it.
+fn option_keys_only(source: &Option<pb::Source>) -> Option<pb::Source> {
+    let mut source = source.clone();
+    let options = match source.as_mut().and_then(|s| s.kind.as_mut()) {
+        Some(pb::source::Kind::Parquet(p)) => Some(&mut p.options),
+        Some(pb::source::Kind::Delta(d)) => Some(&mut d.options),
+        Some(pb::source::Kind::Iceberg(i)) => Some(&mut i.options),
+        Some(pb::source::Kind::Managed(_)) | None => None,
+    };
+    for v in options.into_iter().flat_map(|o| o.values_mut()) {
+        v.clear();
+    }
+    source
 }
 
 /// The AlterCollection call that turns `have` into `want`, if any field that

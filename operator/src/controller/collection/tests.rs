@@ -3,7 +3,10 @@
 
 use super::*;
 use crate::crd::{Consistency, ConsistencyMode, RuLakeCollectionSpec};
-use crate::fixtures::{cluster, collection, condition, test_context, FakeAdmin, MockApi};
+use crate::fixtures::{
+    admin_key_secret, cluster, collection, condition, test_context, FakeAdmin, MockApi,
+    ADMIN_KEY_HEADER,
+};
 use http::Method;
 use serde_json::{json, Value};
 
@@ -14,12 +17,27 @@ fn items_json() -> Value {
     serde_json::to_value(collection()).unwrap()
 }
 
+/// Answers the cluster lookup (absent, or with `shards` shards) and, when
+/// there is a cluster, the read of its admin key.
 async fn expect_cluster_lookup(api: &mut MockApi, shards: Option<i32>) {
-    let call = api.expect(Method::GET, CLUSTER).await;
-    match shards {
-        Some(n) => call.respond(serde_json::to_value(cluster(n)).unwrap()),
-        None => call.not_found(),
-    }
+    let Some(n) = shards else {
+        api.expect(Method::GET, CLUSTER).await.not_found();
+        return;
+    };
+    expect_cluster_only(api, n).await;
+    api.expect(
+        Method::GET,
+        "/api/v1/namespaces/default/secrets/demo-admin-key",
+    )
+    .await
+    .respond(admin_key_secret());
+}
+
+/// Answers the cluster lookup with a cluster of `shards` shards.
+async fn expect_cluster_only(api: &mut MockApi, shards: i32) {
+    api.expect(Method::GET, CLUSTER)
+        .await
+        .respond(serde_json::to_value(cluster(shards)).unwrap());
 }
 
 /// Expects the status patch and returns its body.
@@ -88,6 +106,11 @@ async fn creates_the_collection_and_reports_loading() {
     assert_eq!(created.dimension, 8);
     assert_eq!(created.metric, pb::Metric::Cosine as i32);
     assert_eq!(created.replication_factor, 2);
+    assert_eq!(
+        *fake.keys.lock().unwrap(),
+        [Some(ADMIN_KEY_HEADER.to_string())],
+        "created with the cluster's admin key"
+    );
     assert!(
         matches!(created.source.unwrap().kind, Some(pb::source::Kind::Parquet(ref p)) if p.url == "s3://lake/items/")
     );
@@ -180,7 +203,7 @@ async fn replication_above_the_shard_count_is_an_invalid_spec_condition() {
     let mut c = collection();
     c.spec.replication_factor = 5;
     let server = tokio::spawn(async move {
-        expect_cluster_lookup(&mut api, Some(3)).await;
+        expect_cluster_only(&mut api, 3).await;
         assert_eq!(
             api.expect_event("default").await,
             "ReplicationExceedsShards"
@@ -417,4 +440,26 @@ fn alter_only_what_differs() {
     assert_eq!(req.replication_factor, Some(2));
     assert_eq!(req.nprobe, None, "unset nprobe keeps the server's value");
     assert_eq!(req.rerank, None);
+}
+
+#[test]
+fn a_source_the_cluster_shows_without_option_values_is_unchanged() {
+    fn options(spec: &mut pb::CollectionSpec) -> &mut std::collections::HashMap<String, String> {
+        match spec.source.as_mut().and_then(|s| s.kind.as_mut()) {
+            Some(pb::source::Kind::Parquet(p)) => &mut p.options,
+            other => panic!("not a Parquet source: {other:?}"),
+        }
+    }
+    let mut spec = collection().spec;
+    if let Some(p) = spec.source.parquet.as_mut() {
+        p.options = [("aws_region".to_string(), "eu-west-1".to_string())].into();
+    }
+    let want = to_proto("items", &spec);
+    // The cluster answers with every option value redacted.
+    let mut have = want.clone();
+    options(&mut have).insert("aws_region".into(), "<redacted>".into());
+    assert!(spec::immutable_differences(&have, &want).is_empty());
+    // Another option is still another source.
+    options(&mut have).insert("request_payer".into(), "<redacted>".into());
+    assert_eq!(spec::immutable_differences(&have, &want), ["source"]);
 }
