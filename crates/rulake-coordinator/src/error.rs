@@ -45,6 +45,11 @@ pub enum CoordinatorError {
     /// The catalog has not applied a write this process made (it will).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A write whose outcome is unknown: the catalog may have applied it
+    /// or may never do so (a timeout or an unreachable catalog after the
+    /// command was sent). Nothing was undone; read before retrying.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 /// Result alias.
@@ -82,6 +87,10 @@ impl From<&CoordinatorError> for Status {
             CoordinatorError::PermissionDenied(_) => Code::PermissionDenied,
             // Writing managed files failed: the lake may be back later.
             CoordinatorError::Lake(_) | CoordinatorError::Unavailable(_) => Code::Unavailable,
+            // UNAVAILABLE, not UNKNOWN: retrying an ingest is safe (ids are
+            // never written twice: a retry of committed ids is refused with
+            // ALREADY_EXISTS), and the message says the outcome is unknown.
+            CoordinatorError::OutcomeUnknown(_) => Code::Unavailable,
         };
         Status::new(code, e.to_string())
     }

@@ -3,7 +3,17 @@
 //! visible as the next generation. Until that commit nothing is visible;
 //! an ingest that fails, is aborted or is dropped midway (a cancelled
 //! client stream) deletes the files it wrote, and even a crash leaves
-//! only files no commit names, which no query ever reads.
+//! only files no commit names, which no query ever reads (and which the
+//! sweeper, `crate::sweep`, deletes once they are old enough).
+//!
+//! Why files are deleted only after a definite refusal: once the commit
+//! command has been sent, a timeout or an unreachable catalog does not say
+//! whether it applied, and deleting files a commit names would lose
+//! committed data. Such an outcome is resolved by reading the catalog
+//! (does a commit name these files? has the source moved past the
+//! sequence this commit expected, so it can never apply?); when it cannot
+//! be, the files are left to the sweeper and the client is told the
+//! outcome is unknown ([`CoordinatorError::OutcomeUnknown`]).
 //!
 //! Ids are unique in a managed collection: an ingest that repeats an id of
 //! its own, or one the collection already holds (deleted ones included,
@@ -19,7 +29,7 @@
 
 use crate::{sync, Coordinator, CoordinatorError, Result};
 use rulake_catalog::model::MAX_ID_LEN;
-use rulake_catalog::{Command, SourceKind};
+use rulake_catalog::{CatalogError, Command, ReadConsistency, SourceKind};
 use rulake_lake::{IdsRef, ManagedSource};
 use rulake_types::{Generation, VectorId};
 use std::collections::HashSet;
@@ -77,7 +87,7 @@ pub struct Ingest {
     source: String,
     dim: usize,
     writer: ManagedSource,
-    tag: String,
+    pub(crate) tag: String,
     ids: Vec<VectorId>,
     vectors: Vec<f32>,
     seen: HashSet<VectorId>,
@@ -85,6 +95,31 @@ pub struct Ingest {
     files: Vec<String>,
     records: u64,
     finished: bool,
+    /// The commit command was sent: from here on, files are deleted only
+    /// after the catalog definitely refused it.
+    sent: bool,
+}
+
+/// Whether a failed catalog write definitely did not apply (the catalog
+/// refused the command, or it was refused before being sent). Anything
+/// else (unavailable, timed out, transport, a reply that could not be
+/// decoded) may have applied.
+fn definitely_refused(e: &CatalogError) -> bool {
+    matches!(
+        e,
+        CatalogError::Rejected(_) | CatalogError::Refused(_) | CatalogError::InvalidArgument(_)
+    )
+}
+
+/// How a commit whose outcome the write did not report was resolved.
+enum Resolved {
+    /// A commit of this sequence names the files.
+    Committed(u64),
+    /// The source moved past the expected sequence without these files
+    /// (or is gone): the command can never apply.
+    NotCommitted,
+    /// The catalog could not tell (yet).
+    Unknown(String),
 }
 
 impl Ingest {
@@ -95,13 +130,15 @@ impl Ingest {
         dim: usize,
         writer: ManagedSource,
     ) -> Self {
+        let tag = crate::coordinator::unique_suffix();
+        coord.inner.ingests.lock().insert(tag.clone());
         Ingest {
             coord,
             collection,
             source,
             dim,
             writer,
-            tag: crate::coordinator::unique_suffix(),
+            tag,
             ids: Vec::new(),
             vectors: Vec::new(),
             seen: HashSet::new(),
@@ -109,6 +146,7 @@ impl Ingest {
             files: Vec::new(),
             records: 0,
             finished: false,
+            sent: false,
         }
     }
 
@@ -195,9 +233,13 @@ impl Ingest {
 
     /// Write what is buffered, check the ids against the collection, and
     /// commit every file as one new generation, which is loaded before
-    /// this returns. On any error nothing is visible and the files are gone.
+    /// this returns. On an error before the commit, or a commit the catalog
+    /// refused, nothing is visible and the files are gone; a commit whose
+    /// outcome is unknown keeps its files ([`CoordinatorError::OutcomeUnknown`]).
     pub async fn commit(mut self) -> Result<(u64, Generation)> {
         let result = self.commit_inner().await;
+        // Files still held were definitely not committed (a committed or
+        // undecided commit hands its files over by clearing the list).
         if result.is_err() {
             self.cleanup().await;
         }
@@ -228,18 +270,44 @@ impl Ingest {
             )));
         }
         let seq = self.coord.catalog().managed_seq(&self.source) + 1;
-        self.coord
-            .write(Command::CommitManaged {
-                source: self.source.clone(),
-                expected_seq: Some(seq),
-                files: self.files.clone(),
-            })
-            .await?;
-        // Committed: from here on the files belong to the collection, and
-        // the ingest has succeeded whatever loading them does next (a load
-        // that fails is the collection's state, reported by describe and
-        // by the next search, not this ingest's outcome).
-        self.files.clear();
+        let cmd = Command::CommitManaged {
+            source: self.source.clone(),
+            expected_seq: Some(seq),
+            files: self.files.clone(),
+        };
+        self.sent = true;
+        let seq = match self.coord.inner.meta.write(&cmd).await {
+            Ok((index, _)) => {
+                // Committed: from here on the files belong to the
+                // collection, and the ingest has succeeded whatever
+                // applying and loading them here does next (a view that
+                // trails, or a load that fails, is the collection's state,
+                // reported by describe and by the next search, not this
+                // ingest's outcome).
+                self.files.clear();
+                if let Err(e) = self.coord.await_applied(index, cmd.name()).await {
+                    tracing::warn!(collection = %self.collection, error = %e, "committed ingest not applied here yet");
+                }
+                seq
+            }
+            Err(e) if definitely_refused(&e) => return Err(e.into()),
+            Err(e) => match self.resolve(seq).await {
+                Resolved::Committed(seq) => {
+                    self.files.clear();
+                    seq
+                }
+                Resolved::NotCommitted => return Err(e.into()),
+                Resolved::Unknown(why) => {
+                    // Not ours to delete any more: a commit may name them.
+                    let kept = std::mem::take(&mut self.files);
+                    tracing::warn!(collection = %self.collection, files = kept.len(), error = %e, "ingest commit outcome unknown; its files are kept for the sweeper");
+                    return Err(CoordinatorError::OutcomeUnknown(format!(
+                        "the commit of {} records to collection {:?} may or may not have applied ({e}; reading the catalog back: {why}); its files are kept. Read the collection's generation before retrying: a retry of ids that were committed is refused with ALREADY_EXISTS",
+                        self.records, self.collection
+                    )));
+                }
+            },
+        };
         let load = async {
             self.coord.sync().await?;
             self.coord.refresh_target(&self.collection).await?;
@@ -249,6 +317,33 @@ impl Ingest {
             tracing::warn!(collection = %self.collection, error = %e, "committed ingest not loaded yet");
         }
         Ok((self.records, rulake_lake::managed::generation(seq)))
+    }
+
+    /// Read the catalog to learn what became of a commit of `self.files`
+    /// that expected sequence `seq`.
+    async fn resolve(&self, seq: u64) -> Resolved {
+        let read = match self
+            .coord
+            .inner
+            .meta
+            .read(ReadConsistency::Linearizable)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Resolved::Unknown(e.to_string()),
+        };
+        let Some(commits) = read.catalog.managed.get(&self.source) else {
+            return Resolved::NotCommitted;
+        };
+        if let Some(c) = commits.iter().find(|c| c.files == self.files) {
+            return Resolved::Committed(c.seq);
+        }
+        if read.catalog.managed_seq(&self.source) >= seq {
+            return Resolved::NotCommitted;
+        }
+        Resolved::Unknown(format!(
+            "sequence {seq} not committed yet, and the command may still commit"
+        ))
     }
 
     /// Give up: delete what was written. Nothing was visible.
@@ -267,7 +362,15 @@ impl Ingest {
 
 impl Drop for Ingest {
     fn drop(&mut self) {
+        self.coord.inner.ingests.lock().remove(&self.tag);
         if self.finished || self.files.is_empty() {
+            return;
+        }
+        if self.sent {
+            // Dropped while its commit was in flight: the outcome is
+            // unknown, so the files stay (the sweeper deletes them if no
+            // commit names them).
+            tracing::warn!(collection = %self.collection, files = self.files.len(), "ingest dropped during its commit; its files are kept for the sweeper");
             return;
         }
         // Dropped midway (the client went away): clean up off this thread.
@@ -290,7 +393,7 @@ impl Drop for Ingest {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::{CollectionDef, CoordinatorError, Embedded, EmbeddedConfig};
     use rulake_catalog::model::MAX_ID_LEN;
     use rulake_catalog::{CollectionRecord, SourceKind};
@@ -348,6 +451,67 @@ mod tests {
             .expect("delete at the limit");
         assert_eq!(deleted, 2);
         assert_eq!(coord.catalog().tombstones["m"].len(), 2);
+        node.shutdown().await;
+    }
+
+    /// Every file under `dir`, recursively.
+    pub(crate) fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return out;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// A commit whose outcome is unknown (the catalog cannot be reached
+    /// once the command is sent, nor read back) keeps its files, since a
+    /// commit may name them, and says the outcome is unknown
+    /// (UNAVAILABLE) rather than that the ingest failed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_of_unknown_outcome_keeps_its_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = Embedded::start(EmbeddedConfig::new(dir.path()))
+            .await
+            .expect("start");
+        let coord = node.coordinator.clone();
+        coord
+            .create_collection(CollectionDef {
+                record: CollectionRecord::new("m", "", 2),
+                source: SourceKind::Managed {
+                    prefix: String::new(),
+                },
+                options: Default::default(),
+            })
+            .await
+            .expect("create");
+        let mut ing = coord.ingest("m").expect("ingest");
+        ing.add(VectorId::U64(1), &[0.0, 1.0]).await.expect("add");
+        ing.add(VectorId::U64(2), &[1.0, 0.0]).await.expect("add");
+        // The catalog stops: the commit cannot learn whether it applied.
+        node.meta.raft().shutdown().await.expect("raft shutdown");
+        let err = ing.commit().await.expect_err("no catalog to commit to");
+        assert!(
+            matches!(err, CoordinatorError::OutcomeUnknown(_)),
+            "expected an unknown outcome, got {err:?}"
+        );
+        let status = tonic::Status::from(&err);
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(status.message().contains("outcome unknown"), "{status:?}");
+        let files = files_under(&dir.path().join("managed"));
+        assert!(
+            files
+                .iter()
+                .any(|f| f.extension().is_some_and(|e| e == "parquet")),
+            "the files of a commit that may have applied were deleted: {files:?}"
+        );
         node.shutdown().await;
     }
 }

@@ -35,6 +35,8 @@
 //!   assignment gives it, heartbeats.
 //! - [`embedded`] — every role in one process over one data directory.
 //! - `sync` — catalog → engine.
+//! - `sweep` — deletes managed files no commit names once they are older
+//!   than a grace period ([`Coordinator::sweep_managed`]).
 //! - [`error`] — [`CoordinatorError`].
 
 mod coordinator;
@@ -43,6 +45,7 @@ pub mod error;
 pub mod ingest;
 pub mod router;
 pub mod shard_node;
+mod sweep;
 mod sync;
 
 pub use coordinator::{CollectionDef, CollectionView, Coordinator};

@@ -78,6 +78,11 @@ pub struct Args {
     /// Vector and id bytes one Ingest stream may carry (as for records).
     #[arg(long, default_value_t = rulake_api::MAX_INGEST_BYTES)]
     pub max_ingest_bytes: u64,
+    /// Seconds after which a managed file no commit names (an ingest that
+    /// crashed, or whose commit never applied) is deleted by the sweeper;
+    /// must exceed the longest ingest.
+    #[arg(long, default_value = "3600", value_parser = parse_secs, env = "RULAKE_MANAGED_SWEEP_GRACE")]
+    pub managed_sweep_grace: Duration,
     /// Where sources may come from.
     #[command(flatten)]
     pub sources: crate::sources::SourceArgs,
@@ -179,6 +184,14 @@ pub async fn serve_api(
     let per_connection = rulake_api::per_connection_limit(api.limits());
     let metrics_layer =
         crate::observe::start(&a.observe, engine, meta, Some(&coordinator), shutdown).await?;
+    // Files of ingests that never committed: swept a few times per grace
+    // period (at most every 15 minutes).
+    let grace = a.managed_sweep_grace;
+    let every = (grace / 4).clamp(Duration::from_secs(1), Duration::from_secs(15 * 60));
+    shutdown.spawn(
+        "managed sweeper",
+        coordinator.clone().run_sweeper(every, grace),
+    );
     let (_health_reporter, health) = health_service().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(rulake_proto::FILE_DESCRIPTOR_SET)

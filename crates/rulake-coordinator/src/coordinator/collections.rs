@@ -210,10 +210,8 @@ impl Coordinator {
 
 /// A name part no two creations share: managed prefixes are never reused,
 /// so a dropped collection's leftover files can never reappear in a new one.
+/// Random (128 bits), not a clock reading, which a clock stepped back
+/// could repeat.
 pub(crate) fn unique_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{nanos:x}")
+    rulake_lake::managed::unique_id()
 }

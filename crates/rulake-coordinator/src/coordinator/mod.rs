@@ -52,6 +52,9 @@ pub(crate) struct Inner {
     /// Serialises the writers of one collection (ingest commits, deletes),
     /// which check ids against the data before committing.
     pub(crate) writers: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Tags of the ingests running in this process: a sweep never deletes
+    /// their files, however old (`crate::sweep`).
+    pub(crate) ingests: parking_lot::Mutex<HashSet<String>>,
     /// The shard nodes, when the engine is not in this process.
     pub(crate) remote: Option<Router>,
     /// The polled catalog view, when this process is not a meta member.
@@ -112,6 +115,7 @@ impl Coordinator {
                 managed_root: managed_root.trim_end_matches('/').to_owned(),
                 sync: tokio::sync::Mutex::new(sync::Synced::default()),
                 writers: Default::default(),
+                ingests: Default::default(),
                 remote,
                 follower,
             }),

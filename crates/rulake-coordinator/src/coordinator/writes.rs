@@ -34,26 +34,32 @@ impl Coordinator {
     /// Commit `cmd` and wait until this process has applied it.
     pub(crate) async fn write(&self, cmd: Command) -> Result<rulake_catalog::Applied> {
         let (index, applied) = self.inner.meta.write(&cmd).await?;
+        self.await_applied(index, cmd.name()).await?;
+        Ok(applied)
+    }
+
+    /// Wait until this process has applied log `index`, which the catalog
+    /// has committed (`name`: the command's, for the message). An error
+    /// here means "committed, not yet visible here", never "not written".
+    pub(crate) async fn await_applied(&self, index: u64, name: &str) -> Result<()> {
         if let Some(f) = &self.inner.follower {
             if !f.catch_up(index, APPLY_WAIT).await {
                 return Err(CoordinatorError::Unavailable(format!(
-                    "{} committed at index {index} but this coordinator's catalog view did not reach it within {APPLY_WAIT:?}",
-                    cmd.name()
+                    "{name} committed at index {index} but this coordinator's catalog view did not reach it within {APPLY_WAIT:?}"
                 )));
             }
-            return Ok(applied);
+            return Ok(());
         }
         let start = Instant::now();
         while self.applied_index() < index {
             if start.elapsed() > APPLY_WAIT {
                 return Err(CoordinatorError::Unavailable(format!(
-                    "{} committed at index {index} but not applied here within {APPLY_WAIT:?}",
-                    cmd.name()
+                    "{name} committed at index {index} but not applied here within {APPLY_WAIT:?}"
                 )));
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        Ok(applied)
+        Ok(())
     }
 
     /// The lock every writer of `collection` holds while it checks ids and
