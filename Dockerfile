@@ -1,43 +1,52 @@
 # RuLake image: the `rulake` server binary and the `rulake-operator`.
 #
-#   docker build -t rulake/rulake:0.1.0 .
+# Both base images are build arguments, so one file builds with no image
+# registry at all and in an ordinary registry-connected pipeline:
 #
-# The final stage runs as an unprivileged user (65532), writes nothing
+#   bash ci/base-image.sh && docker build -t rulake:dev .
+#       bases made here from Debian's packages; compiles in the builder
+#   docker build --build-arg BINARIES=dist --build-arg BUILDER=rulake-base:bookworm .
+#       (after `bash ci/base-image.sh --base-only`)
+#       copies `dist/rulake` and `dist/rulake-operator`, built on the host
+#   docker build --build-arg BUILDER=rust:1.95-bookworm \
+#                --build-arg BASE=gcr.io/distroless/cc-debian12:nonroot .
+#       a pipeline with a registry (BASE needs glibc and CA certificates;
+#       the meta role's command also needs /bin/sh)
+#
+# Only the classic builder's features are used (no `RUN --mount`), so it
+# builds with or without BuildKit. The final stage holds the two binaries
+# on the base, runs as the unprivileged user 65532, and writes nothing
 # outside mounted volumes (RuLake pods mount their data directory and an
-# emptyDir at /tmp), and so runs with a read-only root filesystem. It keeps
-# a POSIX shell because the meta role's command derives its Raft id from
-# the pod's ordinal.
+# emptyDir at /tmp), so it runs with a read-only root filesystem.
 
-# --- build -----------------------------------------------------------------
-FROM rust:1.95-bookworm AS build
+ARG BASE=rulake-base:bookworm
+ARG BUILDER=rulake-builder:bookworm
+
+# --- binaries ----------------------------------------------------------------
+FROM ${BUILDER} AS build
+# `source`: compile here; `dist`: take the host's build from dist/.
+ARG BINARIES=source
 WORKDIR /src
-# Dependencies first, so source edits do not rebuild them.
-COPY Cargo.toml Cargo.lock ./
-COPY crates ./crates
-COPY operator ./operator
-COPY proto ./proto
-COPY tests ./tests
-COPY chaos ./chaos
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p rulake -p rulake-operator \
-    && mkdir -p /out \
-    && cp target/release/rulake target/release/rulake-operator /out/
+COPY . .
+RUN set -e; mkdir -p /out; \
+    if [ "$BINARIES" = dist ]; then \
+      cp dist/rulake dist/rulake-operator /out/; \
+    else \
+      cargo build --release --locked -p rulake -p rulake-operator; \
+      cp target/release/rulake target/release/rulake-operator /out/; \
+    fi; \
+    chmod 0755 /out/rulake /out/rulake-operator
 
-# --- run -------------------------------------------------------------------
-FROM debian:bookworm-slim
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
-    && groupadd --system --gid 65532 rulake \
-    && useradd --system --uid 65532 --gid 65532 --home-dir /var/lib/rulake --shell /usr/sbin/nologin rulake \
-    && install -d -o 65532 -g 65532 /var/lib/rulake
+# --- run ---------------------------------------------------------------------
+FROM ${BASE}
 COPY --from=build /out/rulake /out/rulake-operator /usr/local/bin/
 USER 65532:65532
 WORKDIR /var/lib/rulake
 ENV RULAKE_DATA_DIR=/var/lib/rulake
 EXPOSE 50051 7700 9090
 # Pods of a RuLakeCluster pass only arguments (`shard ...`, `coordinator ...`):
-# the entrypoint must stay `rulake`.
+# the entrypoint must stay `rulake`. Run alone, the image serves with the
+# auth config mounted at /etc/rulake/auth.json (docs/security.md); it does
+# not serve a network port without authentication.
 ENTRYPOINT ["rulake"]
-CMD ["serve", "--listen", "0.0.0.0:50051", "--data-dir", "/var/lib/rulake"]
+CMD ["serve", "--listen", "0.0.0.0:50051", "--data-dir", "/var/lib/rulake", "--auth-config", "/etc/rulake/auth.json"]

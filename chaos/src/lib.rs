@@ -13,10 +13,12 @@
 //! `CHAOS_PROFILE=long` runs the same scenarios for minutes by hand.
 //!
 //! # Layout
+//! - [`cluster`] — a RuLakeCluster manifest run as containers, as a kubelet would.
 //! - [`profile`] — [`Profile`]: how long a scenario runs and how often faults come.
 //! - [`nemesis`] — [`Fault`]: what is done to a member, and its healing.
 //! - [`workload`] — alias registers on the catalog, recorded as a history.
 
+pub mod cluster;
 pub mod nemesis;
 pub mod profile;
 pub mod workload;

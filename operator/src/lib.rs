@@ -23,6 +23,10 @@
 //!   ClusterRole (or, watching one namespace, Role) grants exactly.
 //! - `fixtures` (tests only): a mocked API server and a fake cluster.
 
+/// The Kubernetes API types the manifests are made of, for crates that
+/// read them (the container harness) without owning the dependency.
+pub use k8s_openapi as k8s;
+
 pub mod admin;
 pub mod certs;
 pub mod controller;

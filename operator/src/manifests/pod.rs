@@ -53,6 +53,21 @@ fn http_probe(path: &str, initial_delay: i32, period: i32) -> Probe {
     }
 }
 
+/// How long a role may take to start before it is restarted: a shard
+/// registers (up to 60 s while the catalog elects a leader) and then
+/// catches up (up to 30 s) before `/healthz` answers; a meta member may
+/// replay its log. Liveness starts only after this probe passed once, so
+/// a slow start is never taken for a hang.
+pub const STARTUP_SECONDS: i32 = 180;
+
+fn startup_probe() -> Probe {
+    let period = 5;
+    Probe {
+        failure_threshold: Some(STARTUP_SECONDS / period),
+        ..http_probe("/healthz", 0, period)
+    }
+}
+
 fn container_security() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
@@ -188,8 +203,9 @@ pub(super) fn pod_template(cluster: &RuLakeCluster, parts: PodParts) -> PodTempl
                 env: Some(vec![pod_name_env()]),
                 env_from: Some(env_from(cluster, parts.credentials)),
                 ports: Some(ports),
-                readiness_probe: Some(http_probe("/readyz", 5, 5)),
-                liveness_probe: Some(http_probe("/healthz", 15, 10)),
+                startup_probe: Some(startup_probe()),
+                readiness_probe: Some(http_probe("/readyz", 0, 5)),
+                liveness_probe: Some(http_probe("/healthz", 0, 10)),
                 resources: parts.resources,
                 security_context: Some(container_security()),
                 volume_mounts: Some(mounts),

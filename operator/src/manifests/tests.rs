@@ -255,6 +255,24 @@ fn no_pod_gets_a_service_account_token() {
     }
 }
 
+/// A role that starts slowly (a shard registering, then catching up) is
+/// not killed for it: liveness waits for a startup probe that allows
+/// longer than registration and catch-up take together.
+#[test]
+fn a_slow_start_is_given_a_startup_probe_before_liveness_counts() {
+    for (role, t) in pods(&crate::fixtures::cluster(3)) {
+        let c = &t.spec.unwrap().containers[0];
+        let startup = c.startup_probe.as_ref().expect("a startup probe");
+        let allowed = startup.period_seconds.unwrap() * startup.failure_threshold.unwrap();
+        assert!(allowed >= 60 + 30 + 30, "{role:?}: {allowed} s");
+        assert_eq!(
+            startup.http_get.as_ref().unwrap().path.as_deref(),
+            Some("/healthz")
+        );
+        assert!(c.liveness_probe.is_some() && c.readiness_probe.is_some());
+    }
+}
+
 /// Whether `labels` satisfy `selector` (matchLabels and `In` expressions).
 fn selects(
     selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,

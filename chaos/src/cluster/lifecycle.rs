@@ -1,0 +1,259 @@
+//! `up` and `down`: a manifest's cluster started as containers with its
+//! kubelet, and everything it made removed again.
+
+use super::docker::{self, docker, Site, LABEL};
+use super::kubelet::{self, Probe, Watched};
+use super::{pods, Manifest};
+use anyhow::{bail, Context};
+use rulake_operator::admin::{AdminKey, ClusterAdmin, GrpcAdmin, GRPC_PORT};
+use rulake_operator::manifests;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How `up` runs a manifest.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// Image for every pod, overriding `spec.image`.
+    pub image: Option<String>,
+    /// A host directory mounted read-only at `/lake` in shard and
+    /// coordinator pods (a lake on a shared volume).
+    pub lake: Option<PathBuf>,
+    /// How long to wait for every pod to be ready.
+    pub ready_within: Duration,
+}
+
+/// A cluster that `up` started.
+#[derive(Clone, Debug)]
+pub struct Up {
+    /// Cluster name.
+    pub cluster: String,
+    /// The coordinator's gRPC address on the host (`127.0.0.1:port`).
+    pub address: String,
+    /// The harness's state directory.
+    pub state: PathBuf,
+    /// Seconds from start to every pod ready.
+    pub ready_after: f64,
+}
+
+/// The harness's state directory for `cluster`.
+pub fn state_dir(cluster: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("rulake-chaos-cluster-{cluster}"))
+}
+
+/// The Docker network of `cluster`.
+pub fn network_name(cluster: &str) -> String {
+    format!("rulake-{cluster}")
+}
+
+/// Start `manifest`'s cluster: network, pods, kubelet; wait until every
+/// pod is ready; create its collections through the operator's admin
+/// client. `kubelet_cmd` starts the kubelet process for a state dir.
+pub async fn up(
+    mut manifest: Manifest,
+    opts: &UpOptions,
+    kubelet_cmd: impl FnOnce(&Path) -> anyhow::Result<u32>,
+) -> anyhow::Result<Up> {
+    let start = Instant::now();
+    if let Some(image) = &opts.image {
+        manifest.cluster.spec.image = image.clone();
+    }
+    manifest.issue_certificates(rulake_operator::k8s::jiff::Timestamp::now())?;
+    let cluster = manifest.names().cluster;
+    let state = state_dir(&cluster);
+    if docker(&["network", "inspect", &network_name(&cluster)]).is_ok() {
+        bail!("cluster {cluster} is already up: run `down` first");
+    }
+    std::fs::create_dir_all(&state)?;
+    let network = network_name(&cluster);
+    docker(&[
+        "network",
+        "create",
+        "--label",
+        &format!("{LABEL}={cluster}"),
+        &network,
+    ])?;
+    let cm = manifests::config_map(&manifest.cluster);
+    let config_maps = [(
+        cm.metadata.name.clone().unwrap_or_default(),
+        cm.data.unwrap_or_default(),
+    )]
+    .into_iter()
+    .collect();
+    let mut watched = Vec::new();
+    let coordinator0 = docker::container_name(
+        &cluster,
+        &format!(
+            "{}-0",
+            manifests::role_name(&manifest.cluster, manifests::Role::Coordinator)
+        ),
+    );
+    for pod in pods(&manifest.cluster, None)? {
+        let container = docker::container_name(&cluster, &pod.name);
+        let site = Site {
+            cluster: &cluster,
+            network: &network,
+            state: &state,
+            config_maps: &config_maps,
+            secrets: &manifest.secrets,
+            publish: (container == coordinator0).then_some(GRPC_PORT),
+        };
+        let creation = docker::create_args(&site, &pod)?;
+        for (vol, group) in &creation.volumes {
+            docker::owned_volume(&cluster, vol, *group)?;
+        }
+        let mut args = creation.args;
+        if let (Some(lake), true) = (&opts.lake, pod.role != "meta") {
+            args.insert(1, format!("{}:/lake:ro", lake.display()));
+            args.insert(1, "--volume".into());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&refs).with_context(|| format!("creating pod {}", pod.name))?;
+        docker(&["start", &container])?;
+        let c = &pod.spec.containers[0];
+        watched.push(Watched {
+            pod: pod.name.clone(),
+            container,
+            startup: Probe::of(c, c.startup_probe.as_ref()),
+            liveness: Probe::of(c, c.liveness_probe.as_ref()),
+            readiness: Probe::of(c, c.readiness_probe.as_ref()),
+        });
+    }
+    std::fs::write(
+        state.join("pods.json"),
+        serde_json::to_vec_pretty(&watched)?,
+    )?;
+    std::fs::write(state.join("network"), &network)?;
+    let pid = kubelet_cmd(&state)?;
+    std::fs::write(state.join("kubelet.pid"), pid.to_string())?;
+    eprintln!(
+        "cluster {cluster}: {} pods started, waiting for them to be ready",
+        watched.len()
+    );
+    wait_ready(&state, watched.len(), opts.ready_within).await?;
+    let ready_after = start.elapsed().as_secs_f64();
+    let port = docker(&["port", &coordinator0, &GRPC_PORT.to_string()])?;
+    let address = port
+        .lines()
+        .find(|l| l.starts_with("127.0.0.1:"))
+        .context("the coordinator's port is not published")?
+        .to_string();
+    create_collections(&manifest, &address).await?;
+    Ok(Up {
+        cluster,
+        address,
+        state,
+        ready_after,
+    })
+}
+
+async fn wait_ready(state: &Path, pods: usize, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    let mut last = usize::MAX;
+    loop {
+        let status = kubelet::status(state);
+        let ready = status.values().filter(|s| s.ready).count();
+        if ready != last {
+            eprintln!("  {ready}/{pods} pods ready");
+            last = ready;
+        }
+        if ready == pods {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let mut logs = String::new();
+            let cluster = state
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("rulake-chaos-cluster-"))
+                .unwrap_or_default();
+            for (pod, s) in status.iter().filter(|(_, s)| !s.ready) {
+                let name = docker::container_name(cluster, pod);
+                let tail = std::process::Command::new("docker")
+                    .args(["logs", "--tail", "15", &name])
+                    .output()
+                    .map(|o| {
+                        String::from_utf8_lossy(&o.stderr).into_owned()
+                            + &String::from_utf8_lossy(&o.stdout)
+                    })
+                    .unwrap_or_default();
+                logs.push_str(&format!("\n--- {pod} ({} restarts):\n{tail}", s.restarts));
+            }
+            bail!("not every pod ready within {within:?}: {status:?}{logs}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The admin key the operator would send (`auth.adminKeySecretRef`).
+pub fn admin_key(manifest: &Manifest) -> anyhow::Result<Option<AdminKey>> {
+    let Some(r) = manifest
+        .cluster
+        .spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.admin_key_secret_ref.as_ref())
+    else {
+        return Ok(None);
+    };
+    let raw = manifest
+        .secrets
+        .get(&r.name)
+        .and_then(|d| d.get(&r.key))
+        .with_context(|| format!("Secret {} key {} is not in the manifest", r.name, r.key))?;
+    Ok(Some(AdminKey::new(raw)?))
+}
+
+async fn create_collections(manifest: &Manifest, address: &str) -> anyhow::Result<()> {
+    if manifest.collections.is_empty() {
+        return Ok(());
+    }
+    let key = admin_key(manifest)?;
+    let admin = GrpcAdmin::connect_lazy_with(
+        &format!("http://{address}"),
+        Duration::from_secs(30),
+        None,
+        key.as_ref(),
+    )?;
+    for c in &manifest.collections {
+        let name = c.metadata.name.clone().unwrap_or_default();
+        let spec = rulake_operator::controller::collection::to_proto(&name, &c.spec);
+        admin
+            .create_collection(spec)
+            .await
+            .with_context(|| format!("creating collection {name}"))?;
+        eprintln!("  collection {name} created");
+    }
+    Ok(())
+}
+
+/// Remove every container, network and volume `up` made for `cluster`,
+/// stop its kubelet and remove its state. Answers how many objects went.
+pub fn down(cluster: &str) -> anyhow::Result<usize> {
+    let state = state_dir(cluster);
+    if let Ok(pid) = std::fs::read_to_string(state.join("kubelet.pid")) {
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+    let filter = format!("label={LABEL}={cluster}");
+    let mut removed = 0;
+    let containers = docker(&["ps", "-aq", "--filter", &filter])?;
+    for id in containers.lines().filter(|l| !l.is_empty()) {
+        docker(&["rm", "-f", "-v", id])?;
+        removed += 1;
+    }
+    for id in docker(&["network", "ls", "-q", "--filter", &filter])?
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
+        docker(&["network", "rm", id])?;
+        removed += 1;
+    }
+    for id in docker(&["volume", "ls", "-q", "--filter", &filter])?
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
+        docker(&["volume", "rm", "-f", id])?;
+        removed += 1;
+    }
+    let _ = std::fs::remove_dir_all(&state);
+    Ok(removed)
+}

@@ -1,0 +1,247 @@
+//! The operator's pods as containers (`rulake_chaos::cluster`): the image
+//! built from `dist/` on the base made from Debian's packages, the
+//! quickstart manifest brought up, a collection over a lake on a shared
+//! volume created through the operator's admin client and searched with
+//! the `rulake` command line, a killed pod restarted by the kubelet, and
+//! `down` leaving nothing behind.
+//!
+//! Needs a Docker Engine. Without one it is skipped, except under
+//! `CI=true`, where a missing engine is a failure.
+
+use rulake_chaos::cluster::docker::{docker, LABEL};
+use rulake_chaos::cluster::{kubelet, lifecycle, Manifest};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const IMAGE: &str = "rulake:chaos-test";
+const DIM: usize = 32;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn engine_available() -> bool {
+    let ok = docker(&["version", "--format", "{{.Server.Version}}"]).is_ok();
+    if !ok && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("no Docker Engine, and CI=true: the container tests must run");
+    }
+    ok
+}
+
+/// `rulake:chaos-test`: the Dockerfile with the binaries this test run
+/// built, on `rulake-base:bookworm` (made first when missing).
+fn build_image() {
+    if docker(&["image", "inspect", "rulake-base:bookworm"]).is_err() {
+        let st = Command::new("bash")
+            .arg(repo().join("ci/base-image.sh"))
+            .arg("--base-only")
+            .status()
+            .unwrap();
+        assert!(st.success(), "ci/base-image.sh failed");
+    }
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join("Dockerfile"), ctx.path().join("Dockerfile")).unwrap();
+    let dist = ctx.path().join("dist");
+    std::fs::create_dir(&dist).unwrap();
+    let rulake = rulake_tests::process::rulake_bin();
+    std::fs::copy(&rulake, dist.join("rulake")).unwrap();
+    let operator = rulake.with_file_name("rulake-operator");
+    if operator.exists() {
+        std::fs::copy(&operator, dist.join("rulake-operator")).unwrap();
+    } else {
+        // Only the `rulake` binary runs in these pods.
+        std::fs::write(dist.join("rulake-operator"), "#!/bin/sh\nexit 1\n").unwrap();
+    }
+    let st = Command::new("docker")
+        .args([
+            "build",
+            "--quiet",
+            "--build-arg",
+            "BINARIES=dist",
+            "--build-arg",
+            "BUILDER=rulake-base:bookworm",
+            "--tag",
+            IMAGE,
+        ])
+        .arg(ctx.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "docker build failed");
+}
+
+/// Four Parquet files of 32-dimensional vectors under `<lake>/vectors/`,
+/// readable by the pods' user.
+fn write_lake(lake: &Path) -> Vec<f32> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = lake.join("vectors");
+    let mut first = Vec::new();
+    for f in 0..4u64 {
+        let ids: Vec<u64> = (f * 500..(f + 1) * 500).collect();
+        let flat: Vec<f32> = ids
+            .iter()
+            .flat_map(|&i| (0..DIM).map(move |d| ((i * 31 + d as u64 * 17) % 101) as f32 / 101.0))
+            .collect();
+        if f == 0 {
+            first = flat[..DIM].to_vec();
+        }
+        rulake_lake::write_parquet_file(
+            &dir.join(format!("part-{f}.parquet")),
+            rulake_lake::IdsRef::U64(&ids),
+            &flat,
+            DIM,
+            250,
+        )
+        .unwrap();
+    }
+    for p in [lake.to_path_buf(), dir.clone()] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for e in std::fs::read_dir(&dir).unwrap() {
+        std::fs::set_permissions(e.unwrap().path(), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    first
+}
+
+fn cli(address: &str, key: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(rulake_tests::process::rulake_bin())
+        .args(args)
+        .args(["--addr", &format!("http://{address}")])
+        .env("RULAKE_API_KEY", key)
+        .env("RULAKE_LOG", "warn")
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn spawn_kubelet(state: &Path) -> anyhow::Result<u32> {
+    let child = Command::new(env!("CARGO_BIN_EXE_cluster"))
+        .arg("kubelet")
+        .arg("--state")
+        .arg(state)
+        .stdout(std::fs::File::create(state.join("kubelet.log"))?)
+        .stderr(std::process::Stdio::inherit())
+        .spawn()?;
+    Ok(child.id())
+}
+
+fn leftovers(cluster: &str) -> usize {
+    let filter = format!("label={LABEL}={cluster}");
+    ["ps -aq", "network ls -q", "volume ls -q"]
+        .iter()
+        .map(|verb| {
+            let mut args: Vec<&str> = verb.split(' ').collect();
+            args.extend(["--filter", &filter]);
+            docker(&args)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.is_empty())
+                .count()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quickstart_runs_as_containers_and_answers() {
+    if !engine_available() {
+        eprintln!("no Docker Engine: skipped");
+        return;
+    }
+    build_image();
+    let lake = tempfile::tempdir().unwrap();
+    let query = write_lake(lake.path());
+    let text = std::fs::read_to_string(repo().join("docs/examples/quickstart.yaml")).unwrap();
+    let manifest = Manifest::parse(&text).unwrap();
+    let key =
+        String::from_utf8(manifest.secrets["quickstart-admin-key"]["api-key"].clone()).unwrap();
+    let cluster = manifest.names().cluster;
+    let _ = lifecycle::down(&cluster);
+    let opts = lifecycle::UpOptions {
+        image: Some(IMAGE.into()),
+        lake: Some(lake.path().to_path_buf()),
+        ready_within: Duration::from_secs(240),
+    };
+    let started = Instant::now();
+    let up = lifecycle::up(manifest, &opts, spawn_kubelet).await;
+    let result = async {
+        let up = up?;
+        eprintln!("ready after {:.1} s at {}", up.ready_after, up.address);
+        let list = cli(&up.address, &key, &["collections", "list"]).map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(list.contains("vectors"), "collections list: {list}");
+        let vector = query
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        // The collection loads in the background: retry until every
+        // partition answers.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let answer = loop {
+            match cli(
+                &up.address,
+                &key,
+                &[
+                    "search",
+                    "--collection",
+                    "vectors",
+                    "--vector",
+                    &vector,
+                    "-k",
+                    "3",
+                ],
+            ) {
+                Ok(a) if !a.contains("PARTIAL") => break a,
+                Ok(_) if Instant::now() < deadline => {
+                    eprintln!("search answered from part of the partitions: loading");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("search not yet: {}", e.lines().last().unwrap_or(""));
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Ok(a) => anyhow::bail!("only partial answers within 120 s: {a}"),
+                Err(e) => anyhow::bail!("search: {e}"),
+            }
+        };
+        eprintln!(
+            "first answer {:.1} s after up began:\n{answer}",
+            started.elapsed().as_secs_f64()
+        );
+        // Id 0's own vector: it is its nearest neighbour.
+        let top = answer.lines().find_map(|l| {
+            l.split_whitespace()
+                .collect::<Vec<_>>()
+                .get(..2)
+                .filter(|w| w[0] == "1")
+                .map(|w| w[1].to_string())
+        });
+        anyhow::ensure!(
+            top.as_deref() == Some("0"),
+            "id 0's own vector is its nearest: {answer}"
+        );
+        // A killed shard pod is started again by the kubelet.
+        let shard = "rulake-quickstart-quickstart-shard-1";
+        docker(&["kill", shard])?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let status = kubelet::status(&up.state);
+            let s = &status["quickstart-shard-1"];
+            if s.restarts >= 1 && s.ready {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "shard not back: {status:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok(())
+    }
+    .await;
+    let removed = lifecycle::down(&cluster).unwrap();
+    assert!(removed >= 7, "down removed {removed} objects");
+    assert_eq!(leftovers(&cluster), 0, "down left something behind");
+    result.unwrap();
+}
