@@ -410,3 +410,26 @@ async fn a_group_without_quorum_answers_with_an_error() {
     let local = client.read(ReadConsistency::Local).await.unwrap();
     assert!(local.catalog.sources.contains_key("m"));
 }
+
+/// `ClusterStatus` (and `rulake stats`) asked member 1 only, so it failed
+/// while every other call failed over: the status comes from whichever
+/// member answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_status_is_answered_while_its_first_member_is_down() {
+    let mut cluster = Cluster::start(3, &[]);
+    let client = cluster.client_all();
+    client.write(&managed("docs")).await.unwrap();
+    cluster.kill(1);
+    assert!(client.status_of(0).await.is_err(), "member 1 is down");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.status().await {
+            Ok(s) if s.leader == 2 || s.leader == 3 => break,
+            r if Instant::now() < deadline => {
+                let _ = r;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            r => panic!("no status with a live leader: {r:?}"),
+        }
+    }
+}

@@ -254,6 +254,19 @@ impl CatalogClient {
     }
 
     /// The status of member `i` (no retries on other members).
+    /// The group's status as the first member that answers sees it,
+    /// trying every member in turn: a member that is down must not hide
+    /// the status of the rest (the admin API's `ClusterStatus` used to ask
+    /// member 1 only).
+    pub async fn status(&self) -> Result<pb::StatusReply, CatalogError> {
+        self.each(0, true, self.call_timeout, |mut c| {
+            let req = self.request(pb::StatusRequest {});
+            async move { c.status(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
+    /// The status of member `i` alone.
     pub async fn status_of(&self, i: usize) -> Result<pb::StatusReply, CatalogError> {
         let (addr, c) = &self.members[i];
         let mut c = c.clone();

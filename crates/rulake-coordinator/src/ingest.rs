@@ -54,12 +54,12 @@ pub(crate) fn check_id_len(id: &VectorId) -> Result<()> {
 impl Coordinator {
     /// Start an ingest into a managed collection (see [`crate::ingest`]).
     pub fn ingest(&self, name: &str) -> Result<Ingest> {
-        let target = self.resolve(name)?;
-        let (record, source) = {
+        let (target, record, source) = {
             let view = self.inner.view.read();
-            let record = view.catalog.collections[&target].clone();
+            let target = crate::coordinator::aliases::resolve_in(&view.catalog, name)?;
+            let record = crate::coordinator::collections::target_record(&view.catalog, &target)?;
             let source = view.catalog.sources.get(&record.source).cloned();
-            (record, source)
+            (target, record, source)
         };
         let prefix = match source.map(|s| s.kind) {
             Some(SourceKind::Managed { prefix }) => prefix,

@@ -66,7 +66,7 @@ impl pb::admin_service_server::AdminService for Api {
                     .within(async {
                         self.coord
                             .meta()
-                            .status_of(0)
+                            .status()
                             .await
                             .map_err(|e| Status::unavailable(format!("meta status: {e}")))
                     })

@@ -13,18 +13,7 @@ use std::collections::BTreeMap;
 impl Coordinator {
     /// The collection a name or alias stands for.
     pub fn resolve(&self, name: &str) -> Result<String> {
-        let view = self.inner.view.read();
-        let cat = &view.catalog;
-        if let Some(target) = cat.aliases.get(name) {
-            return Ok(target.clone());
-        }
-        if cat.collections.contains_key(name) {
-            return Ok(name.to_owned());
-        }
-        Err(CoordinatorError::NotFound {
-            kind: "collection or alias",
-            name: name.to_owned(),
-        })
+        resolve_in(&self.inner.view.read().catalog, name)
     }
 
     /// Point a new alias at a collection.
@@ -61,4 +50,20 @@ impl Coordinator {
     pub fn aliases(&self) -> BTreeMap<String, String> {
         self.inner.view.read().catalog.aliases.clone()
     }
+}
+
+/// The collection `name` stands for in `cat`. Callers that then read the
+/// collection's record resolve and read under one view of the catalog: a
+/// drop between two views would leave them a name with no record.
+pub(crate) fn resolve_in(cat: &rulake_catalog::Catalog, name: &str) -> Result<String> {
+    if let Some(target) = cat.aliases.get(name) {
+        return Ok(target.clone());
+    }
+    if cat.collections.contains_key(name) {
+        return Ok(name.to_owned());
+    }
+    Err(CoordinatorError::NotFound {
+        kind: "collection or alias",
+        name: name.to_owned(),
+    })
 }

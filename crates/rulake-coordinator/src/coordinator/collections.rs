@@ -184,11 +184,11 @@ impl Coordinator {
 
     /// A collection (or the collection an alias points at).
     pub fn describe(&self, name: &str) -> Result<CollectionView> {
-        let target = self.resolve(name)?;
-        let (record, source, aliases) = {
+        let (target, record, source, aliases) = {
             let view = self.inner.view.read();
             let cat = &view.catalog;
-            let record = cat.collections[&target].clone();
+            let target = super::aliases::resolve_in(cat, name)?;
+            let record = target_record(cat, &target)?;
             let source = source_of(cat, &record)?;
             let aliases = cat
                 .aliases
@@ -196,7 +196,7 @@ impl Coordinator {
                 .filter(|(_, t)| **t == target)
                 .map(|(a, _)| a.clone())
                 .collect();
-            (record, source, aliases)
+            (target, record, source, aliases)
         };
         let info = self.info(&target)?;
         Ok(CollectionView {
@@ -214,4 +214,19 @@ impl Coordinator {
 /// could repeat.
 pub(crate) fn unique_suffix() -> String {
     rulake_lake::managed::unique_id()
+}
+
+/// The record of `target`, which an alias may name while it is being
+/// dropped: not found rather than a panic.
+pub(crate) fn target_record(
+    cat: &rulake_catalog::Catalog,
+    target: &str,
+) -> Result<rulake_catalog::CollectionRecord> {
+    cat.collections
+        .get(target)
+        .cloned()
+        .ok_or_else(|| CoordinatorError::NotFound {
+            kind: "collection",
+            name: target.to_owned(),
+        })
 }

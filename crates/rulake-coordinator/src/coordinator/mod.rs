@@ -13,8 +13,8 @@
 //! lookups in the applied catalog view, and the three calls that go to
 //! the engine in this process or through the router to shard nodes.
 
-mod aliases;
-mod collections;
+pub(crate) mod aliases;
+pub(crate) mod collections;
 mod nodes;
 mod search;
 mod writes;
