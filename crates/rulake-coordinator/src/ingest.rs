@@ -403,6 +403,28 @@ pub(crate) mod tests {
         VectorId::Str("i".repeat(len))
     }
 
+    /// A single-process node over `dir` holding the empty managed
+    /// collection `m` of dimension 2, and its coordinator.
+    pub(crate) async fn managed_collection(
+        dir: &std::path::Path,
+    ) -> (Embedded, crate::Coordinator) {
+        let node = Embedded::start(EmbeddedConfig::new(dir))
+            .await
+            .expect("start");
+        let coord = node.coordinator.clone();
+        coord
+            .create_collection(CollectionDef {
+                record: CollectionRecord::new("m", "", 2),
+                source: SourceKind::Managed {
+                    prefix: String::new(),
+                },
+                options: Default::default(),
+            })
+            .await
+            .expect("create");
+        (node, coord)
+    }
+
     fn invalid(r: crate::Result<impl std::fmt::Debug>) {
         match r {
             Err(CoordinatorError::InvalidArgument(m)) => {
@@ -418,20 +440,7 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn ids_at_the_limit_ingest_and_delete_one_byte_more_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let node = Embedded::start(EmbeddedConfig::new(dir.path()))
-            .await
-            .expect("start");
-        let coord = node.coordinator.clone();
-        coord
-            .create_collection(CollectionDef {
-                record: CollectionRecord::new("m", "", 2),
-                source: SourceKind::Managed {
-                    prefix: String::new(),
-                },
-                options: Default::default(),
-            })
-            .await
-            .expect("create");
+        let (node, coord) = managed_collection(dir.path()).await;
 
         let mut ing = coord.ingest("m").expect("ingest");
         invalid(ing.add(id(MAX_ID_LEN + 1), &[0.0, 1.0]).await);
@@ -478,20 +487,7 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_of_unknown_outcome_keeps_its_files() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let node = Embedded::start(EmbeddedConfig::new(dir.path()))
-            .await
-            .expect("start");
-        let coord = node.coordinator.clone();
-        coord
-            .create_collection(CollectionDef {
-                record: CollectionRecord::new("m", "", 2),
-                source: SourceKind::Managed {
-                    prefix: String::new(),
-                },
-                options: Default::default(),
-            })
-            .await
-            .expect("create");
+        let (node, coord) = managed_collection(dir.path()).await;
         let mut ing = coord.ingest("m").expect("ingest");
         ing.add(VectorId::U64(1), &[0.0, 1.0]).await.expect("add");
         ing.add(VectorId::U64(2), &[1.0, 0.0]).await.expect("add");

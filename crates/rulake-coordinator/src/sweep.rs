@@ -85,9 +85,7 @@ impl Coordinator {
 
 #[cfg(test)]
 mod tests {
-    use crate::ingest::tests::files_under;
-    use crate::{CollectionDef, Embedded, EmbeddedConfig};
-    use rulake_catalog::{CollectionRecord, SourceKind};
+    use crate::ingest::tests::{files_under, managed_collection};
     use rulake_types::VectorId;
     use std::time::{Duration, SystemTime};
 
@@ -97,20 +95,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_sweeper_deletes_old_files_no_commit_names() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let node = Embedded::start(EmbeddedConfig::new(dir.path()))
-            .await
-            .expect("start");
-        let coord = node.coordinator.clone();
-        coord
-            .create_collection(CollectionDef {
-                record: CollectionRecord::new("m", "", 2),
-                source: SourceKind::Managed {
-                    prefix: String::new(),
-                },
-                options: Default::default(),
-            })
-            .await
-            .expect("create");
+        let (node, coord) = managed_collection(dir.path()).await;
         let mut ing = coord.ingest("m").expect("ingest");
         ing.add(VectorId::U64(1), &[0.0, 1.0]).await.expect("add");
         ing.commit().await.expect("commit");
