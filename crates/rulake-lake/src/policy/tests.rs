@@ -187,3 +187,19 @@ fn oversized_urls_are_refused_whole() {
     let stars = format!("s3://lake/{}", "*".repeat(1_000_000));
     assert_eq!(verdict(&p, &stars), "invalid");
 }
+
+/// A segment is decoded as the object store decodes it: `&`, `=` and `+`
+/// are characters of the name, so `lake&x` is not the directory `lake`
+/// (found by the `source_url` fuzz target).
+#[test]
+fn segments_decode_as_the_store_reads_them() {
+    let p = lake_policy();
+    for url in [
+        "file:///data/lake&x/a.parquet",
+        "file:///data/lake=/a.parquet",
+        "file:///data/lake+/a.parquet",
+    ] {
+        assert_eq!(verdict(&p, url), "denied", "{url}");
+    }
+    assert_eq!(verdict(&p, "file:///data/l%61ke/a.parquet"), "admitted");
+}
