@@ -3,6 +3,8 @@
 //! (a file the configuration names, not the configuration itself) takes
 //! effect, and a broken new file keeps the previous configuration.
 
+mod common;
+
 use rulake_auth::{key_digest, AuthLayer};
 use serde_json::json;
 use std::path::Path;
@@ -116,23 +118,9 @@ async fn a_live_layer_follows_its_file() {
 #[test]
 fn a_rotated_key_set_is_picked_up_without_touching_the_configuration() {
     let secret = |i: u8| -> Vec<u8> { vec![b'a' + i; 40] };
-    let b64 = |b: &[u8]| {
-        // base64url of a run of one letter, enough for these secrets
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for c in b.chunks(3) {
-            let n = (c[0] as u32) << 16
-                | (*c.get(1).unwrap_or(&0) as u32) << 8
-                | *c.get(2).unwrap_or(&0) as u32;
-            for i in 0..c.len() + 1 {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            }
-        }
-        out
-    };
     let jwks = |kids: &[(&str, u8)]| {
         json!({"keys": kids.iter().map(|(kid, i)| json!({
-            "kty": "oct", "kid": kid, "k": b64(&secret(*i))
+            "kty": "oct", "kid": kid, "k": common::b64url(&secret(*i))
         })).collect::<Vec<_>>()})
         .to_string()
     };

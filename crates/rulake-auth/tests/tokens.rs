@@ -6,6 +6,9 @@
 //! `fixtures/rsa-test-*` is a 2048-bit RSA key made for these tests only
 //! (`rsa-test-n.txt` is its modulus, base64url, as a JWKS carries it).
 
+mod common;
+
+use common::b64url;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rulake_auth::{AuthConfig, AuthError, Perm, DEFAULT_MAX_TOKEN_LIFETIME_SECS};
 use serde_json::json;
@@ -23,20 +26,6 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-fn b64url(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..c.len() + 1 {
-            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 /// Claims valid now for an hour, with `extra` merged over them.
