@@ -38,23 +38,27 @@ for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
   fi
 done
 
+# What neither image needs: documentation, locales, package lists.
+slim=(
+  --dpkgopt='path-exclude=/usr/share/man/*'
+  --dpkgopt='path-exclude=/usr/share/doc/*'
+  --dpkgopt='path-include=/usr/share/doc/*/copyright'
+  --dpkgopt='path-exclude=/usr/share/info/*'
+  --dpkgopt='path-exclude=/usr/share/locale/*'
+  --dpkgopt='path-exclude=/usr/share/lintian/*'
+  --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/log/*'
+)
+
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 echo "base-image: mmdebstrap $suite (essential + ca-certificates) -> $tag"
 start=$(date +%s)
-mmdebstrap --variant=essential --include=ca-certificates \
-  --dpkgopt='path-exclude=/usr/share/man/*' \
-  --dpkgopt='path-exclude=/usr/share/doc/*' \
-  --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-  --dpkgopt='path-exclude=/usr/share/info/*' \
-  --dpkgopt='path-exclude=/usr/share/locale/*' \
-  --dpkgopt='path-exclude=/usr/share/lintian/*' \
+mmdebstrap --variant=essential --include=ca-certificates "${slim[@]}" \
   --customize-hook='echo "rulake:x:65532:" >>"$1/etc/group"' \
   --customize-hook='echo "rulake:x:65532:65532:RuLake:/var/lib/rulake:/usr/sbin/nologin" >>"$1/etc/passwd"' \
   --customize-hook='echo "rulake:*:20000:0:99999:7:::" >>"$1/etc/shadow"' \
   --customize-hook='install -d -m 0750 -o 65532 -g 65532 "$1/var/lib/rulake"' \
-  --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/log/*' \
   "$suite" "$work/rootfs.tar" "${mirrors[@]}"
 
 docker import \
@@ -68,13 +72,9 @@ if $with_builder; then
   sysroot="$(rustc --print sysroot)"
   echo "base-image: $builder_tag (build-essential, pkg-config, Rust from $(rustc --version))"
   start=$(date +%s)
-  mmdebstrap --variant=minbase --include=ca-certificates,build-essential,pkg-config \
-    --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/doc/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' \
+  mmdebstrap --variant=minbase --include=ca-certificates,build-essential,pkg-config "${slim[@]}" \
     --customize-hook='mkdir -p "$1/opt/rust"' \
     --customize-hook="copy-in $sysroot/. /opt/rust" \
-    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
     "$suite" "$work/builder.tar" "${mirrors[@]}"
   docker import \
     --change 'ENV PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \

@@ -215,6 +215,19 @@ fn shape(s: &tonic::Status, name: &str) -> String {
     s.message().replace(name, "<name>")
 }
 
+/// `answer` of `rpc` on `name` is `PERMISSION_DENIED` and names nothing
+/// hidden; its [`shape`], to compare with other refusals.
+fn refusal(rpc: &str, name: &str, answer: Result<String, tonic::Status>) -> String {
+    let status = answer.expect_err(rpc);
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "{rpc} {name}: {status:?}"
+    );
+    assert!(!status.message().contains(HIDDEN), "{rpc}: {status:?}");
+    shape(&status, name)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_options_are_write_only_for_every_caller() {
     let s = scene().await;
@@ -402,14 +415,7 @@ async fn reading_through_an_alias_needs_read_on_its_collection() {
             ),
         ];
         for (rpc, answer) in answers {
-            let status = answer.expect_err(rpc);
-            assert_eq!(
-                status.code(),
-                Code::PermissionDenied,
-                "{rpc} {name}: {status:?}"
-            );
-            assert!(!status.message().contains(HIDDEN), "{rpc}: {status:?}");
-            refusals.push((rpc, name.to_string(), shape(&status, name)));
+            refusals.push((rpc, name.to_string(), refusal(rpc, name, answer)));
         }
     }
     // The refusal through the alias reads exactly like the refusal of a
@@ -486,14 +492,7 @@ async fn writing_through_an_alias_needs_write_on_its_collection() {
             ),
         ];
         for (rpc, answer) in answers {
-            let status = answer.expect_err(rpc);
-            assert_eq!(
-                status.code(),
-                Code::PermissionDenied,
-                "{rpc} {name}: {status:?}"
-            );
-            assert!(!status.message().contains(HIDDEN), "{rpc}: {status:?}");
-            refusals.push((rpc, shape(&status, name)));
+            refusals.push((rpc, refusal(rpc, name, answer)));
         }
     }
     let (through, ghost) = refusals.split_at(refusals.len() / 2);
