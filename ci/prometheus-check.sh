@@ -7,9 +7,14 @@
 # lets Debian's `prometheus` scrape both every second, then evaluates every
 # PromQL expression of every dashboard panel and every alert rule through
 # Prometheus's HTTP API: each must be valid, and each panel's expression must
-# return at least one series. The lake counters must show that loading the
-# collection read Parquet bytes, without errors. `promtool check rules` must
-# pass too.
+# return at least one series. The targets carry the `namespace` and
+# `rulake_cluster` labels the operator's ServiceMonitor gives them, and every
+# dashboard must filter every query by its `namespace` and `cluster`
+# variables. The lake counters must show that loading the collection read
+# Parquet bytes, without errors. `promtool check rules` must pass too, and
+# `promtool test rules` must pass the alerts' unit tests
+# (charts/rulake/prometheus/rules.test.yaml: synthetic series of a
+# three-shard cluster).
 #
 # Needs: prometheus and promtool (Debian: apt-get install -y prometheus), a
 # Python with grpcio and PyYAML ($RULAKE_PYTHON, default python3), and the
@@ -26,6 +31,8 @@ PY="${RULAKE_PYTHON:-python3}"
 
 echo "== promtool check rules"
 promtool check rules charts/rulake/prometheus/rules.yaml
+echo "== promtool test rules"
+(cd charts/rulake/prometheus && promtool test rules rules.test.yaml)
 
 if [[ -z "${RULAKE_BIN:-}" ]]; then
   cargo build --quiet --locked -p rulake --bin rulake
@@ -76,9 +83,11 @@ scrape_configs:
   - job_name: rulake-serve
     static_configs:
       - targets: ["127.0.0.1:$SERVE_METRICS"]
+        labels: {namespace: ci, rulake_cluster: ci}
   - job_name: rulake-meta
     static_configs:
       - targets: ["127.0.0.1:$META_METRICS"]
+        labels: {namespace: ci, rulake_cluster: ci}
 YML
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
   --web.listen-address="127.0.0.1:$PROM" >"$work/prometheus.log" 2>&1 &
@@ -164,7 +173,10 @@ def promql(expr):
 wait("five scrapes of each target",
      lambda: len(promql('count_over_time(up[1m]) >= 5')[1].get("data", {}).get("result", [])) == 2, 60)
 
-SUBST = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "5m", "${collection}": ".*", "$collection": ".*"}
+# The namespace and cluster variables take the targets' label values, so a
+# query filtering on a label the targets lack returns nothing and fails.
+SUBST = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "5m", "${collection}": ".*", "$collection": ".*",
+         "${namespace}": "ci", "$namespace": "ci", "${cluster}": "ci", "$cluster": "ci"}
 def substitute(expr):
     for k, v in SUBST.items():
         expr = expr.replace(k, v)
@@ -192,14 +204,32 @@ for path in sorted(glob.glob("charts/rulake/dashboards/*.json")):
     if "id" in d:
         failures.append(f"{path}: has an id (provisioned dashboards must not)")
     names = [v["name"] for v in d.get("templating", {}).get("list", [])]
-    if "datasource" not in names:
-        failures.append(f"{path}: no datasource template variable")
+    for var in ("datasource", "namespace", "cluster"):
+        if var not in names:
+            failures.append(f"{path}: no {var} template variable")
+    # Each query variable must offer the targets' values of its label.
+    for v in d.get("templating", {}).get("list", []):
+        m = re.fullmatch(r"label_values\((.+), *(\w+)\)", v.get("definition", ""))
+        if v.get("type") != "query":
+            continue
+        checked += 1
+        if not m:
+            failures.append(f"{path}: variable {v['name']}: not label_values(selector, label)")
+            continue
+        selector, label = m.groups()
+        code, r = promql(f"count by ({label}) ({substitute(selector)})")
+        values = [x["metric"].get(label) for x in r.get("data", {}).get("result", [])]
+        if not any(values):
+            failures.append(f"{path}: variable {v['name']}: no {label} values from {selector}")
     for p in d["panels"]:
         if p.get("datasource", {}).get("uid") != "${datasource}":
             failures.append(f"{path}: panel {p['title']!r} does not use the datasource variable")
         for t in p.get("targets", []):
             checked += 1
             where = f"{path}: panel {p['title']!r} target {t['refId']}"
+            for var in ("$namespace", "$cluster"):
+                if var not in t["expr"]:
+                    failures.append(f"{where}: does not filter by {var}")
             try:
                 expr = substitute(t["expr"])
             except ValueError as e:
