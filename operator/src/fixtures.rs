@@ -322,15 +322,18 @@ impl AdminFactory for FakeFactory {
     }
 }
 
+/// A client talking to a mocked API server.
+pub fn mock_client() -> (Client, MockApi) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), MockApi(handle))
+}
+
 /// A context whose client talks to a mocked API server and whose admin
 /// calls go to `fake`.
 pub fn test_context(fake: Arc<FakeAdmin>) -> (Arc<Context>, MockApi) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
-    (
-        Arc::new(Context::new(client, Arc::new(FakeFactory(fake)))),
-        MockApi(handle),
-    )
+    let (client, api) = mock_client();
+    let ctx = Context::new(client, Arc::new(FakeFactory(fake)));
+    (Arc::new(ctx), api)
 }
 
 /// The admin key in [`admin_key_secret`], as the operator must send it.
@@ -357,6 +360,7 @@ pub fn cluster(shards: i32) -> RuLakeCluster {
         RuLakeClusterSpec {
             image: "rulake/rulake:0.1.0".into(),
             image_pull_policy: None,
+            image_pull_secrets: Vec::new(),
             meta: MetaSpec {
                 replicas: 3,
                 storage: StorageSpec {
@@ -364,12 +368,14 @@ pub fn cluster(shards: i32) -> RuLakeCluster {
                     storage_class_name: None,
                 },
                 resources: None,
+                pod: PodOptions::default(),
             },
             shards: ShardSpec {
                 replicas: shards,
                 cache_memory: Quantity("1Gi".into()),
                 storage: None,
                 resources: None,
+                pod: PodOptions::default(),
             },
             coordinators: CoordinatorSpec::default(),
             object_store: None,

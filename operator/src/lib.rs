@@ -20,7 +20,11 @@
 //! - [`certs`]: the cluster CA and role certificates the operator issues
 //!   and rotates for mutual TLS between the roles.
 //! - [`rbac`]: the permissions the reconcilers need, which the chart's
-//!   ClusterRole (or, watching one namespace, Role) grants exactly.
+//!   ClusterRole (or, watching one namespace, Role) grants exactly, and
+//!   the leader Lease's, granted in the operator's own namespace.
+//! - [`leader`]: leader election over a Lease, so one replica reconciles.
+//! - [`metrics`] and [`endpoints`]: the operator's own reconcile metrics,
+//!   served with its liveness and readiness on one HTTP port.
 //! - `fixtures` (tests only): a mocked API server and a fake cluster.
 
 /// The Kubernetes API types the manifests are made of, for crates that
@@ -31,7 +35,10 @@ pub mod admin;
 pub mod certs;
 pub mod controller;
 pub mod crd;
+pub mod endpoints;
+pub mod leader;
 pub mod manifests;
+pub mod metrics;
 pub mod rbac;
 
 #[cfg(test)]

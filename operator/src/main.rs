@@ -1,13 +1,21 @@
 //! `rulake-operator`: runs the controllers, or (`search`) checks that a
 //! collection answers, which the chart's `helm test` hook uses.
+//!
+//! `run` serves the metrics and probe port at once, then waits for the
+//! leader Lease and reconciles only while it holds it; losing the Lease
+//! exits the process (the kubelet restarts it as a candidate).
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use rulake_operator::admin::{AdminKey, AdminTls, Bearer, GrpcAdminFactory};
+use rulake_operator::endpoints::Endpoints;
+use rulake_operator::leader::{self, LeaseLock};
+use rulake_operator::metrics::Metrics;
 use rulake_proto::v1::{
     collection_service_client::CollectionServiceClient, search_service_client::SearchServiceClient,
     DescribeCollectionRequest, SearchParams, SearchRequest, Vector,
 };
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +48,24 @@ struct Cli {
     /// every namespace when unset.
     #[arg(long, env = "RULAKE_OPERATOR_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
+    /// Address of the HTTP port serving /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8080",
+        env = "RULAKE_OPERATOR_METRICS_LISTEN"
+    )]
+    metrics_listen: SocketAddr,
+    /// Name of the Lease the operator's replicas elect their leader with.
+    #[arg(
+        long,
+        default_value = "rulake-operator",
+        env = "RULAKE_OPERATOR_LEASE_NAME"
+    )]
+    lease_name: String,
+    /// Namespace of that Lease: the operator's own (the chart passes it);
+    /// the client's default namespace when unset.
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -72,33 +98,84 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,kube=warn".into()),
         )
         .init();
-    let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => {
-            let client = kube::Client::try_default()
-                .await
-                .context("connecting to the Kubernetes API")?;
-            let admins = GrpcAdminFactory {
-                timeout: Duration::from_secs(cli.admin_timeout),
-                tls: cli.api_ca.map(|ca| AdminTls {
-                    ca,
-                    identity: cli.api_cert.zip(cli.api_key),
-                }),
-            };
-            let namespace = cli.watch_namespace.filter(|ns| !ns.is_empty());
-            match &namespace {
-                Some(ns) => tracing::info!(namespace = %ns, "rulake-operator started"),
-                None => tracing::info!("rulake-operator started, all namespaces"),
-            }
-            rulake_operator::controller::run(client, Arc::new(admins), namespace).await;
-            Ok(())
-        }
+    let mut cli = Cli::parse();
+    match cli.command.take().unwrap_or(Command::Run) {
+        Command::Run => run(cli).await,
         Command::Search {
             endpoint,
             collection,
             k,
             key,
         } => search(endpoint, collection, k, key).await,
+    }
+}
+
+/// Serves the metrics and probe port, then reconciles while this replica
+/// holds the leader Lease.
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let metrics = Arc::new(Metrics::default());
+    let endpoints = Endpoints::new(metrics.clone());
+    let listener = tokio::net::TcpListener::bind(cli.metrics_listen)
+        .await
+        .with_context(|| format!("binding {}", cli.metrics_listen))?;
+    tokio::spawn(endpoints.clone().serve(listener, std::future::pending()));
+    client
+        .apiserver_version()
+        .await
+        .context("reaching the Kubernetes API")?;
+    endpoints.set_ready(true);
+
+    let admins = GrpcAdminFactory {
+        timeout: Duration::from_secs(cli.admin_timeout),
+        tls: cli.api_ca.map(|ca| AdminTls {
+            ca,
+            identity: cli.api_cert.zip(cli.api_key),
+        }),
+    };
+    let namespace = cli.watch_namespace.filter(|ns| !ns.is_empty());
+    match &namespace {
+        Some(ns) => tracing::info!(namespace = %ns, "rulake-operator started"),
+        None => tracing::info!("rulake-operator started, all namespaces"),
+    }
+    let lease_namespace = cli
+        .lease_namespace
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "rulake-operator".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let mut lock = LeaseLock::new(client.clone(), &lease_namespace, &cli.lease_name, &identity);
+    let work = || {
+        let run = rulake_operator::controller::run_with_metrics;
+        run(client, Arc::new(admins), namespace, metrics.clone())
+    };
+    leader::lead(&mut lock, &metrics, shutdown_signal(), work).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM (while waiting for the Lease; the
+/// controllers watch for the same signals themselves).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => drop(term.recv().await),
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
     }
 }
 

@@ -27,7 +27,9 @@ pub use security::{
     cluster_ca_secret_name, cluster_certs_secret_name, cluster_peers, network_policies,
     network_policy_name, owned_secret, CA_TRUSTED_SINCE,
 };
-pub use workloads::{coordinator_deployment, meta_statefulset, shard_statefulset};
+pub use workloads::{
+    coordinator_deployment, meta_statefulset, shard_statefulset, PRE_STOP_SECONDS,
+};
 
 use crate::admin::GRPC_PORT;
 use crate::crd::RuLakeCluster;
@@ -259,19 +261,50 @@ pub fn client_service(cluster: &RuLakeCluster) -> Service {
     }
 }
 
-/// At most one pod of `role` voluntarily disrupted at a time: a Raft group
-/// keeps its quorum, and shards lose at most one replica of a partition.
-pub fn pod_disruption_budget(cluster: &RuLakeCluster, role: Role) -> PodDisruptionBudget {
+/// How many pods of `role` may be voluntarily disrupted (evicted by a node
+/// drain) at once. Meta: one, so a Raft group keeps its quorum with a
+/// member to spare. Coordinators: one, so the client Service keeps
+/// answering. Shards: one less than `replication`, the smallest
+/// replication factor of the cluster's collections, so every partition
+/// keeps a warm replica (a shard is Ready only once its partitions are
+/// warm, so a returning pod counts as unavailable until it is); at least
+/// one, so node drains can always proceed, which with replication 1
+/// means a partition is cold until its node returns.
+pub fn max_unavailable(role: Role, replication: Option<u32>) -> i32 {
+    match role {
+        Role::Meta | Role::Coordinator => 1,
+        Role::Shard => {
+            let r = i32::try_from(replication.unwrap_or(1)).unwrap_or(i32::MAX);
+            r.saturating_sub(1).max(1)
+        }
+    }
+}
+
+/// The PodDisruptionBudget of `role` ([`max_unavailable`]). A pod that is
+/// not Ready may always be evicted (`unhealthyPodEvictionPolicy:
+/// AlwaysAllow`): it serves nothing, and keeping it would only block node
+/// drains behind a pod that cannot start.
+pub fn pod_disruption_budget(
+    cluster: &RuLakeCluster,
+    role: Role,
+    replication: Option<u32>,
+) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: meta(cluster, role_name(cluster, role), Some(role)),
         spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
+            max_unavailable: Some(IntOrString::Int(max_unavailable(role, replication))),
             selector: Some(role_selector(cluster, role)),
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
             ..PodDisruptionBudgetSpec::default()
         }),
         ..PodDisruptionBudget::default()
     }
 }
+
+/// The label naming a RuLake cluster on its scraped series, which the
+/// chart's dashboards and alerts group by. Not `cluster`: many Prometheus
+/// setups already use that for the Kubernetes cluster.
+pub const CLUSTER_LABEL: &str = "rulake_cluster";
 
 /// The prometheus-operator ServiceMonitor kind.
 pub fn service_monitor_resource() -> ApiResource {
@@ -283,7 +316,7 @@ pub fn service_monitor_resource() -> ApiResource {
 }
 
 /// A ServiceMonitor scraping the `metrics` port of every RuLake Service of
-/// the cluster.
+/// the cluster, labelling the series with [`CLUSTER_LABEL`].
 pub fn service_monitor(cluster: &RuLakeCluster) -> DynamicObject {
     let mut metadata = meta(cluster, cluster.name_any(), None);
     let mut object_labels = metadata.labels.take().unwrap_or_default();
@@ -297,7 +330,16 @@ pub fn service_monitor(cluster: &RuLakeCluster) -> DynamicObject {
                 "app.kubernetes.io/name": "rulake",
                 "app.kubernetes.io/instance": cluster.name_any(),
             }},
-            "endpoints": [{ "port": "metrics", "path": "/metrics", "interval": "30s" }],
+            "endpoints": [{
+                "port": "metrics", "path": "/metrics", "interval": "30s",
+                // The dashboards and alerts group by cluster: its name
+                // from the Service's instance label (`namespace` is
+                // added by prometheus-operator itself).
+                "relabelings": [{
+                    "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_instance"],
+                    "targetLabel": CLUSTER_LABEL,
+                }],
+            }],
         }
     });
     obj

@@ -6,7 +6,10 @@
 //!
 //! Every rule is on a namespaced resource, so one table serves both modes:
 //! nothing here needs a cluster-wide grant once the operator watches a
-//! single namespace. Secrets are the sensitive grant: `get` reads the
+//! single namespace. The leader Lease lives in the operator's own
+//! namespace whatever it watches, so its rule is a table of its own
+//! ([`OWN_NAMESPACE_RULES`]), granted by a Role there: a ClusterRole would
+//! let the operator write Leases in every namespace. Secrets are the sensitive grant: `get` reads the
 //! admin key and the stored cluster CA (names the operator cannot know in
 //! advance, so `resourceNames` cannot narrow it); there is no `list` or
 //! `watch`, so the operator reads only Secrets a cluster names or owns.
@@ -102,7 +105,7 @@ pub const RULES: &[Rule] = &[
         "policy",
         "poddisruptionbudgets",
         APPLIED,
-        "the meta and shard budgets",
+        "the meta, shard and coordinator budgets",
     ),
     rule(
         "",
@@ -123,6 +126,15 @@ pub const RULES: &[Rule] = &[
         "Events about clusters and collections (a repeat patches its series)",
     ),
 ];
+
+/// What the operator may do in its own namespace only.
+pub const OWN_NAMESPACE_RULES: &[Rule] = &[rule(
+    "coordination.k8s.io",
+    "leases",
+    &["get", "create", "patch"],
+    "the leader Lease: read, created once, then renewed, taken over and released by \
+     patches conditional on the version read",
+)];
 
 /// What one request to the API server needs: group, resource (with
 /// subresource), verb and object name, from its method, path and query.
@@ -160,9 +172,10 @@ pub fn needs(method: &str, path: &str, query: &str) -> Option<(String, String, S
     Some((group.to_string(), resource, verb.to_string(), name))
 }
 
-/// Whether [`RULES`] allow `verb` on `group`/`resource` (object `name`).
+/// Whether [`RULES`] or [`OWN_NAMESPACE_RULES`] allow `verb` on
+/// `group`/`resource` (object `name`).
 pub fn allows(group: &str, resource: &str, verb: &str, name: &str) -> bool {
-    RULES.iter().any(|r| {
+    RULES.iter().chain(OWN_NAMESPACE_RULES).any(|r| {
         r.group == group
             && r.resource == resource
             && r.verbs.contains(&verb)

@@ -2,8 +2,10 @@
 //! `ci/full-values.yaml` and in namespaced mode (`watchNamespace`): values
 //! pass `values.schema.json`, every manifest parses into its Kubernetes
 //! type without losing a field, RBAC grants only what the reconcilers use
-//! (cluster-wide, or in one namespace only), the operator pod admits no
-//! ingress, and the monitoring templates follow the files that exist.
+//! (cluster-wide, or in one namespace only) and the leader Lease only in
+//! the release namespace, the operator pod is probed and admits ingress on
+//! its metrics port only, and the monitoring templates follow the files
+//! that exist.
 //!
 //! helm itself is not available here; `support/helm.rs` says which subset
 //! of Helm's template language the chart may use.
@@ -97,6 +99,38 @@ fn render(chart: &Chart, values: &Value) -> BTreeMap<String, Vec<Value>> {
 /// reconcilers make against RULES, so a missing grant here would fail in a
 /// real cluster).
 fn assert_role_is_exactly_what_the_operator_uses(rules: &[PolicyRule]) {
+    assert_role_grants_exactly(rules, rulake_operator::rbac::RULES);
+}
+
+/// The leader-election Role grants exactly `OWN_NAMESPACE_RULES`, in the
+/// release namespace, bound to the operator's ServiceAccount.
+fn assert_lease_role(out: &BTreeMap<String, Vec<Value>>) {
+    let name = |doc: &Value| doc["metadata"]["name"].as_str().unwrap().to_string();
+    let role = out["Role"]
+        .iter()
+        .find(|d| name(d) == "rulake-rulake-leader")
+        .expect("the leader-election Role");
+    let role: Role = typed(role);
+    assert_eq!(role.metadata.namespace.as_deref(), Some("rulake-system"));
+    assert_role_grants_exactly(
+        &role.rules.unwrap(),
+        rulake_operator::rbac::OWN_NAMESPACE_RULES,
+    );
+    let binding = out["RoleBinding"]
+        .iter()
+        .find(|d| name(d) == "rulake-rulake-leader")
+        .expect("the leader-election RoleBinding");
+    let binding: RoleBinding = typed(binding);
+    assert_eq!(binding.role_ref.name, "rulake-rulake-leader");
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        ("rulake-rulake", Some("rulake-system"))
+    );
+}
+
+/// `rules` grant exactly `table`.
+fn assert_role_grants_exactly(rules: &[PolicyRule], table: &[rulake_operator::rbac::Rule]) {
     use std::collections::BTreeSet;
     type Grant = (String, String, String, Vec<String>);
     let mut granted: BTreeSet<Grant> = BTreeSet::new();
@@ -118,7 +152,7 @@ fn assert_role_is_exactly_what_the_operator_uses(rules: &[PolicyRule]) {
             }
         }
     }
-    let used: BTreeSet<Grant> = rulake_operator::rbac::RULES
+    let used: BTreeSet<Grant> = table
         .iter()
         .flat_map(|r| {
             r.verbs.iter().map(|v| {
@@ -147,7 +181,8 @@ fn assert_role_is_exactly_what_the_operator_uses(rules: &[PolicyRule]) {
         !used
             .iter()
             .any(|(_, _, v, _)| v == "delete" || v == "update"),
-        "the operator only applies (garbage collection deletes through owner references)"
+        "the operator only applies and patches (garbage collection deletes through owner \
+         references; the Lease is written by conditional patches)"
     );
 }
 
@@ -167,14 +202,22 @@ fn default_values_render_the_operator_and_least_privilege_rbac() {
             ("ClusterRoleBinding", 1),
             ("Deployment", 1),
             ("NetworkPolicy", 1),
+            ("Role", 1),
+            ("RoleBinding", 1),
             ("ServiceAccount", 1)
         ],
         "monitoring and the test hook are off by default"
     );
+    assert_lease_role(&out);
     let deployment: Deployment = typed(&out["Deployment"][0]);
     assert_eq!(deployment.metadata.name.as_deref(), Some("rulake-rulake"));
     let spec = deployment.spec.unwrap();
-    assert_eq!(spec.replicas, Some(1), "one operator: no leader election");
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(
+        spec.strategy.unwrap().type_.as_deref(),
+        Some("RollingUpdate"),
+        "a new operator pod waits for the Lease while the old one leads"
+    );
     let pod = spec.template.spec.unwrap();
     assert_eq!(pod.service_account_name.as_deref(), Some("rulake-rulake"));
     let container = &pod.containers[0];
@@ -186,6 +229,51 @@ fn default_values_render_the_operator_and_least_privilege_rbac() {
     let security = container.security_context.as_ref().unwrap();
     assert_eq!(security.read_only_root_filesystem, Some(true));
     assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+    // Leader election, metrics and probes.
+    let env = container.env.clone().unwrap();
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .clone()
+    };
+    assert_eq!(
+        value("RULAKE_OPERATOR_LEASE_NAME").value.as_deref(),
+        Some("rulake-rulake")
+    );
+    assert_eq!(
+        value("POD_NAMESPACE")
+            .value_from
+            .unwrap()
+            .field_ref
+            .unwrap()
+            .field_path,
+        "metadata.namespace",
+        "the Lease lives in the operator's own namespace"
+    );
+    assert_eq!(
+        value("RULAKE_OPERATOR_METRICS_LISTEN").value.as_deref(),
+        Some("0.0.0.0:8080")
+    );
+    let ports = container.ports.clone().unwrap();
+    assert_eq!(
+        (ports[0].name.as_deref(), ports[0].container_port),
+        (Some("metrics"), 8080)
+    );
+    let probe_path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        let get = p.clone().unwrap().http_get.unwrap();
+        (get.path.unwrap(), get.port)
+    };
+    let metrics_port =
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("metrics".into());
+    assert_eq!(
+        probe_path(&container.liveness_probe),
+        ("/healthz".to_string(), metrics_port.clone())
+    );
+    assert_eq!(
+        probe_path(&container.readiness_probe),
+        ("/readyz".to_string(), metrics_port)
+    );
 
     let role: ClusterRole = typed(&out["ClusterRole"][0]);
     assert_role_is_exactly_what_the_operator_uses(&role.rules.unwrap());
@@ -203,7 +291,7 @@ fn default_values_render_the_operator_and_least_privilege_rbac() {
         "every namespace by default"
     );
 
-    // The operator pod admits no ingress at all.
+    // The operator pod admits ingress on its metrics port only.
     let policy: NetworkPolicy = typed(&out["NetworkPolicy"][0]);
     let spec = policy.spec.unwrap();
     assert_eq!(
@@ -215,10 +303,16 @@ fn default_values_render_the_operator_and_least_privilege_rbac() {
         spec.policy_types.as_deref(),
         Some(&["Ingress".to_string()][..])
     );
+    let ingress = spec.ingress.unwrap();
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    let ports = ingress[0].ports.clone().unwrap();
     assert_eq!(
-        spec.ingress,
-        Some(vec![]),
-        "no ingress rule: nothing admitted"
+        ports
+            .iter()
+            .map(|p| p.port.clone().unwrap())
+            .collect::<Vec<_>>(),
+        [k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("metrics".into())],
+        "only the metrics port"
     );
 }
 
@@ -241,16 +335,24 @@ fn namespaced_mode_grants_a_role_in_that_namespace_only() {
         [
             ("Deployment", 1),
             ("NetworkPolicy", 1),
-            ("Role", 1),
-            ("RoleBinding", 1),
+            ("Role", 2),
+            ("RoleBinding", 2),
             ("ServiceAccount", 1)
         ],
         "no ClusterRole, no ClusterRoleBinding"
     );
-    let role: Role = typed(&out["Role"][0]);
+    assert_lease_role(&out);
+    let in_search = |kind: &str| {
+        out[kind]
+            .iter()
+            .find(|d| d["metadata"]["namespace"] == "search")
+            .unwrap_or_else(|| panic!("no {kind} in the watched namespace"))
+            .clone()
+    };
+    let role: Role = typed(&in_search("Role"));
     assert_eq!(role.metadata.namespace.as_deref(), Some("search"));
     assert_role_is_exactly_what_the_operator_uses(&role.rules.unwrap());
-    let binding: RoleBinding = typed(&out["RoleBinding"][0]);
+    let binding: RoleBinding = typed(&in_search("RoleBinding"));
     assert_eq!(binding.metadata.namespace.as_deref(), Some("search"));
     assert_eq!(
         (
@@ -313,6 +415,8 @@ fn full_values_render_monitoring_and_the_test_hook() {
             ("NetworkPolicy", 1),
             ("Pod", 1),
             ("PrometheusRule", 1),
+            ("Role", 1),
+            ("RoleBinding", 1),
             ("ServiceAccount", 1)
         ]
     );
@@ -368,8 +472,15 @@ fn full_values_render_monitoring_and_the_test_hook() {
     );
 
     let deployment: Deployment = typed(&out["Deployment"][0]);
-    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let spec = deployment.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2), "a standby operator");
+    let pod = spec.template.spec.unwrap();
     assert_eq!(pod.service_account_name.as_deref(), Some("rulake-op"));
+    let port = &pod.containers[0].ports.clone().unwrap()[0];
+    assert_eq!(
+        (port.name.as_deref(), port.container_port),
+        (Some("metrics"), 9102)
+    );
     assert_eq!(
         pod.containers[0].image.as_deref(),
         Some("registry.example.com/rulake:0.1.0-rc1")
@@ -383,6 +494,14 @@ fn full_values_render_monitoring_and_the_test_hook() {
     assert!(env
         .iter()
         .any(|e| e.name == "RULAKE_OPERATOR_ADMIN_TIMEOUT" && e.value.as_deref() == Some("600")));
+    assert!(env
+        .iter()
+        .any(|e| e.name == "RULAKE_OPERATOR_METRICS_LISTEN"
+            && e.value.as_deref() == Some("0.0.0.0:9102")));
+    assert!(env
+        .iter()
+        .any(|e| e.name == "RULAKE_OPERATOR_LEASE_NAME"
+            && e.value.as_deref() == Some("lake-operator")));
     // operator.apiTls: the Secret is mounted and the operator pointed at it.
     let dir = "/etc/rulake-operator/api-tls";
     for (name, file) in [
@@ -406,6 +525,35 @@ fn full_values_render_monitoring_and_the_test_hook() {
     assert_eq!(
         volume.secret.as_ref().unwrap().secret_name.as_deref(),
         Some("rulake-operator-api-tls")
+    );
+}
+
+/// `helm test` searches the cluster in its own namespace: test.namespace,
+/// else the watched namespace, else the release namespace.
+#[test]
+fn the_test_hook_reaches_the_cluster_in_its_namespace() {
+    let chart = Chart::load(&chart_dir());
+    let endpoint = |overrides: Value| {
+        let mut values = full_values(&chart);
+        support::helm::merge(&mut values, &overrides);
+        let out = render(&chart, &values);
+        let pod: Pod = typed(&out["Pod"][0]);
+        assert_eq!(
+            pod.metadata.namespace.as_deref(),
+            Some("rulake-system"),
+            "the hook runs in the release namespace"
+        );
+        let command = pod.spec.unwrap().containers[0].command.clone().unwrap();
+        command[command.iter().position(|a| a == "--endpoint").unwrap() + 1].clone()
+    };
+    assert_eq!(endpoint(json!({})), "http://demo.rulake-system.svc:50051");
+    assert_eq!(
+        endpoint(json!({ "watchNamespace": "search" })),
+        "http://demo.search.svc:50051"
+    );
+    assert_eq!(
+        endpoint(json!({ "watchNamespace": "search", "test": { "namespace": "lake" } })),
+        "http://demo.lake.svc:50051"
     );
 }
 
@@ -441,6 +589,44 @@ fn the_chart_shipped_files_render_too() {
     assert_eq!(out.get("ConfigMap").map_or(0, Vec::len), dashboards);
 }
 
+/// Every shipped dashboard has `namespace` and `cluster` variables and
+/// filters every query by both, so one cluster's panels never add in
+/// another's series (ci/prometheus-check.sh evaluates the queries).
+#[test]
+fn dashboards_filter_by_namespace_and_cluster() {
+    let chart = Chart::load(&chart_dir());
+    let mut dashboards = 0;
+    for (path, text) in &chart.files {
+        if !(path.starts_with("dashboards/") && path.ends_with(".json")) {
+            continue;
+        }
+        dashboards += 1;
+        let d: Value = serde_json::from_str(text).unwrap();
+        let names: Vec<&str> = d["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"namespace") && names.contains(&"cluster"),
+            "{path}: {names:?}"
+        );
+        for panel in d["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().unwrap();
+                assert!(
+                    expr.contains(r#"namespace=~"$namespace""#)
+                        && expr.contains(r#"rulake_cluster=~"$cluster""#),
+                    "{path}: {} does not filter by namespace and cluster: {expr}",
+                    panel["title"]
+                );
+            }
+        }
+    }
+    assert!(dashboards >= 4, "{dashboards} dashboards");
+}
+
 #[test]
 fn values_schema_rejects_bad_values() {
     let chart = Chart::load(&chart_dir());
@@ -452,6 +638,9 @@ fn values_schema_rejects_bad_values() {
         json!({ "replicaCount": 2 }),
         json!({ "watchNamespace": "Not_A_Namespace" }),
         json!({ "networkPolicy": { "enable": true } }),
+        json!({ "operator": { "replicas": 0 } }),
+        json!({ "operator": { "metricsPort": 0 } }),
+        json!({ "test": { "namespace": "Not_A_Namespace" } }),
     ] {
         let values = chart.values_with(&bad);
         assert!(!validator.is_valid(&values), "accepted {bad}");

@@ -121,3 +121,44 @@ fn cluster_crd_requires_auth_and_guards_the_security_switches() {
         "a Secret key, never a path"
     );
 }
+
+/// Storage is immutable (the StatefulSets' volume claim templates cannot
+/// change, so the API server refuses the edit at once), and every role
+/// takes the scheduling and identity fields, flattened into its spec.
+#[test]
+fn cluster_crd_freezes_storage_and_takes_scheduling_fields() {
+    let crd = serde_json::to_value(RuLakeCluster::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let props = &spec["properties"];
+    let meta_storage =
+        props["meta"]["properties"]["storage"]["x-kubernetes-validations"].to_string();
+    assert!(meta_storage.contains("self == oldSelf"), "{meta_storage}");
+    let shards = props["shards"]["x-kubernetes-validations"].to_string();
+    assert!(
+        shards.contains("has(self.storage) == has(oldSelf.storage)")
+            && shards.contains("self.storage == oldSelf.storage"),
+        "shard storage can neither change nor come and go: {shards}"
+    );
+    for role in ["meta", "shards", "coordinators"] {
+        let fields = &props[role]["properties"];
+        for field in [
+            "affinity",
+            "topologySpreadConstraints",
+            "nodeSelector",
+            "tolerations",
+            "priorityClassName",
+            "podAnnotations",
+            "serviceAccountName",
+        ] {
+            assert!(fields[field].is_object(), "{role}.{field}");
+        }
+        assert!(
+            fields["affinity"]["properties"]["podAntiAffinity"].is_object(),
+            "{role}: the full affinity schema"
+        );
+    }
+    assert_eq!(
+        props["imagePullSecrets"]["items"]["properties"]["name"]["type"],
+        "string"
+    );
+}

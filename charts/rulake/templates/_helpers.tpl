@@ -93,3 +93,12 @@ app.kubernetes.io/component: operator
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/* The operator's permissions in its own namespace: its leader Lease; kept equal to OWN_NAMESPACE_RULES in operator/src/rbac.rs (the operator's tests check both directions). */}}
+{{- define "rulake.leaseRules" -}}
+# The leader Lease: read, created once, then renewed, taken over and
+# released by patches conditional on the version read.
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "patch"]
+{{- end }}

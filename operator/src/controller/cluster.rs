@@ -21,14 +21,18 @@
 //! 4. `tls::issue`: unless the user gives the cluster certificate or turns
 //!    mutual TLS off, create the cluster CA and each role's certificate,
 //!    and renew what is due (`crate::certs`), before any pod mounts them.
-//! 5. `children::apply_children`: apply every child object (ConfigMap,
+//! 5. Ask the admin API for the ClusterStatus, once: the shard disruption
+//!    budget follows the replication factors it reports, and `health`
+//!    reads the rest.
+//! 6. `children::apply_children`: apply every child object (ConfigMap,
 //!    NetworkPolicies, Services, StatefulSets, Deployment,
 //!    PodDisruptionBudgets, and the ServiceMonitor when the
-//!    prometheus-operator CRD exists).
-//! 6. `scale::admit`: scaling up, admit each new node, in ordinal order,
+//!    prometheus-operator CRD exists). A StatefulSet change the API server
+//!    refuses (storage) is reported and the rest still applied.
+//! 7. `scale::admit`: scaling up, admit each new node, in ordinal order,
 //!    once its pod is Ready; stop at the first that is not.
-//! 7. `health`: fill the status from the workloads and the admin API's
-//!    ClusterStatus, set the conditions, and write the status.
+//! 8. `health`: fill the status from the workloads and the ClusterStatus,
+//!    set the conditions, and write the status.
 
 mod children;
 mod health;
@@ -91,15 +95,26 @@ async fn reconcile_inner(cluster: &RuLakeCluster, ctx: &Context) -> Result<Actio
     }
 
     tls::issue(cluster, ctx, &ns, Timestamp::now()).await?;
-    let children = children::apply_children(cluster, ctx, &ns, cache_bytes).await?;
+    let cluster_status = admin.cluster_status().await;
+    let replication = cluster_status
+        .as_ref()
+        .ok()
+        .and_then(health::min_replication);
+    let children = children::apply_children(cluster, ctx, &ns, cache_bytes, replication).await?;
     children.record(cluster, &mut status);
     let waiting = scale::admit(cluster, ctx, admin.as_ref(), &ns, &mut status).await?;
 
-    let skipped = children.service_monitor_skipped;
-    let observed = health::observe(cluster, admin.as_ref(), &mut status, waiting, skipped).await;
+    let observed = health::observe(cluster, cluster_status, &mut status, waiting, children);
     let ready = health::set_conditions(&mut status, &observed, cluster.metadata.generation);
     patch_status(&ctx.client, cluster, &status).await?;
-    Ok(Action::requeue(if ready { RESYNC } else { PROGRESS_POLL }))
+    // A refused change waits for the spec to change (which requeues at
+    // once) rather than being retried every few seconds.
+    let settled = ready || observed.refused();
+    Ok(Action::requeue(if settled {
+        RESYNC
+    } else {
+        PROGRESS_POLL
+    }))
 }
 
 /// Reports what no retry can serve (a cache size that is not a whole

@@ -7,6 +7,10 @@
 //! object; a spec that cannot be served is reported as a condition and
 //! waits for the next change, so it never loops.
 //!
+//! Every run of either reconciler is counted and timed into the
+//! operator's [`Metrics`] here, around the reconcile functions, so they
+//! stay free of bookkeeping.
+//!
 //! What the two reconcilers do alike lives here, once: server-side apply
 //! (`apply` for children, `patch_status` for either resource's status
 //! subresource) under the one field manager, so the operator owns the same
@@ -23,6 +27,7 @@ use crate::crd::{
     CONDITION_DEGRADED,
 };
 use crate::manifests::FIELD_MANAGER;
+use crate::metrics::{Controller as Kind, Metrics};
 use crate::Error;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -41,8 +46,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// First retry delay after a failed reconcile.
 const BACKOFF_MIN: Duration = Duration::from_secs(5);
@@ -57,12 +63,15 @@ pub struct Context {
     pub admins: Arc<dyn AdminFactory>,
     /// Publishes Kubernetes Events.
     pub recorder: Recorder,
+    /// The operator's own metrics.
+    pub metrics: Arc<Metrics>,
     /// Consecutive failures per object, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    /// A context publishing events as `rulake-operator`.
+    /// A context publishing events as `rulake-operator`, with metrics of
+    /// its own (see [`Context::with_metrics`]).
     pub fn new(client: Client, admins: Arc<dyn AdminFactory>) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -72,8 +81,15 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             admins,
+            metrics: Arc::new(Metrics::default()),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The context recording into `metrics` (the ones `/metrics` serves).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Publishes an Event about `obj`; a failure to publish is logged, not
@@ -258,10 +274,34 @@ pub(crate) async fn admin_for(
     Ok(crate::admin::unreachable(problem))
 }
 
+/// Runs `run`, one reconcile of a `kind` controller, counting and timing
+/// it into the context's metrics.
+async fn measured(
+    kind: Kind,
+    ctx: Arc<Context>,
+    run: impl Future<Output = crate::Result<Action>>,
+) -> crate::Result<Action> {
+    let started = Instant::now();
+    let result = run.await;
+    let error = result.as_ref().err().map(Error::metric_label);
+    ctx.metrics.reconciled(kind, started.elapsed(), error);
+    result
+}
+
 /// Runs both controllers until a termination signal, over every namespace
 /// or, with `namespace`, over that one only (the chart's namespaced mode:
-/// a Role there is all the operator holds).
+/// a Role there is all the operator holds), with metrics of their own.
 pub async fn run(client: Client, admins: Arc<dyn AdminFactory>, namespace: Option<String>) {
+    run_with_metrics(client, admins, namespace, Arc::new(Metrics::default())).await;
+}
+
+/// [`run`], recording into `metrics`.
+pub async fn run_with_metrics(
+    client: Client,
+    admins: Arc<dyn AdminFactory>,
+    namespace: Option<String>,
+    metrics: Arc<Metrics>,
+) {
     fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
     where
         K: Resource<Scope = NamespaceResourceScope>,
@@ -273,7 +313,7 @@ pub async fn run(client: Client, admins: Arc<dyn AdminFactory>, namespace: Optio
         }
     }
     let ns = namespace.as_deref();
-    let ctx = Arc::new(Context::new(client.clone(), admins));
+    let ctx = Arc::new(Context::new(client.clone(), admins).with_metrics(metrics));
     let clusters = scoped::<RuLakeCluster>(&client, ns);
     let collections = scoped::<RuLakeCollection>(&client, ns);
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=rulake-operator");
@@ -287,7 +327,11 @@ pub async fn run(client: Client, admins: Arc<dyn AdminFactory>, namespace: Optio
             .owns(scoped::<NetworkPolicy>(&client, ns), owned.clone())
             .owns(scoped::<PodDisruptionBudget>(&client, ns), owned)
             .shutdown_on_signal()
-            .run(cluster::reconcile, cluster::error_policy, ctx.clone())
+            .run(
+                |c, ctx| measured(Kind::Cluster, ctx.clone(), cluster::reconcile(c, ctx)),
+                cluster::error_policy,
+                ctx.clone(),
+            )
             .for_each(|res| async move {
                 match res {
                     Ok((obj, _)) => tracing::debug!(cluster = %obj, "reconciled"),
@@ -318,7 +362,11 @@ pub async fn run(client: Client, admins: Arc<dyn AdminFactory>, namespace: Optio
             },
         )
         .shutdown_on_signal()
-        .run(collection::reconcile, collection::error_policy, ctx)
+        .run(
+            |c, ctx| measured(Kind::Collection, ctx.clone(), collection::reconcile(c, ctx)),
+            collection::error_policy,
+            ctx,
+        )
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => tracing::debug!(collection = %obj, "reconciled"),

@@ -4,7 +4,7 @@
 // repeats for duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::{AuthSpec, TlsSpec};
+use super::{AuthSpec, PodOptions, TlsSpec};
 
 /// Desired state of a RuLake cluster.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -68,6 +68,11 @@ pub struct RuLakeClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = ["Always", "IfNotPresent", "Never"]))]
     pub image_pull_policy: Option<String>,
+    /// Secrets in the cluster's namespace for pulling `image`, given to
+    /// every role's pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
     /// The Raft catalog group.
     pub meta: MetaSpec,
     /// Shard nodes: the caches of the lake's partitions.
@@ -119,15 +124,23 @@ pub struct MetaSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("meta.replicas is immutable"))]
     pub replicas: i32,
     /// Persistent volume of each member (Raft log and snapshots).
+    /// Immutable: it is the StatefulSet's volume claim template, which
+    /// Kubernetes does not let change (docs/operations.md says how to grow
+    /// a volume in place).
+    #[x_kube(validation = Rule::new("self == oldSelf").message("meta.storage is immutable: it is the StatefulSet's volume claim template (see docs/operations.md to grow volumes in place)"))]
     pub storage: StorageSpec,
     /// CPU and memory of each member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Scheduling and identity of the members' pods.
+    #[serde(flatten)]
+    pub pod: PodOptions,
 }
 
 /// The shard role.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.storage) == has(oldSelf.storage) && (!has(self.storage) || self.storage == oldSelf.storage)").message("shards.storage is immutable, and cannot be added or removed: it is the StatefulSet's volume claim template (see docs/operations.md to grow volumes in place)"))]
 pub struct ShardSpec {
     /// Shard nodes. Scaling down drains the highest-numbered nodes first.
     #[schemars(range(min = 1, max = 1024))]
@@ -136,12 +149,15 @@ pub struct ShardSpec {
     /// it below the container's memory limit.
     pub cache_memory: Quantity,
     /// Persistent volume of each node (the persisted partition cache);
-    /// an emptyDir when unset.
+    /// an emptyDir when unset. Immutable, like `meta.storage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
     /// CPU and memory of each node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Scheduling and identity of the shard pods.
+    #[serde(flatten)]
+    pub pod: PodOptions,
 }
 
 /// The coordinator role.
@@ -154,6 +170,9 @@ pub struct CoordinatorSpec {
     /// CPU and memory of each coordinator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Scheduling and identity of the coordinator pods.
+    #[serde(flatten)]
+    pub pod: PodOptions,
 }
 
 impl Default for CoordinatorSpec {
@@ -161,6 +180,7 @@ impl Default for CoordinatorSpec {
         Self {
             replicas: 2,
             resources: None,
+            pod: PodOptions::default(),
         }
     }
 }

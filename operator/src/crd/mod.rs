@@ -14,6 +14,7 @@
 mod cluster;
 mod collection;
 mod conditions;
+mod pod;
 mod security;
 
 pub use cluster::*;
@@ -22,6 +23,7 @@ pub use conditions::{
     set_condition, set_not_ready, ConditionStatus, HasConditions, CONDITION_DEGRADED,
     CONDITION_PROGRESSING, CONDITION_READY,
 };
+pub use pod::*;
 pub use security::*;
 
 /// The API group of every RuLake resource.

@@ -2,19 +2,20 @@
 //! three roles so that what must hold for each (a non-root, read-only,
 //! capability-free container with no service-account token; probes on the
 //! metrics port; the config checksum that rolls pods on a config change;
-//! TLS and auth material, from `security`) is written once; a role only
+//! TLS and auth material, from `security`; the user's scheduling and
+//! identity fields, passed through as given) is written once; a role only
 //! says what differs (`PodParts`).
 
 use super::{config_map, config_name, labels, security, selector_labels, Role, DATA_DIR};
-use crate::crd::RuLakeCluster;
+use crate::crd::{PodOptions, RuLakeCluster};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SecretEnvSource, SecurityContext, Volume, VolumeMount,
+    Affinity, Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretEnvSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use std::collections::BTreeMap;
 
 /// A digest of the ConfigMap's data, put on pod templates so a config
 /// change rolls the pods.
@@ -146,7 +147,30 @@ fn mount(name: &str, path: &str) -> VolumeMount {
     }
 }
 
-pub(super) struct PodParts {
+/// How long a pod has to stop once asked: the preStop pause, then the
+/// server's own shutdown (in-flight calls finish within 10 s), with room
+/// to spare.
+const TERMINATION_GRACE_SECONDS: i64 = 60;
+
+/// A preStop hook that waits `seconds` before Kubernetes sends SIGTERM.
+fn pause_before_stop(seconds: i64) -> Lifecycle {
+    Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec!["sleep".into(), seconds.to_string()]),
+            }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
+    }
+}
+
+/// A list field as the pod spec has it: absent rather than empty.
+fn unless_empty<T: Clone>(items: &[T]) -> Option<Vec<T>> {
+    (!items.is_empty()).then(|| items.to_vec())
+}
+
+pub(super) struct PodParts<'a> {
     pub role: Role,
     pub command: Option<Vec<String>>,
     pub args: Vec<String>,
@@ -155,6 +179,12 @@ pub(super) struct PodParts {
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
     /// A PVC named `data` backs the data directory; otherwise an emptyDir.
     pub persistent_data: bool,
+    /// The role's scheduling and identity fields, from its spec.
+    pub options: &'a PodOptions,
+    /// The affinity when `options` has none.
+    pub default_affinity: Option<Affinity>,
+    /// Seconds a stopping pod keeps serving before SIGTERM, if any.
+    pub pre_stop_seconds: Option<i64>,
 }
 
 pub(super) fn pod_template(cluster: &RuLakeCluster, parts: PodParts) -> PodTemplateSpec {
@@ -176,16 +206,27 @@ pub(super) fn pod_template(cluster: &RuLakeCluster, parts: PodParts) -> PodTempl
     volumes.push(empty_dir("tmp"));
     let mut pod_labels = labels(cluster, Some(parts.role));
     pod_labels.extend(selector_labels(cluster, parts.role));
+    let options = parts.options;
+    let mut annotations = options.pod_annotations.clone();
+    annotations.insert(
+        "rulake.io/config-checksum".to_string(),
+        config_checksum(cluster),
+    );
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(pod_labels),
-            annotations: Some(BTreeMap::from([(
-                "rulake.io/config-checksum".to_string(),
-                config_checksum(cluster),
-            )])),
+            annotations: Some(annotations),
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
+            affinity: options.affinity.clone().or(parts.default_affinity),
+            topology_spread_constraints: unless_empty(&options.topology_spread_constraints),
+            node_selector: (!options.node_selector.is_empty())
+                .then(|| options.node_selector.clone()),
+            tolerations: unless_empty(&options.tolerations),
+            priority_class_name: options.priority_class_name.clone(),
+            service_account_name: options.service_account_name.clone(),
+            image_pull_secrets: unless_empty(&cluster.spec.image_pull_secrets),
             security_context: Some(pod_security()),
             // RuLake never calls the Kubernetes API: a token in the pod
             // would only be something to steal.
@@ -193,7 +234,7 @@ pub(super) fn pod_template(cluster: &RuLakeCluster, parts: PodParts) -> PodTempl
             // No `<SERVICE>_PORT`-style variables: they leak the
             // namespace's Services and could shadow `RULAKE_*` settings.
             enable_service_links: Some(false),
-            termination_grace_period_seconds: Some(60),
+            termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
             containers: vec![Container {
                 name: "rulake".into(),
                 image: Some(cluster.spec.image.clone()),
@@ -206,6 +247,7 @@ pub(super) fn pod_template(cluster: &RuLakeCluster, parts: PodParts) -> PodTempl
                 startup_probe: Some(startup_probe()),
                 readiness_probe: Some(http_probe("/readyz", 0, 5)),
                 liveness_probe: Some(http_probe("/healthz", 0, 10)),
+                lifecycle: parts.pre_stop_seconds.map(pause_before_stop),
                 resources: parts.resources,
                 security_context: Some(container_security()),
                 volume_mounts: Some(mounts),

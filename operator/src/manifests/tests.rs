@@ -357,3 +357,162 @@ fn network_policies_admit_internal_ports_from_the_cluster_only() {
         assert_eq!(ports(1), [IntOrString::Int(9090)]);
     }
 }
+
+/// Each role's scheduling and identity fields reach its pods as given,
+/// and only its own; the image pull Secrets reach every role.
+#[test]
+fn scheduling_and_identity_fields_pass_through_per_role() {
+    use k8s_openapi::api::core::v1::{LocalObjectReference, Toleration, TopologySpreadConstraint};
+    let mut cluster = crate::fixtures::cluster(3);
+    cluster.spec.image_pull_secrets = vec![LocalObjectReference {
+        name: "regcred".into(),
+    }];
+    let shard_pods = role_selector(&cluster, Role::Shard);
+    let shards = &mut cluster.spec.shards.pod;
+    shards.node_selector = BTreeMap::from([("pool".into(), "memory".into())]);
+    shards.tolerations = vec![Toleration {
+        key: Some("dedicated".into()),
+        operator: Some("Equal".into()),
+        value: Some("rulake".into()),
+        effect: Some("NoSchedule".into()),
+        ..Toleration::default()
+    }];
+    shards.priority_class_name = Some("rulake-shards".into());
+    shards.service_account_name = Some("lake-reader".into());
+    shards.pod_annotations = BTreeMap::from([
+        ("example.com/team".into(), "search".into()),
+        // The operator's own annotation wins.
+        ("rulake.io/config-checksum".into(), "mine".into()),
+    ]);
+    shards.topology_spread_constraints = vec![TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: "topology.kubernetes.io/zone".into(),
+        when_unsatisfiable: "ScheduleAnyway".into(),
+        label_selector: Some(shard_pods),
+        ..TopologySpreadConstraint::default()
+    }];
+    cluster.spec.coordinators.pod.service_account_name = Some("api".into());
+
+    for (role, template) in pods(&cluster) {
+        let annotations = template.metadata.unwrap().annotations.unwrap();
+        assert_ne!(annotations["rulake.io/config-checksum"], "mine", "{role:?}");
+        let spec = template.spec.unwrap();
+        assert_eq!(
+            spec.image_pull_secrets.unwrap()[0].name,
+            "regcred",
+            "{role:?}"
+        );
+        assert_eq!(
+            spec.automount_service_account_token,
+            Some(false),
+            "{role:?}"
+        );
+        match role {
+            Role::Shard => {
+                assert_eq!(annotations["example.com/team"], "search");
+                assert_eq!(spec.node_selector.unwrap()["pool"], "memory");
+                assert_eq!(
+                    spec.tolerations.unwrap()[0].key.as_deref(),
+                    Some("dedicated")
+                );
+                assert_eq!(spec.priority_class_name.as_deref(), Some("rulake-shards"));
+                assert_eq!(spec.service_account_name.as_deref(), Some("lake-reader"));
+                let spread = &spec.topology_spread_constraints.unwrap()[0];
+                assert_eq!(spread.topology_key, "topology.kubernetes.io/zone");
+                assert_eq!(spec.affinity, None, "no default affinity for shards");
+            }
+            Role::Coordinator => {
+                assert_eq!(spec.service_account_name.as_deref(), Some("api"));
+                assert_eq!(spec.node_selector, None);
+                assert_eq!(spec.tolerations, None);
+                assert_eq!(spec.topology_spread_constraints, None);
+            }
+            Role::Meta => {
+                assert!(!annotations.contains_key("example.com/team"));
+                assert_eq!(spec.service_account_name, None);
+                assert_eq!(spec.priority_class_name, None);
+            }
+        }
+    }
+}
+
+/// Meta members prefer distinct nodes unless the user gives an affinity,
+/// which then replaces the default.
+#[test]
+fn meta_members_spread_over_nodes_by_default() {
+    use k8s_openapi::api::core::v1::{Affinity, NodeAffinity};
+    let mut cluster = crate::fixtures::cluster(3);
+    let meta_affinity = |c: &RuLakeCluster| {
+        meta_statefulset(c)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .affinity
+            .unwrap()
+    };
+    let default = meta_affinity(&cluster);
+    let anti = default.pod_anti_affinity.unwrap();
+    assert!(
+        anti.required_during_scheduling_ignored_during_execution
+            .is_none(),
+        "preferred only, so a small cluster still schedules"
+    );
+    let term = &anti
+        .preferred_during_scheduling_ignored_during_execution
+        .unwrap()[0];
+    assert_eq!(
+        term.pod_affinity_term.topology_key,
+        "kubernetes.io/hostname"
+    );
+    let meta_labels = selector_labels(&cluster, Role::Meta);
+    let selector = term.pod_affinity_term.label_selector.as_ref().unwrap();
+    assert!(selects(selector, &meta_labels));
+    assert!(!selects(selector, &selector_labels(&cluster, Role::Shard)));
+
+    let mine = Affinity {
+        node_affinity: Some(NodeAffinity::default()),
+        ..Affinity::default()
+    };
+    cluster.spec.meta.pod.affinity = Some(mine.clone());
+    assert_eq!(
+        meta_affinity(&cluster),
+        mine,
+        "the user's affinity replaces the default"
+    );
+}
+
+/// Shards and coordinators pause before SIGTERM, well within the grace
+/// period; meta members do not.
+#[test]
+fn shards_and_coordinators_pause_before_stopping() {
+    for (role, t) in pods(&crate::fixtures::cluster(3)) {
+        let spec = t.spec.unwrap();
+        let pre_stop = spec.containers[0]
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref());
+        if role == Role::Meta {
+            assert!(pre_stop.is_none());
+            continue;
+        }
+        let command = pre_stop.unwrap().exec.as_ref().unwrap().command.clone();
+        assert_eq!(
+            command.unwrap(),
+            ["sleep".to_string(), PRE_STOP_SECONDS.to_string()]
+        );
+        let grace = spec.termination_grace_period_seconds.unwrap();
+        assert!(grace >= PRE_STOP_SECONDS + 10 + 10, "{role:?}: {grace}");
+    }
+}
+
+#[test]
+fn shard_budget_follows_the_replication_factor() {
+    assert_eq!(max_unavailable(Role::Shard, None), 1);
+    assert_eq!(max_unavailable(Role::Shard, Some(1)), 1, "drains proceed");
+    assert_eq!(max_unavailable(Role::Shard, Some(2)), 1);
+    assert_eq!(max_unavailable(Role::Shard, Some(3)), 2);
+    assert_eq!(max_unavailable(Role::Meta, Some(3)), 1);
+    assert_eq!(max_unavailable(Role::Coordinator, Some(3)), 1);
+}

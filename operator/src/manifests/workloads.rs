@@ -1,6 +1,17 @@
 //! The workloads: a StatefulSet each for meta and shards (stable names and
 //! volumes: a Raft member and a shard node are each one identity) and a
 //! Deployment for the stateless coordinators.
+//!
+//! What differs per role beyond flags and ports: meta members prefer
+//! distinct nodes unless the user gives an affinity (three voters on one
+//! node lose the quorum with that node); shards and coordinators pause
+//! before SIGTERM (`PRE_STOP_SECONDS`). For a coordinator the pause lets
+//! the client Service drop the pod before it stops accepting calls. For a
+//! shard it is only time, not a drain: the drain is an admin call that
+//! needs the operator's key, and a node that left placement on its own
+//! would not be admitted again when its pod returns, so the operator
+//! drains only before a scale-down and a restarted shard keeps its
+//! partitions (docs/operations.md, "Disruptions").
 
 use super::pod::{pod_template, port, PodParts};
 use super::{labels, meta, meta_addresses, role_name, role_selector, Role, DATA_DIR, RAFT_PORT};
@@ -8,11 +19,38 @@ use crate::admin::GRPC_PORT;
 use crate::crd::{RuLakeCluster, StorageSpec};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodTemplateSpec, VolumeResourceRequirements,
+    Affinity, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+    PodTemplateSpec, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
+
+/// Seconds shards and coordinators keep serving once asked to stop, before
+/// SIGTERM (see the module doc).
+pub const PRE_STOP_SECONDS: i64 = 5;
+
+/// The meta members' affinity when the user gives none: prefer nodes
+/// without another member of the cluster. Preferred, not required, so a
+/// cluster smaller than the group still schedules.
+fn spread_meta_members(cluster: &RuLakeCluster) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(role_selector(cluster, Role::Meta)),
+                        topology_key: "kubernetes.io/hostname".into(),
+                        ..PodAffinityTerm::default()
+                    },
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
 
 /// The meta StatefulSet: `meta.replicas` Raft voters, started in parallel
 /// (an ordered start would wait forever for a quorum).
@@ -47,6 +85,9 @@ pub fn meta_statefulset(cluster: &RuLakeCluster) -> StatefulSet {
             credentials: false,
             resources: cluster.spec.meta.resources.clone(),
             persistent_data: true,
+            options: &cluster.spec.meta.pod,
+            default_affinity: Some(spread_meta_members(cluster)),
+            pre_stop_seconds: None,
         },
     );
     let storage = Some(&cluster.spec.meta.storage);
@@ -105,6 +146,9 @@ pub fn shard_statefulset(cluster: &RuLakeCluster, replicas: i32, cache_bytes: u6
             credentials: true,
             resources: cluster.spec.shards.resources.clone(),
             persistent_data: cluster.spec.shards.storage.is_some(),
+            options: &cluster.spec.shards.pod,
+            default_affinity: None,
+            pre_stop_seconds: Some(PRE_STOP_SECONDS),
         },
     );
     let storage = cluster.spec.shards.storage.as_ref();
@@ -157,6 +201,9 @@ pub fn coordinator_deployment(cluster: &RuLakeCluster) -> Deployment {
             credentials: true,
             resources: cluster.spec.coordinators.resources.clone(),
             persistent_data: false,
+            options: &cluster.spec.coordinators.pod,
+            default_affinity: None,
+            pre_stop_seconds: Some(PRE_STOP_SECONDS),
         },
     );
     Deployment {

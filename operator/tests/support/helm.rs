@@ -130,7 +130,8 @@ impl Chart {
     }
 }
 
-fn merge(base: &mut Json, over: &Json) {
+/// Merges `over` into `base`, as `helm -f` layers values files.
+pub fn merge(base: &mut Json, over: &Json) {
     match (base, over) {
         (Json::Object(b), Json::Object(o)) => {
             for (k, v) in o {

@@ -3,13 +3,23 @@
 //! three conditions. Ready needs every role at its replicas, every shard
 //! admitted and nothing degraded except monitoring: a missing ServiceMonitor
 //! CRD is worth a Degraded condition but does not stop the cluster serving.
+//! A StatefulSet the API server refused to change (`StorageChangeRefused`)
+//! is Degraded, not Ready and not Progressing: the cluster serves, but not
+//! as its spec says, and will not get there by itself.
+//!
+//! The admin API is asked once per run, before the children are applied,
+//! because the shard disruption budget follows the replication factors
+//! it reports ([`min_replication`]).
 
-use crate::admin::ClusterAdmin;
+use super::children::Children;
+use crate::admin::AdminError;
 use crate::crd::{
     set_condition, ConditionStatus, RuLakeCluster, RuLakeClusterStatus, CONDITION_DEGRADED,
     CONDITION_PROGRESSING, CONDITION_READY,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use rulake_proto::v1 as pb;
+use std::collections::BTreeMap;
 
 /// A condition's CamelCase reason and its message.
 pub(super) type Progress = (&'static str, String);
@@ -24,25 +34,50 @@ pub(super) struct Observed {
     dead_shards: Vec<String>,
     /// Whether the prometheus-operator CRD was missing although asked for.
     service_monitor_skipped: bool,
+    /// StatefulSets the API server refused to change.
+    refused: Vec<Progress>,
 }
 
-/// Asks the admin API for the cluster's state and fills the status from
-/// it. `waiting` is why admission stopped, if it did; otherwise roles with
-/// pods not ready yet keep the cluster progressing.
-pub(super) async fn observe(
+impl Observed {
+    /// Whether a refused change keeps the cluster from its spec.
+    pub fn refused(&self) -> bool {
+        !self.refused.is_empty()
+    }
+}
+
+/// The smallest replication factor among the cluster's collections, as the
+/// replicas of each partition's route: `None` without collections.
+pub(super) fn min_replication(cs: &pb::ClusterStatusResponse) -> Option<u32> {
+    let mut per_collection: BTreeMap<&str, u32> = BTreeMap::new();
+    for route in &cs.routes {
+        let replicas = u32::try_from(route.replicas.len()).unwrap_or(u32::MAX);
+        per_collection
+            .entry(&route.collection)
+            .and_modify(|r| *r = (*r).min(replicas))
+            .or_insert(replicas);
+    }
+    per_collection.into_values().min()
+}
+
+/// Fills the status from the admin API's answer (`cluster_status`) and
+/// what applying the children met. `waiting` is why admission stopped, if
+/// it did; otherwise roles with pods not ready yet keep the cluster
+/// progressing.
+pub(super) fn observe(
     cluster: &RuLakeCluster,
-    admin: &dyn ClusterAdmin,
+    cluster_status: Result<pb::ClusterStatusResponse, AdminError>,
     status: &mut RuLakeClusterStatus,
     waiting: Option<Progress>,
-    service_monitor_skipped: bool,
+    children: Children,
 ) -> Observed {
     let mut observed = Observed {
         progressing: waiting,
         admin_error: None,
         dead_shards: Vec::new(),
-        service_monitor_skipped,
+        service_monitor_skipped: children.service_monitor_skipped,
+        refused: children.refused,
     };
-    match admin.cluster_status().await {
+    match cluster_status {
         Ok(cs) => {
             status.meta_leader = (cs.leader_id != 0).then_some(cs.leader_id);
             status.assignment_epoch = Some(cs.assignment_epoch);
@@ -85,7 +120,10 @@ fn waiting_for_pods(cluster: &RuLakeCluster, status: &RuLakeClusterStatus) -> Op
 
 /// Why the cluster is degraded, if it is; the first cause wins.
 fn degraded(status: &RuLakeClusterStatus, observed: &Observed) -> Option<Progress> {
-    if let Some(e) = &observed.admin_error {
+    if let Some((reason, _)) = observed.refused.first() {
+        let messages: Vec<&str> = observed.refused.iter().map(|(_, m)| m.as_str()).collect();
+        Some((*reason, messages.join("; ")))
+    } else if let Some(e) = &observed.admin_error {
         Some((
             "AdminUnavailable",
             format!("the cluster's admin API did not answer: {e}"),
@@ -116,10 +154,14 @@ pub(super) fn set_conditions(
     let degraded = degraded(status, observed);
     let conditions = &mut status.conditions;
     let progressing = observed.progressing.as_ref();
-    let settled = (
-        "Reconciled",
-        "every role runs its desired replicas and every shard is in placement",
-    );
+    // Not moving: either there, or stopped by a refused change.
+    let settled = match (&degraded, observed.refused()) {
+        (Some((reason, message)), true) => (*reason, message.as_str()),
+        _ => (
+            "Reconciled",
+            "every role runs its desired replicas and every shard is in placement",
+        ),
+    };
     set_if(
         conditions,
         CONDITION_PROGRESSING,

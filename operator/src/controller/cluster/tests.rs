@@ -9,6 +9,7 @@ use http::Method;
 use rulake_proto::v1 as pb;
 use serde_json::json;
 
+mod disruption;
 mod security;
 
 use security::{expect_certs, StoredCerts};
@@ -94,47 +95,68 @@ async fn expect_children(api: &mut MockApi, ready: [i32; 3]) -> serde_json::Valu
 
 /// Every child object in order, after the certificates step.
 async fn expect_workloads(api: &mut MockApi, ready: [i32; 3]) -> serde_json::Value {
+    let applied = expect_each_child(api, ready, None).await;
+    applied["statefulsets/demo-shard"].clone()
+}
+
+/// A StatefulSet apply the mocked API server refuses as invalid: its path
+/// under the namespace, the object as it stands (answering the operator's
+/// read after the refusal), and the Warning event's reason.
+struct Refusal {
+    path: &'static str,
+    current: serde_json::Value,
+    reason: &'static str,
+}
+
+/// Every child object in order, after the certificates step, refusing
+/// `refused` if given; returns the applied bodies by path under the
+/// namespace (`statefulsets/demo-shard`).
+async fn expect_each_child(
+    api: &mut MockApi,
+    ready: [i32; 3],
+    refused: Option<Refusal>,
+) -> std::collections::BTreeMap<&'static str, serde_json::Value> {
+    const NET: &str = "/apis/networking.k8s.io/v1/namespaces/default";
     let [meta, shards, coordinators] = ready;
-    expect_apply(api, &format!("{NS}/configmaps/demo-config"), None).await;
-    for role in ["meta", "shard"] {
-        let path = format!(
-            "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/demo-{role}-internal"
-        );
-        expect_apply(api, &path, None).await;
+    let steps = [
+        (NS, "configmaps/demo-config", None),
+        (NET, "networkpolicies/demo-meta-internal", None),
+        (NET, "networkpolicies/demo-shard-internal", None),
+        (NS, "services/demo-meta", None),
+        (APPS, "statefulsets/demo-meta", Some(meta)),
+        (POLICY, "poddisruptionbudgets/demo-meta", None),
+        (NS, "services/demo-shard", None),
+        (APPS, "statefulsets/demo-shard", Some(shards)),
+        (POLICY, "poddisruptionbudgets/demo-shard", None),
+        (APPS, "deployments/demo-coordinator", Some(coordinators)),
+        (POLICY, "poddisruptionbudgets/demo-coordinator", None),
+        (NS, "services/demo", None),
+    ];
+    let mut applied = std::collections::BTreeMap::new();
+    for (prefix, path, ready) in steps {
+        let full = format!("{prefix}/{path}");
+        match &refused {
+            Some(refusal) if refusal.path == path => {
+                let call = api.expect(Method::PATCH, &full).await;
+                applied.insert(path, call.body.clone());
+                call.error(422, "Invalid");
+                api.expect(Method::GET, &full)
+                    .await
+                    .respond(refusal.current.clone());
+                assert_eq!(api.expect_event("default").await, refusal.reason);
+            }
+            _ => {
+                applied.insert(path, expect_apply(api, &full, ready).await);
+            }
+        }
     }
-    expect_apply(api, &format!("{NS}/services/demo-meta"), None).await;
-    let meta_sts = expect_apply(api, &format!("{APPS}/statefulsets/demo-meta"), Some(meta)).await;
+    let meta_sts = &applied["statefulsets/demo-meta"];
     assert_eq!(meta_sts["spec"]["replicas"], 3);
     assert_eq!(meta_sts["spec"]["podManagementPolicy"], "Parallel");
-    expect_apply(
-        api,
-        &format!("{POLICY}/poddisruptionbudgets/demo-meta"),
-        None,
-    )
-    .await;
-    let shard_svc = expect_apply(api, &format!("{NS}/services/demo-shard"), None).await;
+    let shard_svc = &applied["services/demo-shard"];
     assert_eq!(shard_svc["spec"]["clusterIP"], "None");
     assert_eq!(shard_svc["spec"]["publishNotReadyAddresses"], true);
-    let shard_sts = expect_apply(
-        api,
-        &format!("{APPS}/statefulsets/demo-shard"),
-        Some(shards),
-    )
-    .await;
-    expect_apply(
-        api,
-        &format!("{POLICY}/poddisruptionbudgets/demo-shard"),
-        None,
-    )
-    .await;
-    expect_apply(
-        api,
-        &format!("{APPS}/deployments/demo-coordinator"),
-        Some(coordinators),
-    )
-    .await;
-    expect_apply(api, &format!("{NS}/services/demo"), None).await;
-    shard_sts
+    applied
 }
 
 fn pod(name: &str, ready: bool) -> serde_json::Value {
@@ -355,8 +377,9 @@ async fn scale_up_admits_each_new_shard_only_once_ready() {
         shard_lookup(&mut api, Some(3)).await;
         let shard_sts = expect_children(&mut api, [3, 3, 2]).await;
         assert_eq!(shard_sts["spec"]["replicas"], 5, "grown first");
-        assert!(
-            seen.calls().is_empty(),
+        assert_eq!(
+            seen.calls(),
+            ["status"],
             "nothing admitted before the StatefulSet grew"
         );
         api.expect(Method::GET, &format!("{NS}/pods/demo-shard-3"))
@@ -385,7 +408,7 @@ async fn scale_up_admits_each_new_shard_only_once_ready() {
     server.await.unwrap().done().await;
     assert_eq!(
         fake.calls(),
-        ["admit demo-shard-3", "status"],
+        ["status", "admit demo-shard-3"],
         "demo-shard-4 is not Ready"
     );
 }
@@ -429,7 +452,7 @@ async fn failed_admission_is_reported_and_retried_soon() {
             .expect("reported, not failed");
         assert_eq!(action, Action::requeue(PROGRESS_POLL));
         server.await.unwrap().done().await;
-        assert_eq!(fake.calls(), ["admit demo-shard-3", "status"]);
+        assert_eq!(fake.calls(), ["status", "admit demo-shard-3"]);
     }
 }
 
