@@ -87,6 +87,7 @@ fn parquet_spec(name: &str, url: &str, partitions: u32, replication: u32) -> pro
         }),
         rerank: None,
         nprobe: None,
+        target_recall: None,
     }
 }
 

@@ -427,6 +427,7 @@ pub fn collection() -> RuLakeCollection {
             consistency: Consistency::default(),
             rerank: Some(40),
             nprobe: None,
+            target_recall: None,
         },
     );
     collection.metadata.namespace = Some("default".into());

@@ -279,6 +279,7 @@ pub(crate) fn def_from(spec: pb::CollectionSpec) -> Result<CollectionDef, Status
         consistency: consistency_from(spec.consistency)?,
         rerank: spec.rerank.unwrap_or(rulake_engine::DEFAULT_RERANK as u32),
         nprobe: spec.nprobe,
+        target_recall: spec.target_recall,
     };
     Ok(CollectionDef {
         record,
@@ -307,6 +308,10 @@ pub(crate) fn view_to(v: CollectionView) -> pb::CollectionInfo {
             consistency: Some(consistency_to(r.consistency)),
             rerank: Some(r.rerank),
             nprobe: r.nprobe,
+            target_recall: Some(
+                r.target_recall
+                    .unwrap_or(rulake_engine::DEFAULT_TARGET_RECALL),
+            ),
         }),
         state: state as i32,
         generation: info

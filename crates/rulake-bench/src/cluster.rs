@@ -357,6 +357,7 @@ async fn measure_cluster(a: &Args) -> anyhow::Result<Vec<ClusterRow>> {
                 }),
                 rerank: None,
                 nprobe: None,
+                target_recall: None,
             })
             .await?;
         let pb = bar(

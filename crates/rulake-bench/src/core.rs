@@ -196,9 +196,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         writeln!(md, "### n = {n}\n")?;
         writeln!(
             md,
-            "Lake: {files} Parquet files; partition: {} IVF lists, default nprobe {}, rerank {}.\n",
+            "Lake: {files} Parquet files; partition: {} IVF lists, default nprobe {} (calibrated for recall@10 {}), rerank {}.\n",
             index.nlist(),
-            rulake_index::default_nprobe(index.nlist()),
+            index.default_probes(),
+            rulake_index::DEFAULT_TARGET_RECALL,
             rulake_index::DEFAULT_RERANK
         )?;
         writeln!(md, "| measure | value |\n|---|---|")?;

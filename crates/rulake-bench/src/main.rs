@@ -5,6 +5,7 @@
 mod catalog;
 mod cluster;
 mod core;
+mod embeddings;
 #[cfg(all(feature = "delta", feature = "iceberg"))]
 mod formats;
 mod grpc;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Recall, queries/s, build, memory and fan-out at n = 100k and 1M, FAISS beside (section `core`).
     Core(core::Args),
+    /// Recall against queries/s on real embeddings and two synthetic sets, FAISS IVF-RaBitQ and HNSW beside (section `embeddings`).
+    Embeddings(embeddings::Args),
     /// The gRPC API against the in-process engine, and managed ingest (section `grpc`).
     Grpc(grpc::Args),
     /// Placement (simulation) and the distributed query path (section `cluster`).
@@ -67,6 +70,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Core(a) => core::run(a).await,
+            Command::Embeddings(a) => embeddings::run(a).await,
             Command::Grpc(a) => grpc::run(a).await,
             Command::Cluster(a) => cluster::run(a).await,
             Command::Catalog(a) => catalog::run(a).await,

@@ -68,6 +68,34 @@ pub struct PartitionSpec {
     pub metric: Metric,
     /// Index build parameters.
     pub build: BuildParams,
+    /// Recall@10 the partition's default search must reach: a new build
+    /// calibrates its probes for it ([`PartitionIndex::calibrate`]).
+    pub target_recall: f32,
+    /// The collection's rerank factor, which calibration searches with.
+    pub rerank: usize,
+}
+
+impl PartitionSpec {
+    /// Calibrate `index` for this spec's target unless it already is
+    /// (a persisted partition of an earlier release, or of another
+    /// target, is not). Runs on the calling thread and rayon's pool.
+    pub fn tune(&self, index: &mut PartitionIndex) -> rulake_index::Result<()> {
+        let current = index
+            .tuning()
+            .is_some_and(|t| t.target == self.target_recall && t.rerank == self.rerank);
+        if !current {
+            let t = index.calibrate(self.target_recall, self.rerank)?;
+            tracing::debug!(
+                partition = %self.key,
+                target = t.target,
+                nprobe = t.nprobe,
+                recall = t.recall,
+                samples = t.samples,
+                "partition calibrated"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The units of `listing` that belong to partition `p` of `partitions`.
@@ -171,8 +199,11 @@ pub async fn build_partition(
         None => {
             let (ids, vectors) = read_units(source, &mine, spec, HashMap::new()).await?;
             let (dim, metric, build) = (spec.dim, spec.metric, spec.build);
+            let tuned = spec.clone();
             let index = on_build_pool(spec, move || {
-                PartitionIndex::build(dim, metric, ids, vectors, build)
+                let mut index = PartitionIndex::build(dim, metric, ids, vectors, build)?;
+                tuned.tune(&mut index)?;
+                Ok(index)
             })
             .await?;
             (index, false)

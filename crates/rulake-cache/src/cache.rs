@@ -343,14 +343,14 @@ impl PartitionCache {
     }
 
     /// Load a persisted partition if it exists, reflects `generation` and
-    /// has the expected shape. Damaged files are removed and reported.
+    /// has the shape `spec` asks for, calibrated for `spec`'s target.
+    /// Damaged files are removed and reported.
     pub fn load_persisted(
         &self,
-        key: &PartitionKey,
+        spec: &crate::PartitionSpec,
         generation: &Generation,
-        dim: usize,
-        metric: rulake_types::Metric,
     ) -> Option<CachedPartition> {
+        let (key, dim, metric) = (&spec.key, spec.dim, spec.metric);
         let (data, side) = self.paths(key)?;
         let sidecar: Sidecar = serde_json::from_slice(&std::fs::read(&side).ok()?).ok()?;
         if &sidecar.generation != generation || sidecar.dim != dim || sidecar.metric != metric {
@@ -359,8 +359,11 @@ impl PartitionCache {
         let loaded = (|| -> std::result::Result<PartitionIndex, String> {
             let f = std::fs::File::open(&data).map_err(|e| e.to_string())?;
             let size = f.metadata().map_err(|e| e.to_string())?.len();
-            PartitionIndex::read_from(std::io::BufReader::with_capacity(1 << 20, f), size)
-                .map_err(|e| e.to_string())
+            let mut index =
+                PartitionIndex::read_from(std::io::BufReader::with_capacity(1 << 20, f), size)
+                    .map_err(|e| e.to_string())?;
+            spec.tune(&mut index).map_err(|e| e.to_string())?;
+            Ok(index)
         })();
         match loaded {
             Ok(index) => {

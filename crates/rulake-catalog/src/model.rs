@@ -76,6 +76,9 @@ pub struct CollectionRecord {
     /// Default IVF lists probed (`None`: chosen from the collection's size).
     #[serde(default)]
     pub nprobe: Option<u32>,
+    /// Recall@10 the defaults aim for (`None`: the engine's default, 0.95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_recall: Option<f32>,
 }
 
 impl CollectionRecord {
@@ -91,6 +94,7 @@ impl CollectionRecord {
             consistency: Consistency::default(),
             rerank: 20,
             nprobe: None,
+            target_recall: None,
         }
     }
 }

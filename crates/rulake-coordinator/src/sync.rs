@@ -37,6 +37,9 @@ pub(crate) fn engine_spec(rec: &CollectionRecord, src: &SourceRecord) -> Result<
         .consistency(rec.consistency)
         .rerank(rec.rerank as usize)
         .nprobe(rec.nprobe.map(|n| n as usize));
+    if let Some(r) = rec.target_recall {
+        spec = spec.target_recall(r);
+    }
     if let Some(p) = src.kind.pinned() {
         spec = spec.pin(p);
     }

@@ -2,6 +2,7 @@
 //! queries drawn from the same mixture but independently of the base set
 //! (a query is never a stored vector, so recall is not flattered).
 
+use crate::Generator;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
@@ -32,6 +33,16 @@ impl ClusteredGaussian {
     /// `n` points (row-major) from stream `stream`: different streams give
     /// independent draws from the same mixture.
     pub fn sample(&self, n: usize, stream: u64) -> Vec<f32> {
+        Generator::sample(self, n, stream)
+    }
+}
+
+impl Generator for ClusteredGaussian {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn sample(&self, n: usize, stream: u64) -> Vec<f32> {
         let mut rng =
             rand::rngs::StdRng::seed_from_u64(0x5eed_0000 ^ stream.wrapping_mul(0x9e37_79b9));
         let normal = Normal::new(0.0f32, self.sigma).expect("sigma > 0");

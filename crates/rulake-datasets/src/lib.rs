@@ -9,11 +9,24 @@
 //! # Layout
 //! - [`clustered`] — [`ClusteredGaussian`]: clustered-Gaussian vectors with
 //!   queries drawn independently of the base set.
+//! - [`lowrank`] — [`LowRank`]: wide vectors near a low-dimensional
+//!   manifold, the harder synthetic set (embeddings-like).
 //! - [`reference`] — [`ReferenceWriters`]: Delta and Iceberg tables written
 //!   by Python `deltalake` and `pyiceberg`.
 
 pub mod clustered;
+pub mod lowrank;
 pub mod reference;
 
 pub use clustered::ClusteredGaussian;
+pub use lowrank::LowRank;
+
+/// A seeded source of synthetic vectors.
+pub trait Generator {
+    /// Components per vector.
+    fn dim(&self) -> usize;
+    /// `n` vectors (row-major) from stream `stream`: different streams
+    /// give independent draws from the same distribution.
+    fn sample(&self, n: usize, stream: u64) -> Vec<f32>;
+}
 pub use reference::{ReferenceWriters, WriterError};

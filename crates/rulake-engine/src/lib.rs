@@ -46,6 +46,7 @@ mod load;
 mod plan;
 pub mod recall;
 mod registry;
+mod retune;
 mod scan;
 mod search;
 pub mod spec;
@@ -72,7 +73,7 @@ use std::sync::Arc;
 pub const MAX_K: usize = 10_000;
 
 /// Default rerank factor of a collection.
-pub use rulake_index::DEFAULT_RERANK;
+pub use rulake_index::{DEFAULT_RERANK, DEFAULT_TARGET_RECALL};
 
 /// Largest rerank factor a query uses; a larger one is taken as this, as
 /// an `nprobe` beyond the lists that exist probes them all.

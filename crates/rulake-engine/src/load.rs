@@ -151,13 +151,8 @@ impl RuLake {
     ) -> Option<Arc<CachedPartition>> {
         self.inner.cache.persist_dir()?;
         let cache = self.inner.cache.clone();
-        let (k, g, dim, metric) = (
-            pspec.key.clone(),
-            generation.clone(),
-            pspec.dim,
-            pspec.metric,
-        );
-        tokio::task::spawn_blocking(move || cache.load_persisted(&k, &g, dim, metric))
+        let (pspec, g) = (pspec.clone(), generation.clone());
+        tokio::task::spawn_blocking(move || cache.load_persisted(&pspec, &g))
             .await
             .ok()
             .flatten()
@@ -171,6 +166,8 @@ impl RuLake {
             dim: spec.dim,
             metric: spec.metric,
             build: spec.build,
+            target_recall: spec.target_recall,
+            rerank: spec.rerank,
         }
     }
 

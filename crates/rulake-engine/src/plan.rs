@@ -9,6 +9,13 @@
 //! collection-wide vector count, so each partition gets the share it
 //! gets in one process and a cluster's answer equals the single-process
 //! answer.
+//!
+//! A query that names no `nprobe` (and whose collection names none) is
+//! not shared out that way: each partition probes what it calibrated for
+//! the collection's target recall on its own rows, times the
+//! collection's live re-tuning factor (see `retune`), widened for a `k`
+//! above the 10 calibration measured
+//! (`rulake_index::PartitionIndex::default_probes_for`).
 
 use crate::{CachedPartition, CollectionSpec};
 use rulake_types::SearchParams;
@@ -29,17 +36,23 @@ pub(crate) fn effective(spec: &CollectionSpec, params: SearchParams) -> SearchPa
 /// partitions spreads the same work over more threads rather than
 /// multiplying it. The answer of a search is exactly the merge of each
 /// partition's answer at these parameters.
-pub fn partition_params(parts: &[Arc<CachedPartition>], p: SearchParams) -> Vec<SearchParams> {
+pub fn partition_params(
+    parts: &[Arc<CachedPartition>],
+    p: SearchParams,
+    factor: f32,
+) -> Vec<SearchParams> {
     let total: usize = parts.iter().map(|x| x.index.len()).sum();
-    plan_with_total(parts, p, total)
+    plan_with_total(parts, p, total, factor)
 }
 
 /// [`partition_params`] for some partitions of a collection of `total`
-/// vectors (a shard node holds only some of them).
+/// vectors (a shard node holds only some of them). `factor` scales the
+/// calibrated probes of a search at the defaults.
 pub(crate) fn plan_with_total(
     parts: &[Arc<CachedPartition>],
     p: SearchParams,
     total: usize,
+    factor: f32,
 ) -> Vec<SearchParams> {
     let rerank = p.rerank.unwrap_or(rulake_index::DEFAULT_RERANK);
     parts
@@ -52,6 +65,10 @@ pub(crate) fn plan_with_total(
                 p.nprobe,
                 rerank,
             );
+            let nprobe = match p.nprobe {
+                Some(_) => nprobe,
+                None => part.index.default_probes_for(p.k, factor),
+            };
             SearchParams {
                 k: p.k,
                 nprobe: Some(nprobe),

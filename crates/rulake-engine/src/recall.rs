@@ -21,6 +21,7 @@
 //! Sampling is deterministic (every `1/fraction`-th search), so a test with
 //! fraction 1 measures every query.
 
+use crate::retune::Retune;
 use crate::CachedPartition;
 use parking_lot::Mutex;
 use rulake_types::{merge_topk, Hit, VectorId};
@@ -128,6 +129,8 @@ struct Sample {
     parts: Vec<Arc<CachedPartition>>,
     /// Deleted positions per partition, skipped by the exact scan too.
     masks: Vec<Arc<Vec<u64>>>,
+    /// Where an answer searched at the defaults counts toward re-tuning.
+    retune: Option<Arc<Retune>>,
 }
 
 #[derive(Default)]
@@ -189,6 +192,7 @@ impl RecallMonitor {
     }
 
     /// Consider one answered query for measurement.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn offer(
         &self,
         collection: &str,
@@ -197,6 +201,7 @@ impl RecallMonitor {
         parts: &[Arc<CachedPartition>],
         masks: &[Arc<Vec<u64>>],
         k: usize,
+        retune: Option<&Arc<Retune>>,
     ) {
         let config = self.config();
         if config.sample_fraction <= 0.0 {
@@ -219,6 +224,7 @@ impl RecallMonitor {
             found: hits.iter().map(|h| h.id.clone()).collect(),
             parts: parts.to_vec(),
             masks: masks.to_vec(),
+            retune: retune.cloned(),
         };
         let mut sender = self.sender.lock();
         let tx = sender.get_or_insert_with(|| self.start(config));
@@ -268,6 +274,13 @@ impl RecallMonitor {
                     match exact_recall(&s) {
                         Some(r) => {
                             shared.measured.fetch_add(1, Ordering::Relaxed);
+                            if let Some(factor) = s.retune.as_ref().and_then(|t| t.record(r)) {
+                                tracing::info!(
+                                    collection = %s.collection,
+                                    factor,
+                                    "live recall below the target: probing more lists"
+                                );
+                            }
                             let mut w = shared.windows.lock();
                             let w = w.entry(s.collection).or_default();
                             w.values.push_back(r);

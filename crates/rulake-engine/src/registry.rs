@@ -12,10 +12,11 @@
 
 use crate::deletes::Deletes;
 use crate::load::key;
+use crate::retune::Retune;
 use crate::{Alter, CollectionInfo, CollectionSpec, EngineError, Result, RuLake};
 use parking_lot::{Mutex, RwLock};
 use rulake_lake::{Listing, Source};
-use rulake_types::VectorId;
+use rulake_types::{SearchParams, VectorId};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +39,8 @@ pub(crate) struct Collection {
     /// its end (a `fresh` collection's) wait on the change to `false`.
     pub(crate) background: tokio::sync::watch::Sender<bool>,
     pub(crate) last_error: Mutex<Option<String>>,
+    /// Live re-tuning toward `spec.target_recall`.
+    pub(crate) retune: Arc<Retune>,
 }
 
 impl Collection {
@@ -48,6 +51,7 @@ impl Collection {
         serving: Option<Serving>,
         last_error: Option<String>,
     ) -> Self {
+        let retune = Arc::new(Retune::new(spec.target_recall));
         Collection {
             spec,
             source,
@@ -55,7 +59,15 @@ impl Collection {
             refresh: tokio::sync::Mutex::new(()),
             background: tokio::sync::watch::Sender::new(false),
             last_error: Mutex::new(last_error),
+            retune,
         }
+    }
+
+    /// The re-tuning state a query's answer should be counted toward:
+    /// only answers searched at the defaults (no `nprobe` from the query
+    /// or the collection) say anything about them.
+    pub(crate) fn retune_for(&self, params: &SearchParams) -> Option<&Arc<Retune>> {
+        (params.nprobe.is_none() && self.spec.nprobe.is_none()).then_some(&self.retune)
     }
 }
 
@@ -299,6 +311,7 @@ impl RuLake {
             vectors_cached: vectors,
             partitions_warm: warm,
             last_error: c.last_error.lock().clone(),
+            probe_factor: c.retune.factor(),
         };
         Ok(info)
     }

@@ -123,13 +123,14 @@ impl RuLake {
         let loading = self.ensure_current(&c, deadline).await?;
         let (generation, numbers, parts) = self.serving_owned(&c).await?;
         let picked = pick(&numbers, &parts, partitions);
+        let retune = c.retune_for(&params);
         let params = effective(&c.spec, params);
         let total = if collection_vectors > 0 {
             collection_vectors as usize
         } else {
             parts.iter().map(|p| p.index.len()).sum()
         };
-        let plan = plan_with_total(&picked, params, total);
+        let plan = plan_with_total(&picked, params, total, c.retune.factor());
         let masks = self.masks(name, &picked);
         self.inner
             .queries
@@ -149,7 +150,7 @@ impl RuLake {
             )?;
             self.inner
                 .recall
-                .offer(name, q, &hits, &picked, &masks, params.k);
+                .offer(name, q, &hits, &picked, &masks, params.k, retune);
             Ok(hits)
         };
         let hits = queries.par_iter().map(one).collect::<Result<Vec<_>>>()?;

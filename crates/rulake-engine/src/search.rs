@@ -128,13 +128,21 @@ impl RuLake {
         let c = self.collection(collection)?;
         Self::check_query(&c.spec, query, &params)?;
         let a = self.answering(&c, deadline).await?;
+        let retune = c.retune_for(&params);
         let params = effective(&c.spec, params);
-        let hits = search_partitions(&a.parts, &a.masks, query, params, deadline.into())?;
+        let plan = partition_params(&a.parts, params, c.retune.factor());
+        let hits = search_partitions(&a.parts, &a.masks, query, &plan, params.k, deadline.into())?;
         let answered = a.parts.len() as u32;
         self.inner.queries.record(1, answered, c.spec.partitions);
-        self.inner
-            .recall
-            .offer(&c.spec.name, query, &hits, &a.parts, &a.masks, params.k);
+        self.inner.recall.offer(
+            &c.spec.name,
+            query,
+            &hits,
+            &a.parts,
+            &a.masks,
+            params.k,
+            retune,
+        );
         Ok(SearchResponse {
             hits,
             generation: a.generation,
@@ -170,7 +178,9 @@ impl RuLake {
             Self::check_query(&c.spec, q, &params)?;
         }
         let a = self.answering(&c, deadline).await?;
+        let retune = c.retune_for(&params);
         let params = effective(&c.spec, params);
+        let plan = partition_params(&a.parts, params, c.retune.factor());
         let answered = a.parts.len() as u32;
         self.inner
             .queries
@@ -178,10 +188,24 @@ impl RuLake {
         queries
             .par_iter()
             .map(|q| {
-                let hits = search_partitions_seq(&a.parts, &a.masks, q, params, deadline.into())?;
-                self.inner
-                    .recall
-                    .offer(&c.spec.name, q, &hits, &a.parts, &a.masks, params.k);
+                let hits = merge_partitions(
+                    &a.parts,
+                    &plan,
+                    &a.masks,
+                    q,
+                    params.k,
+                    false,
+                    deadline.into(),
+                )?;
+                self.inner.recall.offer(
+                    &c.spec.name,
+                    q,
+                    &hits,
+                    &a.parts,
+                    &a.masks,
+                    params.k,
+                    retune,
+                );
                 Ok(SearchResponse {
                     hits,
                     generation: a.generation.clone(),
@@ -226,7 +250,7 @@ impl RuLake {
             }
             total += c.spec.partitions;
             generations.insert(c.spec.name.clone(), a.generation.clone());
-            let plan = partition_params(&a.parts, effective(&c.spec, params));
+            let plan = partition_params(&a.parts, effective(&c.spec, params), c.retune.factor());
             for ((part, p), mask) in a.parts.into_iter().zip(plan).zip(a.masks) {
                 work.push(FederatedPart {
                     collection: c.spec.name.clone(),
@@ -367,10 +391,10 @@ fn search_partitions(
     parts: &[Arc<CachedPartition>],
     masks: &[Arc<Vec<u64>>],
     query: &[f32],
-    p: SearchParams,
+    plan: &[SearchParams],
+    k: usize,
     deadline: Deadline,
 ) -> Result<Vec<Hit>> {
-    let plan = partition_params(parts, p);
     if parts.len() == 1 {
         let mut hits = partition_hits(&parts[0], &masks[0], query, plan[0], None, deadline)?;
         hits.sort_by(hit_order);
@@ -383,7 +407,7 @@ fn search_partitions(
     // slice; with fewer the cores idle. The calling thread counts as one of
     // them, so the pool wakes only as many threads as it needs.
     let groups = parts.len().min(rayon::current_num_threads().max(1));
-    let shared = SharedKth::new(p.k);
+    let shared = SharedKth::new(k);
     let group = |g: usize| -> Vec<Numbered> {
         (g..parts.len())
             .step_by(groups)
@@ -420,19 +444,7 @@ fn search_partitions(
         .into_iter()
         .map(|(_, r)| r)
         .collect::<Result<Vec<_>>>()?;
-    Ok(merge_topk(lists, p.k))
-}
-
-/// Sequential fan-out, for callers already parallel over queries.
-fn search_partitions_seq(
-    parts: &[Arc<CachedPartition>],
-    masks: &[Arc<Vec<u64>>],
-    query: &[f32],
-    p: SearchParams,
-    deadline: Deadline,
-) -> Result<Vec<Hit>> {
-    let plan = partition_params(parts, p);
-    merge_partitions(parts, &plan, masks, query, p.k, false, deadline)
+    Ok(merge_topk(lists, k))
 }
 
 /// `parts` searched at their planned parameters, on rayon's pool when

@@ -8,7 +8,7 @@
 //! partitions.
 
 use crate::error::{EngineError, Result};
-use rulake_index::{BuildParams, DEFAULT_RERANK};
+use rulake_index::{BuildParams, DEFAULT_RERANK, DEFAULT_TARGET_RECALL};
 use rulake_types::{Consistency, Generation, Hit, Metric, VectorId};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -30,8 +30,13 @@ pub struct CollectionSpec {
     pub consistency: Consistency,
     /// Default rerank factor (candidates reranked exactly = `k × rerank`).
     pub rerank: usize,
-    /// Default lists probed per partition (`None`: the index's default).
+    /// Default lists probed per partition (`None`: what each partition
+    /// calibrated for `target_recall`).
     pub nprobe: Option<usize>,
+    /// Recall@10 a search at the defaults should reach: each partition
+    /// calibrates its probes for it when built, and the engine probes more
+    /// when the recall it measures on live queries falls short.
+    pub target_recall: f32,
     /// Serve the source frozen at this version (time travel: a Delta table
     /// version, an Iceberg snapshot id) instead of following it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,6 +61,7 @@ impl CollectionSpec {
             consistency: Consistency::default(),
             rerank: DEFAULT_RERANK,
             nprobe: None,
+            target_recall: DEFAULT_TARGET_RECALL,
             pin: None,
             build: BuildParams::default(),
         }
@@ -91,6 +97,12 @@ impl CollectionSpec {
         self
     }
 
+    /// Set the recall the defaults aim for.
+    pub fn target_recall(mut self, r: f32) -> Self {
+        self.target_recall = r;
+        self
+    }
+
     /// Pin the collection to one version of its source: a Delta table
     /// version (`12`, `delta-v12`) or an Iceberg snapshot id.
     pub fn pin(mut self, version: impl Into<String>) -> Self {
@@ -117,6 +129,12 @@ impl CollectionSpec {
         }
         if self.nprobe == Some(0) {
             return bad("nprobe must be at least 1".into());
+        }
+        if !(self.target_recall > 0.0 && self.target_recall <= 1.0) {
+            return bad(format!(
+                "target recall must be in (0, 1], got {}",
+                self.target_recall
+            ));
         }
         Ok(())
     }
@@ -184,6 +202,9 @@ pub struct CollectionInfo {
     pub partitions_warm: u32,
     /// Last refresh error, if unresolved.
     pub last_error: Option<String>,
+    /// The factor live re-tuning puts on the calibrated probes (1 until
+    /// measured recall falls below `spec.target_recall`).
+    pub probe_factor: f32,
 }
 
 /// Changes to a collection that need no rebuild. `None` keeps a value.

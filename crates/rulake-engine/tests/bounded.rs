@@ -161,7 +161,7 @@ async fn nprobe_and_rerank_are_clamped_to_what_exists() {
     // One partition: the plan carries the limits themselves.
     let (_, parts) = e.partitions("one").await.unwrap();
     let nlist = parts[0].index.nlist();
-    let plan = |nprobe, rerank| partition_params(&parts, params(nprobe, rerank))[0];
+    let plan = |nprobe, rerank| partition_params(&parts, params(nprobe, rerank), 1.0)[0];
     assert_eq!(plan(nlist, MAX_RERANK).nprobe, Some(nlist));
     assert_eq!(plan(nlist, MAX_RERANK).rerank, Some(MAX_RERANK));
     // One past them is clamped, as is the largest a request can carry.
@@ -174,12 +174,12 @@ async fn nprobe_and_rerank_are_clamped_to_what_exists() {
     let (_, parts) = e.partitions("split").await.unwrap();
     let rows: usize = parts.iter().map(|p| p.index.len()).sum();
     let lists = rulake_index::default_nlist(rows);
-    let at_limit = partition_params(&parts, params(lists, MAX_RERANK));
+    let at_limit = partition_params(&parts, params(lists, MAX_RERANK), 1.0);
     assert_eq!(
-        partition_params(&parts, params(lists + 1, MAX_RERANK + 1)),
+        partition_params(&parts, params(lists + 1, MAX_RERANK + 1), 1.0),
         at_limit
     );
-    assert_eq!(partition_params(&parts, params(max, max)), at_limit);
+    assert_eq!(partition_params(&parts, params(max, max), 1.0), at_limit);
 
     // And such a search answers as the one at the limits does.
     for (name, lists) in [("one", nlist), ("split", lists)] {

@@ -79,7 +79,7 @@ async fn engine_answers_equal_its_partitions_merged_and_an_exact_scan() {
         // Defaults: the engine adds nothing to and loses nothing from its partitions.
         let got = e.search("c", q, SearchParams::k(10)).await.unwrap();
         assert_eq!((got.partitions_answered, got.partitions_total), (3, 3));
-        let plan = partition_params(&parts, SearchParams::k(10));
+        let plan = partition_params(&parts, SearchParams::k(10), 1.0);
         let merged = merge_topk(
             parts.iter().zip(&plan).map(|(p, pp)| {
                 p.index

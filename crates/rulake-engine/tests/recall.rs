@@ -169,3 +169,138 @@ async fn sampling_fraction_budget_and_window_bound_the_work() {
         "{s:?}"
     );
 }
+
+/// An engine over `data` (`dim` wide) with one collection of `partitions`
+/// partitions aiming at `target`.
+fn target_engine(
+    recall: RecallConfig,
+    data: &[f32],
+    dim: usize,
+    partitions: u32,
+    target: f32,
+) -> RuLake {
+    let e = RuLake::with_recall(CacheConfig::default(), recall);
+    let m = MemorySource::new("lake", dim);
+    m.add(
+        data.chunks(dim)
+            .enumerate()
+            .map(|(i, x)| (VectorId::U64(i as u64), x.to_vec())),
+    )
+    .unwrap();
+    e.register_source("lake", m).unwrap();
+    e.create_collection(
+        CollectionSpec::new("c", "lake", dim)
+            .metric(Metric::Cosine)
+            .partitions(partitions)
+            .target_recall(target),
+    )
+    .unwrap();
+    e
+}
+
+/// Mean recall@10 of the engine's defaults on `queries`, by id.
+async fn default_recall(e: &RuLake, data: &[f32], dim: usize, queries: &[f32]) -> f64 {
+    let mut sum = 0.0;
+    for q in queries.chunks(dim) {
+        let truth: Vec<VectorId> = exact::topk(data, dim, Metric::Cosine, q, 10)
+            .into_iter()
+            .map(|(i, _)| VectorId::U64(i as u64))
+            .collect();
+        let got: Vec<VectorId> = e
+            .search("c", q, SearchParams::k(10))
+            .await
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        sum += exact::recall(&got, &truth);
+    }
+    sum / (queries.len() / dim) as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_defaults_reach_the_declared_recall_on_held_out_queries() {
+    // Wide vectors near a low-dimensional manifold: the data on which a
+    // fixed default nprobe falls short.
+    const D: usize = 96;
+    let g = rulake_datasets::LowRank::new(D, 12, 200, 9);
+    let data = rulake_datasets::Generator::sample(&g, 20_000, 1);
+    let queries = rulake_datasets::Generator::sample(&g, 200, 2);
+    let off = RecallConfig {
+        sample_fraction: 0.0,
+        ..RecallConfig::default()
+    };
+    for (partitions, target) in [(1, 0.9f32), (1, 0.97), (3, 0.95)] {
+        let e = target_engine(off, &data, D, partitions, target);
+        let r = default_recall(&e, &data, D, &queries).await;
+        let (_, parts) = e.partitions("c").await.unwrap();
+        let tuned: Vec<_> = parts.iter().map(|p| p.index.tuning().unwrap()).collect();
+        assert!(
+            r >= target as f64,
+            "P = {partitions}, target {target}: recall {r}, calibration {tuned:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_harder_than_the_rows_raise_the_probes() {
+    // Queries from elsewhere in the space than the rows: calibration on
+    // the rows says little about them, the live measurement does.
+    const D: usize = 32;
+    let g = ClusteredGaussian::new(D, 40, 0.1, 3);
+    let data = g.sample(8_000, 1);
+    let far = ClusteredGaussian::new(D, 40, 0.6, 4).sample(400, 2);
+    let e = target_engine(
+        RecallConfig {
+            sample_fraction: 1.0,
+            queue: 1024,
+            max_scans_per_second: f64::INFINITY,
+            window: 1000,
+        },
+        &data,
+        D,
+        1,
+        0.99,
+    );
+    let before = default_recall(&e, &data, D, &far[..100 * D]).await;
+    assert!(
+        before < 0.98,
+        "the far queries must be harder than the rows: {before}"
+    );
+    for q in far.chunks(D) {
+        e.search("c", q, SearchParams::k(10)).await.unwrap();
+    }
+    wait_measured(&e, 500).await;
+    let factor = e.describe("c").unwrap().probe_factor;
+    assert!(
+        factor > 1.0,
+        "recall {before} below 0.99 should raise the probes"
+    );
+    let after = default_recall(&e, &data, D, &far[..100 * D]).await;
+    assert!(after > before, "{before} -> {after} at factor {factor}");
+
+    // A query naming its own nprobe says nothing about the defaults.
+    let e = target_engine(
+        RecallConfig {
+            sample_fraction: 1.0,
+            queue: 1024,
+            max_scans_per_second: f64::INFINITY,
+            window: 1000,
+        },
+        &data,
+        D,
+        1,
+        0.99,
+    );
+    for q in far.chunks(D) {
+        let p = SearchParams {
+            k: 10,
+            nprobe: Some(1),
+            rerank: None,
+        };
+        e.search("c", q, p).await.unwrap();
+    }
+    wait_measured(&e, 400).await;
+    assert_eq!(e.describe("c").unwrap().probe_factor, 1.0);
+}

@@ -12,6 +12,7 @@
 //!   - `ivf::ids` — row position → caller's id ([`IdTable`]);
 //!   - `ivf::codes` — the per-row 1-bit and 8-bit residual codes;
 //!   - `ivf::build` — train, append, tombstone, and measure [`Drift`];
+//!   - `ivf::calibrate` — the fewest probes that reach a target recall ([`Tuning`]);
 //!   - `ivf::query` — the query quantised to meet the codes;
 //!   - `ivf::candidates` — the pool the 1-bit estimate fills;
 //!   - `ivf::scan` — search stage 1, the 1-bit estimate of probed lists;
@@ -41,5 +42,5 @@ pub use deadline::Deadline;
 pub use error::{IndexError, Result};
 pub use ivf::{
     default_nlist, default_nprobe, split_search, BuildParams, Drift, IdTable, PartitionIndex,
-    DEFAULT_RERANK, MAX_RERANK,
+    Tuning, CALIBRATION_K, DEFAULT_RERANK, DEFAULT_TARGET_RECALL, MAX_RERANK,
 };

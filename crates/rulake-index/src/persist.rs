@@ -3,7 +3,7 @@
 //!
 //! Layout (little-endian): magic `RLKIVF01`, format version, dimension,
 //! metric, seed, the quantizer, every list, the vectors, the id table, the
-//! tombstones and the drift counters, then a CRC-32 of everything before
+//! tombstones, the drift counters and the calibration (version 3), then a CRC-32 of everything before
 //! it. The rotation is not stored: it is a pure function of (dimension,
 //! seed). A file that fails any check is rejected as [`IndexError::Corrupt`]
 //! and the caller rebuilds from the lake.
@@ -14,8 +14,10 @@ use rulake_types::{Metric, VectorId};
 use std::io::{Read, Write};
 
 const MAGIC: &[u8; 8] = b"RLKIVF01";
-/// 2: lists carry the 8-bit refinement codes.
-const VERSION: u32 = 2;
+/// 2: lists carry the 8-bit refinement codes. 3: the calibration follows
+/// the drift counters (a version 2 file loads uncalibrated, and the engine
+/// calibrates it).
+const VERSION: u32 = 3;
 const CHUNK: usize = 16 * 1024;
 
 /// A fixed-width number as the file stores it: little-endian.
@@ -291,6 +293,18 @@ impl PartitionIndex {
         for d in drift {
             w.f64(d)?;
         }
+        // Calibration: a flag, then target, nprobe, rerank, recall, samples.
+        match self.tuning() {
+            None => w.u8(0)?,
+            Some(t) => {
+                w.u8(1)?;
+                w.f64(t.target as f64)?;
+                w.u32(t.nprobe as u32)?;
+                w.u32(t.rerank as u32)?;
+                w.f64(t.recall as f64)?;
+                w.u32(t.samples as u32)?;
+            }
+        }
         let crc = w.crc.clone().finalize();
         w.inner.write_all(&crc.to_le_bytes())?;
         w.inner.flush()?;
@@ -309,7 +323,7 @@ impl PartitionIndex {
             return Err(corrupt("not a RuLake partition file"));
         }
         let version = r.u32()?;
-        if version != VERSION {
+        if version != VERSION && version != 2 {
             return Err(corrupt(format!(
                 "format version {version}, expected {VERSION}"
             )));
@@ -335,6 +349,17 @@ impl PartitionIndex {
         let trained_residual = r.f64()?;
         let added_rows = r.f64()? as usize;
         let added_residual = r.f64()?;
+        let tuning = match if version >= 3 { r.u8()? } else { 0 } {
+            0 => None,
+            1 => Some(crate::ivf::Tuning {
+                target: r.f64()? as f32,
+                nprobe: r.u32()? as usize,
+                rerank: r.u32()? as usize,
+                recall: r.f64()? as f32,
+                samples: r.u32()? as usize,
+            }),
+            t => return Err(corrupt(format!("unknown calibration tag {t}"))),
+        };
         let expected = r.crc.clone().finalize();
         let mut tail = [0u8; 4];
         r.inner
@@ -356,6 +381,7 @@ impl PartitionIndex {
             trained_residual,
             added_rows,
             added_residual,
+            tuning,
         })
     }
 }

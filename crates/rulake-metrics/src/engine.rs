@@ -44,6 +44,8 @@ struct Families {
     retries: IntCounter,
     hedges: IntCounter,
     recall: GaugeVec,
+    recall_target: GaugeVec,
+    probe_factor: GaugeVec,
     recall_samples: IntGaugeVec,
     recall_sampled: IntCounter,
     recall_dropped: IntCounterVec,
@@ -76,6 +78,8 @@ impl Families {
             &self.retries,
             &self.hedges,
             &self.recall,
+            &self.recall_target,
+            &self.probe_factor,
             &self.recall_samples,
             &self.recall_sampled,
             &self.recall_dropped,
@@ -154,6 +158,14 @@ impl EngineCollector {
                 Opts::new("recall_estimate", "Measured recall@k of live queries: mean over the latest sampled queries of the share of the exact top-k found."),
                 &["collection"],
             )?,
+            recall_target: GaugeVec::new(
+                Opts::new("recall_target", "Recall@10 the collection's default searches aim for (each partition calibrates its probes for it)."),
+                &["collection"],
+            )?,
+            probe_factor: GaugeVec::new(
+                Opts::new("recall_probe_factor", "Factor on the calibrated probes that live re-tuning applied because measured recall fell below the target (1 = as calibrated)."),
+                &["collection"],
+            )?,
             recall_samples: per_collection("recall_window_samples", "Sampled queries the recall estimate averages over.")?,
             recall_sampled: c("recall_sampled_total", "Queries picked for recall measurement.")?,
             recall_dropped: IntCounterVec::new(
@@ -215,7 +227,9 @@ impl Families {
         ] {
             v.reset();
         }
-        self.recall.reset();
+        for v in [&self.recall, &self.recall_target, &self.probe_factor] {
+            v.reset();
+        }
         let recall = e.recall_estimates();
         for name in e.list_collections() {
             // Dropped between listing and describing: leave it out.
@@ -235,6 +249,12 @@ impl Families {
             self.coll_source_error
                 .with_label_values(&l)
                 .set(i64::from(info.last_error.is_some()));
+            self.recall_target
+                .with_label_values(&l)
+                .set(f64::from(info.spec.target_recall));
+            self.probe_factor
+                .with_label_values(&l)
+                .set(f64::from(info.probe_factor));
             if let Some(r) = recall.get(&name) {
                 self.recall.with_label_values(&l).set(r.recall);
                 self.recall_samples

@@ -113,9 +113,13 @@ pub struct CreateArgs {
     /// Default rerank factor.
     #[arg(long)]
     pub rerank: Option<u32>,
-    /// Default IVF lists probed.
+    /// Default IVF lists probed (unset: what each partition calibrates
+    /// for the target recall).
     #[arg(long)]
     pub nprobe: Option<u32>,
+    /// Recall@10 the defaults aim for, in (0, 1] (server default 0.95).
+    #[arg(long)]
+    pub target_recall: Option<f32>,
     /// The server.
     #[command(flatten)]
     pub conn: Conn,
@@ -327,6 +331,7 @@ pub async fn collections(cmd: Collections) -> anyhow::Result<()> {
                 consistency: Some(consistency(&a.consistency)?),
                 rerank: a.rerank,
                 nprobe: a.nprobe,
+                target_recall: a.target_recall,
             };
             let info = a.conn.client().await?.create_collection(spec).await?;
             print_infos(&[info]);
@@ -337,11 +342,12 @@ pub async fn collections(cmd: Collections) -> anyhow::Result<()> {
             print_infos(std::slice::from_ref(&info));
             let s = info.spec.unwrap_or_default();
             println!(
-                "source: {:?}\nconsistency: {:?}\nrerank: {:?}  nprobe: {:?}  replication: {}",
+                "source: {:?}\nconsistency: {:?}\nrerank: {:?}  nprobe: {:?}  target recall: {:?}  replication: {}",
                 s.source.and_then(|s| s.kind),
                 s.consistency.and_then(|c| c.level),
                 s.rerank,
                 s.nprobe,
+                s.target_recall,
                 s.replication_factor
             );
         }

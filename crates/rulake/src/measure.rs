@@ -2,7 +2,7 @@
 //! and the benchmark use the same code so their figures mean the same.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use rulake_datasets::ClusteredGaussian;
+use rulake_datasets::Generator;
 use rulake_engine::RuLake;
 use rulake_index::exact;
 use rulake_lake::{write_parquet_file, IdsRef};
@@ -22,11 +22,11 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
-/// Write `n` clustered vectors as `files` Parquet files of `row_groups`
+/// Write `n` generated vectors as `files` Parquet files of `row_groups`
 /// row groups each under `dir`; returns the vectors (row i has id i).
 pub fn write_lake(
     dir: &Path,
-    g: &ClusteredGaussian,
+    g: &impl Generator,
     n: usize,
     dim: usize,
     files: usize,

@@ -35,9 +35,13 @@ pub struct Args {
     /// Rerank factor.
     #[arg(long)]
     pub rerank: Option<usize>,
-    /// IVF lists probed per partition.
+    /// IVF lists probed per partition (unset: what each partition
+    /// calibrates for `--target-recall`).
     #[arg(long)]
     pub nprobe: Option<usize>,
+    /// Recall@10 the defaults aim for, in (0, 1].
+    #[arg(long, default_value_t = rulake_engine::DEFAULT_TARGET_RECALL)]
+    pub target_recall: f32,
     /// Partitions.
     #[arg(long, default_value_t = 1)]
     pub partitions: u32,
@@ -65,17 +69,56 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let qv: Vec<&[f32]> = queries.vectors.chunks(dim).collect();
     let (answers, secs) = answer(&engine, &qv, params).await?;
     write_answers(&a.output, &queries.ids, &answers)?;
-    let recall = exact_recall(&engine, &qv, &answers, a.k).await?;
+    let recall = exact_recall(&engine, &qv, &answers, a.k).await? / qv.len().max(1) as f64;
     println!(
         "{} queries, k = {}: recall@{} {:.4} against an exact scan, {:.0} queries/s; answers in {}",
         qv.len(),
         a.k,
         a.k,
-        recall / qv.len().max(1) as f64,
+        recall,
         qv.len() as f64 / secs,
         a.output.display()
     );
+    println!("{}", against_target(&engine, &a, recall).await?);
     Ok(())
+}
+
+/// The measured recall against the collection's target, with what each
+/// partition calibrated (or why the target does not apply).
+async fn against_target(engine: &RuLake, a: &Args, recall: f64) -> anyhow::Result<String> {
+    if a.nprobe.is_some() {
+        return Ok(format!(
+            "target recall {} not applied: --nprobe {} overrides it",
+            a.target_recall,
+            a.nprobe.unwrap_or_default()
+        ));
+    }
+    let (_, parts) = engine.partitions("query").await?;
+    let probes: Vec<String> = parts
+        .iter()
+        .filter_map(|p| {
+            let t = p.index.tuning()?;
+            Some(format!(
+                "{} of {} lists (sample recall {:.3})",
+                t.nprobe,
+                p.index.nlist(),
+                t.recall
+            ))
+        })
+        .collect();
+    let verdict = if a.k != rulake_index::CALIBRATION_K {
+        format!("the target is recall@{}", rulake_index::CALIBRATION_K)
+    } else if recall >= a.target_recall as f64 {
+        "met".to_owned()
+    } else {
+        format!("missed by {:.4}", a.target_recall as f64 - recall)
+    };
+    Ok(format!(
+        "target recall@{} {}: {verdict}; calibrated probes: {}",
+        rulake_index::CALIBRATION_K,
+        a.target_recall,
+        probes.join(", ")
+    ))
 }
 
 /// Open the source, find its dimension and read every query vector.
@@ -105,7 +148,8 @@ async fn build_engine(a: &Args, source: ParquetSource, dim: usize) -> anyhow::Re
         CollectionSpec::new("query", "source", dim)
             .metric(a.metric)
             .partitions(a.partitions)
-            .nprobe(a.nprobe),
+            .nprobe(a.nprobe)
+            .target_recall(a.target_recall),
     )?;
     let t = Instant::now();
     engine.refresh("query").await?;

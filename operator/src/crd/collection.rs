@@ -85,10 +85,17 @@ pub struct RuLakeCollectionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub rerank: Option<u32>,
-    /// IVF lists probed; picked from the collection's size when unset.
+    /// IVF lists probed; when unset, each partition probes what it
+    /// calibrated for `targetRecall`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub nprobe: Option<u32>,
+    /// Recall@10 a search at the defaults aims for, in (0, 1]; the
+    /// server's default (0.95) when unset. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("targetRecall is immutable"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.01, max = 1.0))]
+    pub target_recall: Option<f32>,
 }
 
 fn one() -> u32 {

@@ -203,6 +203,8 @@ impl Coordinator {
             vectors_cached: vectors,
             partitions_warm: warm,
             last_error: None,
+            // Re-tuning happens on the shards, each for its partitions.
+            probe_factor: 1.0,
         })
     }
 }

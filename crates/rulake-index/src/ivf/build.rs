@@ -45,18 +45,30 @@ fn train_centroids(vectors: &[f32], dim: usize, nlist: usize, params: &BuildPara
     if n == 0 {
         return vec![0.0; dim];
     }
-    let sample_n = (nlist * params.sample_per_list).min(n);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(params.seed);
-    let sample_data: Vec<f32> = if sample_n == n {
-        vectors.to_vec()
-    } else {
-        let mut rows = sample(&mut rng, n, sample_n).into_vec();
-        rows.sort_unstable();
-        rows.iter()
+    let sample_data: Vec<f32> = match training_rows(n, nlist * params.sample_per_list, params.seed)
+    {
+        None => vectors.to_vec(),
+        Some(rows) => rows
+            .iter()
             .flat_map(|&r| vectors[r * dim..(r + 1) * dim].iter().copied())
-            .collect()
+            .collect(),
     };
     kmeans::train(&sample_data, dim, nlist, params.train_iters, params.seed)
+}
+
+/// The rows (ascending) of `n` that train the quantizer when it samples
+/// `sample_n` of them with `seed`; `None` when every row trains it.
+/// Calibration (`calibrate`) asks which rows these were: rows the
+/// centroids were fitted to sit closer to them than unseen queries do, so
+/// they would overstate recall.
+pub(super) fn training_rows(n: usize, sample_n: usize, seed: u64) -> Option<Vec<usize>> {
+    if sample_n >= n {
+        return None;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rows = sample(&mut rng, n, sample_n).into_vec();
+    rows.sort_unstable();
+    Some(rows)
 }
 
 impl PartitionIndex {
@@ -113,6 +125,7 @@ impl PartitionIndex {
             trained_residual: 0.0,
             added_rows: 0,
             added_residual: 0.0,
+            tuning: None,
         };
         let residual = index.append(ids, vectors);
         index.trained_residual = residual / n.max(1) as f64;

@@ -28,6 +28,7 @@
 //! - `ids` — row position → caller's id;
 //! - `codes` — what is stored per row (1-bit and 8-bit residual codes);
 //! - `build` — training, appending, tombstones and drift;
+//! - `calibrate` — the fewest probes that reach a declared recall;
 //! - `query` — the query quantised to meet the codes;
 //! - `candidates` — the pool the 1-bit estimate fills;
 //! - `scan` — stage 1 of a search, the 1-bit estimate over probed lists;
@@ -35,6 +36,7 @@
 //! - `parts` — the raw state `persist` writes and validates on load.
 
 mod build;
+mod calibrate;
 mod candidates;
 mod codes;
 mod ids;
@@ -45,6 +47,7 @@ mod scan;
 mod search;
 
 pub use build::Drift;
+pub use calibrate::{Tuning, CALIBRATION_K, DEFAULT_TARGET_RECALL};
 pub(crate) use codes::List;
 pub use ids::IdTable;
 pub use params::{
@@ -78,6 +81,8 @@ pub struct PartitionIndex {
     trained_residual: f64,
     added_rows: usize,
     added_residual: f64,
+    /// What calibration chose (`None`: never calibrated).
+    tuning: Option<Tuning>,
 }
 
 impl std::fmt::Debug for PartitionIndex {

@@ -26,6 +26,7 @@ pub(crate) struct Parts {
     pub trained_residual: f64,
     pub added_rows: usize,
     pub added_residual: f64,
+    pub tuning: Option<super::Tuning>,
 }
 
 /// Whether every list's tables have one entry per row (`n_words` code
@@ -101,6 +102,7 @@ impl PartitionIndex {
             trained_residual: p.trained_residual,
             added_rows: p.added_rows,
             added_residual: p.added_residual,
+            tuning: p.tuning,
         })
     }
 }

@@ -25,7 +25,7 @@
 use super::candidates::Cand;
 use super::codes::List;
 use super::scan::{bit_set, Pool, Probe};
-use super::{default_nprobe, normalize, PartitionIndex, DEFAULT_RERANK, MAX_RERANK};
+use super::{normalize, PartitionIndex, DEFAULT_RERANK, MAX_RERANK};
 use crate::bound::SharedKth;
 use crate::deadline::{Deadline, CHECK_EVERY_RERANKED};
 use crate::error::{IndexError, Result};
@@ -133,7 +133,7 @@ impl PartitionIndex {
         deadline.check()?;
         let nlist = self.lists.len();
         let nprobe = nprobe
-            .unwrap_or_else(|| default_nprobe(nlist))
+            .unwrap_or_else(|| self.default_probes_for(k, 1.0))
             .clamp(1, nlist);
         let rerank = rerank.unwrap_or(DEFAULT_RERANK).clamp(1, MAX_RERANK);
         let cap = k.saturating_mul(rerank).min(live);
@@ -315,7 +315,7 @@ impl PartitionIndex {
 
     /// Check a query and bring it into the index's space (normalised for
     /// cosine).
-    fn prepare_query(&self, query: &[f32]) -> Result<Vec<f32>> {
+    pub(super) fn prepare_query(&self, query: &[f32]) -> Result<Vec<f32>> {
         if query.len() != self.dim {
             return Err(IndexError::Dimension {
                 expected: self.dim,
@@ -334,7 +334,7 @@ impl PartitionIndex {
 
     /// The exact distance the index reports between `q` and row `pos`.
     #[inline]
-    fn exact(&self, q: &[f32], pos: u32) -> f32 {
+    pub(super) fn exact(&self, q: &[f32], pos: u32) -> f32 {
         let x = &self.vectors[pos as usize * self.dim..(pos as usize + 1) * self.dim];
         match self.metric {
             Metric::L2 => l2_sq(q, x),

@@ -87,6 +87,7 @@ pub fn to_proto(name: &str, spec: &RuLakeCollectionSpec) -> pb::CollectionSpec {
         consistency: Some(consistency(&spec.consistency)),
         rerank: spec.rerank,
         nprobe: spec.nprobe,
+        target_recall: spec.target_recall,
     }
 }
 
