@@ -4,17 +4,16 @@
 
 use crate::grpc::summarize;
 use crate::report;
-use rulake::measure::{bar, engine_run, ground_truth, mean_recall, recall_id, write_lake};
-use rulake_datasets::ClusteredGaussian;
-use rulake_engine::{CacheConfig, CollectionSpec, RecallConfig, RuLake};
-use rulake_index::baseline::FlatRabitq;
-use rulake_lake::{
-    write_parquet_file, IdsRef, ParquetSource, ParquetSourceConfig, ID_COLUMN, VECTOR_COLUMN,
+use rulake::measure::{
+    bar, engine_run, ground_truth, mean_recall, measuring_engine, recall_id, write_lake,
 };
+use rulake_datasets::ClusteredGaussian;
+use rulake_engine::CollectionSpec;
+use rulake_index::baseline::FlatRabitq;
+use rulake_lake::{write_parquet_file, IdsRef};
 use rulake_types::{Metric, SearchParams};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// `rulake-bench core` flags.
@@ -128,28 +127,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         eprintln!("exact ground truth ...");
         let truth = ground_truth(&data, a.dim, Metric::L2, &queries, 10);
 
-        // Lake → first answer.
-        // Live recall sampling off: its exact scans (up to ten a second, each
-        // reading every vector) would run beside the searches measured here,
-        // on the same two cores and memory bus, and move the figures by
-        // whatever they happened to overlap.
-        let engine = RuLake::with_recall(
-            CacheConfig {
-                budget_bytes: 16 << 30,
-                persist_dir: None,
-            },
-            RecallConfig {
-                sample_fraction: 0.0,
-                ..RecallConfig::default()
-            },
-        );
+        // Lake → first answer (live recall sampling off: see
+        // `measuring_engine`).
         let t = Instant::now();
-        let src = ParquetSource::open(ParquetSourceConfig::new(
-            lake.canonicalize()?.to_string_lossy(),
-            ID_COLUMN,
-            VECTOR_COLUMN,
-        ))?;
-        engine.register_source("lake", Arc::new(src))?;
+        let engine = measuring_engine(&lake)?;
         engine.create_collection(CollectionSpec::new("p1", "lake", a.dim))?;
         engine
             .search("p1", &queries[0], SearchParams::k(10))

@@ -18,9 +18,9 @@
 
 use crate::grpc::summarize;
 use crate::report;
-use rulake::measure::{engine_run, recall_id, write_lake};
+use rulake::measure::{engine_run, measuring_engine, recall_id, write_lake};
 use rulake_datasets::{ClusteredGaussian, Generator, LowRank};
-use rulake_engine::{CacheConfig, CollectionSpec, RecallConfig, RuLake};
+use rulake_engine::{CollectionSpec, RuLake};
 use rulake_lake::{
     read_all, write_parquet_file, IdsRef, ParquetSource, ParquetSourceConfig, Source, ID_COLUMN,
     VECTOR_COLUMN,
@@ -30,7 +30,6 @@ use serde_json::json;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// `rulake-bench embeddings` flags.
@@ -80,6 +79,7 @@ struct Set {
     lake: PathBuf,
     queries_file: PathBuf,
     metric: Metric,
+    dim: usize,
     queries: Vec<Vec<f32>>,
     truth: Vec<Vec<u64>>,
     n: usize,
@@ -217,6 +217,7 @@ async fn prepare(a: &Args, name: &str) -> anyhow::Result<Set> {
         lake,
         queries_file,
         metric,
+        dim,
         queries,
         truth,
         n: base.len(),
@@ -274,26 +275,10 @@ fn synthetic(a: &Args, name: &str, g: &impl Generator) -> anyhow::Result<PathBuf
 /// An engine over `set`'s lake with one collection aiming at `target`;
 /// returns it with the seconds from creation to the first answer.
 async fn engine_for(set: &Set, target: f32) -> anyhow::Result<(RuLake, f64)> {
-    let engine = RuLake::with_recall(
-        CacheConfig {
-            budget_bytes: 16 << 30,
-            persist_dir: None,
-        },
-        RecallConfig {
-            sample_fraction: 0.0,
-            ..RecallConfig::default()
-        },
-    );
     let t = Instant::now();
-    let src = ParquetSource::open(ParquetSourceConfig::new(
-        set.lake.to_string_lossy(),
-        ID_COLUMN,
-        VECTOR_COLUMN,
-    ))?;
-    let dim = src.probe_dimension().await?;
-    engine.register_source("lake", Arc::new(src))?;
+    let engine = measuring_engine(&set.lake)?;
     engine.create_collection(
-        CollectionSpec::new("c", "lake", dim)
+        CollectionSpec::new("c", "lake", set.dim)
             .metric(set.metric)
             .target_recall(target),
     )?;

@@ -243,6 +243,16 @@ async fn the_defaults_reach_the_declared_recall_on_held_out_queries() {
     }
 }
 
+/// Every query measured, without a budget.
+fn every_query() -> RecallConfig {
+    RecallConfig {
+        sample_fraction: 1.0,
+        queue: 1024,
+        max_scans_per_second: f64::INFINITY,
+        window: 1000,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_harder_than_the_rows_raise_the_probes() {
     // Queries from elsewhere in the space than the rows: calibration on
@@ -251,18 +261,7 @@ async fn queries_harder_than_the_rows_raise_the_probes() {
     let g = ClusteredGaussian::new(D, 40, 0.1, 3);
     let data = g.sample(8_000, 1);
     let far = ClusteredGaussian::new(D, 40, 0.6, 4).sample(400, 2);
-    let e = target_engine(
-        RecallConfig {
-            sample_fraction: 1.0,
-            queue: 1024,
-            max_scans_per_second: f64::INFINITY,
-            window: 1000,
-        },
-        &data,
-        D,
-        1,
-        0.99,
-    );
+    let e = target_engine(every_query(), &data, D, 1, 0.99);
     let before = default_recall(&e, &data, D, &far[..100 * D]).await;
     assert!(
         before < 0.98,
@@ -281,18 +280,7 @@ async fn queries_harder_than_the_rows_raise_the_probes() {
     assert!(after > before, "{before} -> {after} at factor {factor}");
 
     // A query naming its own nprobe says nothing about the defaults.
-    let e = target_engine(
-        RecallConfig {
-            sample_fraction: 1.0,
-            queue: 1024,
-            max_scans_per_second: f64::INFINITY,
-            window: 1000,
-        },
-        &data,
-        D,
-        1,
-        0.99,
-    );
+    let e = target_engine(every_query(), &data, D, 1, 0.99);
     for q in far.chunks(D) {
         let p = SearchParams {
             k: 10,

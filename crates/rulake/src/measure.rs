@@ -3,11 +3,14 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rulake_datasets::Generator;
-use rulake_engine::RuLake;
+use rulake_engine::{CacheConfig, RecallConfig, RuLake};
 use rulake_index::exact;
-use rulake_lake::{write_parquet_file, IdsRef};
+use rulake_lake::{
+    write_parquet_file, IdsRef, ParquetSource, ParquetSourceConfig, ID_COLUMN, VECTOR_COLUMN,
+};
 use rulake_types::{Metric, SearchParams, VectorId};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A progress bar on stderr with RuLake's style.
@@ -56,6 +59,32 @@ pub fn write_lake(
     }
     pb.finish();
     Ok(all)
+}
+
+/// An engine for measuring, with the Parquet lake at `lake` registered as
+/// the source `lake`: a 16 GiB budget, nothing persisted, and live recall
+/// sampling off, since its background exact scans (up to ten a second,
+/// each reading every vector) would share the cores and the memory bus
+/// with the searches measured and move the figures by whatever they
+/// happened to overlap.
+pub fn measuring_engine(lake: &Path) -> anyhow::Result<RuLake> {
+    let engine = RuLake::with_recall(
+        CacheConfig {
+            budget_bytes: 16 << 30,
+            persist_dir: None,
+        },
+        RecallConfig {
+            sample_fraction: 0.0,
+            ..RecallConfig::default()
+        },
+    );
+    let src = ParquetSource::open(ParquetSourceConfig::new(
+        lake.canonicalize()?.to_string_lossy(),
+        ID_COLUMN,
+        VECTOR_COLUMN,
+    ))?;
+    engine.register_source("lake", Arc::new(src))?;
+    Ok(engine)
 }
 
 /// Exact top-k ids (as row numbers = ids) for every query.
