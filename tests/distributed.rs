@@ -454,6 +454,8 @@ const OLD_ROWS: usize = 6_000;
 /// machine loads them within the wait, the assertion on
 /// `loading_generation` says so.
 const NEW_ROWS: usize = 800_000;
+/// Row groups of the appended file (see where it is written).
+const NEW_UNITS: usize = 64;
 /// First id of the appended rows.
 const NEW_BASE: u64 = 1_000_000;
 /// The deadline of the queries right after the append: a few hundred ms,
@@ -523,12 +525,16 @@ async fn fresh_collection_answers_within_the_deadline_from_the_warm_generation()
     }
     let aside = tempfile::tempdir().unwrap();
     let file = aside.path().join("part-new.parquet");
+    // Many row groups (units), so every partition, and so every shard,
+    // gets a share of the new rows to load: with few units one shard
+    // could own little of the file, finish within the wait and answer
+    // from the new generation while the other still loads.
     rulake_lake::write_parquet_file(
         &file,
         IdsRef::U64(&new_ids),
         &new_vectors,
         FRESH_DIM,
-        NEW_ROWS / 16,
+        NEW_ROWS / NEW_UNITS,
     )
     .unwrap();
     std::fs::rename(&file, lake.path().join("part-new.parquet")).unwrap();
