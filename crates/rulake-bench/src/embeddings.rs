@@ -149,7 +149,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 
 /// Make (or find) the set's lake and queries, and its exact answers.
 async fn prepare(a: &Args, name: &str) -> anyhow::Result<Set> {
-    let (title, dir, metric) = match name {
+    let (name, title, dir, metric) = match name {
         "real" => {
             let dir = real_set(a)?;
             let meta: serde_json::Value =
@@ -161,7 +161,7 @@ async fn prepare(a: &Args, name: &str) -> anyhow::Result<Set> {
                 meta["model"].as_str().unwrap_or("?"),
                 meta["corpus"].as_str().unwrap_or("?")
             );
-            (title, dir, Metric::Cosine)
+            ("real", title, dir, Metric::Cosine)
         }
         "lowrank768" => {
             let g = LowRank::new(768, 32, 1000, 5);
@@ -170,7 +170,7 @@ async fn prepare(a: &Args, name: &str) -> anyhow::Result<Set> {
                 "synthetic: {} × 768 near a 32-dimensional manifold, 1,000 power-law clusters, cosine",
                 a.synthetic_n
             );
-            (title, dir, Metric::Cosine)
+            ("lowrank768", title, dir, Metric::Cosine)
         }
         "clustered128" => {
             let g = ClusteredGaussian::new(128, 100, 0.15, 7);
@@ -179,7 +179,7 @@ async fn prepare(a: &Args, name: &str) -> anyhow::Result<Set> {
                 "synthetic: {} × 128 clustered Gaussian (100 clusters, sigma 0.15), l2",
                 a.synthetic_n
             );
-            (title, dir, Metric::L2)
+            ("clustered128", title, dir, Metric::L2)
         }
         other => anyhow::bail!("unknown set {other:?}: real, lowrank768 or clustered128"),
     };
@@ -208,11 +208,7 @@ async fn prepare(a: &Args, name: &str) -> anyhow::Result<Set> {
         })
         .collect();
     Ok(Set {
-        name: match name {
-            "real" => "real",
-            "lowrank768" => "lowrank768",
-            _ => "clustered128",
-        },
+        name,
         title,
         lake,
         queries_file,

@@ -13,17 +13,27 @@ const DIM: usize = 16;
 const N: usize = 4000;
 
 fn engine(recall: RecallConfig, data: &[f32]) -> RuLake {
+    engine_with(
+        recall,
+        data,
+        CollectionSpec::new("c", "lake", DIM).partitions(3),
+    )
+}
+
+/// An engine whose memory source `lake` holds `data` (row `i` has id `i`)
+/// and whose collection is `spec`.
+fn engine_with(recall: RecallConfig, data: &[f32], spec: CollectionSpec) -> RuLake {
+    let dim = spec.dim;
     let e = RuLake::with_recall(CacheConfig::default(), recall);
-    let m = MemorySource::new("lake", DIM);
+    let m = MemorySource::new("lake", dim);
     m.add(
-        data.chunks(DIM)
+        data.chunks(dim)
             .enumerate()
             .map(|(i, x)| (VectorId::U64(i as u64), x.to_vec())),
     )
     .unwrap();
     e.register_source("lake", m).unwrap();
-    e.create_collection(CollectionSpec::new("c", "lake", DIM).partitions(3))
-        .unwrap();
+    e.create_collection(spec).unwrap();
     e
 }
 
@@ -179,23 +189,11 @@ fn target_engine(
     partitions: u32,
     target: f32,
 ) -> RuLake {
-    let e = RuLake::with_recall(CacheConfig::default(), recall);
-    let m = MemorySource::new("lake", dim);
-    m.add(
-        data.chunks(dim)
-            .enumerate()
-            .map(|(i, x)| (VectorId::U64(i as u64), x.to_vec())),
-    )
-    .unwrap();
-    e.register_source("lake", m).unwrap();
-    e.create_collection(
-        CollectionSpec::new("c", "lake", dim)
-            .metric(Metric::Cosine)
-            .partitions(partitions)
-            .target_recall(target),
-    )
-    .unwrap();
-    e
+    let spec = CollectionSpec::new("c", "lake", dim)
+        .metric(Metric::Cosine)
+        .partitions(partitions)
+        .target_recall(target);
+    engine_with(recall, data, spec)
 }
 
 /// Mean recall@10 of the engine's defaults on `queries`, by id.

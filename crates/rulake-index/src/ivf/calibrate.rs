@@ -176,12 +176,13 @@ impl PartitionIndex {
     /// larger `k` lies farther out, so a larger `k` probes `√(k / 10)`
     /// times as many lists (a `k` beyond the rows probes them all).
     pub fn default_probes_for(&self, k: usize, factor: f32) -> usize {
-        let widen = (k as f32 / CALIBRATION_K as f32).max(1.0).sqrt();
-        let probes = (self.default_probes() as f32 * factor.max(1.0) * widen).ceil() as usize;
+        let nlist = self.nlist().max(1);
         if k >= self.live_len() {
-            return self.nlist().max(1);
+            return nlist;
         }
-        probes.clamp(1, self.nlist().max(1))
+        let widen = (k as f32 / CALIBRATION_K as f32).max(1.0).sqrt();
+        let probes = (self.default_probes() as f32 * factor.max(1.0) * widen).ceil();
+        (probes as usize).clamp(1, nlist)
     }
 
     /// `samples` live rows, chosen by the build seed among those that did
