@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::distributed::Distributed;
+use support::process::{free_addr, rulake, wait_listening, Proc};
 
 const DIM: usize = 16;
 const FILES: usize = 8;
@@ -442,6 +443,114 @@ async fn adding_and_draining_shards_under_load_moves_little_and_loses_nothing() 
     assert_eq!(e.code(), Some(tonic::Code::InvalidArgument));
     let e = c.drain_shard("99").await.unwrap_err();
     assert_eq!(e.code(), Some(tonic::Code::NotFound));
+}
+
+/// A coordinator whose metrics port is known: its API address, its
+/// metrics address and the process (stopped when dropped).
+fn coordinator_with_metrics(cluster: &Distributed, dir: &Path) -> (String, String, Proc) {
+    let (addr, metrics) = (free_addr(), free_addr());
+    let meta: Vec<String> = cluster
+        .meta
+        .members
+        .values()
+        .map(|m| m.addr.clone())
+        .collect();
+    let mut cmd = rulake();
+    cmd.args(["coordinator", "--listen", &addr, "--meta", &meta.join(",")])
+        .args(["--metrics-listen", &metrics, "--data-dir"])
+        .arg(dir.join("coordinator"));
+    let proc = Proc::spawn("coordinator", cmd, &dir.join("coordinator.log"));
+    wait_listening(&addr, "rulake coordinator");
+    (addr, metrics, proc)
+}
+
+/// The value of counter `name` on the metrics port at `metrics`.
+async fn counter(metrics: &str, name: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(metrics).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {name} on {metrics}/metrics")) as u64
+}
+
+/// Until the coordinator sees every partition of `collection` warm on
+/// `replicas` nodes.
+async fn wait_warm_on(c: &Client, collection: &str, replicas: usize) {
+    let start = Instant::now();
+    loop {
+        if let Ok(st) = c.cluster_status().await {
+            let routes: Vec<_> = st
+                .routes
+                .iter()
+                .filter(|r| r.collection == collection)
+                .collect();
+            if !routes.is_empty() && routes.iter().all(|r| r.warm.len() >= replicas) {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{collection}: never warm on {replicas} replicas"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A rolling restart of every shard node under load, one at a time and
+/// highest id first, as a StatefulSet rolls: on SIGTERM each node leaves
+/// routing and drains before it exits, so with replication 2 no scan sent
+/// to it fails (the coordinator retries nothing), no query fails or is
+/// partial, and each node comes back to the same partitions (the
+/// assignment never changes: a restart is not a drain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_drains_each_shard_and_moves_no_partition() {
+    let lake = tempfile::tempdir().unwrap();
+    write_lake(lake.path());
+    let url = format!("file://{}/", lake.path().display());
+    // A grace period far longer than a restart, as the operator sets it.
+    let mut cluster = Distributed::start_with_grace(2, "60000");
+    let logs = tempfile::tempdir().unwrap();
+    let (coord, metrics, _coordinator) = coordinator_with_metrics(&cluster, logs.path());
+    let c = cluster.client(&coord).await;
+    c.create_collection(parquet_spec("rolled", &url, 8, 2))
+        .await
+        .unwrap();
+    wait_complete(&c, "rolled").await;
+    wait_warm_on(&c, "rolled", 2).await;
+    let before = cluster.assignment().await;
+
+    let (load, task) = start_load(&coord, "rolled");
+    for id in [2, 1] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let retries = counter(&metrics, "rulake_search_retries_total").await;
+        let took = cluster.stop_shard(id);
+        // Scans that reached the node after it exited would fail and be
+        // retried on the other replica; give them time to happen.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let after = counter(&metrics, "rulake_search_retries_total").await;
+        assert_eq!(
+            after - retries,
+            0,
+            "scans reached shard {id} after it stopped (it took {took:?} to stop)"
+        );
+        cluster.spawn_shard(id);
+        wait_warm_on(&c, "rolled", 2).await;
+    }
+    stop_load(&load, task, "rolling restart").await;
+    let after = cluster.assignment().await;
+    assert_eq!(after.epoch, before.epoch, "a restart moved partitions");
+    assert_eq!(after.partitions, before.partitions);
 }
 
 /// Dimension of the `fresh` collection: wide enough that building its

@@ -28,7 +28,8 @@ pub use security::{
     network_policy_name, owned_secret, CA_TRUSTED_SINCE,
 };
 pub use workloads::{
-    coordinator_deployment, meta_statefulset, shard_statefulset, PRE_STOP_SECONDS,
+    coordinator_deployment, meta_statefulset, rollout_order, shard_statefulset, RolloutStep,
+    PRE_STOP_SECONDS, SHARD_DRAIN_SECONDS, SHARD_GRACE_SECONDS,
 };
 
 use crate::admin::GRPC_PORT;

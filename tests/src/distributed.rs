@@ -38,7 +38,23 @@ impl Distributed {
         extra: &[String],
         transport: rulake_catalog::Transport,
     ) -> Distributed {
-        let mut meta_flags = vec!["--shard-grace-ms", GRACE_MS];
+        Self::start_full(shards, extra, transport, GRACE_MS)
+    }
+
+    /// As [`Distributed::start`], with the meta group's shard grace period
+    /// `grace_ms` instead of [`GRACE_MS`]: a restart that must move no
+    /// partition needs one longer than the restart takes.
+    pub fn start_with_grace(shards: u64, grace_ms: &str) -> Distributed {
+        Self::start_full(shards, &[], Default::default(), grace_ms)
+    }
+
+    fn start_full(
+        shards: u64,
+        extra: &[String],
+        transport: rulake_catalog::Transport,
+        grace_ms: &str,
+    ) -> Distributed {
+        let mut meta_flags = vec!["--shard-grace-ms", grace_ms];
         meta_flags.extend(extra.iter().map(String::as_str));
         let mut meta = Cluster::start(3, &meta_flags);
         meta.transport = transport;

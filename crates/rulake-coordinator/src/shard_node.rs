@@ -10,6 +10,13 @@
 //! each meta member it is alive and which partitions are warm, which is
 //! what lets the leader retire a hand-off.
 //!
+//! A node that is about to stop ([`ShardNode::leave`]) leaves routing, not
+//! placement: its status reports tell coordinators it has nothing warm, so
+//! they send new scans to the other replicas, while its heartbeats still
+//! tell the meta group the truth and its partitions stay assigned to it. A
+//! restart (an upgrade, an evicted pod) therefore moves no partition; only
+//! a drain through the admin API (a scale-down) does.
+//!
 //! The gRPC face of the role (`ShardService`) is in `rulake-api`, with
 //! every other error-to-status mapping.
 
@@ -21,6 +28,7 @@ use rulake_engine::{CacheConfig, RuLake};
 use rulake_proto::internal::v1 as pb;
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,6 +86,8 @@ struct Inner {
     warming: Mutex<HashSet<String>>,
     /// Serialises catalog → engine applications.
     apply: tokio::sync::Mutex<u64>,
+    /// Set by [`ShardNode::leave`]: the node is stopping.
+    leaving: AtomicBool,
 }
 
 /// A shard node id from its name: a number (≥ 1) as is, or a StatefulSet
@@ -142,6 +152,7 @@ impl ShardNode {
                 meta,
                 warming: Mutex::new(HashSet::new()),
                 apply: tokio::sync::Mutex::new(0),
+                leaving: AtomicBool::new(false),
             }),
         };
         node.apply().await?;
@@ -247,12 +258,13 @@ impl ShardNode {
         loop {
             let Some(inner) = weak.upgrade() else { return };
             let node = ShardNode { inner };
-            let st = node.status();
             let req = pb::HeartbeatRequest {
-                node_id: st.node_id,
+                node_id: node.inner.id,
                 addr: String::new(),
                 capacity_bytes: node.inner.capacity,
-                partitions: st.partitions,
+                // The truth, even while leaving: placement must not move
+                // partitions off a node that is only restarting.
+                partitions: node.partition_states(),
             };
             match node.inner.meta.heartbeat(req).await {
                 Ok(()) => failures = 0,
@@ -270,8 +282,28 @@ impl ShardNode {
         }
     }
 
-    /// What this node serves now.
-    pub fn status(&self) -> pb::ShardStatusReply {
+    /// Stop offering this node to new scans: from now on its status
+    /// reports have nothing warm, so every coordinator's routing, at its
+    /// next status poll, ranks the partitions' other replicas first. It
+    /// goes on answering whatever still reaches it (scans already sent, a
+    /// partition with no other replica), and its assignment is unchanged.
+    /// Not undone: a node leaves routing only to stop.
+    pub fn leave(&self) {
+        if !self.inner.leaving.swap(true, Ordering::SeqCst) {
+            tracing::info!(
+                node = self.inner.id,
+                "leaving routing: reporting no warm partition"
+            );
+        }
+    }
+
+    /// Whether [`ShardNode::leave`] was called.
+    pub fn is_leaving(&self) -> bool {
+        self.inner.leaving.load(Ordering::SeqCst)
+    }
+
+    /// Every partition this node holds, as it is.
+    fn partition_states(&self) -> Vec<pb::PartitionState> {
         let engine = &self.inner.engine;
         let mut partitions = Vec::new();
         for name in engine.list_collections() {
@@ -284,7 +316,19 @@ impl ShardNode {
                 });
             }
         }
-        let cache = engine.cache_stats();
+        partitions
+    }
+
+    /// What this node serves now, as coordinators should route by it: a
+    /// leaving node reports every partition cold.
+    pub fn status(&self) -> pb::ShardStatusReply {
+        let mut partitions = self.partition_states();
+        if self.is_leaving() {
+            for p in &mut partitions {
+                p.warm = false;
+            }
+        }
+        let cache = self.inner.engine.cache_stats();
         pb::ShardStatusReply {
             node_id: self.inner.id,
             partitions,

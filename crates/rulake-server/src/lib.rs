@@ -14,6 +14,8 @@
 //!   server the coordinator role shares.
 //! - [`meta`] — `rulake meta`: a member of the catalog's Raft group.
 //! - [`shard`] — `rulake shard`: a shard node.
+//! - [`drain`] — how a shard node stops: out of routing, then quiet, then
+//!   closed.
 //! - [`coordinator`] — `rulake coordinator`: the public API over a cluster.
 //! - [`dev`] — `rulake dev`: a loopback cluster of child processes.
 //! - [`observe`] — metrics registry, collectors, `/metrics` `/healthz`
@@ -25,6 +27,7 @@
 pub mod cluster_tls;
 pub mod coordinator;
 pub mod dev;
+pub mod drain;
 pub mod meta;
 pub mod observe;
 pub mod serve;

@@ -192,7 +192,7 @@ pub async fn serve_api(
         "managed sweeper",
         coordinator.clone().run_sweeper(every, grace),
     );
-    let (_health_reporter, health) = health_service().await;
+    let (health_reporter, health) = health_service().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(rulake_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -215,8 +215,19 @@ pub async fn serve_api(
     let tls = tls_acceptor(a, role)?;
     let _watch = tls.as_ref().map(|t| t.watch(a.tls_reload));
     let listener = tokio::net::TcpListener::bind(a.listen).await?;
+    // On the signal: NOT_SERVING first (health watchers and load balancers
+    // that check it move away), then stop accepting; calls in flight finish.
+    let signalled = shutdown.signalled();
+    let stop = async move {
+        signalled.await;
+        for name in SERVICES {
+            health_reporter
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+    };
     server
-        .serve_with_incoming_shutdown(rulake_tls::incoming(listener, tls), shutdown.signalled())
+        .serve_with_incoming_shutdown(rulake_tls::incoming(listener, tls), stop)
         .await?;
     Ok(())
 }
@@ -255,6 +266,15 @@ fn api_and_auth(
     Ok((api, auth))
 }
 
+/// The services the health service reports on ("" is the server).
+const SERVICES: [&str; 5] = [
+    "rulake.v1.CollectionService",
+    "rulake.v1.SearchService",
+    "rulake.v1.DataService",
+    "rulake.v1.AdminService",
+    "",
+];
+
 /// The standard gRPC health service, every public service (and the
 /// server as a whole, "") reported as serving.
 async fn health_service() -> (
@@ -262,13 +282,7 @@ async fn health_service() -> (
     tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
 ) {
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    for name in [
-        "rulake.v1.CollectionService",
-        "rulake.v1.SearchService",
-        "rulake.v1.DataService",
-        "rulake.v1.AdminService",
-        "",
-    ] {
+    for name in SERVICES {
         health_reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;

@@ -1,8 +1,10 @@
 //! `rulake shard`: a shard node. It registers with the meta group, builds
 //! the partitions the catalog assigns it from the lake, and serves them to
-//! coordinators over the internal `ShardService`.
+//! coordinators over the internal `ShardService`. On the shutdown signal
+//! it leaves routing and drains before it stops (see [`crate::drain`]).
 
 use crate::cluster_tls::{self, ClusterTlsArgs};
+use crate::drain::{drain, Calls};
 use crate::shutdown::{Shutdown, GRACE};
 use anyhow::Context;
 use rulake_api::ShardApi;
@@ -37,6 +39,11 @@ pub struct ShardArgs {
     /// Heartbeat interval to the meta group, milliseconds.
     #[arg(long, default_value_t = 500)]
     pub heartbeat_ms: u64,
+    /// On SIGTERM, the longest time (milliseconds) to keep answering while
+    /// coordinators move new scans to other replicas; a node whose
+    /// partitions have no other replica keeps answering this long.
+    #[arg(long, default_value_t = 15_000, env = "RULAKE_DRAIN_MS")]
+    pub drain_ms: u64,
     /// Metrics port and recall sampling.
     #[command(flatten)]
     pub observe: crate::observe::ObserveArgs,
@@ -93,12 +100,22 @@ pub async fn run(a: ShardArgs, shutdown: Shutdown) -> anyhow::Result<()> {
         a.data_dir.display()
     );
     let incoming = cluster_tls::incoming(listener, tls.as_ref());
+    let calls = Calls::default();
+    let stop = {
+        let (node, calls, signalled) = (node.clone(), calls.clone(), shutdown.signalled());
+        let most = Duration::from_millis(a.drain_ms);
+        async move {
+            signalled.await;
+            drain(&node, &calls, &health_reporter, most).await;
+        }
+    };
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .layer(metrics_layer)
+        .layer(calls.layer())
         .add_service(ShardApi::new(node).server())
         .add_service(health)
-        .serve_with_incoming_shutdown(incoming, shutdown.signalled())
+        .serve_with_incoming_shutdown(incoming, stop)
         .await?;
     shutdown.wait(GRACE).await;
     eprintln!("rulake shard: stopped");

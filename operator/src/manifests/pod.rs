@@ -147,10 +147,10 @@ fn mount(name: &str, path: &str) -> VolumeMount {
     }
 }
 
-/// How long a pod has to stop once asked: the preStop pause, then the
-/// server's own shutdown (in-flight calls finish within 10 s), with room
-/// to spare.
-const TERMINATION_GRACE_SECONDS: i64 = 60;
+/// How long a pod has to stop once asked: a coordinator's preStop pause or
+/// a shard's drain (at most `SHARD_DRAIN_SECONDS`), then the server's own
+/// shutdown (background work finishes within 10 s), with room to spare.
+pub(super) const TERMINATION_GRACE_SECONDS: i64 = 60;
 
 /// A preStop hook that waits `seconds` before Kubernetes sends SIGTERM.
 fn pause_before_stop(seconds: i64) -> Lifecycle {

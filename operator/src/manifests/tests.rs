@@ -483,28 +483,50 @@ fn meta_members_spread_over_nodes_by_default() {
     );
 }
 
-/// Shards and coordinators pause before SIGTERM, well within the grace
-/// period; meta members do not.
+/// Coordinators pause before SIGTERM; shards drain on SIGTERM itself, with
+/// no hook; meta members neither. Every role's stop fits the grace period.
 #[test]
-fn shards_and_coordinators_pause_before_stopping() {
+fn coordinators_pause_and_shards_drain_before_stopping() {
     for (role, t) in pods(&crate::fixtures::cluster(3)) {
         let spec = t.spec.unwrap();
-        let pre_stop = spec.containers[0]
-            .lifecycle
-            .as_ref()
-            .and_then(|l| l.pre_stop.as_ref());
-        if role == Role::Meta {
-            assert!(pre_stop.is_none());
-            continue;
-        }
-        let command = pre_stop.unwrap().exec.as_ref().unwrap().command.clone();
-        assert_eq!(
-            command.unwrap(),
-            ["sleep".to_string(), PRE_STOP_SECONDS.to_string()]
-        );
+        let c = &spec.containers[0];
+        let pre_stop = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref());
         let grace = spec.termination_grace_period_seconds.unwrap();
-        assert!(grace >= PRE_STOP_SECONDS + 10 + 10, "{role:?}: {grace}");
+        let args = c.args.clone().unwrap_or_default();
+        match role {
+            Role::Coordinator => {
+                let command = pre_stop.unwrap().exec.as_ref().unwrap().command.clone();
+                assert_eq!(
+                    command.unwrap(),
+                    ["sleep".to_string(), PRE_STOP_SECONDS.to_string()]
+                );
+                assert!(grace >= PRE_STOP_SECONDS + 10 + 10, "{role:?}: {grace}");
+            }
+            Role::Shard => {
+                assert!(pre_stop.is_none(), "a shard drains on SIGTERM");
+                let drain = flag(&args, "--drain-ms").unwrap();
+                assert_eq!(drain, (SHARD_DRAIN_SECONDS * 1000).to_string());
+                assert!(grace >= SHARD_DRAIN_SECONDS + 10 + 10, "{role:?}: {grace}");
+            }
+            Role::Meta => {
+                assert!(pre_stop.is_none());
+                let script = c.command.clone().unwrap().join(" ");
+                let want = format!("--shard-grace-ms {}", SHARD_GRACE_SECONDS * 1000);
+                assert!(script.contains(&want), "{script}");
+            }
+        }
     }
+}
+
+#[test]
+fn a_roll_goes_meta_then_shards_then_coordinators_highest_ordinal_first() {
+    let cluster = crate::fixtures::cluster(3);
+    let order = rollout_order(&cluster, 2);
+    let meta = cluster.spec.meta.replicas;
+    let mut want: Vec<RolloutStep> = (0..meta).rev().map(|i| (Role::Meta, i)).collect();
+    want.extend([(Role::Shard, 1), (Role::Shard, 0)]);
+    want.extend((0..cluster.spec.coordinators.replicas).map(|i| (Role::Coordinator, i)));
+    assert_eq!(order, want);
 }
 
 #[test]

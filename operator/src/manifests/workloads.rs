@@ -4,14 +4,21 @@
 //!
 //! What differs per role beyond flags and ports: meta members prefer
 //! distinct nodes unless the user gives an affinity (three voters on one
-//! node lose the quorum with that node); shards and coordinators pause
-//! before SIGTERM (`PRE_STOP_SECONDS`). For a coordinator the pause lets
-//! the client Service drop the pod before it stops accepting calls. For a
-//! shard it is only time, not a drain: the drain is an admin call that
-//! needs the operator's key, and a node that left placement on its own
-//! would not be admitted again when its pod returns, so the operator
-//! drains only before a scale-down and a restarted shard keeps its
-//! partitions (docs/operations.md, "Disruptions").
+//! node lose the quorum with that node). How each role stops:
+//!
+//! - A coordinator pauses before SIGTERM (`PRE_STOP_SECONDS`) so the client
+//!   Service drops the pod before it stops accepting calls, then finishes
+//!   the calls in flight.
+//! - A shard drains on SIGTERM itself (no preStop hook): it leaves routing
+//!   (coordinators send new scans to other replicas), waits for the scans
+//!   already sent, then exits, within `SHARD_DRAIN_SECONDS`. That moves no
+//!   partition: a restarted shard (an upgrade, an eviction) comes back to
+//!   the partitions it had. Only a scale-down moves partitions, through the
+//!   operator's admin drain before the StatefulSet shrinks.
+//! - The meta group keeps a silent shard's partitions where they are for
+//!   `SHARD_GRACE_SECONDS` (longer than a pod takes to restart), so a
+//!   rolling restart moves nothing; a shard gone for longer has its
+//!   partitions placed elsewhere (docs/operations.md, "Disruptions").
 
 use super::pod::{pod_template, port, PodParts};
 use super::{labels, meta, meta_addresses, role_name, role_selector, Role, DATA_DIR, RAFT_PORT};
@@ -26,9 +33,24 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 
-/// Seconds shards and coordinators keep serving once asked to stop, before
-/// SIGTERM (see the module doc).
+/// Seconds a coordinator keeps serving once asked to stop, before SIGTERM
+/// (see the module doc).
 pub const PRE_STOP_SECONDS: i64 = 5;
+
+/// Longest a shard keeps answering after SIGTERM while coordinators route
+/// around it (`rulake shard --drain-ms`); with replication 2 or more it is
+/// quiet, and exits, after about 1.5 s.
+pub const SHARD_DRAIN_SECONDS: i64 = 15;
+
+/// How long the meta group waits for a silent shard before placing its
+/// partitions elsewhere (`rulake meta --shard-grace-ms`): longer than a
+/// shard pod takes to stop and start again, as Elasticsearch delays
+/// re-allocation after a node leaves for a minute by default.
+pub const SHARD_GRACE_SECONDS: i64 = 60;
+
+// A shard's whole stop (drain, then the server's 10 s shutdown) leaves most
+// of the grace period for its start.
+const _: () = assert!(SHARD_GRACE_SECONDS >= 2 * (SHARD_DRAIN_SECONDS + 10));
 
 /// The meta members' affinity when the user gives none: prefer nodes
 /// without another member of the cluster. Preferred, not required, so a
@@ -68,7 +90,8 @@ pub fn meta_statefulset(cluster: &RuLakeCluster) -> StatefulSet {
     let script = format!(
         "exec rulake meta --id $$(( ${{HOSTNAME##*-}} + 1 )) --listen 0.0.0.0:{RAFT_PORT} \
          --advertise ${{HOSTNAME}}.{svc}.{ns}.svc:{RAFT_PORT} --peers {peers} --data-dir {DATA_DIR}/meta \
-         --metrics-listen $RULAKE_METRICS_LISTEN \"$@\""
+         --metrics-listen $RULAKE_METRICS_LISTEN --shard-grace-ms {grace_ms} \"$@\"",
+        grace_ms = SHARD_GRACE_SECONDS * 1000
     );
     let template = pod_template(
         cluster,
@@ -140,6 +163,8 @@ pub fn shard_statefulset(cluster: &RuLakeCluster, replicas: i32, cache_bytes: u6
                     "$(POD_NAME)".into(),
                     "--advertise".into(),
                     format!("$(POD_NAME).{svc}.{ns}.svc:{GRPC_PORT}"),
+                    "--drain-ms".into(),
+                    (SHARD_DRAIN_SECONDS * 1000).to_string(),
                 ],
             ),
             ports: vec![port("grpc", i32::from(GRPC_PORT))],
@@ -148,7 +173,7 @@ pub fn shard_statefulset(cluster: &RuLakeCluster, replicas: i32, cache_bytes: u6
             persistent_data: cluster.spec.shards.storage.is_some(),
             options: &cluster.spec.shards.pod,
             default_affinity: None,
-            pre_stop_seconds: Some(PRE_STOP_SECONDS),
+            pre_stop_seconds: None,
         },
     );
     let storage = cluster.spec.shards.storage.as_ref();
@@ -220,6 +245,27 @@ pub fn coordinator_deployment(cluster: &RuLakeCluster) -> Deployment {
         }),
         ..Deployment::default()
     }
+}
+
+/// One pod a roll replaces: its role and its ordinal (for coordinators,
+/// the index of one of the Deployment's pods).
+pub type RolloutStep = (Role, i32);
+
+/// The order a change of the pod template (a new image) replaces pods in,
+/// one at a time, each once the one before is Ready again: the meta
+/// members, then the shards, then the coordinators; within a StatefulSet
+/// the highest ordinal first, which is what its `RollingUpdate` does.
+/// Servers before their clients, so a newer catalog serves older shards
+/// and coordinators during the roll, never the other way round. A shard
+/// drains on SIGTERM and keeps its partitions; a coordinator pod is
+/// replaced by a new one that is Ready before the old one stops (the
+/// Deployment's default surge of one pod).
+pub fn rollout_order(cluster: &RuLakeCluster, shards: i32) -> Vec<RolloutStep> {
+    let down = |role, n: i32| (0..n).rev().map(move |i| (role, i));
+    down(Role::Meta, cluster.spec.meta.replicas)
+        .chain(down(Role::Shard, shards))
+        .chain((0..cluster.spec.coordinators.replicas).map(|i| (Role::Coordinator, i)))
+        .collect()
 }
 
 fn claim(cluster: &RuLakeCluster, storage: &StorageSpec) -> PersistentVolumeClaim {
