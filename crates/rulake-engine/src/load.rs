@@ -186,7 +186,16 @@ impl RuLake {
         &self,
         c: &Arc<Collection>,
     ) -> Result<(Generation, Vec<u32>, Vec<Arc<CachedPartition>>)> {
-        let numbers = self.owned(&c.spec);
+        self.serving_of(c, self.owned(&c.spec)).await
+    }
+
+    /// As [`RuLake::serving_owned`], for the partitions `numbers` only: the
+    /// others, cached or not, are neither returned nor loaded.
+    pub(crate) async fn serving_of(
+        &self,
+        c: &Arc<Collection>,
+        numbers: Vec<u32>,
+    ) -> Result<(Generation, Vec<u32>, Vec<Arc<CachedPartition>>)> {
         let (mut generation, mut parts, mut missing) = self.snapshot(c, &numbers, true);
         if !missing.is_empty() {
             let _guard = c.refresh.lock().await;

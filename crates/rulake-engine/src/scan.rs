@@ -121,7 +121,17 @@ impl RuLake {
             )));
         }
         let loading = self.ensure_current(&c, deadline).await?;
-        let (generation, numbers, parts) = self.serving_owned(&c).await?;
+        // Only the partitions asked for are loaded: one this node has just
+        // gained (a dead replica's, say) loads in the background, and must
+        // not hold up scans of those it has warm. Without the collection's
+        // size from the coordinator, though, the plan shares the search
+        // out over everything served here, so all of it is needed.
+        let wanted = self
+            .owned(&c.spec)
+            .into_iter()
+            .filter(|p| collection_vectors == 0 || partitions.contains(p))
+            .collect();
+        let (generation, numbers, parts) = self.serving_of(&c, wanted).await?;
         let picked = pick(&numbers, &parts, partitions);
         let retune = c.retune_for(&params);
         let params = effective(&c.spec, params);

@@ -192,3 +192,44 @@ async fn nprobe_and_rerank_are_clamped_to_what_exists() {
         );
     }
 }
+
+/// A shard node that has just gained a partition (a dead replica's) loads
+/// it in the background; a scan of the partitions it has warm must not wait
+/// for that load (it once did, stalling every query on the surviving
+/// replicas for as long as the new partitions took to build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_loads_only_the_partitions_it_asks_for() {
+    let n = 4000;
+    let e = RuLake::new(CacheConfig::default());
+    let m = MemorySource::new("a", DIM);
+    m.add(rows(
+        0,
+        &ClusteredGaussian::new(DIM, 16, 0.3, 7).sample(n, 1),
+    ))
+    .unwrap();
+    e.register_source("a", m).unwrap();
+    e.create_collection(CollectionSpec::new("a", "a", DIM).partitions(4))
+        .unwrap();
+    e.set_owned("a", Some([0, 1].into())).unwrap();
+    e.warm("a").await.unwrap();
+    let warm = |e: &RuLake| -> Vec<(u32, bool)> {
+        e.partition_states("a")
+            .unwrap()
+            .iter()
+            .map(|p| (p.partition, p.warm))
+            .collect()
+    };
+    assert_eq!(warm(&e), [(0, true), (1, true)]);
+
+    e.set_owned("a", Some([0, 1, 2].into())).unwrap();
+    let q = queries(2);
+    e.scan("a", &[0, 1], &q, exhaustive(10), n as u64, None)
+        .await
+        .unwrap();
+    assert_eq!(warm(&e), [(0, true), (1, true), (2, false)]);
+    // Asked for, it loads.
+    e.scan("a", &[2], &q, exhaustive(10), n as u64, None)
+        .await
+        .unwrap();
+    assert_eq!(warm(&e), [(0, true), (1, true), (2, true)]);
+}
