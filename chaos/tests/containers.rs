@@ -2,19 +2,27 @@
 //! built from `dist/` on the base made from Debian's packages, the
 //! quickstart manifest brought up, a collection over a lake on a shared
 //! volume created through the operator's admin client and searched with
-//! the `rulake` command line, a killed pod restarted by the kubelet, and
-//! `down` leaving nothing behind.
+//! the `rulake` command line, a killed pod restarted by the kubelet, the
+//! shards scaled up and down through the operator's drain-before-shrink
+//! and admission steps, and every pod rolled to a second image build in
+//! the operator's order, all under a query load that counts every failed
+//! or partial answer; and `down` leaving nothing behind.
 //!
 //! Needs a Docker Engine. Without one it is skipped, except under
 //! `CI=true`, where a missing engine is a failure.
 
 use rulake_chaos::cluster::docker::{docker, LABEL};
-use rulake_chaos::cluster::{kubelet, lifecycle, Manifest};
+use rulake_chaos::cluster::{kubelet, lifecycle, ops, Manifest};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const IMAGE: &str = "rulake:chaos-test";
+/// The same binaries as [`IMAGE`] under another label: a second build to
+/// roll to.
+const IMAGE_B: &str = "rulake:chaos-test-b";
 const DIM: usize = 32;
 
 fn repo() -> PathBuf {
@@ -29,9 +37,21 @@ fn engine_available() -> bool {
     ok
 }
 
+/// Untagged images (a build's first stage, an image whose tag moved on).
+fn dangling() -> Vec<String> {
+    docker(&["images", "-q", "--filter", "dangling=true"])
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// `rulake:chaos-test`: the Dockerfile with the binaries this test run
-/// built, on `rulake-base:bookworm` (made first when missing).
+/// built, on `rulake-base:bookworm` (made first when missing). The
+/// untagged images the build leaves (its build stage, the previous
+/// `rulake:chaos-test`) are removed.
 fn build_image() {
+    let before = dangling();
     if docker(&["image", "inspect", "rulake-base:bookworm"]).is_err() {
         let st = Command::new("bash")
             .arg(repo().join("ci/base-image.sh"))
@@ -68,6 +88,9 @@ fn build_image() {
         .status()
         .unwrap();
     assert!(st.success(), "docker build failed");
+    for id in dangling().iter().filter(|id| !before.contains(id)) {
+        let _ = docker(&["image", "rm", id]);
+    }
 }
 
 /// Four Parquet files of 32-dimensional vectors under `<lake>/vectors/`,
@@ -119,6 +142,69 @@ fn cli(address: &str, key: &str, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// A query load through the command line: one search after another at
+/// the client Service's current address, counting answers, failures and
+/// partial answers.
+struct Load {
+    address: Arc<Mutex<String>>,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    partial: AtomicU64,
+    errors: Mutex<Vec<String>>,
+    stop: AtomicBool,
+}
+
+impl Load {
+    fn start(address: &str, key: &str, vector: &str) -> (Arc<Load>, std::thread::JoinHandle<()>) {
+        let load = Arc::new(Load {
+            address: Arc::new(Mutex::new(address.to_string())),
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            partial: AtomicU64::new(0),
+            errors: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+        });
+        let (l, key, vector) = (load.clone(), key.to_string(), vector.to_string());
+        let thread = std::thread::spawn(move || {
+            while !l.stop.load(Ordering::SeqCst) {
+                let address = l.address.lock().unwrap().clone();
+                let args = [
+                    "search",
+                    "--collection",
+                    "vectors",
+                    "--vector",
+                    &vector,
+                    "-k",
+                    "3",
+                ];
+                match cli(&address, &key, &args) {
+                    Ok(a) if a.contains("PARTIAL") => {
+                        l.partial.fetch_add(1, Ordering::SeqCst);
+                        l.errors.lock().unwrap().push(format!("partial: {a}"));
+                    }
+                    Ok(_) => {
+                        l.ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e) => {
+                        l.failed.fetch_add(1, Ordering::SeqCst);
+                        l.errors.lock().unwrap().push(e);
+                    }
+                }
+            }
+        });
+        (load, thread)
+    }
+
+    /// (answered, failed, partial) so far.
+    fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+            self.partial.load(Ordering::SeqCst),
+        )
+    }
+}
+
 fn spawn_kubelet(state: &Path) -> anyhow::Result<u32> {
     let child = Command::new(env!("CARGO_BIN_EXE_cluster"))
         .arg("kubelet")
@@ -153,10 +239,15 @@ async fn the_quickstart_runs_as_containers_and_answers() {
         return;
     }
     build_image();
+    let size = docker(&["image", "ls", IMAGE, "--format", "{{.Size}}"]).unwrap();
+    eprintln!("image {IMAGE}: {size}");
     let lake = tempfile::tempdir().unwrap();
     let query = write_lake(lake.path());
     let text = std::fs::read_to_string(repo().join("docs/examples/quickstart.yaml")).unwrap();
-    let manifest = Manifest::parse(&text).unwrap();
+    let mut manifest = Manifest::parse(&text).unwrap();
+    // Two replicas of every partition: a shard that restarts or drains
+    // leaves the other to answer.
+    manifest.collections[0].spec.replication_factor = 2;
     let key =
         String::from_utf8(manifest.secrets["quickstart-admin-key"]["api-key"].clone()).unwrap();
     let cluster = manifest.names().cluster;
@@ -169,7 +260,7 @@ async fn the_quickstart_runs_as_containers_and_answers() {
     let started = Instant::now();
     let up = lifecycle::up(manifest, &opts, spawn_kubelet).await;
     let result = async {
-        let up = up?;
+        let mut up = up?;
         eprintln!("ready after {:.1} s at {}", up.ready_after, up.address);
         let list = cli(&up.address, &key, &["collections", "list"]).map_err(anyhow::Error::msg)?;
         anyhow::ensure!(list.contains("vectors"), "collections list: {list}");
@@ -237,11 +328,111 @@ async fn the_quickstart_runs_as_containers_and_answers() {
             anyhow::ensure!(Instant::now() < deadline, "shard not back: {status:?}");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        Ok(())
+        scale_and_roll(&mut up, &key, &vector).await
     }
     .await;
     let removed = lifecycle::down(&cluster).unwrap();
+    let _ = docker(&["image", "rm", IMAGE_B]);
     assert!(removed >= 7, "down removed {removed} objects");
     assert_eq!(leftovers(&cluster), 0, "down left something behind");
     result.unwrap();
+}
+
+/// Under a query load: shards 2 → 3 → 2 through the operator's steps, then
+/// every pod rolled to [`IMAGE_B`] in the operator's order. No query may
+/// fail or answer in part, and every deleted pod must exit 0 (a shard
+/// drained, not killed).
+async fn scale_and_roll(up: &mut lifecycle::Up, key: &str, vector: &str) -> anyhow::Result<()> {
+    let within = Duration::from_secs(180);
+    // Every partition warm on both replicas after the kill above.
+    wait_complete(&up.address, key, vector).await?;
+    let (load, thread) = Load::start(&up.address, key, vector);
+    let started = Instant::now();
+    let outcome = async {
+        ops::scale_shards(up, 3, within).await?;
+        eprintln!("scaled to 3 shards after {:.1} s", started.elapsed().as_secs_f64());
+        let stopped = ops::scale_shards(up, 2, within).await?;
+        eprintln!("scaled back to 2 after {:.1} s", started.elapsed().as_secs_f64());
+        anyhow::ensure!(
+            stopped.iter().all(|s| s.exit_code == 0),
+            "a drained shard did not exit cleanly: {stopped:?}"
+        );
+        let before = load.counts();
+        let dockerfile = format!("FROM {IMAGE}\nLABEL io.rulake.build=b\n");
+        let mut build = Command::new("docker")
+            .args(["build", "--quiet", "--tag", IMAGE_B, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        use std::io::Write;
+        build.stdin.take().unwrap().write_all(dockerfile.as_bytes())?;
+        anyhow::ensure!(build.wait()?.success(), "docker build {IMAGE_B} failed");
+        let service = load.address.clone();
+        let mut moved = |address: &str| *service.lock().unwrap() = address.to_string();
+        let roll_start = Instant::now();
+        let replaced = ops::roll(up, IMAGE_B, within, &mut moved).await?;
+        let after = load.counts();
+        eprintln!(
+            "rolled {} pods to {IMAGE_B} in {:.1} s; queries during the roll: {} answered, {} failed, {} partial",
+            replaced.len(),
+            roll_start.elapsed().as_secs_f64(),
+            after.0 - before.0,
+            after.1 - before.1,
+            after.2 - before.2
+        );
+        for r in &replaced {
+            eprintln!(
+                "  {}: stopped in {:.1} s (exit {}), replacement ready after {:.1} s",
+                r.pod,
+                r.stopped.took.as_secs_f64(),
+                r.stopped.exit_code,
+                r.seconds
+            );
+        }
+        anyhow::ensure!(
+            replaced.iter().all(|r| r.stopped.exit_code == 0),
+            "a pod did not stop cleanly"
+        );
+        for c in docker(&["ps", "-q", "--filter", &format!("label={LABEL}={}", up.cluster)])?.lines() {
+            let image = docker(&["inspect", "--format", "{{.Config.Image}}", c])?;
+            anyhow::ensure!(image == IMAGE_B, "{c} still runs {image}");
+        }
+        Ok(())
+    }
+    .await;
+    load.stop.store(true, Ordering::SeqCst);
+    thread.join().unwrap();
+    let (ok, failed, partial) = load.counts();
+    eprintln!("query load: {ok} answered, {failed} failed, {partial} partial");
+    outcome?;
+    let errors = load.errors.lock().unwrap();
+    anyhow::ensure!(ok > 20, "only {ok} queries ran");
+    anyhow::ensure!(
+        errors.is_empty(),
+        "{} queries failed or answered in part; first: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(3)]
+    );
+    Ok(())
+}
+
+/// Until a search answers from every partition.
+async fn wait_complete(address: &str, key: &str, vector: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let args = [
+            "search",
+            "--collection",
+            "vectors",
+            "--vector",
+            vector,
+            "-k",
+            "3",
+        ];
+        match cli(address, key, &args) {
+            Ok(a) if !a.contains("PARTIAL") => return Ok(()),
+            r if Instant::now() > deadline => anyhow::bail!("no complete answer: {r:?}"),
+            _ => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
 }

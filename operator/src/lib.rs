@@ -19,6 +19,8 @@
 //!   functions of the spec), NetworkPolicies and Secret mounts included.
 //! - [`certs`]: the cluster CA and role certificates the operator issues
 //!   and rotates for mutual TLS between the roles.
+//! - [`scale`]: the admin-side steps of a shard count change (drain
+//!   before shrinking, admit once Ready), shared with the container harness.
 //! - [`rbac`]: the permissions the reconcilers need, which the chart's
 //!   ClusterRole (or, watching one namespace, Role) grants exactly, and
 //!   the leader Lease's, granted in the operator's own namespace.
@@ -40,6 +42,7 @@ pub mod leader;
 pub mod manifests;
 pub mod metrics;
 pub mod rbac;
+pub mod scale;
 
 #[cfg(test)]
 mod fixtures;

@@ -107,11 +107,9 @@ fn main() -> anyhow::Result<()> {
             eprintln!("cluster {cluster}: removed {n} containers, networks and volumes");
         }
         Cmd::Kubelet { state } => {
-            let pods: Vec<kubelet::Watched> =
-                serde_json::from_slice(&std::fs::read(state.join("pods.json"))?)?;
             let network = std::fs::read_to_string(state.join("network"))?;
             // Stops when `down` removes the state directory.
-            kubelet::watch(&state, network.trim(), &pods, || !state.exists());
+            kubelet::watch(&state, network.trim(), || !state.exists());
         }
     }
     Ok(())

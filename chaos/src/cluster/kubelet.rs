@@ -9,6 +9,14 @@
 //! `Always`). Readiness and restart counts are written to `status.json` in
 //! the state directory after every round, which is how `up` and the tests
 //! learn that the cluster is ready.
+//!
+//! The pods it watches are `pods.json` in the state directory, read again
+//! every round, so pods can be added, replaced and removed while it runs
+//! (a scale, a rolling upgrade: [`super::ops`]). A pod being terminated is
+//! marked (`terminating/<pod>`) and never restarted, as a kubelet does not
+//! restart a container of a pod that is being deleted; a container
+//! replaced under the same pod name (a new pod of a StatefulSet) starts
+//! its probes afresh.
 
 use super::docker::{address, docker};
 use rulake_operator::k8s::api::core::v1::{Container, Probe as K8sProbe};
@@ -81,6 +89,9 @@ pub struct PodStatus {
     pub ready: bool,
     /// Restarts so far (exits and failed probes).
     pub restarts: u32,
+    /// The container this status is about (Docker's id).
+    #[serde(default)]
+    pub container_id: String,
 }
 
 /// GET `path` from `ip:port`; a 2xx or 3xx answer within a second passes.
@@ -144,44 +155,88 @@ impl Track {
             status: PodStatus {
                 ready: false,
                 restarts: self.status.restarts + 1,
+                container_id: self.status.container_id.clone(),
             },
             ..Track::default()
         };
     }
 }
 
-/// Whether `container` runs (`None`: it no longer exists).
-fn running(container: &str) -> Option<bool> {
-    docker(&["inspect", "--format", "{{.State.Running}}", container])
-        .ok()
-        .map(|s| s == "true")
+/// `container`'s id and whether it runs (`None`: it does not exist).
+fn container_state(container: &str) -> Option<(String, bool)> {
+    let out = docker(&[
+        "inspect",
+        "--format",
+        "{{.Id}} {{.State.Running}}",
+        container,
+    ])
+    .ok()?;
+    let (id, running) = out.split_once(' ')?;
+    Some((id.to_string(), running == "true"))
 }
 
-/// Watch `pods` on `network` until `stop()`, writing `status.json` to
-/// `state` after every round. Containers removed from outside (a pod
-/// deleted by a test) are left alone until they exist again.
-pub fn watch(state: &Path, network: &str, pods: &[Watched], stop: impl Fn() -> bool) {
+/// The marker that pod `pod` is being terminated.
+pub fn terminating_marker(state: &Path, pod: &str) -> std::path::PathBuf {
+    state.join("terminating").join(pod)
+}
+
+/// Restart `container` of `pod` unless the pod is being terminated.
+fn restart(state: &Path, pod: &str, args: &[&str]) -> bool {
+    !terminating_marker(state, pod).exists() && docker(args).is_ok()
+}
+
+/// The pods the kubelet watches (`pods.json`; none when unreadable).
+pub fn load_pods(state: &Path) -> Vec<Watched> {
+    std::fs::read(state.join("pods.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Replace the pods the kubelet watches (written whole, then renamed, so
+/// the kubelet never reads half a file).
+pub fn save_pods(state: &Path, pods: &[Watched]) -> anyhow::Result<()> {
+    let tmp = state.join("pods.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(pods)?)?;
+    std::fs::rename(&tmp, state.join("pods.json"))?;
+    Ok(())
+}
+
+/// Watch the pods of `state` on `network` until `stop()`, writing
+/// `status.json` to `state` after every round. Containers removed from
+/// outside are left alone until they exist again.
+pub fn watch(state: &Path, network: &str, stop: impl Fn() -> bool) {
     let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
     let now = Instant::now();
-    for p in pods {
+    for p in load_pods(state) {
         tracks.entry(p.pod.clone()).or_default().started = Some(now);
     }
     while !stop() {
         let now = Instant::now();
-        for p in pods {
+        let pods = load_pods(state);
+        tracks.retain(|name, _| pods.iter().any(|p| &p.pod == name));
+        for p in &pods {
             let t = tracks.entry(p.pod.clone()).or_default();
-            match running(&p.container) {
-                None => {
-                    t.status.ready = false;
-                    continue;
+            let Some((id, running)) = container_state(&p.container) else {
+                t.status.ready = false;
+                continue;
+            };
+            if t.status.container_id != id {
+                // A new container for this pod: a new pod, probed afresh.
+                *t = Track {
+                    started: Some(now),
+                    status: PodStatus {
+                        container_id: id,
+                        ..PodStatus::default()
+                    },
+                    ..Track::default()
+                };
+            }
+            if !running {
+                if restart(state, &p.pod, &["start", &p.container]) {
+                    t.restarted(now);
                 }
-                Some(false) => {
-                    if docker(&["start", &p.container]).is_ok() {
-                        t.restarted(now);
-                    }
-                    continue;
-                }
-                Some(true) => {}
+                continue;
             }
             let Ok(ip) = address(&p.container, network) else {
                 continue;
@@ -189,8 +244,9 @@ pub fn watch(state: &Path, network: &str, pods: &[Watched], stop: impl Fn() -> b
             if let Some(probe) = p.startup.as_ref().filter(|_| !t.started_ok) {
                 if t.due("startup", probe, &ip, now) == Some(true) {
                     t.started_ok = true;
-                } else if t.failed("startup", probe) {
-                    let _ = docker(&["restart", "--time", "5", &p.container]);
+                } else if t.failed("startup", probe)
+                    && restart(state, &p.pod, &["restart", "--time", "5", &p.container])
+                {
                     t.restarted(Instant::now());
                 }
                 continue;
@@ -198,8 +254,9 @@ pub fn watch(state: &Path, network: &str, pods: &[Watched], stop: impl Fn() -> b
             t.started_ok = true;
             if let Some(probe) = &p.liveness {
                 t.due("liveness", probe, &ip, now);
-                if t.failed("liveness", probe) {
-                    let _ = docker(&["restart", "--time", "5", &p.container]);
+                if t.failed("liveness", probe)
+                    && restart(state, &p.pod, &["restart", "--time", "5", &p.container])
+                {
                     t.restarted(Instant::now());
                     continue;
                 }

@@ -1,11 +1,10 @@
 //! `up` and `down`: a manifest's cluster started as containers with its
 //! kubelet, and everything it made removed again.
 
-use super::docker::{self, docker, Site, LABEL};
-use super::kubelet::{self, Probe, Watched};
-use super::{pods, Manifest};
+use super::docker::{self, docker, LABEL};
+use super::{kubelet, ops, pods, Manifest};
 use anyhow::{bail, Context};
-use rulake_operator::admin::{AdminKey, ClusterAdmin, GrpcAdmin, GRPC_PORT};
+use rulake_operator::admin::{AdminKey, ClusterAdmin, GrpcAdmin};
 use rulake_operator::manifests;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,17 +21,28 @@ pub struct UpOptions {
     pub ready_within: Duration,
 }
 
-/// A cluster that `up` started.
+/// A cluster that `up` started, and what [`super::ops`] needs to change it.
 #[derive(Clone, Debug)]
 pub struct Up {
     /// Cluster name.
     pub cluster: String,
-    /// The coordinator's gRPC address on the host (`127.0.0.1:port`).
+    /// The coordinator's gRPC address on the host (`127.0.0.1:port`): the
+    /// client Service, as the host reaches it.
     pub address: String,
     /// The harness's state directory.
     pub state: PathBuf,
     /// Seconds from start to every pod ready.
     pub ready_after: f64,
+    /// The manifest as run (its image, issued certificates).
+    pub manifest: Manifest,
+    /// The lake directory mounted in shard and coordinator pods.
+    pub lake: Option<PathBuf>,
+    /// Shard pods now (the StatefulSet's size).
+    pub shards: i32,
+    /// Shard ordinals placement counts on (`status.shards.admitted`).
+    pub admitted: i32,
+    /// Coordinator pods now, by name; the first is the one `address` reaches.
+    pub coordinators: Vec<String>,
 }
 
 /// The harness's state directory for `cluster`.
@@ -46,8 +56,9 @@ pub fn network_name(cluster: &str) -> String {
 }
 
 /// Start `manifest`'s cluster: network, pods, kubelet; wait until every
-/// pod is ready; create its collections through the operator's admin
-/// client. `kubelet_cmd` starts the kubelet process for a state dir.
+/// pod is ready; admit the shards and create its collections through the
+/// operator's admin client, as the reconciler does. `kubelet_cmd` starts
+/// the kubelet process for a state dir.
 pub async fn up(
     mut manifest: Manifest,
     opts: &UpOptions,
@@ -72,78 +83,39 @@ pub async fn up(
         &format!("{LABEL}={cluster}"),
         &network,
     ])?;
-    let cm = manifests::config_map(&manifest.cluster);
-    let config_maps = [(
-        cm.metadata.name.clone().unwrap_or_default(),
-        cm.data.unwrap_or_default(),
-    )]
-    .into_iter()
-    .collect();
-    let mut watched = Vec::new();
-    let coordinator0 = docker::container_name(
-        &cluster,
-        &format!(
-            "{}-0",
-            manifests::role_name(&manifest.cluster, manifests::Role::Coordinator)
-        ),
-    );
-    for pod in pods(&manifest.cluster, None)? {
-        let container = docker::container_name(&cluster, &pod.name);
-        let site = Site {
-            cluster: &cluster,
-            network: &network,
-            state: &state,
-            config_maps: &config_maps,
-            secrets: &manifest.secrets,
-            publish: (container == coordinator0).then_some(GRPC_PORT),
-        };
-        let creation = docker::create_args(&site, &pod)?;
-        for (vol, group) in &creation.volumes {
-            docker::owned_volume(&cluster, vol, *group)?;
-        }
-        let mut args = creation.args;
-        if let (Some(lake), true) = (&opts.lake, pod.role != "meta") {
-            args.insert(1, format!("{}:/lake:ro", lake.display()));
-            args.insert(1, "--volume".into());
-        }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        docker(&refs).with_context(|| format!("creating pod {}", pod.name))?;
-        docker(&["start", &container])?;
-        let c = &pod.spec.containers[0];
-        watched.push(Watched {
-            pod: pod.name.clone(),
-            container,
-            startup: Probe::of(c, c.startup_probe.as_ref()),
-            liveness: Probe::of(c, c.liveness_probe.as_ref()),
-            readiness: Probe::of(c, c.readiness_probe.as_ref()),
-        });
-    }
-    std::fs::write(
-        state.join("pods.json"),
-        serde_json::to_vec_pretty(&watched)?,
-    )?;
     std::fs::write(state.join("network"), &network)?;
+    kubelet::save_pods(&state, &[])?;
+    let mut up = Up {
+        cluster: cluster.clone(),
+        address: String::new(),
+        state: state.clone(),
+        ready_after: 0.0,
+        lake: opts.lake.clone(),
+        shards: manifest.cluster.spec.shards.replicas,
+        admitted: 0,
+        coordinators: Vec::new(),
+        manifest,
+    };
+    let all = pods(&up.manifest.cluster, None)?;
+    for pod in &all {
+        ops::start_pod(&up, pod)?;
+        if pod.role == manifests::Role::Coordinator.as_str() {
+            up.coordinators.push(pod.name.clone());
+        }
+    }
     let pid = kubelet_cmd(&state)?;
     std::fs::write(state.join("kubelet.pid"), pid.to_string())?;
     eprintln!(
         "cluster {cluster}: {} pods started, waiting for them to be ready",
-        watched.len()
+        all.len()
     );
-    wait_ready(&state, watched.len(), opts.ready_within).await?;
-    let ready_after = start.elapsed().as_secs_f64();
-    let port = docker(&["port", &coordinator0, &GRPC_PORT.to_string()])?;
-    let address = port
-        .lines()
-        .find(|l| l.starts_with("127.0.0.1:"))
-        .context("the coordinator's port is not published")?
-        .to_string();
-    create_collections(&manifest, &address).await?;
-    Ok(Up {
-        cluster,
-        address,
-        state,
-        ready_after,
-    })
+    wait_ready(&state, all.len(), opts.ready_within).await?;
+    up.ready_after = start.elapsed().as_secs_f64();
+    let first = up.coordinators.first().context("no coordinator")?.clone();
+    up.address = ops::published_address(&up, &first)?;
+    ops::admit(&mut up, opts.ready_within).await?;
+    create_collections(&up.manifest, &up.address).await?;
+    Ok(up)
 }
 
 async fn wait_ready(state: &Path, pods: usize, within: Duration) -> anyhow::Result<()> {
@@ -203,17 +175,28 @@ pub fn admin_key(manifest: &Manifest) -> anyhow::Result<Option<AdminKey>> {
     Ok(Some(AdminKey::new(raw)?))
 }
 
+/// The operator's admin client for the cluster at `address`, with the
+/// key the operator would send. Calls wait up to `timeout` (a drain waits
+/// for partitions to warm elsewhere).
+pub fn admin_client(
+    manifest: &Manifest,
+    address: &str,
+    timeout: Duration,
+) -> anyhow::Result<GrpcAdmin> {
+    let key = admin_key(manifest)?;
+    Ok(GrpcAdmin::connect_lazy_with(
+        &format!("http://{address}"),
+        timeout,
+        None,
+        key.as_ref(),
+    )?)
+}
+
 async fn create_collections(manifest: &Manifest, address: &str) -> anyhow::Result<()> {
     if manifest.collections.is_empty() {
         return Ok(());
     }
-    let key = admin_key(manifest)?;
-    let admin = GrpcAdmin::connect_lazy_with(
-        &format!("http://{address}"),
-        Duration::from_secs(30),
-        None,
-        key.as_ref(),
-    )?;
+    let admin = admin_client(manifest, address, Duration::from_secs(30))?;
     for c in &manifest.collections {
         let name = c.metadata.name.clone().unwrap_or_default();
         let spec = rulake_operator::controller::collection::to_proto(&name, &c.spec);

@@ -12,8 +12,10 @@
 //! What stands in for Kubernetes, and nothing more: the kubelet (container
 //! start, `$(VAR)` expansion, env from ConfigMaps and Secrets, Secret files,
 //! probes, restarts: [`docker`], [`kubelet`]), cluster DNS (network aliases
-//! per Service), and the operator's Secret issuing (certificates at `up`).
-//! The reconcile loop against an API server is proven only by the
+//! per Service), the operator's Secret issuing (certificates at `up`), and
+//! what the StatefulSet and Deployment controllers do to pods on a scale or
+//! a new image ([`ops`]), with the operator's own admin-side steps around
+//! them. The reconcile loop against an API server is proven only by the
 //! mocked-API tests in `operator/`.
 //!
 //! # Layout
@@ -21,10 +23,14 @@
 //! - [`docker`]: one pod as `docker run` arguments; the Docker CLI calls.
 //! - [`kubelet`]: probes, readiness and restarts, as a detached process.
 //! - [`lifecycle`]: `up` and `down`.
+//! - [`ops`]: pods started, deleted as a kubelet deletes them, the shard
+//!   count changed through the operator's drain and admission steps, and
+//!   every pod rolled to a new image in the operator's order.
 
 pub mod docker;
 pub mod kubelet;
 pub mod lifecycle;
+pub mod ops;
 
 use anyhow::{bail, Context};
 use rulake_operator::certs::{self, Names, Stored};

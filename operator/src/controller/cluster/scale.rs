@@ -11,16 +11,18 @@ use crate::crd::{
     set_condition, ConditionStatus, RuLakeCluster, RuLakeClusterStatus, CONDITION_PROGRESSING,
     CONDITION_READY,
 };
-use crate::manifests;
+use crate::scale::{self, ScaleEvent};
 use crate::Result;
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::events::EventType;
 
-/// Drains shard ordinals `desired..current`, highest first, then records,
-/// before the StatefulSet shrinks, that placement no longer counts on them
-/// (so a later scale-up admits them again). A failed drain is reported in
-/// the status and fails the run, so the StatefulSet keeps the node until a
+/// Drains shard ordinals `desired..current`, highest first
+/// ([`crate::scale::drain_before_shrink`]), then records, before the
+/// StatefulSet shrinks, that placement no longer counts on them (so a
+/// later scale-up admits them again). A failed drain is reported in the
+/// status and fails the run, so the StatefulSet keeps the node until a
 /// retry drains it.
 pub(super) async fn scale_down(
     cluster: &RuLakeCluster,
@@ -30,32 +32,30 @@ pub(super) async fn scale_down(
     status: &mut RuLakeClusterStatus,
 ) -> Result<()> {
     let desired = cluster.spec.shards.replicas;
-    for ordinal in (desired..current).rev() {
-        let node = manifests::shard_node_id(cluster, ordinal);
-        let reply = match admin.drain_shard(&node).await {
-            Ok(reply) => reply,
-            Err(e) => {
-                let message =
-                    format!("draining {node} before scaling shards {current} → {desired}: {e}");
-                report_drain_failure(cluster, ctx, status, message).await?;
-                return Err(e.into());
-            }
-        };
-        let note = format!(
-            "drained {node}: {} partitions moved, assignment epoch {}",
-            reply.partitions_moved, reply.assignment_epoch
-        );
-        ctx.event(
-            cluster,
-            EventType::Normal,
-            "ShardDrained",
-            "ScaleDown",
-            note,
-        )
-        .await;
+    let mut events = publish(cluster, ctx);
+    if let Err(failed) =
+        scale::drain_before_shrink(cluster, admin, current, desired, &mut events).await
+    {
+        report_drain_failure(cluster, ctx, status, failed.message).await?;
+        return Err(failed.error.into());
     }
     status.shards.admitted = status.shards.admitted.min(desired);
     patch_status(&ctx.client, cluster, status).await
+}
+
+/// The scale steps' events, published on the cluster.
+fn publish<'a>(
+    cluster: &'a RuLakeCluster,
+    ctx: &'a Context,
+) -> impl FnMut(ScaleEvent) -> BoxFuture<'a, ()> + Send + 'a {
+    move |e: ScaleEvent| {
+        let type_ = if e.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        Box::pin(ctx.event(cluster, type_, e.reason, e.action, e.note))
+    }
 }
 
 /// Says why the scale-down is stuck: an event, Progressing True and Ready
@@ -89,9 +89,10 @@ async fn report_drain_failure(
 }
 
 /// Admits shard ordinals from `status.shards.admitted` up to the spec's
-/// count, in order, each once its pod is Ready. Returns why it stopped
-/// short, if it did; a failed admission is reported, not an error, so the
-/// status stays current and the next run tries again soon.
+/// count, in order, each once its pod is Ready
+/// ([`crate::scale::admit_ready`]). Returns why it stopped short, if it
+/// did; a failed admission is reported, not an error, so the status stays
+/// current and the next run tries again soon.
 pub(super) async fn admit(
     cluster: &RuLakeCluster,
     ctx: &Context,
@@ -100,48 +101,25 @@ pub(super) async fn admit(
     status: &mut RuLakeClusterStatus,
 ) -> Result<Option<Progress>> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    while status.shards.admitted < cluster.spec.shards.replicas {
-        let node = manifests::shard_node_id(cluster, status.shards.admitted);
-        let ready = pods
-            .get_opt(&node)
-            .await?
-            .is_some_and(|pod| pod_ready(&pod));
-        if !ready {
-            let message = format!("{node} is not Ready yet");
-            return Ok(Some(("WaitingForShardReady", message)));
-        }
-        match admin.admit_shard(&node).await {
-            Ok(reply) => {
-                let note = format!(
-                    "admitted {node}: {} partitions assigned, assignment epoch {}",
-                    reply.partitions_assigned, reply.assignment_epoch
-                );
-                ctx.event(cluster, EventType::Normal, "ShardAdmitted", "ScaleUp", note)
-                    .await;
-                status.shards.admitted += 1;
-            }
-            // Ready but not registered with the catalog yet: look again soon.
-            Err(e) if e.code() == tonic::Code::NotFound => {
-                return Ok(Some((
-                    "WaitingForShardRegistration",
-                    format!("{node}: {e}"),
-                )));
-            }
-            Err(e) => {
-                let message = format!("admitting {node}: {e}");
-                ctx.event(
-                    cluster,
-                    EventType::Warning,
-                    "AdmitFailed",
-                    "ScaleUp",
-                    message.clone(),
-                )
-                .await;
-                return Ok(Some(("AdmitFailed", message)));
-            }
-        }
-    }
-    Ok(None)
+    let mut ready = move |node: String| -> BoxFuture<'static, Result<bool>> {
+        let pods = pods.clone();
+        Box::pin(async move {
+            Ok(pods
+                .get_opt(&node)
+                .await?
+                .is_some_and(|pod| pod_ready(&pod)))
+        })
+    };
+    let mut events = publish(cluster, ctx);
+    scale::admit_ready(
+        cluster,
+        admin,
+        &mut status.shards.admitted,
+        cluster.spec.shards.replicas,
+        &mut ready,
+        &mut events,
+    )
+    .await
 }
 
 fn pod_ready(pod: &Pod) -> bool {
