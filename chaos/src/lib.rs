@@ -17,8 +17,10 @@
 //! - [`profile`] — [`Profile`]: how long a scenario runs and how often faults come.
 //! - [`nemesis`] — [`Fault`]: what is done to a member, and its healing.
 //! - [`workload`] — alias registers on the catalog, recorded as a history.
+//! - [`lake`] — [`lake::FaultyLake`]: an S3-compatible lake that fails on demand.
 
 pub mod cluster;
+pub mod lake;
 pub mod nemesis;
 pub mod profile;
 pub mod workload;

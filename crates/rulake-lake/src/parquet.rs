@@ -370,8 +370,14 @@ pub(crate) fn footer_too_large(
     })
 }
 
-/// Map a Parquet error, recognising a vanished object or a refused footer
-/// underneath it.
+/// Map a Parquet error, recognising a vanished object, a refused footer or
+/// a failed read underneath it.
+///
+/// A read the store failed (a 503 its retries did not outlast, a dropped
+/// connection) comes up through the decoder too, but it is the lake's
+/// trouble, not the file's: it is a [`LakeError::Store`] naming the object
+/// and row group, never "not a readable Parquet file", which would send an
+/// operator looking for a corrupt file that is fine.
 fn map_parquet(
     e: parquet::errors::ParquetError,
     object: &str,
@@ -385,13 +391,20 @@ fn map_parquet(
     if let Some(too_large) = footer_too_large(&e, object) {
         return too_large;
     }
-    LakeError::Parquet {
-        at: Location {
-            object: object.to_owned(),
-            row_group,
-        },
-        source: e,
-    }
+    let at = Location {
+        object: object.to_owned(),
+        row_group,
+    };
+    let e = match e {
+        parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast::<object_store::Error>() {
+                Ok(store) => return LakeError::store(at.to_string(), *store),
+                Err(inner) => parquet::errors::ParquetError::External(inner),
+            }
+        }
+        e => e,
+    };
+    LakeError::Parquet { at, source: e }
 }
 
 #[async_trait]
@@ -524,5 +537,30 @@ impl ParquetSource {
                 futures::future::ready(Some(out))
             })
             .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_read_is_the_stores_error_not_the_files() {
+        let unavailable = object_store::Error::Generic {
+            store: "S3",
+            source: "503 Service Unavailable: SlowDown".into(),
+        };
+        let e = parquet::errors::ParquetError::External(Box::new(unavailable));
+        let e = map_parquet(e, "emb/part-5.parquet", Some(2));
+        assert!(matches!(e, LakeError::Store { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("emb/part-5.parquet (row group 2)") && msg.contains("SlowDown"),
+            "{msg}"
+        );
+        // A decoder's own complaint stays the file's.
+        let e = parquet::errors::ParquetError::General("bad page header".into());
+        let e = map_parquet(e, "emb/part-5.parquet", None);
+        assert!(matches!(e, LakeError::Parquet { .. }), "{e:?}");
     }
 }
