@@ -1,8 +1,11 @@
-//! What a scenario does to a catalog member, and how it heals. Faults are
-//! aimed at the leader by default because that is where a consensus system
-//! is most likely to lose or reorder a write; a fault on a follower checks
-//! that catch-up after a gap does not rewrite history.
+//! What a scenario does to the cluster, and how it heals: [`Fault`] for a
+//! meta group alone, [`Nemesis`] for a whole cluster under load. Faults
+//! are aimed at the leader by default because that is where a consensus
+//! system is most likely to lose or reorder a write; a fault on a follower
+//! checks that catch-up after a gap does not rewrite history.
 
+use crate::system::System;
+use rulake_tests::process::signal;
 use rulake_tests::Cluster;
 use std::time::Duration;
 
@@ -40,6 +43,339 @@ impl Fault {
                 tokio::time::sleep(hold).await;
                 cluster.spawn(id, false);
             }
+        }
+    }
+}
+
+/// Which member of a whole cluster a process fault hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The meta group's current leader.
+    MetaLeader,
+    /// A meta member that is not the leader.
+    MetaFollower,
+    /// A shard node, picked by the round's seed.
+    Shard,
+    /// A coordinator, picked by the round's seed.
+    Coordinator,
+}
+
+/// What one round of a whole-cluster scenario does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nemesis {
+    /// kill -9 of one member of the role, started again after the hold.
+    Kill(Role),
+    /// SIGSTOP of one member of the role for the hold, then SIGCONT.
+    Pause(Role),
+    /// kill -9 of every process at once; all started again after the hold.
+    RestartAll,
+    /// SIGTERM (a clean exit) and restart of every process in turn.
+    RollingRestart,
+    /// A new shard node joins; after the hold it is drained and stopped.
+    ScaleShards,
+    /// A meta member restarted with its wall clock shifted (ahead on even
+    /// rounds, behind on odd ones), restarted true after the hold.
+    ClockSkew,
+    /// The meta leader cut off from every other process, both ways.
+    IsolateLeader,
+    /// The meta leader's packets to every other process dropped; it still
+    /// hears them.
+    OneWayLeader,
+    /// A minority (one meta member, one shard node, one coordinator) cut
+    /// off from the rest, both ways.
+    SplitHalves,
+    /// One coordinator cut off from one shard node, both ways.
+    CutCoordinatorShard,
+    /// One shard node's link limited to 256 kbit/s each way.
+    SlowShard,
+    /// A meta follower's (even rounds) or a shard node's (odd rounds) data
+    /// directory moved onto a small tmpfs and filled up for the hold.
+    DiskFull,
+    /// 30 % of one shard node's packets dropped each way.
+    LossyShard,
+}
+
+/// The shared library that shifts a process's clocks (Debian's `faketime`).
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The id a scaled-in shard node takes.
+const EXTRA_SHARD: u64 = crate::system::SHARDS + 1;
+
+impl Nemesis {
+    /// Whether a replica of every partition stays up through the fault, so
+    /// searches must keep answering (I2 is a bound, not only a figure).
+    pub fn keeps_a_replica(self) -> bool {
+        !matches!(self, Nemesis::RestartAll)
+    }
+
+    /// Whether every process needs a host of its own (a network fault).
+    pub fn needs_hosts(self) -> bool {
+        matches!(
+            self,
+            Nemesis::IsolateLeader
+                | Nemesis::OneWayLeader
+                | Nemesis::SplitHalves
+                | Nemesis::CutCoordinatorShard
+                | Nemesis::SlowShard
+                | Nemesis::LossyShard
+        )
+    }
+
+    /// One round: inject, hold, heal. `pick` chooses the member.
+    pub async fn round(self, sys: &mut System, pick: u64, hold: Duration) {
+        match self {
+            Nemesis::Kill(role) => {
+                let target = Target::pick(sys, role, pick).await;
+                target.kill(sys);
+                tokio::time::sleep(hold).await;
+                target.start(sys);
+            }
+            Nemesis::Pause(role) => {
+                let target = Target::pick(sys, role, pick).await;
+                let pid = target.pid(sys);
+                signal(pid, "STOP");
+                tokio::time::sleep(hold).await;
+                signal(pid, "CONT");
+            }
+            Nemesis::RestartAll => {
+                let all = Target::all(sys);
+                for t in &all {
+                    t.kill(sys);
+                }
+                tokio::time::sleep(hold).await;
+                for t in &all {
+                    t.start(sys);
+                }
+            }
+            Nemesis::RollingRestart => {
+                for t in Target::all(sys) {
+                    t.stop(sys);
+                    t.start(sys);
+                    // The next member goes only once this one serves again,
+                    // as a StatefulSet waits for readiness.
+                    let _ = sys.wait_complete(Duration::from_secs(30)).await;
+                    if matches!(t, Target::Meta(_)) {
+                        sys.cluster.meta.wait_leader(&[1, 2, 3], 0).await;
+                    }
+                }
+            }
+            Nemesis::ScaleShards => {
+                let id = EXTRA_SHARD.to_string();
+                sys.cluster.spawn_shard(EXTRA_SHARD);
+                let Ok(c) = sys.client(pick as usize).await else {
+                    return;
+                };
+                // A node drained in an earlier round keeps its drain flag
+                // when it registers again: admit it, as the operator does
+                // on a scale-up.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = c.admit_shard(&id).await;
+                tokio::time::sleep(hold).await;
+                // A drain returns once the node's partitions are warm
+                // elsewhere; a failed drain leaves the node serving, as the
+                // operator's scale-down does.
+                if c.drain_shard(&id).await.is_ok() {
+                    sys.cluster.stop_shard(EXTRA_SHARD);
+                }
+            }
+            Nemesis::ClockSkew => {
+                let (leader, _) = sys.cluster.meta.wait_leader(&[1, 2, 3], 0).await;
+                let id = if pick % 2 == 0 {
+                    leader
+                } else {
+                    leader % 3 + 1
+                };
+                let shift = if pick % 4 < 2 { "+5m" } else { "-5m" };
+                let env = vec![
+                    ("LD_PRELOAD".to_owned(), LIBFAKETIME.to_owned()),
+                    ("FAKETIME".to_owned(), shift.to_owned()),
+                    ("FAKETIME_DONT_FAKE_MONOTONIC".to_owned(), "1".to_owned()),
+                ];
+                sys.cluster.meta.env.insert(id, env);
+                sys.cluster.meta.stop(id, Duration::from_secs(20));
+                sys.cluster.meta.spawn(id, false);
+                tokio::time::sleep(hold).await;
+                sys.cluster.meta.env.remove(&id);
+                sys.cluster.meta.stop(id, Duration::from_secs(20));
+                sys.cluster.meta.spawn(id, false);
+            }
+            Nemesis::DiskFull => {
+                let target = if pick % 2 == 0 {
+                    Target::pick(sys, Role::MetaFollower, pick / 2).await
+                } else {
+                    Target::pick(sys, Role::Shard, pick / 2).await
+                };
+                // Restarted onto a tmpfs of its own (kept until the end of
+                // the scenario), then the tmpfs filled to the last byte.
+                target.kill(sys);
+                let dir = target.data_dir(sys);
+                let disk = match crate::disk::SmallDisk::mount_over(&dir, 64 << 20) {
+                    Ok(d) => d,
+                    Err(e) => panic!("a small disk under {}: {e:#}", dir.display()),
+                };
+                target.start(sys);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                disk.fill();
+                tokio::time::sleep(hold).await;
+                disk.unfill();
+                // A member that stopped on the full disk is started again,
+                // as a kubelet restarts a container that exited.
+                if !target.listening(sys) {
+                    target.start(sys);
+                }
+                sys.disks.push(disk);
+            }
+            network => {
+                network.cut_links(sys, pick).await;
+                tokio::time::sleep(hold).await;
+                sys.net().heal();
+            }
+        }
+    }
+
+    /// Inject a network fault (see the variants); healed by `Net::heal`.
+    async fn cut_links(self, sys: &System, pick: u64) {
+        let net = sys.net();
+        let names = net.names();
+        let shard = format!("shard-{}", pick % crate::system::SHARDS + 1);
+        match self {
+            Nemesis::IsolateLeader | Nemesis::OneWayLeader => {
+                let (leader, _) = sys.cluster.meta.wait_leader(&[1, 2, 3], 0).await;
+                let leader = format!("meta-{leader}");
+                for other in names.iter().filter(|n| **n != leader) {
+                    net.cut(&leader, other);
+                    if self == Nemesis::IsolateLeader {
+                        net.cut(other, &leader);
+                    }
+                }
+            }
+            Nemesis::SplitHalves => {
+                let minority = [
+                    format!("meta-{}", pick % 3 + 1),
+                    shard,
+                    "coordinator-1".to_owned(),
+                ];
+                let majority: Vec<String> = names
+                    .into_iter()
+                    .filter(|n| !minority.contains(n))
+                    .collect();
+                net.split(&minority, &majority);
+            }
+            Nemesis::CutCoordinatorShard => {
+                let coordinator = format!("coordinator-{}", pick % 2 + 1);
+                net.split(&[coordinator], &[shard]);
+            }
+            Nemesis::SlowShard => net.slow(&shard, 256),
+            Nemesis::LossyShard => net.lossy(&shard, 30),
+            _ => unreachable!("not a network fault: {self:?}"),
+        }
+    }
+}
+
+/// One process of the cluster.
+#[derive(Clone, Debug)]
+enum Target {
+    Meta(u64),
+    Shard(u64),
+    Coordinator(String),
+}
+
+impl Target {
+    async fn pick(sys: &System, role: Role, pick: u64) -> Target {
+        match role {
+            Role::MetaLeader | Role::MetaFollower => {
+                let (leader, _) = sys.cluster.meta.wait_leader(&[1, 2, 3], 0).await;
+                if role == Role::MetaLeader {
+                    Target::Meta(leader)
+                } else {
+                    Target::Meta((leader + pick % 2) % 3 + 1)
+                }
+            }
+            Role::Shard => {
+                let ids: Vec<u64> = sys
+                    .cluster
+                    .shard_ids()
+                    .into_iter()
+                    .filter(|id| sys.cluster.shard_proc(*id).is_some())
+                    .collect();
+                Target::Shard(ids[pick as usize % ids.len()])
+            }
+            Role::Coordinator => {
+                let n = sys.coordinators.len();
+                Target::Coordinator(sys.coordinators[pick as usize % n].clone())
+            }
+        }
+    }
+
+    /// Meta members, then shard nodes, then coordinators: the order a
+    /// whole cluster is started in.
+    fn all(sys: &System) -> Vec<Target> {
+        let meta = sys.cluster.meta.members.keys().map(|id| Target::Meta(*id));
+        let shards = sys
+            .cluster
+            .shard_ids()
+            .into_iter()
+            .filter(|id| sys.cluster.shard_proc(*id).is_some())
+            .map(Target::Shard);
+        let coordinators = sys.coordinators.iter().cloned().map(Target::Coordinator);
+        meta.chain(shards).chain(coordinators).collect()
+    }
+
+    fn pid(&self, sys: &System) -> u32 {
+        let proc = match self {
+            Target::Meta(id) => sys.cluster.meta.member_proc(*id),
+            Target::Shard(id) => sys.cluster.shard_proc(*id),
+            Target::Coordinator(addr) => sys.cluster.coordinator_proc(addr),
+        };
+        proc.expect("the target is running").pid()
+    }
+
+    fn kill(&self, sys: &mut System) {
+        match self {
+            Target::Meta(id) => sys.cluster.meta.kill(*id),
+            Target::Shard(id) => sys.cluster.kill_shard(*id),
+            Target::Coordinator(addr) => sys.cluster.kill_coordinator(addr),
+        }
+    }
+
+    fn stop(&self, sys: &mut System) {
+        match self {
+            Target::Meta(id) => {
+                sys.cluster.meta.stop(*id, Duration::from_secs(20));
+            }
+            Target::Shard(id) => {
+                sys.cluster.stop_shard(*id);
+            }
+            Target::Coordinator(addr) => {
+                sys.cluster.stop_coordinator(addr);
+            }
+        }
+    }
+
+    /// Its data directory.
+    fn data_dir(&self, sys: &System) -> std::path::PathBuf {
+        match self {
+            Target::Meta(id) => sys.cluster.meta.dir().join(format!("m{id}")),
+            Target::Shard(id) => sys.cluster.dir().join(format!("shard-{id}")),
+            Target::Coordinator(_) => sys.cluster.dir().join("coordinator"),
+        }
+    }
+
+    /// Whether it accepts connections on its address.
+    fn listening(&self, sys: &System) -> bool {
+        let addr = match self {
+            Target::Meta(id) => sys.cluster.meta.members[id].addr.clone(),
+            Target::Shard(id) => sys.cluster.shard_addr(*id),
+            Target::Coordinator(addr) => addr.clone(),
+        };
+        std::net::TcpStream::connect(addr).is_ok()
+    }
+
+    fn start(&self, sys: &mut System) {
+        match self {
+            Target::Meta(id) => sys.cluster.meta.spawn(*id, false),
+            Target::Shard(id) => sys.cluster.spawn_shard(*id),
+            Target::Coordinator(addr) => sys.cluster.spawn_coordinator(addr),
         }
     }
 }

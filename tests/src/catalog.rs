@@ -1,9 +1,10 @@
 //! A catalog group of real `rulake meta` processes on loopback, each
 //! killable, pausable and restartable on its own.
 
-use crate::process::{free_addr, rulake, Proc};
+use crate::process::{rulake_in, Hosts, Loopback, Proc};
 use rulake_catalog::CatalogClient;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One member process.
@@ -21,6 +22,10 @@ pub struct Cluster {
     extra: Vec<String>,
     /// How clients of the group connect (plaintext unless set).
     pub transport: rulake_catalog::Transport,
+    /// Extra environment of a member's process from its next start on
+    /// (a fault scenario's shifted clock, say).
+    pub env: BTreeMap<u64, Vec<(String, String)>>,
+    hosts: Arc<dyn Hosts>,
     /// Data and logs; declared last so it outlives the processes
     /// (fields drop in order), whose logs are read when they go.
     dir: tempfile::TempDir,
@@ -29,12 +34,17 @@ pub struct Cluster {
 impl Cluster {
     /// Start members `1..=n` as one initial group, with `extra` flags.
     pub fn start(n: u64, extra: &[&str]) -> Cluster {
+        Self::start_on(n, extra, Arc::new(Loopback))
+    }
+
+    /// As [`Cluster::start`], each member where `hosts` puts it.
+    pub fn start_on(n: u64, extra: &[&str], hosts: Arc<dyn Hosts>) -> Cluster {
         let mut members = BTreeMap::new();
         for id in 1..=n {
             members.insert(
                 id,
                 Member {
-                    addr: free_addr(),
+                    addr: hosts.addr(&format!("meta-{id}")),
                     proc: None,
                 },
             );
@@ -50,6 +60,8 @@ impl Cluster {
             peers,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             transport: Default::default(),
+            env: BTreeMap::new(),
+            hosts,
         };
         for id in 1..=n {
             c.spawn(id, true);
@@ -60,11 +72,12 @@ impl Cluster {
     /// (Re)start member `id`; `initial` passes the initial peer list.
     pub fn spawn(&mut self, id: u64, initial: bool) {
         let addr = self.members[&id].addr.clone();
-        let mut cmd = rulake();
+        let mut cmd = rulake_in(self.hosts.netns(&addr).as_deref());
         cmd.args(["meta", "--id", &id.to_string(), "--listen", &addr])
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("m{id}")))
-            .args(&self.extra);
+            .args(&self.extra)
+            .envs(self.env.get(&id).into_iter().flatten().cloned());
         if initial {
             cmd.args(["--peers", &self.peers]);
         }
@@ -75,7 +88,7 @@ impl Cluster {
 
     /// Add a member slot `id` (not started).
     pub fn add_slot(&mut self, id: u64) -> String {
-        let addr = free_addr();
+        let addr = self.hosts.addr(&format!("meta-{id}"));
         self.members.insert(
             id,
             Member {
@@ -113,6 +126,16 @@ impl Cluster {
 
     fn proc(&self, id: u64) -> &Proc {
         self.members[&id].proc.as_ref().expect("running")
+    }
+
+    /// The directory holding the members' data and logs.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The running process of member `id`.
+    pub fn member_proc(&self, id: u64) -> Option<&Proc> {
+        self.members.get(&id).and_then(|m| m.proc.as_ref())
     }
 
     /// Addresses of `ids`.

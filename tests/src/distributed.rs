@@ -2,10 +2,11 @@
 //! nodes and `rulake coordinator`s, each killable on its own.
 
 use crate::catalog::Cluster;
-use crate::process::{free_addr, rulake, wait_listening, Proc};
+use crate::process::{rulake_in, wait_listening, Hosts, Loopback, Proc};
 use rulake_catalog::{Assignment, ReadConsistency};
 use rulake_client::Client;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Grace period of the meta group in these tests, milliseconds.
@@ -20,6 +21,7 @@ pub struct Distributed {
     /// Flags every shard and coordinator gets (the meta members get them
     /// through `meta`).
     extra: Vec<String>,
+    hosts: Arc<dyn Hosts>,
     /// Data and logs; declared last so it outlives the processes
     /// (fields drop in order), whose logs are read when they go.
     dir: tempfile::TempDir,
@@ -38,14 +40,25 @@ impl Distributed {
         extra: &[String],
         transport: rulake_catalog::Transport,
     ) -> Distributed {
-        Self::start_full(shards, extra, transport, GRACE_MS)
+        Self::start_full(shards, extra, transport, GRACE_MS, Arc::new(Loopback))
+    }
+
+    /// As [`Distributed::start`], each process where `hosts` puts it.
+    pub fn start_on(shards: u64, hosts: Arc<dyn Hosts>) -> Distributed {
+        Self::start_full(shards, &[], Default::default(), GRACE_MS, hosts)
     }
 
     /// As [`Distributed::start`], with the meta group's shard grace period
     /// `grace_ms` instead of [`GRACE_MS`]: a restart that must move no
     /// partition needs one longer than the restart takes.
     pub fn start_with_grace(shards: u64, grace_ms: &str) -> Distributed {
-        Self::start_full(shards, &[], Default::default(), grace_ms)
+        Self::start_full(
+            shards,
+            &[],
+            Default::default(),
+            grace_ms,
+            Arc::new(Loopback),
+        )
     }
 
     fn start_full(
@@ -53,10 +66,11 @@ impl Distributed {
         extra: &[String],
         transport: rulake_catalog::Transport,
         grace_ms: &str,
+        hosts: Arc<dyn Hosts>,
     ) -> Distributed {
         let mut meta_flags = vec!["--shard-grace-ms", grace_ms];
         meta_flags.extend(extra.iter().map(String::as_str));
-        let mut meta = Cluster::start(3, &meta_flags);
+        let mut meta = Cluster::start_on(3, &meta_flags, hosts.clone());
         meta.transport = transport;
         let mut d = Distributed {
             dir: tempfile::tempdir().unwrap(),
@@ -64,6 +78,7 @@ impl Distributed {
             shards: BTreeMap::new(),
             coordinators: BTreeMap::new(),
             extra: extra.to_vec(),
+            hosts,
         };
         for id in 1..=shards {
             d.spawn_shard(id);
@@ -90,9 +105,9 @@ impl Distributed {
     pub fn spawn_shard_with(&mut self, id: u64, flags: &[String]) {
         let addr = match self.shards.get(&id) {
             Some((a, _)) => a.clone(),
-            None => free_addr(),
+            None => self.hosts.addr(&format!("shard-{id}")),
         };
-        let mut cmd = rulake();
+        let mut cmd = rulake_in(self.hosts.netns(&addr).as_deref());
         cmd.args(["shard", "--id", &id.to_string(), "--listen", &addr])
             .args(["--meta", &self.meta_addrs(), "--heartbeat-ms", "200"])
             .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
@@ -120,15 +135,19 @@ impl Distributed {
         }
     }
 
-    /// Start a coordinator on a free port; returns its address.
+    /// Start a coordinator where the hosts put the next one; returns its
+    /// address.
     pub fn coordinator(&mut self) -> String {
-        let addr = free_addr();
+        let addr = self
+            .hosts
+            .addr(&format!("coordinator-{}", self.coordinators.len() + 1));
         self.spawn_coordinator(&addr);
         addr
     }
 
-    fn spawn_coordinator(&mut self, addr: &str) {
-        let mut cmd = rulake();
+    /// Start a coordinator at `addr` (a new one, or again after a kill).
+    pub fn spawn_coordinator(&mut self, addr: &str) {
+        let mut cmd = rulake_in(self.hosts.netns(addr).as_deref());
         cmd.args([
             "coordinator",
             "--listen",
@@ -155,6 +174,41 @@ impl Distributed {
             p.kill();
         }
         self.spawn_coordinator(addr);
+    }
+
+    /// SIGKILL the coordinator at `addr`.
+    pub fn kill_coordinator(&mut self, addr: &str) {
+        if let Some(mut p) = self.coordinators.remove(addr) {
+            p.kill();
+        }
+    }
+
+    /// SIGTERM the coordinator at `addr`; it must exit cleanly within 30 s.
+    pub fn stop_coordinator(&mut self, addr: &str) -> Duration {
+        match self.coordinators.remove(addr) {
+            Some(mut p) => p.stop(Duration::from_secs(30)),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// The running process of shard node `id`.
+    pub fn shard_proc(&self, id: u64) -> Option<&Proc> {
+        self.shards.get(&id).and_then(|s| s.1.as_ref())
+    }
+
+    /// The running coordinator at `addr`.
+    pub fn coordinator_proc(&self, addr: &str) -> Option<&Proc> {
+        self.coordinators.get(addr)
+    }
+
+    /// Ids of the shard nodes started so far (running or not).
+    pub fn shard_ids(&self) -> Vec<u64> {
+        self.shards.keys().copied().collect()
+    }
+
+    /// The directory holding every process's data and log.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// A client of the coordinator at `addr`.

@@ -28,11 +28,17 @@ pub fn rulake_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("the test executable's path");
+    let name = format!("rulake-under-test{}", std::env::consts::EXE_SUFFIX);
+    // A workspace binary (`chaos-run`) sits beside it in <target>/<profile>.
+    let beside = exe.with_file_name(&name);
+    if beside.exists() {
+        return beside;
+    }
     let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("test executables live in <target>/<profile>/deps");
-    let bin = dir.join(format!("rulake-under-test{}", std::env::consts::EXE_SUFFIX));
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
         "{} is not built: run the tests with `cargo nextest run --workspace` \
@@ -44,7 +50,20 @@ pub fn rulake_bin() -> PathBuf {
 
 /// A `rulake` command with the tests' log level.
 pub fn rulake() -> Command {
-    let mut c = Command::new(rulake_bin());
+    rulake_in(None)
+}
+
+/// [`rulake`] run inside network namespace `netns` (`ip netns exec`) when
+/// one is given, as a process on a host of its own.
+pub fn rulake_in(netns: Option<&str>) -> Command {
+    let mut c = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(rulake_bin());
+            c
+        }
+        None => Command::new(rulake_bin()),
+    };
     c.env("RULAKE_LOG", "warn");
     // Tests keep their lakes in temporary directories: that is the prefix
     // sources may use (each role still fences off its own files).
@@ -97,6 +116,32 @@ pub fn signal(pid: u32, sig: &str) {
         .expect("run sh")
         .success();
     assert!(ok, "kill -s {sig} {pid} failed");
+}
+
+/// Where the processes of a cluster run: each one's listen address and
+/// network namespace. [`Loopback`] puts every process on the host's
+/// loopback; a fault scenario gives each its own namespace so that links
+/// between two processes can be cut.
+pub trait Hosts: Send + Sync {
+    /// A listen address for the process called `name` (`meta-1`,
+    /// `shard-2`, `coordinator-1`).
+    fn addr(&self, name: &str) -> String;
+    /// The network namespace the process listening on `addr` runs in
+    /// (`None`: the host's own).
+    fn netns(&self, addr: &str) -> Option<String>;
+}
+
+/// Every process on loopback, each on a free port.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Loopback;
+
+impl Hosts for Loopback {
+    fn addr(&self, _name: &str) -> String {
+        free_addr()
+    }
+    fn netns(&self, _addr: &str) -> Option<String> {
+        None
+    }
 }
 
 /// A child process with its output in a log file.

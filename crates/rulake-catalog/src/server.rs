@@ -197,6 +197,9 @@ impl<T> Connection for T where
 {
 }
 
+/// How long a stopping member waits for its open connections to finish.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
 impl CatalogNode {
     /// Run this member until `shutdown` resolves: the placement loop, the
     /// group's bootstrap on first start (see [`CatalogNode::bootstrap`]),
@@ -223,7 +226,26 @@ impl CatalogNode {
                 tracing::error!("bootstrap failed: {e}");
             }
         });
-        let served = self.serve_incoming(incoming, shutdown).await;
+        // Open connections get a grace period to finish after the signal;
+        // a peer or client that keeps one open (or a call that never ends)
+        // must not keep the member from stopping, so past it they are
+        // dropped. The Raft state is durable, so this is no worse for the
+        // group than a crash.
+        let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+        let drained = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.await;
+                tokio::time::sleep(DRAIN_GRACE).await;
+            }
+        };
+        let served = tokio::select! {
+            served = self.serve_incoming(incoming, shutdown) => served,
+            () = drained => {
+                tracing::warn!("connections still open {DRAIN_GRACE:?} after the shutdown signal; dropping them");
+                Ok(())
+            }
+        };
         bootstrap.abort();
         let _ = self.inner.raft.shutdown().await;
         // The loop returns once Raft has stopped.

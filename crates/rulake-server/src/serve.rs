@@ -52,7 +52,7 @@ pub struct Args {
     pub auth_config: Option<PathBuf>,
     /// Serve without authentication on a non-loopback address. Without
     /// --auth-config, only loopback listeners are allowed otherwise.
-    #[arg(long)]
+    #[arg(long, env = "RULAKE_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
     /// How often the TLS files are checked for a rotation.
     #[arg(long, default_value = "10", value_parser = parse_secs)]
