@@ -77,6 +77,11 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// How long a shard node of the dev cluster drains when it stops (see
+/// [`crate::drain`]): short, since a dev cluster usually stops as a whole.
+const DRAIN_MS: u64 = 3_000;
+
+/// The children; dropping it stops them (SIGTERM, then SIGKILL after 10 s).
 struct Children(Vec<(String, Child)>);
 
 impl Drop for Children {
@@ -220,6 +225,9 @@ impl Cluster {
                 a.cache_bytes.to_string(),
                 "--metrics-listen".into(),
                 "127.0.0.1:0".into(),
+                // Well inside the 10 s each child gets to stop (`Children`).
+                "--drain-ms".into(),
+                DRAIN_MS.to_string(),
             ];
             let args: Vec<String> = args.into_iter().chain(a.source_args()).collect();
             self.spawn(&name, &args)?;
