@@ -105,7 +105,7 @@ impl RuLake {
         };
         match c.spec.consistency {
             Consistency::Fresh => {
-                let Some(newer) = self.newer_generation(c).await else {
+                let Some(newer) = self.newer_generation(c, deadline).await else {
                     return Ok(None);
                 };
                 Ok(self.wait_for_generation(c, newer, deadline).await)
@@ -124,11 +124,29 @@ impl RuLake {
     }
 
     /// The source's generation when it is not the one `c` serves. `None`
-    /// when it is (clearing an error the lake has recovered from) or when
+    /// when it is (clearing an error the lake has recovered from), when
     /// the source cannot say (the error recorded; the last good
-    /// generation serves).
-    async fn newer_generation(&self, c: &Collection) -> Option<Generation> {
-        match c.source.generation().await {
+    /// generation serves), or when it has not said by [`answer_by`] of
+    /// `deadline`: a lake that is down or slow (its client retrying a 503
+    /// for seconds) must not fail a query that has a generation to serve,
+    /// any more than a slow load may.
+    async fn newer_generation(
+        &self,
+        c: &Collection,
+        deadline: Option<Instant>,
+    ) -> Option<Generation> {
+        let check = c.source.generation();
+        let checked = match deadline {
+            Some(d) => match tokio::time::timeout_at(answer_by(d).into(), check).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::debug!(collection = %c.spec.name, "generation check outlasted the deadline; answering from the warm generation");
+                    return None;
+                }
+            },
+            None => check.await,
+        };
+        match checked {
             Ok(g) => {
                 if self.serves(c, &g) {
                     if c.last_error.lock().take().is_some() {

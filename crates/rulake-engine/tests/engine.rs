@@ -180,6 +180,9 @@ async fn fresh_collections_answer_from_new_data_on_the_next_query() {
 struct Gated {
     inner: Arc<MemorySource>,
     open: tokio::sync::watch::Sender<bool>,
+    /// Generation checks wait while this is `false` (a lake whose
+    /// listing hangs: a 503 retried, a stalled request).
+    answering: tokio::sync::watch::Sender<bool>,
     broken: std::sync::atomic::AtomicBool,
 }
 
@@ -188,6 +191,7 @@ impl Gated {
         Arc::new(Gated {
             inner,
             open: tokio::sync::watch::Sender::new(true),
+            answering: tokio::sync::watch::Sender::new(true),
             broken: Default::default(),
         })
     }
@@ -204,6 +208,8 @@ impl rulake_lake::Source for Gated {
     }
 
     async fn generation(&self) -> rulake_lake::Result<rulake_types::Generation> {
+        let mut answering = self.answering.subscribe();
+        let _ = answering.wait_for(|a| *a).await;
         self.inner.generation().await
     }
 
@@ -302,6 +308,40 @@ async fn fresh_collections_answer_from_the_warm_generation_when_a_load_outlasts_
     };
     assert_eq!(new.hits[0].id, VectorId::from("new"));
     assert_eq!(new.hits[0].distance, 0.0);
+}
+
+/// A lake that is slow to say its generation (its client retrying 503s
+/// for seconds) must not fail a `fresh` query that has a generation warm:
+/// the check is given until the query must answer, like a load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_collections_answer_by_the_deadline_when_the_lake_is_slow_to_say_its_generation() {
+    let (e, m, gated) = fresh_over_gated(300);
+    let target = vec![9.0f32; DIM];
+    let within = |ms| Some(std::time::Instant::now() + Duration::from_millis(ms));
+    let old = e
+        .search_until("f", &target, exhaustive(3), within(5_000))
+        .await
+        .unwrap();
+    gated.answering.send_replace(false);
+    m.add(vec![(VectorId::from("new"), target.clone())])
+        .unwrap();
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        e.search_until("f", &target, exhaustive(3), within(1_000)),
+    )
+    .await
+    .expect("a fresh search waited on the lake past its deadline")
+    .unwrap();
+    assert_eq!((r.generation, r.hits), (old.generation.clone(), old.hits));
+
+    // The lake answers again: the next query finds the new generation.
+    gated.answering.send_replace(true);
+    let r = e
+        .search_until("f", &target, exhaustive(3), within(5_000))
+        .await
+        .unwrap();
+    assert_ne!(r.generation, old.generation);
+    assert_eq!(r.hits[0].id, VectorId::from("new"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
