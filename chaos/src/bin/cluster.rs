@@ -3,11 +3,13 @@
 //!
 //! ```sh
 //! chaos/cluster up --manifest docs/examples/quickstart.yaml   # last line: the API address
+//! chaos/cluster scale --cluster quickstart --shards 3          # as the operator scales
+//! chaos/cluster roll --cluster quickstart --image rulake:dev2  # a rolling upgrade
 //! chaos/cluster down --manifest docs/examples/quickstart.yaml
 //! ```
 
 use clap::{Parser, Subcommand};
-use rulake_chaos::cluster::{kubelet, lifecycle, Manifest};
+use rulake_chaos::cluster::{kubelet, lifecycle, ops, Manifest};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,6 +36,33 @@ enum Cmd {
         /// Seconds to wait for every pod to be ready.
         #[arg(long, default_value_t = 300)]
         ready_within: u64,
+    },
+    /// Change the shard count as the operator does: drain before
+    /// shrinking, admit new shards once Ready. Prints the API address last.
+    Scale {
+        /// The cluster's name.
+        #[arg(long)]
+        cluster: String,
+        /// Shard pods wanted.
+        #[arg(long)]
+        shards: i32,
+        /// Seconds to wait for drains and admissions.
+        #[arg(long, default_value_t = 300)]
+        within: u64,
+    },
+    /// Replace every pod with one running IMAGE, one at a time in the
+    /// operator's order. Prints the API address last (the coordinator is
+    /// replaced, so it changes).
+    Roll {
+        /// The cluster's name.
+        #[arg(long)]
+        cluster: String,
+        /// The new image.
+        #[arg(long)]
+        image: String,
+        /// Seconds to wait for each replacement to be ready.
+        #[arg(long, default_value_t = 300)]
+        within: u64,
     },
     /// Remove everything `up` made for the manifest's (or the named) cluster.
     Down {
@@ -95,6 +124,38 @@ fn main() -> anyhow::Result<()> {
                 up.ready_after,
                 up.state.display()
             );
+            println!("{}", up.address);
+        }
+        Cmd::Scale {
+            cluster,
+            shards,
+            within,
+        } => {
+            let mut up = lifecycle::Up::load(&cluster)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let within = Duration::from_secs(within);
+            rt.block_on(ops::scale_shards(&mut up, shards, within))?;
+            eprintln!("cluster {cluster}: {shards} shards");
+            println!("{}", up.address);
+        }
+        Cmd::Roll {
+            cluster,
+            image,
+            within,
+        } => {
+            let mut up = lifecycle::Up::load(&cluster)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let within = Duration::from_secs(within);
+            let mut moved = |address: &str| eprintln!("  the API is now at {address}");
+            for r in rt.block_on(ops::roll(&mut up, &image, within, &mut moved))? {
+                eprintln!(
+                    "  {}: stopped in {:.1} s (exit {}), replacement ready after {:.1} s",
+                    r.pod,
+                    r.stopped.took.as_secs_f64(),
+                    r.stopped.exit_code,
+                    r.seconds
+                );
+            }
             println!("{}", up.address);
         }
         Cmd::Down { manifest, cluster } => {

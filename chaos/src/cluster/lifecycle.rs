@@ -6,6 +6,7 @@ use super::{kubelet, ops, pods, Manifest};
 use anyhow::{bail, Context};
 use rulake_operator::admin::{AdminKey, ClusterAdmin, GrpcAdmin};
 use rulake_operator::manifests;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,9 @@ pub struct UpOptions {
     pub ready_within: Duration,
 }
 
-/// A cluster that `up` started, and what [`super::ops`] needs to change it.
-#[derive(Clone, Debug)]
+/// A cluster that `up` started, and what [`super::ops`] needs to change it
+/// (kept as `up.json` in the state directory, so later commands can).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Up {
     /// Cluster name.
     pub cluster: String,
@@ -43,6 +45,24 @@ pub struct Up {
     pub admitted: i32,
     /// Coordinator pods now, by name; the first is the one `address` reaches.
     pub coordinators: Vec<String>,
+}
+
+impl Up {
+    /// Keep this in the state directory (`up.json`).
+    pub fn save(&self) -> anyhow::Result<()> {
+        let tmp = self.state.join("up.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self)?)?;
+        std::fs::rename(&tmp, self.state.join("up.json"))?;
+        Ok(())
+    }
+
+    /// The cluster `up` started under the name `cluster`, as last saved.
+    pub fn load(cluster: &str) -> anyhow::Result<Up> {
+        let path = state_dir(cluster).join("up.json");
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("{}: is cluster {cluster} up?", path.display()))?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
 }
 
 /// The harness's state directory for `cluster`.
@@ -115,6 +135,7 @@ pub async fn up(
     up.address = ops::published_address(&up, &first)?;
     ops::admit(&mut up, opts.ready_within).await?;
     create_collections(&up.manifest, &up.address).await?;
+    up.save()?;
     Ok(up)
 }
 

@@ -46,7 +46,7 @@ pub type Data = BTreeMap<String, Vec<u8>>;
 
 /// What a manifest file holds: one cluster, its collections and the
 /// Secrets they name.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manifest {
     /// The cluster.
     pub cluster: RuLakeCluster,

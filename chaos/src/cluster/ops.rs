@@ -247,7 +247,9 @@ pub async fn scale_shards(up: &mut Up, to: i32, within: Duration) -> anyhow::Res
     }
     up.shards = to;
     up.manifest.cluster.spec.shards.replicas = to;
+    up.save()?;
     admit(up, within).await?;
+    up.save()?;
     Ok(stopped)
 }
 
@@ -275,6 +277,7 @@ pub async fn roll(
     service: &mut (dyn FnMut(&str) + Send),
 ) -> anyhow::Result<Vec<Replaced>> {
     up.manifest.cluster.spec.image = image.to_string();
+    up.save()?;
     let cluster = up.manifest.cluster.clone();
     let all = pods(&cluster, Some(up.shards))?;
     let mut out = Vec::new();
@@ -303,6 +306,7 @@ pub async fn roll(
             }
             let stopped = delete_pod(up, &old)?;
             up.coordinators[i as usize] = new.name.clone();
+            up.save()?;
             out.push(Replaced {
                 pod: old_name,
                 stopped,
