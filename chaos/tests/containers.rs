@@ -393,6 +393,15 @@ async fn scale_and_roll(up: &mut lifecycle::Up, key: &str, vector: &str) -> anyh
             replaced.iter().all(|r| r.stopped.exit_code == 0),
             "a pod did not stop cleanly"
         );
+        // A shard drains on SIGTERM: it gives coordinators a second to
+        // route around it before it stops.
+        anyhow::ensure!(
+            replaced
+                .iter()
+                .filter(|r| r.pod.contains("-shard-"))
+                .all(|r| r.stopped.took >= Duration::from_secs(1)),
+            "a shard stopped without draining: {replaced:?}"
+        );
         for c in docker(&["ps", "-q", "--filter", &format!("label={LABEL}={}", up.cluster)])?.lines() {
             let image = docker(&["inspect", "--format", "{{.Config.Image}}", c])?;
             anyhow::ensure!(image == IMAGE_B, "{c} still runs {image}");
