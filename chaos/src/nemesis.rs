@@ -76,6 +76,9 @@ pub enum Nemesis {
     /// A meta member restarted with its wall clock shifted (ahead on even
     /// rounds, behind on odd ones), restarted true after the hold.
     ClockSkew,
+    /// A new meta member joins as a learner, is made a voter, and after
+    /// the hold is voted out again and stopped.
+    MetaMembership,
     /// The meta leader cut off from every other process, both ways.
     IsolateLeader,
     /// The meta leader's packets to every other process dropped; it still
@@ -121,8 +124,11 @@ impl Nemesis {
         )
     }
 
-    /// One round: inject, hold, heal. `pick` chooses the member.
-    pub async fn round(self, sys: &mut System, pick: u64, hold: Duration) {
+    /// One round: inject, hold, heal. `pick` chooses the member. An error
+    /// says the fault itself could not be carried out (a join or a drain
+    /// the cluster refused), which a scenario reports as a violation: a
+    /// round that silently did nothing would prove nothing.
+    pub async fn round(self, sys: &mut System, pick: u64, hold: Duration) -> Result<(), String> {
         match self {
             Nemesis::Kill(role) => {
                 let target = Target::pick(sys, role, pick).await;
@@ -162,9 +168,10 @@ impl Nemesis {
             Nemesis::ScaleShards => {
                 let id = EXTRA_SHARD.to_string();
                 sys.cluster.spawn_shard(EXTRA_SHARD);
-                let Ok(c) = sys.client(pick as usize).await else {
-                    return;
-                };
+                let c = sys
+                    .client(pick as usize)
+                    .await
+                    .map_err(|e| format!("no coordinator for the scale-down: {e}"))?;
                 // A node drained in an earlier round keeps its drain flag
                 // when it registers again: admit it, as the operator does
                 // on a scale-up.
@@ -174,8 +181,11 @@ impl Nemesis {
                 // A drain returns once the node's partitions are warm
                 // elsewhere; a failed drain leaves the node serving, as the
                 // operator's scale-down does.
-                if c.drain_shard(&id).await.is_ok() {
-                    sys.cluster.stop_shard(EXTRA_SHARD);
+                match c.drain_shard(&id).await {
+                    Ok(_) => {
+                        sys.cluster.stop_shard(EXTRA_SHARD);
+                    }
+                    Err(e) => return Err(format!("draining shard {id}: {e}")),
                 }
             }
             Nemesis::ClockSkew => {
@@ -209,10 +219,8 @@ impl Nemesis {
                 // the scenario), then the tmpfs filled to the last byte.
                 target.kill(sys);
                 let dir = target.data_dir(sys);
-                let disk = match crate::disk::SmallDisk::mount_over(&dir, 64 << 20) {
-                    Ok(d) => d,
-                    Err(e) => panic!("a small disk under {}: {e:#}", dir.display()),
-                };
+                let disk = crate::disk::SmallDisk::mount_over(&dir, 64 << 20)
+                    .map_err(|e| format!("a small disk under {}: {e:#}", dir.display()))?;
                 target.start(sys);
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 disk.fill();
@@ -225,16 +233,35 @@ impl Nemesis {
                 }
                 sys.disks.push(disk);
             }
+            Nemesis::MetaMembership => {
+                let id = sys.cluster.meta.members.keys().max().copied().unwrap_or(3) + 1;
+                let addr = sys.cluster.meta.add_slot(id);
+                sys.cluster.meta.spawn(id, false);
+                let group = sys.cluster.meta.client(&[1, 2, 3]);
+                let joined = async {
+                    group.add_learner(id, &addr).await?;
+                    group.change_membership(&[1, 2, 3, id]).await?;
+                    tokio::time::sleep(hold).await;
+                    group.change_membership(&[1, 2, 3]).await
+                }
+                .await;
+                sys.cluster.meta.stop(id, Duration::from_secs(20));
+                joined.map_err(|e| format!("member {id} joining and leaving: {e}"))?;
+            }
             network => {
-                network.cut_links(sys, pick).await;
-                tokio::time::sleep(hold).await;
+                let cut = network.cut_links(sys, pick).await;
+                if cut.is_ok() {
+                    tokio::time::sleep(hold).await;
+                }
                 sys.net().heal();
+                cut.map_err(|e| format!("{e:#}"))?;
             }
         }
+        Ok(())
     }
 
     /// Inject a network fault (see the variants); healed by `Net::heal`.
-    async fn cut_links(self, sys: &System, pick: u64) {
+    async fn cut_links(self, sys: &System, pick: u64) -> anyhow::Result<()> {
         let net = sys.net();
         let names = net.names();
         let shard = format!("shard-{}", pick % crate::system::SHARDS + 1);
@@ -243,11 +270,12 @@ impl Nemesis {
                 let (leader, _) = sys.cluster.meta.wait_leader(&[1, 2, 3], 0).await;
                 let leader = format!("meta-{leader}");
                 for other in names.iter().filter(|n| **n != leader) {
-                    net.cut(&leader, other);
+                    net.cut(&leader, other)?;
                     if self == Nemesis::IsolateLeader {
-                        net.cut(other, &leader);
+                        net.cut(other, &leader)?;
                     }
                 }
+                Ok(())
             }
             Nemesis::SplitHalves => {
                 let minority = [
@@ -259,11 +287,11 @@ impl Nemesis {
                     .into_iter()
                     .filter(|n| !minority.contains(n))
                     .collect();
-                net.split(&minority, &majority);
+                net.split(&minority, &majority)
             }
             Nemesis::CutCoordinatorShard => {
                 let coordinator = format!("coordinator-{}", pick % 2 + 1);
-                net.split(&[coordinator], &[shard]);
+                net.split(&[coordinator], &[shard])
             }
             Nemesis::SlowShard => net.slow(&shard, 256),
             Nemesis::LossyShard => net.lossy(&shard, 30),

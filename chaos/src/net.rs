@@ -114,64 +114,55 @@ impl Net {
     }
 
     /// Drop every packet from `from` to `to` (process names).
-    pub fn cut(&self, from: &str, to: &str) {
+    pub fn cut(&self, from: &str, to: &str) -> anyhow::Result<()> {
         let (a, b) = (self.named(from), self.named(to));
-        let _ = in_ns(
+        in_ns(
             &a.ns,
             &["iptables", "-A", "OUTPUT", "-d", &b.ip, "-j", "DROP"],
-        );
-        let _ = in_ns(
+        )?;
+        in_ns(
             &b.ns,
             &["iptables", "-A", "INPUT", "-s", &a.ip, "-j", "DROP"],
-        );
+        )
     }
 
     /// Cut both ways between every member of `left` and every member of
     /// `right`.
-    pub fn split(&self, left: &[String], right: &[String]) {
+    pub fn split(&self, left: &[String], right: &[String]) -> anyhow::Result<()> {
         for l in left {
             for r in right {
-                self.cut(l, r);
-                self.cut(r, l);
+                self.cut(l, r)?;
+                self.cut(r, l)?;
             }
         }
+        Ok(())
     }
 
     /// Limit `name`'s link to `kbit` kilobits per second each way.
-    pub fn slow(&self, name: &str, kbit: u32) {
+    pub fn slow(&self, name: &str, kbit: u32) -> anyhow::Result<()> {
         let h = self.named(name);
         let rate = format!("{kbit}kbit");
         let tbf = ["tbf", "rate", &rate, "burst", "16kbit", "latency", "500ms"];
         let mut out = vec!["tc", "qdisc", "add", "dev", "eth0", "root"];
         out.extend(tbf);
-        let _ = in_ns(&h.ns, &out);
+        in_ns(&h.ns, &out)?;
         let mut inbound = vec!["tc", "qdisc", "add", "dev", &h.veth, "root"];
         inbound.extend(tbf);
-        let _ = sh(&inbound);
+        sh(&inbound)
     }
 
     /// Drop `percent` % of `name`'s packets each way, at random.
-    pub fn lossy(&self, name: &str, percent: u32) {
+    pub fn lossy(&self, name: &str, percent: u32) -> anyhow::Result<()> {
         let h = self.named(name);
         let p = format!("{:.2}", percent as f64 / 100.0);
         for chain in ["INPUT", "OUTPUT"] {
-            let _ = in_ns(
-                &h.ns,
-                &[
-                    "iptables",
-                    "-A",
-                    chain,
-                    "-m",
-                    "statistic",
-                    "--mode",
-                    "random",
-                    "--probability",
-                    &p,
-                    "-j",
-                    "DROP",
-                ],
-            );
+            let random = ["-m", "statistic", "--mode", "random", "--probability", &p];
+            let mut rule = vec!["iptables", "-A", chain];
+            rule.extend(random);
+            rule.extend(["-j", "DROP"]);
+            in_ns(&h.ns, &rule)?;
         }
+        Ok(())
     }
 
     /// Remove every fault: rules and queues on every host.

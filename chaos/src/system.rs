@@ -34,6 +34,9 @@ pub const PROBES: usize = 16;
 pub const K: usize = 10;
 /// Shard nodes at the start.
 pub const SHARDS: u64 = 3;
+/// Rows of the managed collection's first batch (ids `0..SETUP_ROWS`),
+/// which no delete names.
+pub const SETUP_ROWS: u64 = 8;
 /// Cache budget of every node (bytes), the cap memory is checked against.
 pub const CACHE_BYTES: u64 = 64 << 20;
 
@@ -101,8 +104,8 @@ impl System {
         while let Err(e) = c
             .ingest(
                 MANAGED,
-                (0..8).map(|i| (rulake_client::Id::Num(i), row(i))),
-                8,
+                (0..SETUP_ROWS).map(|i| (rulake_client::Id::Num(i), row(i))),
+                SETUP_ROWS as usize,
                 |_| {},
             )
             .await
