@@ -42,6 +42,16 @@ pub enum EngineError {
         #[source]
         source: CacheError,
     },
+    /// Partitions a caller asked this node about that it does not serve
+    /// (placement moved them since the caller routed): answering "absent"
+    /// for their rows would be a lie, so the caller asks again elsewhere.
+    #[error("partitions {partitions:?} of {collection:?} are not served here; ask again after placement settles")]
+    NotServed {
+        /// The collection.
+        collection: String,
+        /// The partitions asked for and not served.
+        partitions: Vec<u32>,
+    },
     /// A partition refused by admission control.
     #[error(transparent)]
     ResourceExhausted(CacheError),
@@ -84,6 +94,8 @@ impl EngineError {
             // The lake could not be read and nothing older is cached:
             // retrying once the lake is back is the right reaction.
             EngineError::Unavailable { .. } | EngineError::Lake(_) => StatusCode::Unavailable,
+            // Placement is moving: another replica, or a moment later, will do.
+            EngineError::NotServed { .. } => StatusCode::Unavailable,
         }
     }
 }

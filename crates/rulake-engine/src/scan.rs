@@ -172,7 +172,10 @@ impl RuLake {
     }
 
     /// Which of `ids` the given partitions of `name` hold (deleted ones
-    /// included).
+    /// included). A partition asked for and not served here is an error,
+    /// never an empty answer: a delete decides from this which ids get
+    /// tombstones, and "not here" read as "absent" would acknowledge a
+    /// delete that deleted nothing.
     pub async fn lookup(
         &self,
         name: &str,
@@ -182,6 +185,17 @@ impl RuLake {
         let c = self.collection(name)?;
         self.ensure_current(&c, None).await?;
         let (_, numbers, parts) = self.serving_owned(&c).await?;
+        let missing: Vec<u32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| !numbers.contains(p))
+            .collect();
+        if !missing.is_empty() {
+            return Err(EngineError::NotServed {
+                collection: name.to_owned(),
+                partitions: missing,
+            });
+        }
         let mut found = Vec::new();
         for part in pick(&numbers, &parts, partitions) {
             let table = part.index.ids();

@@ -233,3 +233,39 @@ async fn a_scan_loads_only_the_partitions_it_asks_for() {
         .unwrap();
     assert_eq!(warm(&e), [(0, true), (1, true), (2, true)]);
 }
+
+/// A lookup (which ids a delete tombstones) of a partition this node no
+/// longer serves is refused, not answered "absent": the coordinator routed
+/// it under an older placement, and an empty answer made it acknowledge a
+/// delete that wrote no tombstone (found by `chaos/run --scenario
+/// partition-halves`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_of_a_partition_not_served_here_is_refused() {
+    let e = RuLake::new(CacheConfig::default());
+    let m = MemorySource::new("a", DIM);
+    m.add(rows(
+        0,
+        &ClusteredGaussian::new(DIM, 16, 0.3, 7).sample(400, 1),
+    ))
+    .unwrap();
+    e.register_source("a", m).unwrap();
+    e.create_collection(CollectionSpec::new("a", "a", DIM).partitions(4))
+        .unwrap();
+    let all: std::collections::HashSet<VectorId> = (0..400).map(VectorId::U64).collect();
+    let found = e.lookup("a", &[0, 1, 2, 3], &all).await.unwrap();
+    assert_eq!(
+        found.len(),
+        400,
+        "every row is in one of the four partitions"
+    );
+
+    e.set_owned("a", Some([0, 1].into())).unwrap();
+    let err = e.lookup("a", &[1, 2], &all).await.unwrap_err();
+    assert_eq!(err.code(), StatusCode::Unavailable, "{err}");
+    assert!(
+        matches!(&err, EngineError::NotServed { partitions, .. } if partitions == &[2]),
+        "{err}"
+    );
+    // The partitions it does serve still answer (whatever rows they hold).
+    e.lookup("a", &[0, 1], &all).await.unwrap();
+}
