@@ -72,7 +72,16 @@ if $with_builder; then
   sysroot="$(rustc --print sysroot)"
   echo "base-image: $builder_tag (build-essential, pkg-config, Rust from $(rustc --version))"
   start=$(date +%s)
+  # The builder fetches crates as this host does: a host behind a proxy
+  # with its own certificate authority has it in the local CA directory,
+  # and the builder must trust it too (elsewhere the directory is empty).
+  trust=()
+  if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+    trust=(--customize-hook='copy-in /usr/local/share/ca-certificates /usr/local/share'
+           --customize-hook='chroot "$1" update-ca-certificates >/dev/null')
+  fi
   mmdebstrap --variant=minbase --include=ca-certificates,build-essential,pkg-config "${slim[@]}" \
+    "${trust[@]}" \
     --customize-hook='mkdir -p "$1/opt/rust"' \
     --customize-hook="copy-in $sysroot/. /opt/rust" \
     "$suite" "$work/builder.tar" "${mirrors[@]}"
