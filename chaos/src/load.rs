@@ -179,16 +179,6 @@ impl Load {
         }
     }
 
-    /// Microseconds since the load began.
-    pub fn now(&self) -> u64 {
-        self.start.elapsed().as_micros() as u64
-    }
-
-    /// Searches completed so far.
-    pub fn searches(&self) -> usize {
-        self.record.lock().unwrap().searches.len()
-    }
-
     /// Stop every client and return what they did.
     pub async fn stop(self) -> Record {
         self.stop.store(true, Ordering::SeqCst);
