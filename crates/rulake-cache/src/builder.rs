@@ -14,11 +14,18 @@
 //! global pool a build of many seconds would queue every search behind it,
 //! and a node loading a new generation could not answer even from the
 //! partitions it has warm.
+//!
+//! Memory: a build reserves its partition's estimate plus its transient
+//! buffers ([`transient_estimate`]) against the cache budget before it reads
+//! anything ([`PartitionCache::reserve_load`]). Rows are decoded batch by
+//! batch straight into one vector buffer sized from the units' row counts,
+//! and that buffer becomes the index's own copy of the vectors: no second
+//! copy of the floats and no reallocation while reading.
 
-use crate::cache::{CachedPartition, PartitionCache, PartitionKey};
+use crate::cache::{CachedPartition, LoadReservation, PartitionCache, PartitionKey};
 use crate::error::{CacheError, Result};
 use futures::TryStreamExt;
-use rulake_index::{BuildParams, PartitionIndex};
+use rulake_index::{default_nlist, BuildParams, PartitionIndex};
 use rulake_lake::{Listing, Source, Unit};
 use rulake_types::{partition_of, Metric, VectorId};
 use std::collections::{BTreeMap, HashMap};
@@ -117,14 +124,29 @@ pub fn estimate(units: &[Unit], dim: usize) -> usize {
     PartitionIndex::estimate_bytes(rows as usize, dim, ID_BYTES_ESTIMATE)
 }
 
+/// Bytes a build holds beside the partition it makes, while it runs: the
+/// largest unit's vectors as fetched (a row group whose file has no page
+/// index is fetched whole; with one, the Parquet reader fetches slices), the
+/// per-row codes before they join their lists, and the k-means training
+/// sample.
+pub fn transient_estimate(units: &[Unit], dim: usize) -> usize {
+    let rows: usize = units.iter().map(|u| u.rows as usize).sum();
+    let largest = units.iter().map(|u| u.rows as usize).max().unwrap_or(0);
+    let sample = (default_nlist(rows) * BuildParams::default().sample_per_list).min(rows);
+    largest * dim * 4 + rows * (dim + dim.div_ceil(64) * 8 + 64) + sample * dim * 4
+}
+
 async fn read_units(
     source: &dyn Source,
     units: &[Unit],
     spec: &PartitionSpec,
     mut seen: HashMap<VectorId, String>,
 ) -> Result<(Vec<VectorId>, Vec<f32>)> {
-    let mut ids = Vec::new();
-    let mut vectors = Vec::new();
+    // Sized once from the listed row counts (admission has checked them
+    // against the budget), so reading never reallocates and copies.
+    let rows: usize = units.iter().map(|u| u.rows as usize).sum();
+    let mut ids = Vec::with_capacity(rows);
+    let mut vectors = Vec::with_capacity(rows * spec.dim);
     for unit in units {
         let mut stream = source.read_unit(unit, spec.dim);
         while let Some(batch) = stream.try_next().await.map_err(|source| CacheError::Lake {
@@ -149,17 +171,38 @@ async fn read_units(
 }
 
 /// Build partition `spec.key` for `listing`, extending `previous` when the
-/// source only gained units. Checks admission against `cache` first.
+/// source only gained units. Reserves its memory against `cache` first and
+/// returns the reservation, settled to the partition's size: drop it just
+/// before inserting the partition.
 pub async fn build_partition(
     source: &dyn Source,
     listing: &Listing,
     spec: &PartitionSpec,
     previous: Option<Arc<CachedPartition>>,
     cache: &PartitionCache,
+) -> Result<(CachedPartition, LoadReservation)> {
+    let mine = units_of(listing, spec.key.partition, spec.partitions);
+    let mut reservation = cache
+        .reserve_load(
+            &spec.key,
+            estimate(&mine, spec.dim),
+            transient_estimate(&mine, spec.dim),
+        )
+        .await?;
+    let part = build_reserved(source, listing, spec, previous, cache, mine).await?;
+    reservation.settle(part.index.memory_bytes());
+    Ok((part, reservation))
+}
+
+async fn build_reserved(
+    source: &dyn Source,
+    listing: &Listing,
+    spec: &PartitionSpec,
+    previous: Option<Arc<CachedPartition>>,
+    cache: &PartitionCache,
+    mine: Vec<Unit>,
 ) -> Result<CachedPartition> {
     let started = Instant::now();
-    let mine = units_of(listing, spec.key.partition, spec.partitions);
-    cache.admit(&spec.key, estimate(&mine, spec.dim))?;
     let units: BTreeMap<String, String> = mine
         .iter()
         .map(|u| (u.key.clone(), u.version.clone()))

@@ -4,6 +4,14 @@
 //! oversized collection is an error, never an out-of-memory kill), and built
 //! partitions persisted to a local directory so a restart loads instead of
 //! rebuilding.
+//!
+//! The budget covers loads as well as what is cached: a build reserves its
+//! partition's estimate plus its read buffers ([`LoadReservation`]) before
+//! it reads anything, and holds them until the partition is in the cache.
+//! Reservations queue on a node-wide semaphore the size of the budget, so
+//! concurrent loads never hold more than the budget between them, and
+//! cached partitions are evicted (least recently used first) to make room,
+//! so cached bytes plus loading bytes stay within the budget.
 
 use crate::error::{CacheError, Result};
 use parking_lot::Mutex;
@@ -12,9 +20,13 @@ use rulake_types::Generation;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Bytes one permit of the load semaphore stands for.
+const LOAD_UNIT: usize = 1 << 20;
 
 /// Which partition: `(collection, p)`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,6 +105,13 @@ pub struct CacheStats {
     pub bytes: usize,
     /// Budget.
     pub budget_bytes: usize,
+    /// Bytes reserved by loads in flight (read buffers and partitions
+    /// built but not yet in the cache), counted against the budget.
+    pub loading_bytes: usize,
+    /// The process's resident memory now (`VmRSS`; 0 where unknown).
+    pub resident_bytes: u64,
+    /// The process's peak resident memory (`VmHWM`; 0 where unknown).
+    pub peak_resident_bytes: u64,
     /// Last error per partition or collection that is still unresolved.
     pub errors: BTreeMap<String, String>,
 }
@@ -128,6 +147,47 @@ pub struct PartitionCache {
     inner: Mutex<Inner>,
     counters: Counters,
     errors: Mutex<BTreeMap<String, String>>,
+    /// Bytes reserved by loads in flight.
+    loading: Arc<AtomicUsize>,
+    /// One permit per [`LOAD_UNIT`] of the budget: what loads reserve.
+    load_permits: Arc<Semaphore>,
+}
+
+/// Memory a load holds against the budget from before it reads anything
+/// until its partition is in the cache (dropping it gives the bytes back).
+#[derive(Debug)]
+pub struct LoadReservation {
+    loading: Arc<AtomicUsize>,
+    bytes: usize,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl LoadReservation {
+    /// The build is over: its read buffers are gone and what remains is
+    /// the built partition, `bytes` long, until it is inserted. Releases
+    /// the load permits, so the next load may start.
+    pub fn settle(&mut self, bytes: usize) {
+        if bytes >= self.bytes {
+            self.loading
+                .fetch_add(bytes - self.bytes, Ordering::Relaxed);
+        } else {
+            self.loading
+                .fetch_sub(self.bytes - bytes, Ordering::Relaxed);
+        }
+        self.bytes = bytes;
+        self.permit = None;
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for LoadReservation {
+    fn drop(&mut self) {
+        self.loading.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for PartitionCache {
@@ -141,11 +201,14 @@ impl std::fmt::Debug for PartitionCache {
 impl PartitionCache {
     /// A cache with the given budget and persist directory.
     pub fn new(config: CacheConfig) -> Arc<Self> {
+        let permits = (config.budget_bytes / LOAD_UNIT).clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(PartitionCache {
             config,
             inner: Mutex::new(Inner::default()),
             counters: Counters::default(),
             errors: Mutex::new(BTreeMap::new()),
+            loading: Arc::default(),
+            load_permits: Arc::new(Semaphore::new(permits)),
         })
     }
 
@@ -191,16 +254,46 @@ impl PartitionCache {
         Ok(())
     }
 
-    /// Insert (or replace) a partition, evicting least-recently-used
-    /// partitions until it fits.
-    pub fn insert(&self, key: PartitionKey, part: Arc<CachedPartition>) -> Result<()> {
-        let bytes = part.index.memory_bytes();
-        self.admit(&key, bytes)?;
+    /// Reserve budget for a load of `key`: its partition's `estimate` and
+    /// the `transient` bytes of its read buffers. Refused when the
+    /// partition could never fit the budget; otherwise waits until
+    /// concurrent loads leave room, then evicts least-recently-used
+    /// partitions until cached plus loading bytes fit.
+    pub async fn reserve_load(
+        &self,
+        key: &PartitionKey,
+        estimate: usize,
+        transient: usize,
+    ) -> Result<LoadReservation> {
+        self.admit(key, estimate)?;
+        let bytes = estimate + transient;
+        let units = bytes
+            .div_ceil(LOAD_UNIT)
+            .clamp(1, (self.config.budget_bytes / LOAD_UNIT).max(1));
+        let permit = self
+            .load_permits
+            .clone()
+            .acquire_many_owned(units as u32)
+            .await
+            .map_err(|e| CacheError::Task {
+                partition: key.to_string(),
+                message: e.to_string(),
+            })?;
+        self.loading.fetch_add(bytes, Ordering::Relaxed);
+        let reservation = LoadReservation {
+            loading: self.loading.clone(),
+            bytes,
+            permit: Some(permit),
+        };
         let mut inner = self.inner.lock();
-        if let Some(old) = inner.entries.remove(&key) {
-            inner.used -= old.bytes;
-        }
-        while inner.used + bytes > self.config.budget_bytes {
+        self.make_room(&mut inner, 0);
+        Ok(reservation)
+    }
+
+    /// Evict least-recently-used partitions until cached bytes, loading
+    /// bytes and `extra` fit the budget (or nothing is left to evict).
+    fn make_room(&self, inner: &mut Inner, extra: usize) {
+        while inner.used + self.loading.load(Ordering::Relaxed) + extra > self.config.budget_bytes {
             let victim = inner
                 .entries
                 .iter()
@@ -216,6 +309,19 @@ impl PartitionCache {
                 None => break,
             }
         }
+    }
+
+    /// Insert (or replace) a partition, evicting least-recently-used
+    /// partitions until it fits beside the loads in flight. Drop the
+    /// partition's own [`LoadReservation`] first.
+    pub fn insert(&self, key: PartitionKey, part: Arc<CachedPartition>) -> Result<()> {
+        let bytes = part.index.memory_bytes();
+        self.admit(&key, bytes)?;
+        let mut inner = self.inner.lock();
+        if let Some(old) = inner.entries.remove(&key) {
+            inner.used -= old.bytes;
+        }
+        self.make_room(&mut inner, bytes);
         inner.tick += 1;
         let last_used = inner.tick;
         inner.used += bytes;
@@ -282,6 +388,7 @@ impl PartitionCache {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> CacheStats {
+        let process = crate::memory::process_memory().unwrap_or_default();
         let inner = self.inner.lock();
         let c = &self.counters;
         CacheStats {
@@ -296,6 +403,9 @@ impl PartitionCache {
             partitions: inner.entries.len(),
             bytes: inner.used,
             budget_bytes: self.config.budget_bytes,
+            loading_bytes: self.loading.load(Ordering::Relaxed),
+            resident_bytes: process.resident,
+            peak_resident_bytes: process.peak,
             errors: self.errors.lock().clone(),
         }
     }
@@ -390,5 +500,95 @@ impl PartitionCache {
     /// The persist directory, if any.
     pub fn persist_dir(&self) -> Option<&Path> {
         self.config.persist_dir.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rulake_index::BuildParams;
+    use rulake_types::{Metric, VectorId};
+
+    fn key(p: u32) -> PartitionKey {
+        PartitionKey {
+            collection: "c".into(),
+            partition: p,
+        }
+    }
+
+    /// A real partition of `n` rows of dimension 64.
+    fn partition(n: usize) -> Arc<CachedPartition> {
+        let dim = 64;
+        let ids = (0..n as u64).map(VectorId::U64).collect();
+        let vectors = (0..n * dim).map(|i| ((i * 7919) % 1000) as f32).collect();
+        let index =
+            PartitionIndex::build(dim, Metric::L2, ids, vectors, BuildParams::default()).unwrap();
+        Arc::new(CachedPartition {
+            index,
+            generation: Generation("g1".into()),
+            units: BTreeMap::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_load_counts_against_the_budget_until_its_partition_is_cached() {
+        let budget = 8 << 20;
+        let cache = PartitionCache::new(CacheConfig {
+            budget_bytes: budget,
+            persist_dir: None,
+        });
+        let a = partition(2000);
+        let a_bytes = a.index.memory_bytes();
+        cache.insert(key(0), a).unwrap();
+        assert_eq!(cache.stats().bytes, a_bytes);
+
+        // A load that fits beside the cached partition evicts nothing.
+        let mut r = cache.reserve_load(&key(1), 1 << 20, 1 << 20).await.unwrap();
+        assert_eq!(cache.stats().loading_bytes, 2 << 20);
+        assert_eq!(cache.stats().evictions, 0);
+
+        // Settled to the built partition's size, it stays counted.
+        r.settle(1 << 20);
+        assert_eq!(cache.stats().loading_bytes, 1 << 20);
+
+        // A load needing what is left of the budget evicts the LRU partition.
+        let big = cache
+            .reserve_load(&key(2), budget - (2 << 20), 1 << 20)
+            .await
+            .unwrap();
+        let s = cache.stats();
+        assert_eq!((s.evictions, s.partitions, s.bytes), (1, 0, 0));
+        assert_eq!(s.loading_bytes, budget);
+        drop(r);
+        drop(big);
+        assert_eq!(cache.stats().loading_bytes, 0);
+    }
+
+    #[tokio::test]
+    async fn concurrent_loads_wait_for_the_budget_and_a_partition_larger_than_it_is_refused() {
+        let budget = 4 << 20;
+        let cache = PartitionCache::new(CacheConfig {
+            budget_bytes: budget,
+            persist_dir: None,
+        });
+        let mut first = cache.reserve_load(&key(0), 3 << 20, 0).await.unwrap();
+        // The second needs 2 MiB of permits while the first holds 3 of 4.
+        let second = cache.reserve_load(&key(1), 2 << 20, 0);
+        tokio::pin!(second);
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), &mut second).await;
+        assert!(pending.is_err(), "the second load started beside the first");
+        // The first's build ends: its permits go back, and the second starts.
+        first.settle(1 << 20);
+        let second = second.await.unwrap();
+        assert_eq!(cache.stats().loading_bytes, 3 << 20);
+        drop((first, second));
+
+        let e = cache
+            .reserve_load(&key(2), budget + 1, 0)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, CacheError::TooLarge { .. }), "{e}");
+        assert_eq!(cache.stats().refused, 1);
+        assert_eq!(cache.stats().loading_bytes, 0);
     }
 }

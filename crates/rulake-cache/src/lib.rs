@@ -10,12 +10,17 @@
 //! # Layout
 //! - [`cache`] — [`PartitionCache`], budget, LRU eviction, persistence, stats.
 //! - [`builder`] — [`build_partition`], incremental or full.
+//! - [`memory`] — the box's memory limit (cgroup v1/v2), the process's
+//!   resident and peak memory, and the default budget derived from them.
 //! - [`error`] — [`CacheError`].
 
 pub mod builder;
 pub mod cache;
 pub mod error;
+pub mod memory;
 
-pub use builder::{build_partition, estimate, units_of, PartitionSpec};
-pub use cache::{CacheConfig, CacheStats, CachedPartition, PartitionCache, PartitionKey};
+pub use builder::{build_partition, estimate, transient_estimate, units_of, PartitionSpec};
+pub use cache::{
+    CacheConfig, CacheStats, CachedPartition, LoadReservation, PartitionCache, PartitionKey,
+};
 pub use error::{CacheError, Result};

@@ -12,10 +12,14 @@
 //! Partitions evicted from the memory cache (or newly owned by a shard
 //! node) come back the same way, at the generation being served, under the
 //! collection's refresh lock so no swap can interleave.
+//!
+//! A partition built from the lake carries its [`LoadReservation`] until
+//! it is in the cache: the bytes of a generation being built count against
+//! the budget beside the one still serving, since both are in memory.
 
 use crate::registry::{Collection, Serving};
 use crate::{CachedPartition, CollectionSpec, EngineError, Result, RuLake};
-use rulake_cache::{build_partition, CacheError, PartitionKey, PartitionSpec};
+use rulake_cache::{build_partition, CacheError, LoadReservation, PartitionKey, PartitionSpec};
 use rulake_lake::Listing;
 use rulake_types::Generation;
 use std::sync::Arc;
@@ -23,6 +27,10 @@ use std::time::Instant;
 
 /// A partition built for a generation not swapped in yet.
 type Built = (PartitionKey, Arc<CachedPartition>);
+
+/// A built partition and the budget its load holds until it is inserted
+/// (`None` when it was read back from disk).
+type Reserved = (Built, Option<LoadReservation>);
 
 /// The cache key of partition `p` of a collection.
 pub(crate) fn key(collection: &str, p: u32) -> PartitionKey {
@@ -51,40 +59,53 @@ impl RuLake {
     ) -> Result<Generation> {
         let built = self.build_generation(c, &listing).await?;
         let generation = listing.generation.clone();
-        self.swap_in(c, &built, listing)?;
+        let built = self.swap_in(c, built, listing)?;
         self.persist_detached(built);
         Ok(generation)
     }
 
     /// Every partition this engine owns of `c`, at `listing`.
-    async fn build_generation(&self, c: &Arc<Collection>, listing: &Listing) -> Result<Vec<Built>> {
+    async fn build_generation(
+        &self,
+        c: &Arc<Collection>,
+        listing: &Listing,
+    ) -> Result<Vec<Reserved>> {
         let owned = self.owned(&c.spec);
         let mut built = Vec::with_capacity(owned.len());
         for p in owned {
             let pspec = self.partition_spec(&c.spec, p);
             let previous = self.inner.cache.peek(&pspec.key);
-            let part = self.load_or_build(c, listing, &pspec, previous).await?;
-            built.push((pspec.key, part));
+            let (part, reservation) = self.load_or_build(c, listing, &pspec, previous).await?;
+            built.push(((pspec.key, part), reservation));
         }
         Ok(built)
     }
 
     /// Put `built` in the cache and make `listing` the serving generation.
-    fn swap_in(&self, c: &Collection, built: &[Built], listing: Listing) -> Result<()> {
+    fn swap_in(
+        &self,
+        c: &Collection,
+        built: Vec<Reserved>,
+        listing: Listing,
+    ) -> Result<Vec<Built>> {
         // The swap is one step under the serving lock: a query that does
         // not wait for the refresh sees all old partitions or all new ones.
         let mut serving = c.serving.write();
-        for (k, part) in built {
+        let mut swapped = Vec::with_capacity(built.len());
+        for ((k, part), reservation) in built {
+            // The partition's bytes move from loading to cached.
+            drop(reservation);
             self.inner
                 .cache
                 .insert(k.clone(), part.clone())
                 .map_err(|e| self.unavailable(c, e))?;
+            swapped.push((k, part));
         }
         *serving = Some(Serving {
             listing,
             checked_at: Instant::now(),
         });
-        Ok(())
+        Ok(swapped)
     }
 
     /// Write `built` to the persist directory (if any) on a blocking thread.
@@ -105,20 +126,21 @@ impl RuLake {
 
     /// Partition `pspec` at `listing`: read back from disk when there is
     /// no `previous` one to extend, else (or when nothing is persisted)
-    /// built from the lake, extending `previous` where it can.
+    /// built from the lake, extending `previous` where it can; a build
+    /// comes with the budget it holds until inserted.
     async fn load_or_build(
         &self,
         c: &Collection,
         listing: &Listing,
         pspec: &PartitionSpec,
         previous: Option<Arc<CachedPartition>>,
-    ) -> Result<Arc<CachedPartition>> {
+    ) -> Result<(Arc<CachedPartition>, Option<LoadReservation>)> {
         if previous.is_none() {
             if let Some(part) = self.load_from_disk(pspec, &listing.generation).await {
-                return Ok(part);
+                return Ok((part, None));
             }
         }
-        let part = build_partition(
+        let (part, reservation) = build_partition(
             c.source.as_ref(),
             listing,
             pspec,
@@ -127,7 +149,7 @@ impl RuLake {
         )
         .await
         .map_err(|e| self.unavailable(c, e))?;
-        Ok(Arc::new(part))
+        Ok((Arc::new(part), Some(reservation)))
     }
 
     /// A cache error as the engine reports it, naming the collection.
@@ -211,7 +233,8 @@ impl RuLake {
                 .unwrap_or_default();
             for (i, p) in missing {
                 let pspec = self.partition_spec(&c.spec, p);
-                let part = self.load_or_build(c, &listing, &pspec, None).await?;
+                let (part, reservation) = self.load_or_build(c, &listing, &pspec, None).await?;
+                drop(reservation);
                 self.inner
                     .cache
                     .insert(pspec.key.clone(), part.clone())

@@ -3,7 +3,9 @@
 //! and requests a source costs, and to turn a vanished object into a typed
 //! error. It is also where a footer's size is bounded: the last 8 bytes of a
 //! file say how long its metadata is, and a file claiming more than
-//! [`MAX_FOOTER_BYTES`] is refused before that many bytes are fetched.
+//! [`MAX_FOOTER_BYTES`] is refused before that many bytes are fetched. The
+//! page index (read when the caller's options ask for it) is bounded the
+//! same way.
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -119,12 +121,20 @@ impl AsyncFileReader for ObjectReader {
 
     fn get_metadata<'a>(
         &'a mut self,
-        _options: Option<&'a ArrowReaderOptions>,
+        options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, Result<Arc<ParquetMetaData>>> {
         async move {
             let size = self.size;
+            // The page index policies the caller asked for (the offset
+            // index is what lets a row group be read in slices); its ranges
+            // go through the same bound as the footer.
+            let (column_index, offset_index) = options
+                .map(|o| (o.column_index_policy(), o.offset_index_policy()))
+                .unwrap_or_default();
             let md = ParquetMetaDataReader::new()
                 .with_prefetch_hint(Some(FOOTER_PREFETCH))
+                .with_column_index_policy(column_index)
+                .with_offset_index_policy(offset_index)
                 .load_and_finish(BoundedFetch(self), size)
                 .await?;
             Ok(Arc::new(md))

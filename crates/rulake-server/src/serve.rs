@@ -28,9 +28,11 @@ pub struct Args {
     /// ...); default: `managed/` under the data directory.
     #[arg(long, env = "RULAKE_MANAGED_URL")]
     pub managed_url: Option<String>,
-    /// Cache budget in bytes.
-    #[arg(long, default_value_t = 4 << 30, env = "RULAKE_CACHE_BYTES")]
-    pub cache_bytes: usize,
+    /// Cache budget in bytes; refused when it cannot fit the memory limit
+    /// (default: a share of the cgroup's memory limit, else of the
+    /// machine's memory; docs/operations.md, "Memory").
+    #[arg(long, env = "RULAKE_CACHE_BYTES")]
+    pub cache_bytes: Option<usize>,
     /// Metrics port and recall sampling.
     #[command(flatten)]
     pub observe: crate::observe::ObserveArgs,
@@ -131,7 +133,7 @@ pub async fn run(a: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     a.install_source_policy("serve", &[])?;
     let node = Embedded::start(EmbeddedConfig {
         data_dir: a.data_dir.clone(),
-        cache_bytes: a.cache_bytes,
+        cache_bytes: rulake_engine::memory::node_budget(a.cache_bytes)?,
         managed_root: a.managed_url.clone(),
     })
     .await?;

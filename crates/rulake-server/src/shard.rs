@@ -33,9 +33,11 @@ pub struct ShardArgs {
     /// Persisted partitions go under `cache/` here.
     #[arg(long, default_value = "rulake-cache", env = "RULAKE_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// Cache budget in bytes.
-    #[arg(long, default_value_t = 4 << 30, env = "RULAKE_CACHE_BYTES")]
-    pub cache_bytes: usize,
+    /// Cache budget in bytes; refused when it cannot fit the memory limit
+    /// (default: a share of the cgroup's memory limit, else of the
+    /// machine's memory; docs/operations.md, "Memory").
+    #[arg(long, env = "RULAKE_CACHE_BYTES")]
+    pub cache_bytes: Option<usize>,
     /// Heartbeat interval to the meta group, milliseconds.
     #[arg(long, default_value_t = 500)]
     pub heartbeat_ms: u64,
@@ -71,7 +73,7 @@ pub async fn run(a: ShardArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     a.sources.install("shard", &own)?;
     let advertise = a.advertise.clone().unwrap_or_else(|| a.listen.to_string());
     let mut cfg = ShardConfig::new(a.id, &advertise, a.meta.clone(), &a.data_dir);
-    cfg.cache_bytes = a.cache_bytes;
+    cfg.cache_bytes = rulake_engine::memory::node_budget(a.cache_bytes)?;
     cfg.heartbeat = Duration::from_millis(a.heartbeat_ms.max(10));
     let tls = a.tls.load()?;
     cfg.transport = cluster_tls::transport(tls.as_ref());

@@ -17,6 +17,9 @@ use rand::{seq::index::sample, SeedableRng};
 use rayon::prelude::*;
 use rulake_types::{Metric, VectorId};
 
+/// Rows encoded at a time when appending (see `append`).
+const ENCODE_CHUNK_ROWS: usize = 16_384;
+
 /// How far incremental additions have moved a partition from the data its
 /// quantizer was trained on.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -138,26 +141,37 @@ impl PartitionIndex {
         let dim = self.dim;
         let assignment = kmeans::assign(&vectors, dim, &self.centroids);
         let n_words = self.n_words;
-        let encoded: Vec<RowCode> = vectors
-            .par_chunks(dim)
-            .zip(assignment.par_iter())
-            .map_init(
-                || vec![0.0f32; dim],
-                |rot, (x, &a)| {
-                    self.rotation.apply_into(x, rot);
-                    let rc = &self.rot_centroids[a as usize * dim..(a as usize + 1) * dim];
-                    rot.iter_mut().zip(rc).for_each(|(r, c)| *r -= c);
-                    RowCode::encode(rot, n_words)
-                },
-            )
-            .collect();
         let base = self.ids.len() as u32;
         let mut residual = 0.0f64;
-        for (i, (code, a)) in encoded.into_iter().zip(assignment).enumerate() {
-            residual += code.norm_sq() as f64;
-            self.lists[a as usize].push(base + i as u32, code);
+        // A chunk at a time: only one chunk's per-row codes are held beside
+        // the lists they are copied into, not those of the whole load.
+        for start in (0..assignment.len()).step_by(ENCODE_CHUNK_ROWS) {
+            let end = (start + ENCODE_CHUNK_ROWS).min(assignment.len());
+            let encoded: Vec<RowCode> = vectors[start * dim..end * dim]
+                .par_chunks(dim)
+                .zip(assignment[start..end].par_iter())
+                .map_init(
+                    || vec![0.0f32; dim],
+                    |rot, (x, &a)| {
+                        self.rotation.apply_into(x, rot);
+                        let rc = &self.rot_centroids[a as usize * dim..(a as usize + 1) * dim];
+                        rot.iter_mut().zip(rc).for_each(|(r, c)| *r -= c);
+                        RowCode::encode(rot, n_words)
+                    },
+                )
+                .collect();
+            for (i, (code, &a)) in encoded.into_iter().zip(&assignment[start..end]).enumerate() {
+                residual += code.norm_sq() as f64;
+                self.lists[a as usize].push(base + (start + i) as u32, code);
+            }
         }
-        self.vectors.extend_from_slice(&vectors);
+        if self.vectors.is_empty() {
+            // A first build takes the caller's buffer: copying it would
+            // hold the floats twice at the peak of a load.
+            self.vectors = vectors;
+        } else {
+            self.vectors.extend_from_slice(&vectors);
+        }
         self.ids.extend(ids);
         self.tombstones.resize(self.ids.len().div_ceil(64), 0);
         residual
