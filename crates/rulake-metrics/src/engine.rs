@@ -32,6 +32,9 @@ struct Families {
     disk_loads: IntCounter,
     bytes: IntGauge,
     budget: IntGauge,
+    loading: IntGauge,
+    resident: IntGauge,
+    peak: IntGauge,
     partitions: IntGauge,
     errors: IntGauge,
     coll_partitions: IntGaugeVec,
@@ -66,6 +69,9 @@ impl Families {
             &self.disk_loads,
             &self.bytes,
             &self.budget,
+            &self.loading,
+            &self.resident,
+            &self.peak,
             &self.partitions,
             &self.errors,
             &self.coll_partitions,
@@ -143,6 +149,9 @@ impl EngineCollector {
             disk_loads: c("cache_disk_loads_total", "Partitions loaded from the local persist directory instead of rebuilt.")?,
             bytes: g("cache_bytes", "Bytes of partitions held in memory.")?,
             budget: g("cache_budget_bytes", "The cache's memory budget.")?,
+            loading: g("cache_loading_bytes", "Bytes loads in flight hold against the budget: read buffers and partitions built but not yet cached.")?,
+            resident: g("process_resident_bytes", "Resident memory of the process (VmRSS), to compare with cache_bytes.")?,
+            peak: g("process_peak_resident_bytes", "Peak resident memory of the process since it started (VmHWM).")?,
             partitions: g("cache_partitions", "Partitions held in memory.")?,
             errors: g("cache_unresolved_errors", "Partitions or collections whose last load or refresh failed and has not succeeded since.")?,
             coll_partitions: per_collection("collection_partitions", "Partitions of the collection (P).")?,
@@ -211,6 +220,9 @@ impl Families {
         set_counter(&self.disk_loads, s.disk_loads);
         self.bytes.set(s.bytes as i64);
         self.budget.set(s.budget_bytes as i64);
+        self.loading.set(s.loading_bytes as i64);
+        self.resident.set(s.resident_bytes as i64);
+        self.peak.set(s.peak_resident_bytes as i64);
         self.partitions.set(s.partitions as i64);
         self.errors.set(s.errors.len() as i64);
     }

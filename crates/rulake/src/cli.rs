@@ -561,12 +561,13 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
 pub async fn stats(conn: Conn) -> anyhow::Result<()> {
     let client = conn.client().await?;
     let cache = client.cache_stats().await?;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
     for (node, s) in &cache.nodes {
         println!(
             "node {node}: {} partitions, {:.1} of {:.1} MiB; hits {} misses {} evictions {} refused {}; builds {} ({} incremental, {:.1} s), disk loads {}, errors {}",
             s.partitions,
-            s.bytes as f64 / (1 << 20) as f64,
-            s.budget_bytes as f64 / (1 << 20) as f64,
+            mib(s.bytes),
+            mib(s.budget_bytes),
             s.hits,
             s.misses,
             s.evictions,
@@ -576,6 +577,20 @@ pub async fn stats(conn: Conn) -> anyhow::Result<()> {
             s.build_seconds,
             s.disk_loads,
             s.errors
+        );
+        // Accounted against resident: the gap is what the cache's own
+        // figure does not see (docs/operations.md, "Memory").
+        println!(
+            "  memory: accounted {:.1} MiB + loading {:.1} MiB; process resident {:.1} MiB ({}), peak {:.1} MiB",
+            mib(s.bytes),
+            mib(s.loading_bytes),
+            mib(s.resident_bytes),
+            if s.bytes > 0 {
+                format!("{:.2}x accounted", s.resident_bytes as f64 / s.bytes as f64)
+            } else {
+                "nothing cached".to_owned()
+            },
+            mib(s.peak_resident_bytes)
         );
     }
     match client.cluster_status().await {

@@ -43,6 +43,9 @@ impl pb::admin_service_server::AdminService for Api {
                     partitions: s.partitions as u32,
                     bytes: s.bytes as u64,
                     budget_bytes: s.budget_bytes as u64,
+                    loading_bytes: s.loading_bytes as u64,
+                    resident_bytes: s.resident_bytes,
+                    peak_resident_bytes: s.peak_resident_bytes,
                 };
                 Ok(pb::CacheStatsResponse {
                     nodes: [(LOCAL_NODE.to_string(), stats)].into_iter().collect(),
