@@ -15,14 +15,17 @@
 //! pod template every role shares (so security settings, probes and TLS
 //! cannot drift between roles); `security` the TLS and auth flags with
 //! their Secret volumes, the issued-certificate Secrets and the
-//! NetworkPolicies; `workloads` the StatefulSets and the Deployment.
+//! NetworkPolicies; `workloads` the StatefulSets and the Deployment;
+//! `memory` the shard pods' memory request and limit, from the cache budget.
 
+mod memory;
 mod pod;
 mod security;
 #[cfg(test)]
 mod tests;
 mod workloads;
 
+pub use memory::{shard_memory_bytes, shard_resources};
 pub use security::{
     cluster_ca_secret_name, cluster_certs_secret_name, cluster_peers, network_policies,
     network_policy_name, owned_secret, CA_TRUSTED_SINCE,

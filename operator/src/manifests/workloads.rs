@@ -169,7 +169,10 @@ pub fn shard_statefulset(cluster: &RuLakeCluster, replicas: i32, cache_bytes: u6
             ),
             ports: vec![port("grpc", i32::from(GRPC_PORT))],
             credentials: true,
-            resources: cluster.spec.shards.resources.clone(),
+            resources: Some(super::shard_resources(
+                cluster.spec.shards.resources.clone(),
+                cache_bytes,
+            )),
             persistent_data: cluster.spec.shards.storage.is_some(),
             options: &cluster.spec.shards.pod,
             default_affinity: None,

@@ -1,0 +1,90 @@
+//! Shard pods' memory, set from the cache budget so the kubelet never kills
+//! a node for holding what its budget allows.
+//!
+//! A shard's resident memory is its accounted cache bytes times a factor
+//! (allocator slack, list capacity) plus a fixed base (runtime, gRPC,
+//! catalog follower); loads count inside the budget while they last. The
+//! figures are the shard's own (`rulake-cache`'s `memory` module, measured
+//! in docs/BENCHMARKS.md, "Memory"), repeated here because the operator
+//! depends on no engine crate; change both together.
+//!
+//! The request equals the limit (memory is not overcommitted: a shard that
+//! fills its budget uses it), and a larger figure the user gives in
+//! `shards.resources` wins over the derived one.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+/// Resident bytes per accounted cache byte a shard's limit allows for.
+pub const RESIDENT_FACTOR: f64 = 1.2;
+
+/// Resident bytes of a shard holding nothing, with headroom.
+pub const FIXED_BASE_BYTES: u64 = 64 << 20;
+
+/// Memory a shard with a cache budget of `cache_bytes` needs, rounded up
+/// to a whole MiB.
+pub fn shard_memory_bytes(cache_bytes: u64) -> u64 {
+    let needed = (cache_bytes as f64 * RESIDENT_FACTOR).ceil() as u64 + FIXED_BASE_BYTES;
+    needed.div_ceil(1 << 20) << 20
+}
+
+/// The shard container's resources: `user`'s, with memory request and
+/// limit raised to what a budget of `cache_bytes` needs.
+pub fn shard_resources(
+    user: Option<ResourceRequirements>,
+    cache_bytes: u64,
+) -> ResourceRequirements {
+    let needed = shard_memory_bytes(cache_bytes);
+    let mut r = user.unwrap_or_default();
+    for list in [&mut r.requests, &mut r.limits] {
+        let list = list.get_or_insert_with(Default::default);
+        let given = list
+            .get("memory")
+            .and_then(super::quantity_bytes)
+            .unwrap_or(0);
+        if given < needed {
+            list.insert("memory".into(), Quantity(format!("{}Mi", needed >> 20)));
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn memory(r: &ResourceRequirements) -> (String, String) {
+        (
+            r.requests.as_ref().unwrap()["memory"].0.clone(),
+            r.limits.as_ref().unwrap()["memory"].0.clone(),
+        )
+    }
+
+    #[test]
+    fn memory_is_the_budget_times_the_factor_plus_the_base() {
+        // 4 GiB: 4.8 GiB + 64 MiB = 4979.2 MiB, rounded up.
+        assert_eq!(shard_memory_bytes(4 << 30), 4980 << 20);
+        let r = shard_resources(None, 4 << 30);
+        assert_eq!(memory(&r), ("4980Mi".into(), "4980Mi".into()));
+    }
+
+    #[test]
+    fn a_larger_user_figure_wins_and_a_smaller_one_is_raised() {
+        let cpu = Quantity("2".into());
+        let user = ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), cpu.clone()),
+                ("memory".to_string(), Quantity("1Gi".into())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity("16Gi".into()),
+            )])),
+            ..Default::default()
+        };
+        let r = shard_resources(Some(user), 4 << 30);
+        assert_eq!(memory(&r), ("4980Mi".into(), "16Gi".into()));
+        assert_eq!(r.requests.as_ref().unwrap()["cpu"], cpu);
+    }
+}
