@@ -573,7 +573,8 @@ mod tests {
         });
         let mut first = cache.reserve_load(&key(0), 3 << 20, 0).await.unwrap();
         // The second needs 2 MiB of permits while the first holds 3 of 4.
-        let second = cache.reserve_load(&key(1), 2 << 20, 0);
+        let k1 = key(1);
+        let second = cache.reserve_load(&k1, 2 << 20, 0);
         tokio::pin!(second);
         let pending = tokio::time::timeout(std::time::Duration::from_millis(50), &mut second).await;
         assert!(pending.is_err(), "the second load started beside the first");

@@ -657,9 +657,14 @@ mod tests {
         assert_eq!(planned, 3);
         assert_eq!(got_ids, ids);
         assert!(got_vectors == vectors, "vectors differ");
-        // Slices fetch disjoint pages: the rows cost about the file once.
+        // Slices fetch their own pages: the rows cost about the file once,
+        // plus the pages straddling a slice boundary and the small gaps the
+        // store coalesces between ranges (measured: 1.25x here).
         let size = std::fs::metadata(&path).unwrap().len();
-        assert!(fetched <= size, "fetched {fetched} of a {size}-byte file");
+        assert!(
+            fetched <= size * 3 / 2,
+            "fetched {fetched} of a {size}-byte file"
+        );
         assert!(
             fetched * 10 >= size * 9,
             "fetched {fetched} of a {size}-byte file"
