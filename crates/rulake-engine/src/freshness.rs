@@ -3,8 +3,10 @@
 //!
 //! The consistency level is a promise about generations, so this is
 //! where the source is checked: a `fresh` collection asks the source for
-//! its generation on every query and, when it moved on, waits for the
-//! refresh (or joins one already running); an `eventual` one only looks
+//! its generation before every query (through `check`, which lets the
+//! queries that arrived together share one look that started after all of
+//! them) and, when it moved on, waits for the refresh (or joins one
+//! already running); an `eventual` one only looks
 //! at the age of its last check, refreshing in the background past half
 //! its staleness bound and in line past all of it. Two rules hold
 //! throughout: a failing lake never takes away what is being served (the
@@ -135,7 +137,7 @@ impl RuLake {
         c: &Collection,
         deadline: Option<Instant>,
     ) -> Option<Generation> {
-        let check = c.source.generation();
+        let check = c.check.after_now(&c.source);
         let checked = match deadline {
             Some(d) => match tokio::time::timeout_at(answer_by(d).into(), check).await {
                 Ok(r) => r,
@@ -242,7 +244,7 @@ impl RuLake {
 }
 
 /// What a failed task said: the panic payload when it is text.
-fn panic_message(e: tokio::task::JoinError) -> String {
+pub(crate) fn panic_message(e: tokio::task::JoinError) -> String {
     match e.try_into_panic() {
         Ok(p) => p
             .downcast_ref::<String>()

@@ -25,6 +25,8 @@
 //! - `freshness` — whether a collection may answer from what it serves
 //!   (`fresh` / `eventual`, generations, background refresh, deadlines;
 //!   [`answer_by`]).
+//! - `check` — the generation check `fresh` queries share: one at a time,
+//!   each starting after the queries it answers arrived.
 //! - `load` — how a generation becomes cached partitions: build all
 //!   before swapping any, disk before lake, persist off the query path.
 //! - `search` — checks, fan-out over partitions and the exact merge, for
@@ -39,6 +41,7 @@
 //! - [`recall`] — live recall measurement ([`RecallConfig`]) and query
 //!   counters ([`QueryStats`]).
 
+mod check;
 mod deletes;
 pub mod error;
 mod freshness;
@@ -55,7 +58,7 @@ pub use error::{EngineError, Result};
 pub use freshness::answer_by;
 pub use plan::partition_params;
 pub use recall::{QueryStats, RecallConfig, RecallEstimate, RecallStats};
-pub use rulake_cache::{memory, CacheConfig, CacheStats, CachedPartition};
+pub use rulake_cache::{CacheConfig, CacheStats, CachedPartition};
 pub use scan::{PartitionState, Scanned};
 pub use spec::{
     Alter, CollectionInfo, CollectionSpec, FederatedHit, FederatedResponse, SearchResponse,

@@ -10,6 +10,7 @@
 //! kept beside the collections, keyed by name, not inside them. Dropping a
 //! collection clears all of it, cached and persisted partitions included.
 
+use crate::check::GenerationCheck;
 use crate::deletes::Deletes;
 use crate::load::key;
 use crate::retune::Retune;
@@ -39,6 +40,8 @@ pub(crate) struct Collection {
     /// its end (a `fresh` collection's) wait on the change to `false`.
     pub(crate) background: tokio::sync::watch::Sender<bool>,
     pub(crate) last_error: Mutex<Option<String>>,
+    /// The generation check `fresh` queries share.
+    pub(crate) check: Arc<GenerationCheck>,
     /// Live re-tuning toward `spec.target_recall`.
     pub(crate) retune: Arc<Retune>,
 }
@@ -59,6 +62,7 @@ impl Collection {
             refresh: tokio::sync::Mutex::new(()),
             background: tokio::sync::watch::Sender::new(false),
             last_error: Mutex::new(last_error),
+            check: Arc::default(),
             retune,
         }
     }
