@@ -58,7 +58,7 @@ pub use error::{EngineError, Result};
 pub use freshness::answer_by;
 pub use plan::partition_params;
 pub use recall::{QueryStats, RecallConfig, RecallEstimate, RecallStats};
-pub use rulake_cache::{CacheConfig, CacheStats, CachedPartition};
+pub use rulake_cache::{memory, CacheConfig, CacheStats, CachedPartition};
 pub use scan::{PartitionState, Scanned};
 pub use spec::{
     Alter, CollectionInfo, CollectionSpec, FederatedHit, FederatedResponse, SearchResponse,
