@@ -191,6 +191,43 @@ impl DeltaSource {
         Ok(versions)
     }
 
+    /// Whether the log holds a version after `known`, asked with a HEAD
+    /// of the next commit file and a GET of `_last_checkpoint`, side by
+    /// side, instead of a listing: commits are written once each, in
+    /// order, so a table that moved on has commit `known + 1`, unless a
+    /// log cleanup removed it, which it only does behind a newer
+    /// checkpoint. On an object store both are the cheap kind of request;
+    /// a listing is billed and timed like ten of them. `None` when the
+    /// table is still at `known`; otherwise the version to look for the
+    /// newest commit from (`known`, or the newer checkpoint when the
+    /// commits after `known` are gone).
+    async fn moved_past(&self, known: u64) -> Result<Option<u64>> {
+        let dir = self.log_dir();
+        let next = dir
+            .clone()
+            .join(format!("{:020}.json", known.saturating_add(1)));
+        let pointer = dir.join("_last_checkpoint");
+        let store = &self.store.store;
+        let (head, last) = futures::join!(store.head(&next), async {
+            match store.get(&pointer).await {
+                Ok(r) => r.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        match head {
+            Ok(_) => return Ok(Some(known)),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(LakeError::store(next.to_string(), e)),
+        }
+        let Some(body) = last.map_err(|e| LakeError::read(pointer.to_string(), e))? else {
+            return Ok(None);
+        };
+        let checkpoint = checkpoint_version(&body)
+            .ok_or_else(|| self.meta_err(pointer.as_ref(), "no version number"))?;
+        Ok((checkpoint > known).then_some(checkpoint))
+    }
+
     /// Turn an error from the library into RuLake's terms. `known` is the
     /// version loaded before (the commits after it are the suspects).
     async fn classify(&self, e: DeltaTableError, known: Option<u64>) -> LakeError {
@@ -502,6 +539,15 @@ fn generation_of(version: u64) -> Generation {
     Generation(format!("delta-v{version}"))
 }
 
+/// The `"version"` of a `_last_checkpoint` file (a one-line JSON object).
+fn checkpoint_version(body: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(body).ok()?;
+    let after = &text[text.find("\"version\"")? + "\"version\"".len()..];
+    let value = after.trim_start().strip_prefix(':')?.trim_start();
+    let digits = value.len() - value.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    value[..digits].parse().ok()
+}
+
 /// Absolute deletion-vector paths are URL-encoded like data file paths.
 fn decode_path(p: &str) -> String {
     percent_encoding::percent_decode_str(p)
@@ -522,20 +568,28 @@ impl Source for DeltaSource {
         }
     }
 
-    /// The pinned version, or the newest commit after the loaded one (one
-    /// listing of `_delta_log/` from there). Before the first load the
-    /// table is loaded, which a listing follows anyway.
+    /// The pinned version, or the loaded one while the log holds nothing
+    /// newer ([`Self::moved_past`]: two small requests, no listing), or
+    /// else the newest commit after it (one listing of `_delta_log/` from
+    /// there). Before the first load the table is loaded, which a listing
+    /// follows anyway.
     async fn generation(&self) -> Result<Generation> {
         if let Some(v) = self.config.version {
             return Ok(generation_of(v));
         }
-        let mut table = self.table.lock().await;
-        let Some(known) = table.version() else {
-            self.load(&mut table).await?;
-            let v = table.version().unwrap_or_default();
-            return Ok(generation_of(v));
+        let (known, log_store) = {
+            let mut table = self.table.lock().await;
+            let Some(known) = table.version() else {
+                self.load(&mut table).await?;
+                let v = table.version().unwrap_or_default();
+                return Ok(generation_of(v));
+            };
+            (known, table.log_store())
         };
-        match table.log_store().get_latest_version(known).await {
+        let Some(from) = self.moved_past(known).await? else {
+            return Ok(generation_of(known));
+        };
+        match log_store.get_latest_version(from).await {
             Ok(v) => Ok(generation_of(v)),
             Err(e) => Err(self.classify(e, Some(known)).await),
         }
@@ -609,6 +663,15 @@ impl Source for DeltaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checkpoint_pointer_names_its_version() {
+        let v = |s: &str| checkpoint_version(s.as_bytes());
+        assert_eq!(v(r#"{"version":10,"size":13}"#), Some(10));
+        assert_eq!(v(r#"{"size":13, "version" : 7 }"#), Some(7));
+        assert_eq!(v(r#"{"size":13}"#), None);
+        assert_eq!(v(r#"{"version":"x"}"#), None);
+    }
 
     #[test]
     fn paths_are_decoded() {

@@ -1,5 +1,6 @@
-//! Lake I/O counters per source kind: bytes and read requests, counted
-//! where every source's reads pass (the object store each source opens),
+//! Lake I/O counters per source kind: bytes and read requests, listings
+//! and HEADs, counted where every source's requests pass (the object store
+//! each source opens),
 //! and failed source operations, counted where every source is called from
 //! (the engine's [`metered`] wrapper).
 //!
@@ -109,6 +110,8 @@ const KINDS: usize = LakeKind::ALL.len();
 struct Counters {
     bytes: [AtomicU64; KINDS],
     requests: [AtomicU64; KINDS],
+    lists: [AtomicU64; KINDS],
+    heads: [AtomicU64; KINDS],
     errors: [AtomicU64; KINDS],
 }
 
@@ -118,6 +121,8 @@ const ZERO: AtomicU64 = AtomicU64::new(0);
 static COUNTERS: Counters = Counters {
     bytes: [ZERO; KINDS],
     requests: [ZERO; KINDS],
+    lists: [ZERO; KINDS],
+    heads: [ZERO; KINDS],
     errors: [ZERO; KINDS],
 };
 
@@ -131,6 +136,13 @@ pub struct IoSnapshot {
     /// and each byte range of a ranged or multi-range read counts once
     /// (listings and HEADs are not reads).
     pub requests: u64,
+    /// Listings started (each call that lists a prefix counts once; a
+    /// listing of more than one page is several requests on S3). What a
+    /// generation check of a Parquet prefix costs, and what cheaper
+    /// checks avoid.
+    pub lists: u64,
+    /// HEAD requests (metadata of one object, no data).
+    pub heads: u64,
     /// Source operations (generation check, listing, reading a unit) that
     /// failed: a failed request, a vanished object, an undecodable file.
     pub errors: u64,
@@ -142,6 +154,8 @@ pub fn snapshot(kind: LakeKind) -> IoSnapshot {
     IoSnapshot {
         bytes: COUNTERS.bytes[i].load(Ordering::Relaxed),
         requests: COUNTERS.requests[i].load(Ordering::Relaxed),
+        lists: COUNTERS.lists[i].load(Ordering::Relaxed),
+        heads: COUNTERS.heads[i].load(Ordering::Relaxed),
         errors: COUNTERS.errors[i].load(Ordering::Relaxed),
     }
 }
@@ -150,6 +164,10 @@ fn record_read(kind: LakeKind, requests: u64, bytes: u64) {
     let i = kind.index();
     COUNTERS.requests[i].fetch_add(requests, Ordering::Relaxed);
     COUNTERS.bytes[i].fetch_add(bytes, Ordering::Relaxed);
+}
+
+fn record(counter: &[AtomicU64; KINDS], kind: LakeKind) {
+    counter[kind.index()].fetch_add(1, Ordering::Relaxed);
 }
 
 fn record_error(kind: LakeKind) {
@@ -202,6 +220,9 @@ impl ObjectStore for CountingStore {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         let head = options.head;
+        if head {
+            record(&COUNTERS.heads, self.kind);
+        }
         let r = self.inner.get_opts(location, options).await?;
         if !head {
             record_read(self.kind, 1, r.range.end.saturating_sub(r.range.start));
@@ -228,6 +249,7 @@ impl ObjectStore for CountingStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        record(&COUNTERS.lists, self.kind);
         self.inner.list(prefix)
     }
 
@@ -236,10 +258,12 @@ impl ObjectStore for CountingStore {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        record(&COUNTERS.lists, self.kind);
         self.inner.list_with_offset(prefix, offset)
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        record(&COUNTERS.lists, self.kind);
         self.inner.list_with_delimiter(prefix).await
     }
 

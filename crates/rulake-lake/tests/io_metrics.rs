@@ -20,6 +20,8 @@ fn moved(before: IoSnapshot, after: IoSnapshot) -> IoSnapshot {
     IoSnapshot {
         bytes: after.bytes - before.bytes,
         requests: after.requests - before.requests,
+        lists: after.lists - before.lists,
+        heads: after.heads - before.heads,
         errors: after.errors - before.errors,
     }
 }
@@ -57,6 +59,7 @@ async fn parquet_reads_count_bytes_requests_and_errors_under_their_kind() {
             // Every footer and every row group came through the store.
             assert!(d.bytes >= sizes, "{d:?} for {sizes} bytes of files");
             assert!(d.requests >= 3 + 9, "{d:?}: 3 footers and 9 row groups");
+            assert_eq!(d.lists, 1, "{d:?}: one listing of the prefix");
             // Not wildly more than the files hold either: footers are
             // read once (then cached), row groups once each.
             assert!(d.bytes <= 3 * sizes, "{d:?} for {sizes} bytes of files");
@@ -111,9 +114,8 @@ async fn parquet_reads_count_bytes_requests_and_errors_under_their_kind() {
     assert_eq!(
         d,
         IoSnapshot {
-            bytes: 0,
-            requests: 0,
-            errors: 1
+            errors: 1,
+            ..IoSnapshot::default()
         }
     );
 }

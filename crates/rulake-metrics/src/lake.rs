@@ -1,5 +1,6 @@
 //! Scrape-time metrics of lake I/O per source kind: bytes and GET requests
-//! of object data, and failed source operations.
+//! of object data, listings and HEADs (what generation checks cost), and
+//! failed source operations.
 //!
 //! `rulake_lake::io` counts them where every source's reads pass (the
 //! object store each source opens, and the engine's wrapper around each
@@ -22,6 +23,8 @@ use std::sync::Mutex;
 struct Families {
     bytes: IntCounterVec,
     requests: IntCounterVec,
+    lists: IntCounterVec,
+    heads: IntCounterVec,
     errors: IntCounterVec,
 }
 
@@ -57,15 +60,29 @@ impl LakeCollector {
                 "lake_read_requests_total",
                 "Successful GET requests for lake object data, by source kind: each whole-object GET and each byte range of a ranged or multi-range read counts once; listings and HEADs are not counted.",
             )?,
+            lists: vec(
+                "lake_list_requests_total",
+                "Listings of a lake prefix started, by source kind (a Parquet prefix's generation check, a Delta log listing, a load); a listing of more than one page counts once.",
+            )?,
+            heads: vec(
+                "lake_head_requests_total",
+                "HEAD requests (one object's metadata, no data), by source kind: a Delta table's cheap generation check, a probe of a single-object URL.",
+            )?,
             errors: vec(
                 "lake_read_errors_total",
                 "Source operations that failed, by source kind: a generation check, a listing or the read of one unit ending in an error (failed request, vanished object, undecodable file).",
             )?,
         };
-        let descs = [&families.bytes, &families.requests, &families.errors]
-            .into_iter()
-            .flat_map(|c| c.desc().into_iter().cloned())
-            .collect();
+        let descs = [
+            &families.bytes,
+            &families.requests,
+            &families.lists,
+            &families.heads,
+            &families.errors,
+        ]
+        .into_iter()
+        .flat_map(|c| c.desc().into_iter().cloned())
+        .collect();
         Ok(LakeCollector {
             families: Mutex::new(families),
             descs,
@@ -84,6 +101,8 @@ impl Collector for LakeCollector {
             let s = snapshot(kind);
             set(&f.bytes, kind, s.bytes);
             set(&f.requests, kind, s.requests);
+            set(&f.lists, kind, s.lists);
+            set(&f.heads, kind, s.heads);
         }
         for kind in LakeKind::ALL {
             let s = snapshot(kind);
@@ -93,7 +112,7 @@ impl Collector for LakeCollector {
                 set(&f.errors, kind, s.errors);
             }
         }
-        [&f.bytes, &f.requests, &f.errors]
+        [&f.bytes, &f.requests, &f.lists, &f.heads, &f.errors]
             .into_iter()
             .flat_map(|c| c.collect())
             .collect()
