@@ -11,6 +11,7 @@ use rulake::measure::write_lake;
 use rulake_datasets::ClusteredGaussian;
 use rulake_datasets::ReferenceWriters;
 use rulake_engine::{CacheConfig, CollectionSpec, RuLake};
+use rulake_lake::io::{snapshot, LakeKind};
 use rulake_lake::{
     write_parquet_file, DeltaSource, DeltaSourceConfig, IcebergSource, IcebergSourceConfig, IdsRef,
     ParquetSource, ParquetSourceConfig, Source,
@@ -51,6 +52,8 @@ struct Row {
     units: usize,
     generation: String,
     first_answer_s: f64,
+    /// Lake bytes read (GET bodies) up to the first answer.
+    first_bytes: u64,
     noop_check_s: f64,
     refresh_s: f64,
     builds: u64,
@@ -85,9 +88,12 @@ async fn measure(
             .partitions(a.partitions)
             .consistency(Consistency::Fresh),
     )?;
+    let lake = LakeKind::of(kind);
+    let read_before = snapshot(lake).bytes;
     let t = Instant::now();
     let first = e.search(kind, query, SearchParams::k(10)).await?;
     let first_answer_s = secs(t);
+    let first_bytes = snapshot(lake).bytes - read_before;
     let units = source.list_units().await?.units.len();
     // A fresh query with nothing new: the generation check alone.
     let t = Instant::now();
@@ -114,6 +120,7 @@ async fn measure(
         units,
         generation: after.generation.0,
         first_answer_s,
+        first_bytes,
         noop_check_s,
         refresh_s,
         builds: stats.builds - before.builds,
@@ -253,16 +260,19 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         "- *first answer*: a new engine, from registering the source to the first answered query (listing, footers, reading every row, building every partition).\n- *fresh check*: the next query with nothing new (generation check only).\n- *refresh*: after one commit appending {} rows, the next `fresh` query (listing, reading the new rows, extending the partitions they fall in).\n",
         a.append
     )?;
-    writeln!(md, "| source | write (reference writer) | units | lake → first answer | fresh check | append {} rows → refreshed answer | partitions rebuilt (of them extended) | generation after |", a.append)?;
-    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---|")?;
+    writeln!(md, "| source | write (reference writer) | units | lake → first answer | target | lake bytes read (MB) | read ÷ first answer (MB/s) | fresh check | append {} rows → refreshed answer | partitions rebuilt (of them extended) | generation after |", a.append)?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
     for r in &rows {
+        let mb = r.first_bytes as f64 / 1e6;
         writeln!(
             md,
-            "| {} | {:.1} s | {} | {:.2} s | {:.1} ms | {:.2} s | {} ({}) | `{}` |",
+            "| {} | {:.1} s | {} | {:.2} s | ≤ 20 s | {:.0} | {:.0} | {:.1} ms | {:.2} s | {} ({}) | `{}` |",
             r.kind,
             r.write_s,
             r.units,
             r.first_answer_s,
+            mb,
+            mb / r.first_answer_s,
             r.noop_check_s * 1e3,
             r.refresh_s,
             r.builds,

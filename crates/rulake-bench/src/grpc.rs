@@ -3,17 +3,27 @@
 //! writes. One embedded node serves a tonic server on loopback; the same
 //! queries go through the engine directly and through `rulake-client`, in
 //! alternating rounds so machine noise hits both sides alike.
+//!
+//! Beside them runs the floor: the generated `SearchService` on a second
+//! tonic server whose `Search` does no work and answers with a copy of a
+//! real answer, so the call carries the same bytes both ways. What a real
+//! Search costs over the in-process engine, less that echo, is what
+//! RuLake's own RPC path adds (authorization, deadlines, conversion).
 
-use crate::report;
+use crate::{fanout, report};
 use rulake::measure::{bar, write_lake};
 use rulake_api::{router, Api, Limits};
 use rulake_client::{proto, Client, Id};
 use rulake_coordinator::{Embedded, EmbeddedConfig};
 use rulake_datasets::ClusteredGaussian;
+use rulake_proto::v1::search_service_client::SearchServiceClient;
+use rulake_proto::v1::search_service_server::{SearchService, SearchServiceServer};
 use rulake_types::SearchParams;
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tonic::{Request, Response, Status};
 
 /// `rulake-bench grpc` flags.
 #[derive(clap::Args)]
@@ -63,10 +73,64 @@ pub(crate) fn summarize(mut v: Vec<f64>) -> Latency {
     }
 }
 
+/// The floor of a unary call here: `Search` answers with a copy of one
+/// real answer and does nothing else (see the module docs).
+#[derive(Clone)]
+struct Echo(Arc<Mutex<proto::SearchResponse>>);
+
+#[tonic::async_trait]
+impl SearchService for Echo {
+    async fn search(
+        &self,
+        _req: Request<proto::SearchRequest>,
+    ) -> Result<Response<proto::SearchResponse>, Status> {
+        let canned = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(Response::new(canned))
+    }
+
+    async fn batch_search(
+        &self,
+        _req: Request<proto::BatchSearchRequest>,
+    ) -> Result<Response<proto::BatchSearchResponse>, Status> {
+        Err(Status::unimplemented("the echo answers Search only"))
+    }
+
+    async fn federated_search(
+        &self,
+        _req: Request<proto::FederatedSearchRequest>,
+    ) -> Result<Response<proto::FederatedSearchResponse>, Status> {
+        Err(Status::unimplemented("the echo answers Search only"))
+    }
+}
+
+/// Serve `routes` on a loopback port the way the node's server is run
+/// (TCP_NODELAY on every accepted socket); the address.
+async fn serve_loopback(routes: tonic::service::Routes) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let incoming = futures::stream::unfold(listener, |l| async move {
+        let r = l.accept().await.map(|(s, _)| {
+            let _ = s.set_nodelay(true);
+            s
+        });
+        Some((r, l))
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_routes(routes)
+            .serve_with_incoming(incoming),
+    );
+    Ok(addr)
+}
+
 struct Row {
     n: usize,
+    /// Every gRPC Search's latency (seconds), for the fan-out simulation.
+    remote_samples: Vec<f64>,
     local: Latency,
     remote: Latency,
+    echo: Latency,
     local_batch_qps: f64,
     remote_batch_qps: f64,
 }
@@ -91,22 +155,21 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             ..Limits::default()
         },
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let incoming = futures::stream::unfold(listener, |l| async move {
-        let r = l.accept().await.map(|(s, _)| {
-            let _ = s.set_nodelay(true);
-            s
-        });
-        Some((r, l))
-    });
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_routes(router(api))
-            .serve_with_incoming(incoming),
-    );
+    let addr = serve_loopback(router(api)).await?;
     let client = Client::connect(&format!("http://{addr}")).await?;
+    let canned = Arc::new(Mutex::new(proto::SearchResponse::default()));
+    let echo_addr = serve_loopback(tonic::service::Routes::new(SearchServiceServer::new(Echo(
+        canned.clone(),
+    ))))
+    .await?;
+    // Connected like `rulake-client` connects (TCP_NODELAY, a deadline
+    // on every call).
+    let mut echo = SearchServiceClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{echo_addr}"))?
+            .tcp_nodelay(true)
+            .connect()
+            .await?,
+    );
     let engine = node.coordinator.engine().clone();
     let g = ClusteredGaussian::new(a.dim, 64, 0.35, 42);
     let mut rows = Vec::new();
@@ -150,7 +213,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             .collect();
         eprintln!("n = {n}: loading the collection (first answer)");
         let t = Instant::now();
-        client.search(&name, &queries[0], 10).await?;
+        let first = client.search(&name, &queries[0], 10).await?;
+        *canned.lock().unwrap_or_else(|p| p.into_inner()) = first;
         eprintln!(
             "n = {n}: first answer in {:.1} s",
             t.elapsed().as_secs_f64()
@@ -161,8 +225,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             rerank: None,
         };
         // Single queries, alternating rounds of 100.
-        let (mut local, mut remote) = (Vec::new(), Vec::new());
-        let pb = bar(2 * a.queries as u64, "single queries");
+        let (mut local, mut remote, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+        let pb = bar(3 * a.queries as u64, "single queries");
         for round in queries.chunks(100) {
             for q in round {
                 let t = Instant::now();
@@ -174,7 +238,21 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
                 client.search(&name, q, 10).await?;
                 remote.push(t.elapsed().as_secs_f64());
             }
-            pb.inc(2 * round.len() as u64);
+            for q in round {
+                let mut r = Request::new(proto::SearchRequest {
+                    collection: name.clone(),
+                    query: Some(proto::Vector { values: q.clone() }),
+                    params: Some(proto::SearchParams {
+                        k: 10,
+                        ..Default::default()
+                    }),
+                });
+                r.set_timeout(Duration::from_secs(30));
+                let t = Instant::now();
+                echo.search(r).await?;
+                floor.push(t.elapsed().as_secs_f64());
+            }
+            pb.inc(3 * round.len() as u64);
         }
         pb.finish_and_clear();
         // BatchSearch, alternating batches.
@@ -201,7 +279,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         rows.push(Row {
             n,
             local: summarize(local),
+            remote_samples: remote.clone(),
             remote: summarize(remote),
+            echo: summarize(floor),
             local_batch_qps: total / local_t.as_secs_f64(),
             remote_batch_qps: total / remote_t.as_secs_f64(),
         });
@@ -249,21 +329,24 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         "`cargo run --release -p rulake-bench -- grpc` (sizes {:?}, D = {}, k = 10, collection defaults, one partition). \
 One process serves the API on loopback over an embedded node; the same queries go to the engine directly \
 (in-process) and through `rulake-client` over gRPC, in alternating rounds of 100 single queries and \
-alternating batches, so both sides see the same machine load. Latency is per query, seen by the caller.\n",
+alternating batches, so both sides see the same machine load. Latency is per query, seen by the caller. \
+The echo is the floor of a unary call on this machine, measured in the same rounds: the generated `SearchService` \
+on a second tonic server (same settings), whose `Search` does no work and answers a copy of a real answer, so the \
+same request and response bytes cross the wire. Search overhead is gRPC p50 − in-process p50.\n",
         a.sizes,
         a.dim
     )?;
     writeln!(
         md,
-        "| n | in-process mean / p50 / p99 (µs) | gRPC mean / p50 / p99 (µs) | single-query ratio (mean) | target | BatchSearch of {} in-process (q/s) | over gRPC (q/s) | ratio | target |",
+        "| n | in-process mean / p50 / p99 (µs) | gRPC mean / p50 / p99 (µs) | echo mean / p50 / p99 (µs) | Search overhead (µs) | overhead / echo p50 | target | BatchSearch of {} in-process (q/s) | over gRPC (q/s) | ratio | target |",
         a.batch
     )?;
-    writeln!(md, "|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|")?;
     for r in &rows {
         let us = |x: f64| x * 1e6;
         writeln!(
             md,
-            "| {} | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:.2}× | ≤ 1.15× at 100k | {:.0} | {:.0} | {:.2}× | ≥ 0.95× |",
+            "| {} | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:.0} | {:.2}× | ≤ 2× | {:.0} | {:.0} | {:.2}× | ≥ 0.95× |",
             r.n,
             us(r.local.mean),
             us(r.local.p50),
@@ -271,7 +354,11 @@ alternating batches, so both sides see the same machine load. Latency is per que
             us(r.remote.mean),
             us(r.remote.p50),
             us(r.remote.p99),
-            r.remote.mean / r.local.mean,
+            us(r.echo.mean),
+            us(r.echo.p50),
+            us(r.echo.p99),
+            us(r.remote.p50 - r.local.p50),
+            (r.remote.p50 - r.local.p50) / r.echo.p50,
             r.local_batch_qps,
             r.remote_batch_qps,
             r.remote_batch_qps / r.local_batch_qps,
@@ -289,5 +376,25 @@ committed as one generation (loaded before the call returns) in {:.1} s: **{:.0}
     print!("{md}");
     report::write_section(&a.output, "grpc", &md)?;
     eprintln!("wrote the grpc section of {}", a.output.display());
+
+    let mut fan = String::new();
+    writeln!(
+        fan,
+        "## Fan-out tail (simulated from the gRPC run)
+"
+    )?;
+    writeln!(
+        fan,
+        "Written by the same `cargo run --release -p rulake-bench -- grpc` run as the section above: a query fanned \
+out to F shards answers when its slowest shard does, so each simulated query takes the maximum of F latencies drawn \
+from that run's gRPC Search calls (one shard's full round trip on loopback), 20,000 queries per width; hedged, a \
+shard call that has taken longer than the per-shard p95 is sent once more and the first answer counts. Draws are \
+independent, so real tails (shared networks, busy nodes) are heavier than these (`crates/rulake-bench/src/fanout.rs`).\n"
+    )?;
+    for r in &rows {
+        writeln!(fan, "{}", fanout::table(r.n, &r.remote_samples)?)?;
+    }
+    print!("{fan}");
+    report::write_section(&a.output, "fanout", &fan)?;
     Ok(())
 }

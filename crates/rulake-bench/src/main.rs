@@ -6,8 +6,10 @@ mod catalog;
 mod cluster;
 mod core;
 mod embeddings;
+mod fanout;
 #[cfg(all(feature = "delta", feature = "iceberg"))]
 mod formats;
+mod fresh;
 mod grpc;
 mod process;
 mod report;
@@ -30,6 +32,8 @@ enum Command {
     Core(core::Args),
     /// Recall against queries/s on real embeddings and two synthetic sets, FAISS IVF-RaBitQ and HNSW beside (section `embeddings`).
     Embeddings(embeddings::Args),
+    /// `fresh` against `eventual` at 8 concurrent clients, local and S3 lakes, with the lake's LIST calls (section `fresh`).
+    Fresh(fresh::Args),
     /// The gRPC API against the in-process engine, and managed ingest (section `grpc`).
     Grpc(grpc::Args),
     /// Placement (simulation) and the distributed query path (section `cluster`).
@@ -71,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Core(a) => core::run(a).await,
             Command::Embeddings(a) => embeddings::run(a).await,
+            Command::Fresh(a) => fresh::run(a).await,
             Command::Grpc(a) => grpc::run(a).await,
             Command::Cluster(a) => cluster::run(a).await,
             Command::Catalog(a) => catalog::run(a).await,
