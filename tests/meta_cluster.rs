@@ -433,3 +433,72 @@ async fn the_group_status_is_answered_while_its_first_member_is_down() {
         }
     }
 }
+
+/// A member whose Raft log append fails (an fsync error, injected through
+/// the `catalog-log-append` failpoint) stops and exits non-zero instead of
+/// acknowledging what it did not store; the other two keep committing, and
+/// once started again the member catches up to the same catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_log_fsync_fails_exits_and_catches_up_when_restarted() {
+    let points = tempfile::tempdir().unwrap();
+    // Every member watches a file of its own (see rulake-server's failpoints).
+    std::env::set_var(
+        "RULAKE_FAILPOINTS",
+        points.path().join("fp-{pid}").display().to_string(),
+    );
+    let mut cluster = Cluster::start(3, &[]);
+    let (leader, _) = cluster.wait_leader(&[1, 2, 3], 0).await;
+    let client = cluster.client(&[1, 2, 3]);
+    client.write(&managed("m")).await.unwrap();
+    let victim = leader % 3 + 1;
+    let pid = cluster.member_proc(victim).unwrap().pid();
+    std::fs::write(
+        points.path().join(format!("fp-{pid}")),
+        "catalog-log-append=return\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut acked = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if client.write(&commit(format!("f-{acked}"))).await.is_ok() {
+            acked += 1;
+        }
+        if let Some(s) = cluster.exited(victim) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member {victim} kept running after its log append failed"
+        );
+    };
+    assert!(!status.success(), "a failed fsync is not a clean exit");
+    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|&i| i != victim).collect();
+    for i in 0..5 {
+        client
+            .write(&commit(format!("g-{i}")))
+            .await
+            .expect("two of three members commit");
+    }
+    let read = cluster
+        .client(&others)
+        .read(ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(committed_files(&read.catalog).len(), acked + 5);
+
+    std::fs::remove_file(points.path().join(format!("fp-{pid}"))).unwrap();
+    cluster.spawn(victim, false);
+    let applied = cluster.wait_converged(&[1, 2, 3], read.applied_index).await;
+    let back = cluster
+        .client(&[victim])
+        .read(ReadConsistency::Local)
+        .await
+        .unwrap();
+    assert!(back.applied_index >= applied);
+    assert_eq!(
+        committed_files(&back.catalog),
+        committed_files(&read.catalog)
+    );
+}

@@ -34,6 +34,11 @@ impl SmallDisk {
         })
     }
 
+    /// The directory it is mounted over.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Write until the disk is full.
     pub fn fill(&self) {
         use std::io::Write;

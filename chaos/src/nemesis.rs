@@ -96,7 +96,32 @@ pub enum Nemesis {
     DiskFull,
     /// 30 % of one shard node's packets dropped each way.
     LossyShard,
+    /// Every Raft log append of one meta member and every managed file's
+    /// fsync on the coordinators take 250 ms longer for the hold.
+    SlowDisk,
+    /// A failed fsync: a meta member's log append fails (even rounds), and
+    /// it must exit and be started again; or one coordinator's managed file
+    /// fsyncs fail for the hold (odd rounds), failing its ingests.
+    FsyncFail,
+    /// The lake (`ext` on an S3-compatible server) refuses, stalls or cuts
+    /// short its answers, or is down, while `ext` is refreshed and a shard
+    /// node is killed and started again (so it reloads through the lake).
+    LakeFaults,
 }
+
+/// The lake faults a `LakeFaults` round picks from.
+const LAKE_FAULTS: [crate::lake::LakeFault; 4] = [
+    crate::lake::LakeFault::Unavailable { p: 0.5 },
+    crate::lake::LakeFault::Stall {
+        p: 0.5,
+        pause: Duration::from_millis(1500),
+    },
+    crate::lake::LakeFault::Truncate { p: 0.5 },
+    crate::lake::LakeFault::Unavailable { p: 1.0 },
+];
+
+/// How long a member whose fsync failed may take to exit.
+const FATAL_EXIT_WITHIN: Duration = Duration::from_secs(15);
 
 /// The shared library that shifts a process's clocks (Debian's `faketime`).
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -109,6 +134,11 @@ impl Nemesis {
     /// searches must keep answering (I2 is a bound, not only a figure).
     pub fn keeps_a_replica(self) -> bool {
         !matches!(self, Nemesis::RestartAll)
+    }
+
+    /// Whether `ext` must be read over S3 from a lake the scenario faults.
+    pub fn needs_s3(self) -> bool {
+        self == Nemesis::LakeFaults
     }
 
     /// Whether every process needs a host of its own (a network fault).
@@ -216,13 +246,21 @@ impl Nemesis {
                     Target::pick(sys, Role::Shard, pick / 2).await
                 };
                 // Restarted onto a tmpfs of its own (kept until the end of
-                // the scenario), then the tmpfs filled to the last byte.
-                target.kill(sys);
+                // the scenario; a member hit again reuses it), then the
+                // tmpfs filled to the last byte.
                 let dir = target.data_dir(sys);
-                let disk = crate::disk::SmallDisk::mount_over(&dir, 64 << 20)
-                    .map_err(|e| format!("a small disk under {}: {e:#}", dir.display()))?;
-                target.start(sys);
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                let disk = match sys.disks.iter().position(|d| d.dir() == dir) {
+                    Some(i) => sys.disks.remove(i),
+                    None => {
+                        target.kill(sys);
+                        let disk = crate::disk::SmallDisk::mount_over(&dir, 64 << 20);
+                        target.start(sys);
+                        let disk = disk
+                            .map_err(|e| format!("a small disk under {}: {e:#}", dir.display()))?;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        disk
+                    }
+                };
                 disk.fill();
                 tokio::time::sleep(hold).await;
                 disk.unfill();
@@ -247,6 +285,113 @@ impl Nemesis {
                 .await;
                 sys.cluster.meta.stop(id, Duration::from_secs(20));
                 joined.map_err(|e| format!("member {id} joining and leaving: {e}"))?;
+            }
+            Nemesis::SlowDisk => {
+                let meta = if pick % 2 == 0 {
+                    Role::MetaLeader
+                } else {
+                    Role::MetaFollower
+                };
+                let mut slowed = vec![Target::pick(sys, meta, pick / 2).await.pid(sys)];
+                let slow_meta = "catalog-log-append=sleep(250)\n";
+                sys.failpoints(slowed[0], slow_meta)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                for i in 0..sys.coordinators.len() as u64 {
+                    let pid = Target::pick(sys, Role::Coordinator, i).await.pid(sys);
+                    sys.failpoints(pid, "managed-fsync=sleep(250)\n")
+                        .await
+                        .map_err(|e| format!("{e:#}"))?;
+                    slowed.push(pid);
+                }
+                tokio::time::sleep(hold).await;
+                for pid in slowed {
+                    sys.failpoints(pid, "")
+                        .await
+                        .map_err(|e| format!("{e:#}"))?;
+                }
+            }
+            Nemesis::FsyncFail if pick % 2 == 0 => {
+                let role = if pick % 4 == 0 {
+                    Role::MetaLeader
+                } else {
+                    Role::MetaFollower
+                };
+                let Target::Meta(id) = Target::pick(sys, role, pick / 4).await else {
+                    unreachable!("a meta role picks a meta member")
+                };
+                let pid = Target::Meta(id).pid(sys);
+                sys.failpoints(pid, "catalog-log-append=return\n")
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                let start = std::time::Instant::now();
+                let status = loop {
+                    if let Some(s) = sys.cluster.meta.exited(id) {
+                        break Some(s);
+                    }
+                    if start.elapsed() > FATAL_EXIT_WITHIN {
+                        break None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                };
+                sys.failpoints(pid, "")
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                match status {
+                    Some(s) if !s.success() => {
+                        tokio::time::sleep(hold).await;
+                        // As a kubelet restarts a container that exited.
+                        sys.cluster.meta.spawn(id, false);
+                    }
+                    Some(s) => return Err(format!("meta-{id} exited {s} on a failed fsync")),
+                    None => {
+                        let within = FATAL_EXIT_WITHIN;
+                        return Err(format!(
+                            "meta-{id} still ran {within:?} after a failed append"
+                        ));
+                    }
+                }
+            }
+            Nemesis::FsyncFail => {
+                let pid = Target::pick(sys, Role::Coordinator, pick / 2)
+                    .await
+                    .pid(sys);
+                sys.failpoints(pid, "managed-fsync=return\n")
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                tokio::time::sleep(hold).await;
+                sys.failpoints(pid, "")
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+            }
+            Nemesis::LakeFaults => {
+                let Some(lake) = &sys.s3 else {
+                    return Err("no S3 lake in this system".into());
+                };
+                let fault = LAKE_FAULTS[pick as usize % LAKE_FAULTS.len()];
+                let before = lake.counts();
+                lake.set(fault);
+                // A refresh checks the lake's generation on every owner:
+                // it may fail, but the warm generation keeps serving.
+                if let Ok(c) = sys.client(pick as usize).await {
+                    let _ = c.refresh(crate::system::EXT).await;
+                }
+                let shard = Target::pick(sys, Role::Shard, pick / 4).await;
+                shard.kill(sys);
+                tokio::time::sleep(hold / 2).await;
+                shard.start(sys);
+                tokio::time::sleep(hold / 2).await;
+                let lake = sys.s3.as_ref().expect("checked above");
+                lake.set(crate::lake::LakeFault::Healthy);
+                let after = lake.counts();
+                let injected = (after.unavailable + after.stalled + after.truncated)
+                    - (before.unavailable + before.stalled + before.truncated);
+                if injected == 0 {
+                    return Err(format!(
+                        "{fault:?}: {} requests reached the lake, none was faulted",
+                        after.requests - before.requests
+                    ));
+                }
             }
             network => {
                 let cut = network.cut_links(sys, pick).await;

@@ -93,6 +93,21 @@ pub const ALL: &[Scenario] = &[
         nemesis: Nemesis::MetaMembership,
     },
     Scenario {
+        name: "slow-disk",
+        fault: "a meta member's Raft log appends and the coordinators' managed-file fsyncs 250 ms slower (failpoints)",
+        nemesis: Nemesis::SlowDisk,
+    },
+    Scenario {
+        name: "fsync-fail",
+        fault: "a meta member's log fsync fails (it must exit; restarted), or a coordinator's managed-file fsyncs fail for the hold",
+        nemesis: Nemesis::FsyncFail,
+    },
+    Scenario {
+        name: "lake-faults",
+        fault: "the S3 lake answers 503s, stalls, cut bodies or nothing while ext is refreshed and a shard node restarts",
+        nemesis: Nemesis::LakeFaults,
+    },
+    Scenario {
         name: "disk-full",
         fault: "a meta follower's or a shard node's data directory on a 64 MiB tmpfs, filled for the hold",
         nemesis: Nemesis::DiskFull,
@@ -222,15 +237,16 @@ pub async fn run(
 ) -> (Row, Option<System>) {
     let began = Instant::now();
     let mut row = Row::failed(scenario.name);
-    let mut sys = match System::start(scenario.nemesis.needs_hosts()).await {
-        Ok(s) => s,
-        Err(e) => {
-            row.verdict
-                .violations
-                .push(format!("setup: the cluster did not come up: {e:#}"));
-            return (row, None);
-        }
-    };
+    let mut sys =
+        match System::start(scenario.nemesis.needs_hosts(), scenario.nemesis.needs_s3()).await {
+            Ok(s) => s,
+            Err(e) => {
+                row.verdict
+                    .violations
+                    .push(format!("setup: the cluster did not come up: {e:#}"));
+                return (row, None);
+            }
+        };
     let aliases: BTreeMap<String, String> = ALIASES
         .iter()
         .map(|(a, t)| (a.to_string(), t.to_string()))

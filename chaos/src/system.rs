@@ -37,6 +37,8 @@ pub const SHARDS: u64 = 3;
 /// Rows of the managed collection's first batch (ids `0..SETUP_ROWS`),
 /// which no delete names.
 pub const SETUP_ROWS: u64 = 8;
+/// Where `ext` is on the S3-compatible lake, when it is there.
+pub const S3_EXT: &str = "s3://lake/ext/";
 /// Cache budget of every node (bytes), the cap memory is checked against.
 pub const CACHE_BYTES: u64 = 64 << 20;
 
@@ -53,7 +55,14 @@ pub struct System {
     pub probes: Vec<(Vec<f32>, Vec<u64>)>,
     /// Small disks mounted by a scenario; unmounted after the processes go.
     pub disks: Vec<crate::disk::SmallDisk>,
-    lake: tempfile::TempDir,
+    /// The lake's files (and the policy naming the S3 lake), kept for the
+    /// run.
+    _lake: tempfile::TempDir,
+    /// One failpoint file per process (`fp-<pid>`), watched by each.
+    points: tempfile::TempDir,
+    /// The S3-compatible server `ext` is read from, when the scenario
+    /// faults the lake (`ext` is then `s3://lake/ext/` on it).
+    pub s3: Option<crate::lake::FaultyLake>,
     /// The private network when every process has a host of its own;
     /// declared last, so it goes after the processes.
     net: Option<Arc<Net>>,
@@ -61,14 +70,39 @@ pub struct System {
 
 impl System {
     /// Start the cluster (every process on a host of its own when
-    /// `isolated`, else on loopback), write the lake, create the
-    /// collections and aliases, and wait until both collections answer
-    /// from every partition.
-    pub async fn start(isolated: bool) -> anyhow::Result<System> {
+    /// `isolated`, else on loopback), write the lake (served over S3 by a
+    /// [`crate::lake::FaultyLake`] when `s3`, else read as local files),
+    /// create the collections and aliases, and wait until both collections
+    /// answer from every partition.
+    pub async fn start(isolated: bool, s3: bool) -> anyhow::Result<System> {
         // Every role reads its cache budget from the environment it inherits.
         std::env::set_var("RULAKE_CACHE_BYTES", CACHE_BYTES.to_string());
         let lake = tempfile::tempdir()?;
-        let rows = write_lake(lake.path())?;
+        let (rows, s3, url) = if s3 {
+            // s3s-fs serves each directory under its root as a bucket.
+            let files = lake.path().join("lake").join("ext");
+            std::fs::create_dir_all(&files)?;
+            let rows = write_lake(&files)?;
+            let server = crate::lake::FaultyLake::start(lake.path(), 0x1a4e);
+            let policy = lake.path().join("policy.json");
+            std::fs::write(&policy, server.policy_json(S3_EXT))?;
+            std::env::set_var("RULAKE_SOURCE_POLICY", &policy);
+            (rows, Some(server), S3_EXT.to_owned())
+        } else {
+            // A scenario before this one may have named its S3 lake.
+            std::env::remove_var("RULAKE_SOURCE_POLICY");
+            let rows = write_lake(lake.path())?;
+            let p = lake.path();
+            let dir = p.canonicalize().unwrap_or_else(|_| p.to_owned());
+            (rows, None, format!("file://{}/", dir.display()))
+        };
+        // Each process watches a failpoint file of its own (rulake-server's
+        // `failpoints`), through which disk faults are switched.
+        let points = tempfile::tempdir()?;
+        std::env::set_var(
+            "RULAKE_FAILPOINTS",
+            points.path().join("fp-{pid}").display().to_string(),
+        );
         let net = if isolated {
             // Coordinators on a host of their own listen on a private
             // address, which they refuse to serve anonymously unless told.
@@ -89,11 +123,12 @@ impl System {
             coordinators,
             probes,
             disks: Vec::new(),
-            lake,
+            _lake: lake,
+            points,
+            s3,
             net,
         };
         let c = sys.client(0).await?;
-        let url = format!("file://{}/", sys.lake_dir().display());
         c.create_collection(spec(EXT, proto::source::Kind::Parquet(parquet(&url)), 4))
             .await?;
         let managed = proto::source::Kind::Managed(proto::ManagedSource {});
@@ -127,12 +162,6 @@ impl System {
         self.net
             .as_deref()
             .expect("a network fault needs System::start(true)")
-    }
-
-    /// The lake directory of `ext`.
-    pub fn lake_dir(&self) -> PathBuf {
-        let p = self.lake.path();
-        p.canonicalize().unwrap_or_else(|_| p.to_owned())
     }
 
     /// A client of coordinator `i` with a 2 s deadline per call.
@@ -186,6 +215,15 @@ impl System {
             }
         }
         out
+    }
+
+    /// Switch process `pid`'s failpoints to `lines` (`name=actions` each;
+    /// empty switches them all off). Each process reads its file every
+    /// 100 ms, so this waits 300 ms for the change to take.
+    pub async fn failpoints(&self, pid: u32, lines: &str) -> anyhow::Result<()> {
+        std::fs::write(self.points.path().join(format!("fp-{pid}")), lines)?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(())
     }
 
     /// Log files of every process that ran.

@@ -114,6 +114,11 @@ impl Cluster {
         }
     }
 
+    /// Member `id`'s exit status if it exited on its own.
+    pub fn exited(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        self.members.get_mut(&id)?.proc.as_mut()?.exited()
+    }
+
     /// Pause member `id` (SIGSTOP).
     pub fn pause(&self, id: u64) {
         self.proc(id).pause();

@@ -184,6 +184,14 @@ impl Proc {
         self.child.is_some()
     }
 
+    /// Its exit status if it has exited on its own (it is then reaped and
+    /// no longer running); `None` while it runs.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
+    }
+
     /// The log file.
     pub fn log(&self) -> &Path {
         &self.log

@@ -245,12 +245,30 @@ impl CatalogNode {
                 tracing::warn!("connections still open {DRAIN_GRACE:?} after the shutdown signal; dropping them");
                 Ok(())
             }
+            e = self.fatal() => Err(e),
         };
         bootstrap.abort();
         let _ = self.inner.raft.shutdown().await;
         // The loop returns once Raft has stopped.
         let _ = placement.await;
         served
+    }
+
+    /// Resolves once Raft has stopped on its own: a storage error (a
+    /// failed fsync, a full disk) is fatal to a member. The member must not
+    /// go on as if the write had happened, nor retry an fsync whose failure
+    /// may have dropped the pages; it exits, and its supervisor starts it
+    /// again from what is durable, as a crash would.
+    async fn fatal(&self) -> CatalogError {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if let Err(e) = &metrics.borrow().running_state {
+                return CatalogError::Raft(format!("raft stopped: {e}"));
+            }
+            if metrics.changed().await.is_err() {
+                return CatalogError::Raft("raft stopped".into());
+            }
+        }
     }
 
     /// Open the store and start Raft (no listener yet).

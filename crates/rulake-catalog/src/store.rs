@@ -258,6 +258,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         .map_err(|e| e.to_string())?;
                 }
             }
+            // `catalog-log-append`: a test slows this commit (and its
+            // fsync) down or fails it.
+            fail::fail_point!("catalog-log-append", |_| Err(
+                "injected: fsync of the Raft log failed (EIO)".to_owned()
+            ));
             // Durability::Immediate (the default): fsync before returning.
             tx.commit().map_err(|e| e.to_string())
         })();

@@ -245,6 +245,10 @@ fn fsync_file_and_dirs(file: &std::path::Path, root: &std::path::Path) -> Result
         let path = p.display().to_string();
         move |source| LakeError::Io { path, source }
     };
+    // `managed-fsync`: a test slows this fsync down or fails it (EIO).
+    fail::fail_point!("managed-fsync", |_| Err(io(file)(
+        std::io::Error::from_raw_os_error(5)
+    )));
     std::fs::File::open(file)
         .and_then(|f| f.sync_all())
         .map_err(io(file))?;

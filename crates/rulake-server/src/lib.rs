@@ -28,6 +28,8 @@ pub mod cluster_tls;
 pub mod coordinator;
 pub mod dev;
 pub mod drain;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod meta;
 pub mod observe;
 pub mod serve;

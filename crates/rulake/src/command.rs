@@ -57,6 +57,8 @@ enum Command {
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     rulake_telemetry::init(cli.log_format)?;
+    #[cfg(feature = "failpoints")]
+    rulake_server::failpoints::watch();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

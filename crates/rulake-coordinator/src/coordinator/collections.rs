@@ -230,3 +230,66 @@ pub(crate) fn target_record(
             name: target.to_owned(),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ingest::tests::managed_collection;
+    use crate::{CollectionDef, CoordinatorError};
+    use rulake_catalog::{CollectionRecord, SourceKind};
+    use rulake_engine::EngineError;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// A name read while its collection is dropped and created again, over
+    /// and over, is either there or not found, never a panic (issue 25,
+    /// bug 7: the name was resolved under one read of the catalog view and
+    /// the record indexed under a second one, so a drop applied in between
+    /// panicked the caller's task).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_name_read_while_it_is_dropped_is_found_or_not_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_node, coord) = managed_collection(dir.path()).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (coord, stop) = (coord.clone(), stop.clone());
+            // A blocking thread of the runtime: reads spin as fast as the
+            // view allows, so drops land between any two of its steps.
+            tokio::task::spawn_blocking(move || {
+                let (mut reads, mut found) = (0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    for r in [coord.describe("x").map(drop), coord.ingest("x").map(drop)] {
+                        match r {
+                            Ok(()) => found += 1,
+                            // Gone from the catalog view, or (described
+                            // between the view and the engine) from the engine.
+                            Err(CoordinatorError::NotFound { .. })
+                            | Err(CoordinatorError::Engine(EngineError::NotFound { .. })) => {}
+                            Err(e) => panic!("reading x while it is dropped: {e:?}"),
+                        }
+                    }
+                    reads += 2;
+                }
+                (reads, found)
+            })
+        };
+        for _ in 0..200 {
+            coord
+                .create_collection(CollectionDef {
+                    record: CollectionRecord::new("x", "", 2),
+                    source: SourceKind::Managed {
+                        prefix: String::new(),
+                    },
+                    options: Default::default(),
+                })
+                .await
+                .expect("create x");
+            coord.drop_collection("x").await.expect("drop x");
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (reads, found) = reader.await.expect("the reader did not panic");
+        assert!(
+            found > 0 && found < reads,
+            "the reader saw x both there and gone ({found} of {reads} reads found it)"
+        );
+    }
+}
