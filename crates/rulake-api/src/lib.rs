@@ -26,7 +26,7 @@ pub mod status;
 
 pub use limit::PerConnectionLimitLayer;
 pub use service::{
-    Api, Limits, MAX_FEDERATED, MAX_INGEST_BYTES, MAX_INGEST_RECORDS, MAX_SEARCH_HITS,
+    Api, Audit, Limits, MAX_FEDERATED, MAX_INGEST_BYTES, MAX_INGEST_RECORDS, MAX_SEARCH_HITS,
 };
 pub use shard::ShardApi;
 

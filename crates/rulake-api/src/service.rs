@@ -14,6 +14,8 @@
 mod admin;
 
 pub use admin::LOCAL_NODE;
+mod audit;
+pub use audit::Audit;
 mod call;
 mod collections;
 mod data;
@@ -97,12 +99,23 @@ pub const MAX_INGEST_BYTES: u64 = 10 << 30;
 pub struct Api {
     coord: Coordinator,
     limits: Limits,
+    audit: Option<Audit>,
 }
 
 impl Api {
     /// Serve `coord` with `limits`.
     pub fn new(coord: Coordinator, limits: Limits) -> Self {
-        Api { coord, limits }
+        Api {
+            coord,
+            limits,
+            audit: None,
+        }
+    }
+
+    /// Record the calls [`Audit`] keeps.
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// The coordinator behind the API.

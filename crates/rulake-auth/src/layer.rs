@@ -12,6 +12,7 @@
 
 use crate::config::{digest, AuthConfig};
 use crate::AuthError;
+use rulake_audit::{AuditLog, Event};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -37,6 +38,8 @@ struct Shared {
 #[derive(Clone)]
 pub struct AuthLayer {
     shared: Arc<Shared>,
+    /// Where callers turned away are recorded.
+    audit: Option<Arc<AuditLog>>,
 }
 
 fn log_warnings(path: &Path, config: &AuthConfig) {
@@ -57,6 +60,7 @@ impl AuthLayer {
                 current: RwLock::new(Arc::new(config)),
                 watched: None,
             }),
+            audit: None,
         }
     }
 
@@ -78,7 +82,15 @@ impl AuthLayer {
                 current: RwLock::new(Arc::new(config)),
                 watched: Some(Mutex::new(watched)),
             }),
+            audit: None,
         })
+    }
+
+    /// Record every caller turned away (`UNAUTHENTICATED`) in `log`:
+    /// they never reach the handlers, which record the rest.
+    pub fn with_audit(mut self, log: Arc<AuditLog>) -> Self {
+        self.audit = Some(log);
+        self
     }
 
     /// The configuration calls are checked against now.
@@ -126,7 +138,10 @@ impl AuthLayer {
             loop {
                 tick.tick().await;
                 let Some(shared) = weak.upgrade() else { return };
-                let layer = AuthLayer { shared };
+                let layer = AuthLayer {
+                    shared,
+                    audit: None,
+                };
                 match layer.reload_if_changed() {
                     Ok(true) => tracing::info!("auth configuration reloaded"),
                     Ok(false) => {}
@@ -154,6 +169,7 @@ impl<S> tower::Layer<S> for AuthLayer {
         Auth {
             inner,
             shared: self.shared.clone(),
+            audit: self.audit.clone(),
         }
     }
 }
@@ -163,6 +179,28 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     shared: Arc<Shared>,
+    audit: Option<Arc<AuditLog>>,
+}
+
+/// The audit record of a call refused before any handler saw it.
+fn refusal<B>(req: &Http<B>, status: &Status) -> Event {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect::<String>())
+    };
+    let trace = rulake_telemetry::current().or_else(|| rulake_telemetry::extract(req.headers()));
+    Event {
+        principal: "unauthenticated".into(),
+        action: req.uri().path().rsplit('/').next().unwrap_or("").into(),
+        resource: String::new(),
+        request_id: header("x-request-id")
+            .or_else(|| trace.as_ref().map(|t| t.span_id_hex()))
+            .unwrap_or_default(),
+        trace_id: trace.map(|t| t.trace_id_hex()).unwrap_or_default(),
+        outcome: rulake_telemetry::code_name(status.code() as i32).into(),
+    }
 }
 
 /// Calls that never need a credential: health checks and reflection.
@@ -208,7 +246,11 @@ where
                 Box::pin(inner.call(req))
             }
             Err(e) => {
-                let resp = Status::from(e).into_http();
+                let status = Status::from(e);
+                if let Some(log) = &self.audit {
+                    log.record(refusal(&req, &status));
+                }
+                let resp = status.into_http();
                 Box::pin(async move { Ok(resp) })
             }
         }

@@ -62,7 +62,7 @@ enum Command {
 enum Role {
     Meta(rulake_server::meta::RunArgs),
     Shard(rulake_server::shard::ShardArgs),
-    Coordinator(rulake_server::coordinator::CoordinatorArgs),
+    Coordinator(Box<rulake_server::coordinator::CoordinatorArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,7 +91,7 @@ fn main() -> anyhow::Result<()> {
                 match *r {
                     Role::Meta(a) => rulake_server::meta::run(a, shutdown).await,
                     Role::Shard(a) => rulake_server::shard::run(a, shutdown).await,
-                    Role::Coordinator(a) => rulake_server::coordinator::run(a, shutdown).await,
+                    Role::Coordinator(a) => rulake_server::coordinator::run(*a, shutdown).await,
                 }
             }
         }

@@ -146,32 +146,7 @@ impl GrpcMetrics {
     }
 }
 
-/// The canonical name of a gRPC status code (`OK`, `NOT_FOUND`, …).
-pub fn code_name(code: i32) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    usize::try_from(code)
-        .ok()
-        .and_then(|i| NAMES.get(i).copied())
-        .unwrap_or("UNKNOWN")
-}
+pub use rulake_telemetry::code_name;
 
 const CANCELLED: i32 = 1;
 const UNKNOWN: i32 = 2;

@@ -24,6 +24,7 @@
 //! - [`sources`] — the source policy: which prefixes sources may use, the
 //!   server's own files fenced off.
 
+pub mod audit;
 pub mod cluster_tls;
 pub mod coordinator;
 pub mod dev;

@@ -88,6 +88,9 @@ pub struct Args {
     /// Where sources may come from.
     #[command(flatten)]
     pub sources: crate::sources::SourceArgs,
+    /// The audit log.
+    #[command(flatten)]
+    pub audit: crate::audit::AuditArgs,
 }
 
 impl Args {
@@ -104,6 +107,8 @@ impl Args {
             self.auth_config.as_ref(),
         ]);
         own.extend(crate::sources::own_paths(extra.iter().copied().map(Some)));
+        let audit_dir = self.audit.dir();
+        own.extend(crate::sources::own_paths([audit_dir.as_ref()]));
         // The key files the auth config names (JWT secrets, JWKS), as it
         // names them now.
         let key_files: Vec<PathBuf> = self
@@ -252,6 +257,11 @@ fn api_and_auth(
         }
         None => None,
     };
+    let audit = a.audit.open()?;
+    let auth = match (auth, &audit) {
+        (Some(layer), Some(log)) => Some(layer.with_audit(log.clone())),
+        (auth, _) => auth,
+    };
     let api = Api::new(
         coordinator.clone(),
         Limits {
@@ -265,6 +275,10 @@ fn api_and_auth(
             ..Limits::default()
         },
     );
+    let api = match audit {
+        Some(log) => api.with_audit(rulake_api::Audit::new(log, a.audit.audit_reads)),
+        None => api,
+    };
     Ok((api, auth))
 }
 

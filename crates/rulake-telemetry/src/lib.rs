@@ -20,6 +20,34 @@ pub use log::{init, init_to, LogFormat};
 pub use request::{set_collection, RequestContext};
 pub use trace::{current, extract, inject, outgoing, request_span, TraceContext, TRACEPARENT};
 
+/// The canonical name of a gRPC status code (`OK`, `NOT_FOUND`, …): the
+/// label of the request metrics and the outcome in the audit log.
+pub fn code_name(code: i32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| NAMES.get(i).copied())
+        .unwrap_or("UNKNOWN")
+}
+
 /// What can go wrong setting up telemetry.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {

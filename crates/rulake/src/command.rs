@@ -4,7 +4,7 @@
 //! line (tests/). Benchmarks are a separate binary (`rulake-bench`) and
 //! never ship in the image.
 
-use crate::{catalog_admin, cli, demo, query};
+use crate::{audit, catalog_admin, cli, demo, query};
 use clap::{Parser, Subcommand};
 use rulake_server::{coordinator, dev, serve, shard, Shutdown};
 
@@ -51,6 +51,9 @@ enum Command {
     Search(cli::SearchArgs),
     /// Cache statistics and cluster status of a running server.
     Stats(cli::Conn),
+    /// Check an audit log's hash chain (no server needed).
+    #[command(subcommand)]
+    Audit(audit::Audit),
 }
 
 /// Parse the process arguments and run the command they name.
@@ -76,6 +79,7 @@ pub fn main() -> anyhow::Result<()> {
             Command::Ingest(a) => cli::ingest(a).await,
             Command::Search(a) => cli::search(a).await,
             Command::Stats(c) => cli::stats(c).await,
+            Command::Audit(c) => audit::run(c),
         }
     })
 }

@@ -15,6 +15,7 @@
 //! - [`demo`] — the README's first command.
 //! - [`measure`] — write a lake, time queries, compute recall.
 
+pub mod audit;
 pub mod catalog_admin;
 pub mod cli;
 pub mod command;

@@ -16,6 +16,7 @@
 //! them. A refusal on the collection names only the alias and reads like
 //! any other refusal.
 
+use super::audit::Names;
 use super::Api;
 use crate::status::to_status;
 use rulake_auth::{authorize, Perm, Principal};
@@ -57,6 +58,8 @@ pub(super) struct Call<'a> {
     deadline: Duration,
     /// The collection a [`Scope::Collection`] call was authorized on.
     target: Option<String>,
+    /// Names authorized against, for the audit log.
+    names: Names,
 }
 
 impl Api {
@@ -96,27 +99,48 @@ impl Api {
         Fut: Future<Output = Result<T, Status>>,
     {
         let deadline = deadline_of(req.metadata(), self.limits.request_timeout);
-        let (_, extensions, message) = req.into_parts();
-        let mut target = None;
-        match scope {
-            Scope::Collection(name) => {
-                let t = self.authorize_through(&extensions, perm, name(&message))?;
-                rulake_telemetry::set_collection(&t);
-                target = Some(t);
+        let (metadata, extensions, message) = req.into_parts();
+        let record = self
+            .audit
+            .as_ref()
+            .map(|a| a.begin(what, perm, &metadata, &extensions));
+        let names = record.as_ref().map(|r| r.names.clone()).unwrap_or_default();
+        let result: Result<Response<T>, Status> = async {
+            let mut target = None;
+            match scope {
+                Scope::Collection(name) => {
+                    names.add(name(&message));
+                    let t = self.authorize_through(&extensions, perm, name(&message))?;
+                    names.add(&t);
+                    rulake_telemetry::set_collection(&t);
+                    target = Some(t);
+                }
+                Scope::Alias(name) => {
+                    names.add(name(&message));
+                    authorize(&extensions, perm, name(&message))?
+                }
+                Scope::Cluster => {
+                    names.add(CLUSTER);
+                    authorize(&extensions, perm, CLUSTER)?
+                }
+                Scope::Deferred => {}
             }
-            Scope::Alias(name) => authorize(&extensions, perm, name(&message))?,
-            Scope::Cluster => authorize(&extensions, perm, CLUSTER)?,
-            Scope::Deferred => {}
+            let call = Call {
+                api: self,
+                what,
+                perm,
+                extensions,
+                deadline,
+                target,
+                names: names.clone(),
+            };
+            work(message, call).await.map(Response::new)
         }
-        let call = Call {
-            api: self,
-            what,
-            perm,
-            extensions,
-            deadline,
-            target,
-        };
-        work(message, call).await.map(Response::new)
+        .await;
+        if let Some(r) = record {
+            r.finish(&result);
+        }
+        result
     }
 
     /// Authorize `perm` on `name` as the caller gave it and, when it is an
@@ -168,6 +192,7 @@ fn denied(extensions: &Extensions, perm: Perm, name: &str) -> Status {
 impl Call<'_> {
     /// Check the call's permission on `name` (for [`Scope::Deferred`]).
     pub(super) fn authorize(&self, name: &str) -> Result<(), Status> {
+        self.names.add(name);
         authorize(&self.extensions, self.perm, name)
     }
 
@@ -175,14 +200,18 @@ impl Call<'_> {
     /// stands for, as [`Scope::Collection`] does (for [`Scope::Deferred`]);
     /// answers that collection, the one to work on.
     pub(super) fn authorize_through(&self, name: &str) -> Result<String, Status> {
-        self.api
-            .authorize_through(&self.extensions, self.perm, name)
+        self.names.add(name);
+        let target = self
+            .api
+            .authorize_through(&self.extensions, self.perm, name)?;
+        self.names.add(&target);
+        Ok(target)
     }
 
     /// Whether the caller holds the call's permission on `name`: what a
     /// listing shows, leaving the rest unseen.
     pub(super) fn permits(&self, name: &str) -> bool {
-        self.authorize(name).is_ok()
+        authorize(&self.extensions, self.perm, name).is_ok()
     }
 
     /// Whether the caller may read `name`: which aliases an answer names.
