@@ -8,25 +8,11 @@
 use rulake_tests as support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 /// Run the CLI with `args` against `addr` (`None`: no server involved).
 fn rulake(addr: Option<&str>, args: &[&str]) -> (bool, String) {
-    let mut cmd = Command::new(support::rulake_bin());
-    cmd.args(args)
-        .env_remove("RULAKE_API_KEY")
-        .env_remove("RULAKE_TOKEN_FILE");
-    if let Some(addr) = addr {
-        cmd.env("RULAKE_ADDR", format!("http://{addr}"));
-    }
-    let out = cmd.output().expect("run rulake");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    support::cli(addr, &[], args)
 }
 
 fn as_key(key: &str, args: &[&str]) -> Vec<String> {

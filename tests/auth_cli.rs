@@ -9,29 +9,13 @@
 use rulake_tests as support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "an-hs256-secret-for-the-cli-test-0123456789";
 
 /// Run the CLI against `addr` with `env` set (and no ambient credential).
 fn rulake(addr: &str, env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
-    let mut cmd = Command::new(support::rulake_bin());
-    cmd.args(args)
-        .env("RULAKE_ADDR", format!("http://{addr}"))
-        .env_remove("RULAKE_API_KEY")
-        .env_remove("RULAKE_TOKEN_FILE")
-        .env_remove("RUST_BACKTRACE");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run rulake");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    support::cli(Some(addr), env, args)
 }
 
 fn ok(addr: &str, env: &[(&str, &str)], args: &[&str]) -> String {

@@ -24,5 +24,5 @@ pub mod served;
 
 pub use catalog::Cluster;
 pub use distributed::Distributed;
-pub use process::{free_port, rulake, rulake_bin, Hosts, Loopback, Proc};
+pub use process::{cli, free_port, rulake, rulake_bin, Hosts, Loopback, Proc};
 pub use served::Served;

@@ -53,6 +53,29 @@ pub fn rulake() -> Command {
     rulake_in(None)
 }
 
+/// Run the `rulake` command line with `args` as a user would: against the
+/// server at `addr` when one is given (`RULAKE_ADDR`), with `env` set and no
+/// ambient credential or backtrace setting. Returns whether it succeeded,
+/// and its output (standard output, then standard error).
+pub fn cli(addr: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(rulake_bin());
+    cmd.args(args)
+        .env_remove("RULAKE_API_KEY")
+        .env_remove("RULAKE_TOKEN_FILE")
+        .env_remove("RUST_BACKTRACE");
+    if let Some(addr) = addr {
+        cmd.env("RULAKE_ADDR", format!("http://{addr}"));
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().expect("run rulake");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// [`rulake`] run inside network namespace `netns` (`ip netns exec`) when
 /// one is given, as a process on a host of its own.
 pub fn rulake_in(netns: Option<&str>) -> Command {
