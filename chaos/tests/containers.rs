@@ -11,87 +11,20 @@
 //! Needs a Docker Engine. Without one it is skipped, except under
 //! `CI=true`, where a missing engine is a failure.
 
+mod support;
+
 use rulake_chaos::cluster::docker::{docker, LABEL};
 use rulake_chaos::cluster::{kubelet, lifecycle, ops, Manifest};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use support::{build_image, cli, engine_available, leftovers, repo, spawn_kubelet, Load, IMAGE};
 
-const IMAGE: &str = "rulake:chaos-test";
 /// The same binaries as [`IMAGE`] under another label: a second build to
 /// roll to.
 const IMAGE_B: &str = "rulake:chaos-test-b";
 const DIM: usize = 32;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn engine_available() -> bool {
-    let ok = docker(&["version", "--format", "{{.Server.Version}}"]).is_ok();
-    if !ok && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("no Docker Engine, and CI=true: the container tests must run");
-    }
-    ok
-}
-
-/// Untagged images (a build's first stage, an image whose tag moved on).
-fn dangling() -> Vec<String> {
-    docker(&["images", "-q", "--filter", "dangling=true"])
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-/// `rulake:chaos-test`: the Dockerfile with the binaries this test run
-/// built, on `rulake-base:bookworm` (made first when missing). The
-/// untagged images the build leaves (its build stage, the previous
-/// `rulake:chaos-test`) are removed.
-fn build_image() {
-    let before = dangling();
-    if docker(&["image", "inspect", "rulake-base:bookworm"]).is_err() {
-        let st = Command::new("bash")
-            .arg(repo().join("ci/base-image.sh"))
-            .arg("--base-only")
-            .status()
-            .unwrap();
-        assert!(st.success(), "ci/base-image.sh failed");
-    }
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::copy(repo().join("Dockerfile"), ctx.path().join("Dockerfile")).unwrap();
-    let dist = ctx.path().join("dist");
-    std::fs::create_dir(&dist).unwrap();
-    let rulake = rulake_tests::process::rulake_bin();
-    std::fs::copy(&rulake, dist.join("rulake")).unwrap();
-    let operator = rulake.with_file_name("rulake-operator");
-    if operator.exists() {
-        std::fs::copy(&operator, dist.join("rulake-operator")).unwrap();
-    } else {
-        // Only the `rulake` binary runs in these pods.
-        std::fs::write(dist.join("rulake-operator"), "#!/bin/sh\nexit 1\n").unwrap();
-    }
-    let st = Command::new("docker")
-        .args([
-            "build",
-            "--quiet",
-            "--build-arg",
-            "BINARIES=dist",
-            "--build-arg",
-            "BUILDER=rulake-base:bookworm",
-            "--tag",
-            IMAGE,
-        ])
-        .arg(ctx.path())
-        .status()
-        .unwrap();
-    assert!(st.success(), "docker build failed");
-    for id in dangling().iter().filter(|id| !before.contains(id)) {
-        let _ = docker(&["image", "rm", id]);
-    }
-}
 
 /// Four Parquet files of 32-dimensional vectors under `<lake>/vectors/`,
 /// readable by the pods' user.
@@ -125,111 +58,6 @@ fn write_lake(lake: &Path) -> Vec<f32> {
             .unwrap();
     }
     first
-}
-
-fn cli(address: &str, key: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(rulake_tests::process::rulake_bin())
-        .args(args)
-        .args(["--addr", &format!("http://{address}")])
-        .env("RULAKE_API_KEY", key)
-        .env("RULAKE_LOG", "warn")
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-/// A query load through the command line: one search after another at
-/// the client Service's current address, counting answers, failures and
-/// partial answers.
-struct Load {
-    address: Arc<Mutex<String>>,
-    ok: AtomicU64,
-    failed: AtomicU64,
-    partial: AtomicU64,
-    errors: Mutex<Vec<String>>,
-    stop: AtomicBool,
-}
-
-impl Load {
-    fn start(address: &str, key: &str, vector: &str) -> (Arc<Load>, std::thread::JoinHandle<()>) {
-        let load = Arc::new(Load {
-            address: Arc::new(Mutex::new(address.to_string())),
-            ok: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            partial: AtomicU64::new(0),
-            errors: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
-        });
-        let (l, key, vector) = (load.clone(), key.to_string(), vector.to_string());
-        let thread = std::thread::spawn(move || {
-            while !l.stop.load(Ordering::SeqCst) {
-                let address = l.address.lock().unwrap().clone();
-                let args = [
-                    "search",
-                    "--collection",
-                    "vectors",
-                    "--vector",
-                    &vector,
-                    "-k",
-                    "3",
-                ];
-                match cli(&address, &key, &args) {
-                    Ok(a) if a.contains("PARTIAL") => {
-                        l.partial.fetch_add(1, Ordering::SeqCst);
-                        l.errors.lock().unwrap().push(format!("partial: {a}"));
-                    }
-                    Ok(_) => {
-                        l.ok.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Err(e) => {
-                        l.failed.fetch_add(1, Ordering::SeqCst);
-                        l.errors.lock().unwrap().push(e);
-                    }
-                }
-            }
-        });
-        (load, thread)
-    }
-
-    /// (answered, failed, partial) so far.
-    fn counts(&self) -> (u64, u64, u64) {
-        (
-            self.ok.load(Ordering::SeqCst),
-            self.failed.load(Ordering::SeqCst),
-            self.partial.load(Ordering::SeqCst),
-        )
-    }
-}
-
-fn spawn_kubelet(state: &Path) -> anyhow::Result<u32> {
-    let child = Command::new(env!("CARGO_BIN_EXE_cluster"))
-        .arg("kubelet")
-        .arg("--state")
-        .arg(state)
-        .stdout(std::fs::File::create(state.join("kubelet.log"))?)
-        .stderr(std::process::Stdio::inherit())
-        .spawn()?;
-    Ok(child.id())
-}
-
-fn leftovers(cluster: &str) -> usize {
-    let filter = format!("label={LABEL}={cluster}");
-    ["ps -aq", "network ls -q", "volume ls -q"]
-        .iter()
-        .map(|verb| {
-            let mut args: Vec<&str> = verb.split(' ').collect();
-            args.extend(["--filter", &filter]);
-            docker(&args)
-                .unwrap()
-                .lines()
-                .filter(|l| !l.is_empty())
-                .count()
-        })
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -346,7 +174,7 @@ async fn scale_and_roll(up: &mut lifecycle::Up, key: &str, vector: &str) -> anyh
     let within = Duration::from_secs(180);
     // Every partition warm on both replicas after the kill above.
     wait_complete(&up.address, key, vector).await?;
-    let (load, thread) = Load::start(&up.address, key, vector);
+    let (load, thread) = Load::start(&up.address, key, "vectors", vector);
     let started = Instant::now();
     let outcome = async {
         ops::scale_shards(up, 3, within).await?;

@@ -2,9 +2,9 @@
 //! command and args (`$(VAR)` expanded), env (values, the pod name, and
 //! ConfigMap and Secret sources), Secret files with their modes, the
 //! security context (user, read-only root, no capabilities, no new
-//! privileges), emptyDirs and claims as named volumes owned by the pod's
-//! `fsGroup`. Everything made carries the label [`LABEL`] so `down`
-//! removes exactly what `up` made.
+//! privileges), memory and CPU limits as cgroup limits, emptyDirs and
+//! claims as named volumes owned by the pod's `fsGroup`. Everything made
+//! carries the label [`LABEL`] so `down` removes exactly what `up` made.
 //!
 //! The Docker CLI is called as a command: the harness needs a dozen of its
 //! verbs, and the CLI is what a reader would type to reproduce a step.
@@ -12,6 +12,8 @@
 use super::{Data, Pod};
 use anyhow::{bail, Context};
 use rulake_operator::k8s::api::core::v1::{Container, EnvVar};
+use rulake_operator::k8s::apimachinery::pkg::api::resource::Quantity;
+use rulake_operator::manifests::quantity_bytes;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -230,6 +232,7 @@ pub fn create_args(site: &Site<'_>, pod: &Pod) -> anyhow::Result<Creation> {
     if let Some(port) = site.publish {
         args.extend(["--publish".into(), format!("127.0.0.1::{port}")]);
     }
+    args.extend(resource_args(c)?);
     let volumes: BTreeMap<_, _> = spec
         .volumes
         .iter()
@@ -293,6 +296,45 @@ pub fn create_args(site: &Site<'_>, pod: &Pod) -> anyhow::Result<Creation> {
         args,
         volumes: owned,
     })
+}
+
+/// The container's resources as Docker flags, as the kubelet gives them
+/// to the runtime: the memory limit as a hard cgroup limit with no swap
+/// beyond it (a pod over its limit is OOM-killed, not swapped), the
+/// memory request as a soft reservation, and a CPU limit as a CPU quota.
+fn resource_args(c: &Container) -> anyhow::Result<Vec<String>> {
+    let Some(r) = &c.resources else {
+        return Ok(Vec::new());
+    };
+    let mut args = Vec::new();
+    let memory = |list: &Option<BTreeMap<String, Quantity>>| -> anyhow::Result<Option<u64>> {
+        list.as_ref()
+            .and_then(|l| l.get("memory"))
+            .map(|q| {
+                quantity_bytes(q).with_context(|| format!("memory {:?} is not a quantity", q.0))
+            })
+            .transpose()
+    };
+    if let Some(limit) = memory(&r.limits)? {
+        args.extend([
+            "--memory".into(),
+            limit.to_string(),
+            "--memory-swap".into(),
+            limit.to_string(),
+        ]);
+    }
+    if let Some(request) = memory(&r.requests)? {
+        args.extend(["--memory-reservation".into(), request.to_string()]);
+    }
+    if let Some(q) = r.limits.as_ref().and_then(|l| l.get("cpu")) {
+        let cpus = match q.0.strip_suffix('m') {
+            Some(milli) => milli.parse::<f64>().map(|m| m / 1000.0),
+            None => q.0.parse::<f64>(),
+        }
+        .with_context(|| format!("cpu {:?} is not a quantity", q.0))?;
+        args.extend(["--cpus".into(), format!("{cpus}")]);
+    }
+    Ok(args)
 }
 
 /// Create the named volume `vol` (labelled) and give it to `group`, as

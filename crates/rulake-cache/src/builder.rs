@@ -20,10 +20,13 @@
 //! anything ([`PartitionCache::reserve_load`]). Rows are decoded batch by
 //! batch straight into one vector buffer sized from the units' row counts,
 //! and that buffer becomes the index's own copy of the vectors: no second
-//! copy of the floats and no reallocation while reading.
+//! copy of the floats and no reallocation while reading. What reading frees
+//! is handed back to the kernel every few MiB ([`memory::release_freed`]),
+//! not left to the allocator's decay.
 
 use crate::cache::{CachedPartition, LoadReservation, PartitionCache, PartitionKey};
 use crate::error::{CacheError, Result};
+use crate::memory;
 use futures::TryStreamExt;
 use rulake_index::{default_nlist, BuildParams, PartitionIndex};
 use rulake_lake::{Listing, Source, Unit};
@@ -115,6 +118,11 @@ pub fn units_of(listing: &Listing, p: u32, partitions: u32) -> Vec<Unit> {
         .collect()
 }
 
+/// Bytes of vectors read between two returns of freed memory to the
+/// kernel ([`memory::release_freed`]): reading frees a few times this in
+/// fetched pages and decoded arrays, which is what stays resident at most.
+const RELEASE_EVERY_BYTES: usize = 4 << 20;
+
 /// Rough bytes per id for admission estimates.
 const ID_BYTES_ESTIMATE: usize = 16;
 
@@ -147,6 +155,7 @@ async fn read_units(
     let rows: usize = units.iter().map(|u| u.rows as usize).sum();
     let mut ids = Vec::with_capacity(rows);
     let mut vectors = Vec::with_capacity(rows * spec.dim);
+    let mut unreleased = 0usize;
     for unit in units {
         let mut stream = source.read_unit(unit, spec.dim);
         while let Some(batch) = stream.try_next().await.map_err(|source| CacheError::Lake {
@@ -163,10 +172,16 @@ async fn read_units(
                     });
                 }
             }
+            unreleased += batch.vectors.len() * 4;
             ids.extend(batch.ids);
             vectors.extend(batch.vectors);
+            if unreleased >= RELEASE_EVERY_BYTES {
+                memory::release_freed();
+                unreleased = 0;
+            }
         }
     }
+    memory::release_freed();
     Ok((ids, vectors))
 }
 
@@ -252,6 +267,8 @@ async fn build_reserved(
             (index, false)
         }
     };
+    // The build's own buffers (training sample, per-chunk codes) are freed.
+    memory::release_freed();
     cache.record_build(started.elapsed(), incremental);
     tracing::info!(
         partition = %spec.key,

@@ -452,6 +452,16 @@ impl PartitionCache {
         std::fs::rename(&tmp, &side)
     }
 
+    /// Bytes of `key`'s persisted copy (its memory once read, within a
+    /// few bytes of framing), if there is one.
+    pub fn persisted_bytes(&self, key: &PartitionKey) -> Option<usize> {
+        let (data, side) = self.paths(key)?;
+        if !side.exists() {
+            return None;
+        }
+        Some(std::fs::metadata(data).ok()?.len() as usize)
+    }
+
     /// Load a persisted partition if it exists, reflects `generation` and
     /// has the shape `spec` asks for, calibrated for `spec`'s target.
     /// Damaged files are removed and reported.

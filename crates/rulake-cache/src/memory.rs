@@ -232,6 +232,34 @@ pub fn node_budget(requested: Option<usize>) -> Result<usize, BudgetError> {
     Ok(budget as usize)
 }
 
+/// What gives the allocator's freed pages back to the kernel now; set by
+/// the binary that chose the allocator ([`set_release`]).
+static RELEASE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Register how to return freed memory to the kernel at once (the `rulake`
+/// binary registers a jemalloc purge). A load calls it as it goes
+/// ([`release_freed`]); without one registered, nothing happens.
+pub fn set_release(release: fn()) {
+    let _ = RELEASE.set(release);
+}
+
+/// Return the memory freed so far to the kernel, if the allocator can.
+///
+/// Why a load calls this: it frees buffers as fast as it decodes them
+/// (fetched pages, decoded Arrow arrays, each batch's floats), a few bytes
+/// for every byte of vectors it keeps, across the threads it hops between.
+/// An allocator that returns freed pages only after a decay period keeps
+/// all of that resident meanwhile: on a partition of 60,000 × 384 vectors
+/// the process peaked at 1.4–1.8× its resident size after the load, which
+/// is what a pod limit has to allow for. Returning it every few MiB of
+/// vectors keeps the peak within a few percent of the settled size
+/// (docs/BENCHMARKS.md, "Memory").
+pub fn release_freed() {
+    if let Some(release) = RELEASE.get() {
+        release();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,9 +13,10 @@
 //! node) come back the same way, at the generation being served, under the
 //! collection's refresh lock so no swap can interleave.
 //!
-//! A partition built from the lake carries its [`LoadReservation`] until
-//! it is in the cache: the bytes of a generation being built count against
-//! the budget beside the one still serving, since both are in memory.
+//! A partition built from the lake or read from disk carries its
+//! [`LoadReservation`] until it is in the cache: the bytes of a generation
+//! being built count against the budget beside the one still serving,
+//! since both are in memory.
 
 use crate::registry::{Collection, Serving};
 use crate::{CachedPartition, CollectionSpec, EngineError, Result, RuLake};
@@ -28,9 +29,9 @@ use std::time::Instant;
 /// A partition built for a generation not swapped in yet.
 type Built = (PartitionKey, Arc<CachedPartition>);
 
-/// A built partition and the budget its load holds until it is inserted
-/// (`None` when it was read back from disk).
-type Reserved = (Built, Option<LoadReservation>);
+/// A built (or read back) partition and the budget its load holds until
+/// it is inserted.
+type Reserved = (Built, LoadReservation);
 
 /// The cache key of partition `p` of a collection.
 pub(crate) fn key(collection: &str, p: u32) -> PartitionKey {
@@ -134,10 +135,14 @@ impl RuLake {
         listing: &Listing,
         pspec: &PartitionSpec,
         previous: Option<Arc<CachedPartition>>,
-    ) -> Result<(Arc<CachedPartition>, Option<LoadReservation>)> {
+    ) -> Result<(Arc<CachedPartition>, LoadReservation)> {
         if previous.is_none() {
-            if let Some(part) = self.load_from_disk(pspec, &listing.generation).await {
-                return Ok((part, None));
+            if let Some((part, reservation)) = self
+                .load_from_disk(pspec, &listing.generation)
+                .await
+                .map_err(|e| self.unavailable(c, e))?
+            {
+                return Ok((part, reservation));
             }
         }
         let (part, reservation) = build_partition(
@@ -149,7 +154,7 @@ impl RuLake {
         )
         .await
         .map_err(|e| self.unavailable(c, e))?;
-        Ok((Arc::new(part), Some(reservation)))
+        Ok((Arc::new(part), reservation))
     }
 
     /// A cache error as the engine reports it, naming the collection.
@@ -165,20 +170,29 @@ impl RuLake {
 
     /// The persisted copy of a partition at `generation`, read on a
     /// blocking thread (`None` without a persist directory, or when there
-    /// is no usable copy).
+    /// is no usable copy), with the budget it holds until inserted: the
+    /// copy's size is reserved before it is read, as a build reserves its
+    /// estimate, so reloading an evicted partition never takes the node
+    /// past its budget.
     async fn load_from_disk(
         &self,
         pspec: &PartitionSpec,
         generation: &Generation,
-    ) -> Option<Arc<CachedPartition>> {
-        self.inner.cache.persist_dir()?;
+    ) -> std::result::Result<Option<(Arc<CachedPartition>, LoadReservation)>, CacheError> {
+        let Some(bytes) = self.inner.cache.persisted_bytes(&pspec.key) else {
+            return Ok(None);
+        };
+        let mut reservation = self.inner.cache.reserve_load(&pspec.key, bytes, 0).await?;
         let cache = self.inner.cache.clone();
-        let (pspec, g) = (pspec.clone(), generation.clone());
-        tokio::task::spawn_blocking(move || cache.load_persisted(&pspec, &g))
+        let (spec, g) = (pspec.clone(), generation.clone());
+        let part = tokio::task::spawn_blocking(move || cache.load_persisted(&spec, &g))
             .await
             .ok()
-            .flatten()
-            .map(Arc::new)
+            .flatten();
+        Ok(part.map(|part| {
+            reservation.settle(part.index.memory_bytes());
+            (Arc::new(part), reservation)
+        }))
     }
 
     fn partition_spec(&self, spec: &CollectionSpec, p: u32) -> PartitionSpec {

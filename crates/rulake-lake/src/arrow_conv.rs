@@ -14,6 +14,7 @@ use arrow_array::{
 };
 use arrow_schema::DataType;
 use rulake_types::VectorId;
+use std::borrow::Cow;
 
 pub(crate) const ID_TYPES: &str =
     "an integer (int8..int64, uint8..uint64) or string (utf8, large_utf8, utf8_view) column";
@@ -136,22 +137,25 @@ pub(crate) fn ids_from_array(
     })
 }
 
-/// Flatten a float child array to f32, remembering which slots are null.
-fn floats(values: &ArrayRef) -> Option<Vec<f32>> {
+/// A float child array as f32: borrowed when it already is (no copy of a
+/// batch's floats on the way to the index), converted otherwise.
+fn floats(values: &ArrayRef) -> Option<Cow<'_, [f32]>> {
     Some(match values.data_type() {
-        DataType::Float32 => values.as_primitive::<Float32Type>().values().to_vec(),
+        DataType::Float32 => Cow::Borrowed(values.as_primitive::<Float32Type>().values()),
         DataType::Float64 => values
             .as_primitive::<Float64Type>()
             .values()
             .iter()
             .map(|v| *v as f32)
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
         DataType::Float16 => values
             .as_primitive::<Float16Type>()
             .values()
             .iter()
             .map(|v| v.to_f32())
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
         _ => return None,
     })
 }

@@ -6,7 +6,9 @@
 //! kept 1.5–1.7× the cache's accounted bytes resident, in per-thread arenas
 //! it does not give back; jemalloc with a background thread and a one-second
 //! dirty decay settles at 1.2× at the same load speed (docs/BENCHMARKS.md,
-//! "Memory").
+//! "Memory"). Loads also purge freed pages as they go (see
+//! `rulake_cache::memory::release_freed`): the decay alone left a load's
+//! decoded buffers resident long enough to raise its peak by half.
 
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
@@ -23,6 +25,26 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: &u8 = &b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0];
 
+/// Purge every arena's freed pages now (`arena.<MALLCTL_ARENAS_ALL>.purge`).
+#[cfg(feature = "jemalloc")]
+fn purge_freed() {
+    // SAFETY: a NUL-terminated mallctl name that takes no input and returns
+    // nothing, so every pointer may be null. A failure only means nothing
+    // was purged.
+    #[allow(unsafe_code)]
+    unsafe {
+        tikv_jemalloc_sys::mallctl(
+            c"arena.4096.purge".as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "jemalloc")]
+    rulake_cache::memory::set_release(purge_freed);
     rulake::command::main()
 }
