@@ -10,7 +10,8 @@
 //!
 //! The request equals the limit (memory is not overcommitted: a shard that
 //! fills its budget uses it), and a larger figure the user gives in
-//! `shards.resources` wins over the derived one.
+//! `shards.resources` wins over the derived one; a larger request raises
+//! the limit with it, never past it.
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -44,6 +45,22 @@ pub fn shard_resources(
             .unwrap_or(0);
         if given < needed {
             list.insert("memory".into(), Quantity(format!("{}Mi", needed >> 20)));
+        }
+    }
+    // A request above the limit is a pod the API server refuses: a user's
+    // larger request raises the limit with it.
+    let request = r.requests.as_ref().and_then(|l| l.get("memory")).cloned();
+    let limits = r.limits.get_or_insert_with(Default::default);
+    if let Some(request) = request {
+        let (req, lim) = (
+            super::quantity_bytes(&request).unwrap_or(0),
+            limits
+                .get("memory")
+                .and_then(super::quantity_bytes)
+                .unwrap_or(0),
+        );
+        if lim < req {
+            limits.insert("memory".into(), request);
         }
     }
     r
@@ -86,5 +103,21 @@ mod tests {
         let r = shard_resources(Some(user), 4 << 30);
         assert_eq!(memory(&r), ("4980Mi".into(), "16Gi".into()));
         assert_eq!(r.requests.as_ref().unwrap()["cpu"], cpu);
+    }
+
+    #[test]
+    fn a_larger_request_without_a_limit_raises_the_limit_with_it() {
+        // The quickstart's shards: 1 GiB requested, 512 MiB of cache
+        // (678 MiB derived). A limit below the request is refused by the
+        // API server, and was by Docker in the container harness.
+        let user = ResourceRequirements {
+            requests: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity("1Gi".into()),
+            )])),
+            ..Default::default()
+        };
+        let r = shard_resources(Some(user), 512 << 20);
+        assert_eq!(memory(&r), ("1Gi".into(), "1Gi".into()));
     }
 }
