@@ -452,11 +452,13 @@ impl PartitionCache {
         std::fs::rename(&tmp, &side)
     }
 
-    /// Bytes of `key`'s persisted copy (its memory once read, within a
-    /// few bytes of framing), if there is one.
-    pub fn persisted_bytes(&self, key: &PartitionKey) -> Option<usize> {
+    /// Bytes of `key`'s persisted copy at `generation` (its memory once
+    /// read, within a few bytes of framing), if there is one: a copy of
+    /// another generation is never read, so nothing is reserved for it.
+    pub fn persisted_bytes(&self, key: &PartitionKey, generation: &Generation) -> Option<usize> {
         let (data, side) = self.paths(key)?;
-        if !side.exists() {
+        let sidecar: Sidecar = serde_json::from_slice(&std::fs::read(&side).ok()?).ok()?;
+        if &sidecar.generation != generation {
             return None;
         }
         Some(std::fs::metadata(data).ok()?.len() as usize)

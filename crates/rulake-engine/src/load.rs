@@ -179,7 +179,7 @@ impl RuLake {
         pspec: &PartitionSpec,
         generation: &Generation,
     ) -> std::result::Result<Option<(Arc<CachedPartition>, LoadReservation)>, CacheError> {
-        let Some(bytes) = self.inner.cache.persisted_bytes(&pspec.key) else {
+        let Some(bytes) = self.inner.cache.persisted_bytes(&pspec.key, generation) else {
             return Ok(None);
         };
         let mut reservation = self.inner.cache.reserve_load(&pspec.key, bytes, 0).await?;

@@ -35,34 +35,25 @@ pub fn shard_resources(
     user: Option<ResourceRequirements>,
     cache_bytes: u64,
 ) -> ResourceRequirements {
-    let needed = shard_memory_bytes(cache_bytes);
+    let derived = Quantity(format!("{}Mi", shard_memory_bytes(cache_bytes) >> 20));
     let mut r = user.unwrap_or_default();
-    for list in [&mut r.requests, &mut r.limits] {
-        let list = list.get_or_insert_with(Default::default);
-        let given = list
-            .get("memory")
-            .and_then(super::quantity_bytes)
-            .unwrap_or(0);
-        if given < needed {
-            list.insert("memory".into(), Quantity(format!("{}Mi", needed >> 20)));
+    // The larger of the user's figure and `floor`, keeping the user's
+    // spelling when it wins.
+    let at_least = |given: Option<&Quantity>, floor: &Quantity| -> Quantity {
+        let bytes = |q: Option<&Quantity>| q.and_then(super::quantity_bytes).unwrap_or(0);
+        match given {
+            Some(g) if bytes(Some(g)) >= bytes(Some(floor)) => g.clone(),
+            _ => floor.clone(),
         }
-    }
-    // A request above the limit is a pod the API server refuses: a user's
-    // larger request raises the limit with it.
-    let request = r.requests.as_ref().and_then(|l| l.get("memory")).cloned();
+    };
+    let requests = r.requests.get_or_insert_with(Default::default);
+    let request = at_least(requests.get("memory"), &derived);
+    requests.insert("memory".into(), request.clone());
+    // The limit is never below the request: the API server refuses such a
+    // pod, so a user's larger request raises the limit with it.
     let limits = r.limits.get_or_insert_with(Default::default);
-    if let Some(request) = request {
-        let (req, lim) = (
-            super::quantity_bytes(&request).unwrap_or(0),
-            limits
-                .get("memory")
-                .and_then(super::quantity_bytes)
-                .unwrap_or(0),
-        );
-        if lim < req {
-            limits.insert("memory".into(), request);
-        }
-    }
+    let limit = at_least(limits.get("memory"), &request);
+    limits.insert("memory".into(), limit);
     r
 }
 
