@@ -142,7 +142,6 @@ fn cgroup_memory(container: &str, v1: &str, v2: &str) -> Option<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "fails: the shard is OOM-killed while loading under its derived limit (issue 30); run by hand with --run-ignored"]
 async fn a_shard_under_its_memory_limit_refuses_or_evicts_and_is_never_killed() {
     if !engine_available() {
         eprintln!("no Docker Engine: skipped");

@@ -286,13 +286,27 @@ impl PartitionCache {
             permit: Some(permit),
         };
         let mut inner = self.inner.lock();
-        self.make_room(&mut inner, 0);
+        let evicted = self.make_room(&mut inner, 0);
+        drop(inner);
+        release_evicted(evicted);
         Ok(reservation)
     }
 
+    /// Whether a load reserving `bytes` would find them in budget neither
+    /// cached nor held by loads in flight, so without evicting anything.
+    /// As in [`PartitionCache::reserve_load`], a load never holds more
+    /// than the whole budget: into an empty cache, any admitted load fits.
+    pub fn fits_without_evicting(&self, bytes: usize) -> bool {
+        let used = self.inner.lock().used + self.loading.load(Ordering::Relaxed);
+        let budget = self.config.budget_bytes;
+        bytes.min(budget) <= budget.saturating_sub(used)
+    }
+
     /// Evict least-recently-used partitions until cached bytes, loading
-    /// bytes and `extra` fit the budget (or nothing is left to evict).
-    fn make_room(&self, inner: &mut Inner, extra: usize) {
+    /// bytes and `extra` fit the budget (or nothing is left to evict);
+    /// answers how many were evicted.
+    fn make_room(&self, inner: &mut Inner, extra: usize) -> usize {
+        let mut evicted = 0;
         while inner.used + self.loading.load(Ordering::Relaxed) + extra > self.config.budget_bytes {
             let victim = inner
                 .entries
@@ -305,10 +319,12 @@ impl PartitionCache {
                     inner.used -= e.bytes;
                     self.counters.evictions.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(partition = %v, bytes = e.bytes, "evicted");
+                    evicted += 1;
                 }
                 None => break,
             }
         }
+        evicted
     }
 
     /// Insert (or replace) a partition, evicting least-recently-used
@@ -321,7 +337,7 @@ impl PartitionCache {
         if let Some(old) = inner.entries.remove(&key) {
             inner.used -= old.bytes;
         }
-        self.make_room(&mut inner, bytes);
+        let evicted = self.make_room(&mut inner, bytes);
         inner.tick += 1;
         let last_used = inner.tick;
         inner.used += bytes;
@@ -333,6 +349,8 @@ impl PartitionCache {
                 last_used,
             },
         );
+        drop(inner);
+        release_evicted(evicted);
         Ok(())
     }
 
@@ -512,6 +530,17 @@ impl PartitionCache {
     /// The persist directory, if any.
     pub fn persist_dir(&self) -> Option<&Path> {
         self.config.persist_dir.as_deref()
+    }
+}
+
+/// Hand what evicted partitions freed back to the system now, when any
+/// were evicted: a node that evicts is short of budget and is about to
+/// load, and the allocator's own decay would hold the freed pages
+/// resident meanwhile (a partition still in a search's hands is freed
+/// when that search ends, and left to the decay).
+fn release_evicted(evicted: usize) {
+    if evicted > 0 {
+        crate::memory::release_freed();
     }
 }
 

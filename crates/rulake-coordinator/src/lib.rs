@@ -52,5 +52,5 @@ pub use coordinator::{CollectionDef, CollectionView, Coordinator};
 pub use embedded::{Embedded, EmbeddedConfig};
 pub use error::{engine_status, grpc_code, CoordinatorError, Result};
 pub use ingest::Ingest;
-pub use router::{PartitionRoute, Router, RouterConfig, RouterStats};
-pub use shard_node::{parse_node_id, ShardConfig, ShardNode};
+pub use router::{PartitionRoute, Router, RouterConfig, RouterStats, ShardState};
+pub use shard_node::{cache_stats_message, parse_node_id, ShardConfig, ShardNode};

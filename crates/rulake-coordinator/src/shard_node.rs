@@ -6,7 +6,8 @@
 //! embedded server uses, and then narrows each collection to the partitions
 //! it owns or hands off. Partitions it gains are loaded in the background
 //! (from its persisted cache when the generation matches, else from the
-//! lake); partitions it loses leave memory at once. Every heartbeat tells
+//! lake) when they fit the budget nobody holds; partitions it loses leave
+//! memory at once. Every heartbeat tells
 //! each meta member it is alive and which partitions are warm, which is
 //! what lets the leader retire a hand-off.
 //!
@@ -216,8 +217,10 @@ impl ShardNode {
         Ok(())
     }
 
-    /// Load, in the background, every collection with an owned partition
-    /// that is not warm.
+    /// Load, in the background, the owned partitions that are not warm and
+    /// fit the budget nobody holds ([`RuLake::prefetch`]): a node assigned
+    /// more than its budget leaves the rest cold for queries to load, by
+    /// least-recently-used eviction, rather than evicting to warm.
     fn warm_missing(&self) {
         for name in self.inner.engine.list_collections() {
             let cold = self
@@ -230,7 +233,7 @@ impl ShardNode {
             }
             let node = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = node.inner.engine.warm(&name).await {
+                if let Err(e) = node.inner.engine.prefetch(&name).await {
                     tracing::warn!(collection = %name, error = %e, "could not load assigned partitions");
                 }
                 node.inner.warming.lock().remove(&name);
@@ -275,7 +278,8 @@ impl ShardNode {
                     }
                 }
             }
-            // Retry loads that failed (the lake was down, the budget full).
+            // Retry loads that failed (the lake was down) or found no free
+            // budget (something was dropped or evicted since).
             node.warm_missing();
             drop(node);
             tokio::time::sleep(every).await;
@@ -335,6 +339,30 @@ impl ShardNode {
             cache_bytes: cache.bytes as u64,
             cache_budget_bytes: self.inner.capacity,
             epoch: self.inner.coord.catalog().assignment.epoch,
+            cache: Some(cache_stats_message(&cache)),
         }
+    }
+}
+
+/// A node's cache figures as `CacheStats` reports them: what a single
+/// server answers for itself and what each shard node reports to
+/// coordinators, so `rulake stats` reads the same either way.
+pub fn cache_stats_message(s: &rulake_engine::CacheStats) -> rulake_proto::v1::CacheStats {
+    rulake_proto::v1::CacheStats {
+        hits: s.hits,
+        misses: s.misses,
+        evictions: s.evictions,
+        refused: s.refused,
+        builds: s.builds,
+        incremental_builds: s.incremental_builds,
+        build_seconds: s.build_seconds,
+        disk_loads: s.disk_loads,
+        errors: s.errors.len() as u64,
+        partitions: s.partitions as u32,
+        bytes: s.bytes as u64,
+        budget_bytes: s.budget_bytes as u64,
+        loading_bytes: s.loading_bytes as u64,
+        resident_bytes: s.resident_bytes,
+        peak_resident_bytes: s.peak_resident_bytes,
     }
 }

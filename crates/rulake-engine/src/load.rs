@@ -20,11 +20,25 @@
 
 use crate::registry::{Collection, Serving};
 use crate::{CachedPartition, CollectionSpec, EngineError, Result, RuLake};
-use rulake_cache::{build_partition, CacheError, LoadReservation, PartitionKey, PartitionSpec};
+use rulake_cache::{
+    build_partition, estimate, transient_estimate, units_of, CacheError, LoadReservation,
+    PartitionKey, PartitionSpec,
+};
 use rulake_lake::Listing;
 use rulake_types::Generation;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// How a load may make room in the budget for what it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Room {
+    /// Evict least-recently-used partitions as needed: a query waits on
+    /// this load.
+    Evict,
+    /// Only budget nobody holds: background warming, which must not evict
+    /// what queries use only to be evicted in turn when they come back.
+    FreeOnly,
+}
 
 /// A partition built for a generation not swapped in yet.
 type Built = (PartitionKey, Arc<CachedPartition>);
@@ -222,15 +236,18 @@ impl RuLake {
         &self,
         c: &Arc<Collection>,
     ) -> Result<(Generation, Vec<u32>, Vec<Arc<CachedPartition>>)> {
-        self.serving_of(c, self.owned(&c.spec)).await
+        self.serving_of(c, self.owned(&c.spec), Room::Evict).await
     }
 
     /// As [`RuLake::serving_owned`], for the partitions `numbers` only: the
-    /// others, cached or not, are neither returned nor loaded.
+    /// others, cached or not, are neither returned nor loaded. With
+    /// [`Room::FreeOnly`], a partition that does not fit the free budget is
+    /// left cold, and neither returned nor loaded either.
     pub(crate) async fn serving_of(
         &self,
         c: &Arc<Collection>,
         numbers: Vec<u32>,
+        room: Room,
     ) -> Result<(Generation, Vec<u32>, Vec<Arc<CachedPartition>>)> {
         let (mut generation, mut parts, mut missing) = self.snapshot(c, &numbers, true);
         if !missing.is_empty() {
@@ -247,6 +264,13 @@ impl RuLake {
                 .unwrap_or_default();
             for (i, p) in missing {
                 let pspec = self.partition_spec(&c.spec, p);
+                if room == Room::FreeOnly {
+                    let needs = self.load_bytes(&listing, &pspec);
+                    if !self.inner.cache.fits_without_evicting(needs) {
+                        tracing::debug!(partition = %pspec.key, needs, "left cold: no free budget");
+                        continue;
+                    }
+                }
                 let (part, reservation) = self.load_or_build(c, &listing, &pspec, None).await?;
                 drop(reservation);
                 self.inner
@@ -256,8 +280,25 @@ impl RuLake {
                 parts[i] = Some(part);
             }
         }
-        let parts: Vec<_> = parts.into_iter().map(|p| p.expect("filled")).collect();
+        let (numbers, parts) = numbers
+            .into_iter()
+            .zip(parts)
+            .filter_map(|(n, p)| Some((n, p?)))
+            .unzip();
         Ok((generation, numbers, parts))
+    }
+
+    /// Budget a load of `pspec` at `listing` reserves: its persisted
+    /// copy's size when one of that generation is on disk, else the
+    /// build's estimate and transient buffers.
+    fn load_bytes(&self, listing: &Listing, pspec: &PartitionSpec) -> usize {
+        let cache = &self.inner.cache;
+        cache
+            .persisted_bytes(&pspec.key, &listing.generation)
+            .unwrap_or_else(|| {
+                let units = units_of(listing, pspec.key.partition, pspec.partitions);
+                estimate(&units, pspec.dim) + transient_estimate(&units, pspec.dim)
+            })
     }
 
     /// The serving generation and the cached partitions among `numbers`,

@@ -7,7 +7,7 @@
 //! one process ([`rulake_index::split_search`]): a cluster's answer is the
 //! single-process answer, not an approximation of it.
 
-use crate::load::key;
+use crate::load::{key, Room};
 use crate::plan::{effective, plan_with_total};
 use crate::search::merge_partitions;
 use crate::{CachedPartition, EngineError, Result, RuLake};
@@ -72,6 +72,20 @@ impl RuLake {
         Ok(g)
     }
 
+    /// As [`RuLake::warm`], but only into budget no partition and no load
+    /// holds: a partition that does not fit is left cold, to be loaded
+    /// (evicting the least recently used) by the first query that needs
+    /// it. What a shard node runs in the background, so that a node
+    /// assigned more than its budget does not evict what its queries use
+    /// to warm what nobody asked for, over and over.
+    pub async fn prefetch(&self, name: &str) -> Result<Generation> {
+        let c = self.collection(name)?;
+        self.ensure_current(&c, None).await?;
+        let owned = self.owned(&c.spec);
+        let (g, _, _) = self.serving_of(&c, owned, Room::FreeOnly).await?;
+        Ok(g)
+    }
+
     /// The partitions this engine serves of `name`, warm or not.
     pub fn partition_states(&self, name: &str) -> Result<Vec<PartitionState>> {
         let c = self.collection(name)?;
@@ -131,7 +145,7 @@ impl RuLake {
             .into_iter()
             .filter(|p| collection_vectors == 0 || partitions.contains(p))
             .collect();
-        let (generation, numbers, parts) = self.serving_of(&c, wanted).await?;
+        let (generation, numbers, parts) = self.serving_of(&c, wanted, Room::Evict).await?;
         let picked = pick(&numbers, &parts, partitions);
         let retune = c.retune_for(&params);
         let params = effective(&c.spec, params);

@@ -680,3 +680,62 @@ async fn bad_requests_are_invalid_arguments() {
         50
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_fills_only_free_budget_and_never_evicts() {
+    let g = gen();
+    let engine = |budget_bytes| {
+        let e = RuLake::new(CacheConfig {
+            budget_bytes,
+            persist_dir: None,
+        });
+        for name in ["x", "y"] {
+            // Eight units, so that every partition holds some.
+            let m = MemorySource::new(name, DIM);
+            for u in 0..8 {
+                m.add(rows(u * 250, &g.sample(250, u + 1))).unwrap();
+            }
+            e.register_source(name, m).unwrap();
+            e.create_collection(CollectionSpec::new(name, name, DIM).partitions(4))
+                .unwrap();
+        }
+        e
+    };
+    // A budget of one collection and a half: one fits with room to load
+    // into, the two do not.
+    let probe = engine(1 << 30);
+    probe.warm("x").await.unwrap();
+    let e = engine(probe.cache_stats().bytes * 3 / 2);
+    let warm = |name: &str| {
+        e.partition_states(name)
+            .unwrap()
+            .iter()
+            .filter(|p| p.warm)
+            .count()
+    };
+    let q = g.sample(1, 9);
+    // The two do not fit together: querying one evicts the other.
+    e.search("y", &q, SearchParams::k(3)).await.unwrap();
+    e.search("x", &q, SearchParams::k(3)).await.unwrap();
+    assert_eq!(warm("x"), 4);
+    assert!(warm("y") < 4, "{:?}", e.cache_stats());
+
+    // Prefetching y loads what fits the free budget and nothing more:
+    // y stays partly cold, x warm.
+    let before = e.cache_stats();
+    e.prefetch("y").await.unwrap();
+    let after = e.cache_stats();
+    assert_eq!(after.evictions, before.evictions, "{after:?}");
+    assert_eq!(warm("x"), 4);
+    assert!(warm("y") < 4, "{after:?}");
+    assert!(after.bytes <= after.budget_bytes, "{after:?}");
+    // A query still loads what it needs, evicting the least recently used.
+    let hits = e.search("y", &q, SearchParams::k(3)).await.unwrap().hits;
+    assert_eq!(hits.len(), 3);
+    assert!(e.cache_stats().evictions > after.evictions);
+
+    // With the budget free, prefetch loads everything it serves.
+    e.drop_collection("y").unwrap();
+    e.prefetch("x").await.unwrap();
+    assert_eq!(warm("x"), 4, "{:?}", e.cache_stats());
+}

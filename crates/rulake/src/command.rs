@@ -58,6 +58,7 @@ enum Command {
 
 /// Parse the process arguments and run the command they name.
 pub fn main() -> anyhow::Result<()> {
+    crate::allocator::install();
     let cli = Cli::parse();
     rulake_telemetry::init(cli.log_format)?;
     #[cfg(feature = "failpoints")]

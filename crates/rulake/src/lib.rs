@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - [`command`] — the command line: parse and dispatch.
+//! - `allocator` — the process allocator every binary built from here uses.
 //! - [`cli`] — `collections`, `alias`, `ingest`, `search`, `stats`: gRPC
 //!   clients of a running server.
 //! - [`catalog_admin`] — `rulake meta <subcommand>`: administer a catalog group.
@@ -15,6 +16,7 @@
 //! - [`demo`] — the README's first command.
 //! - [`measure`] — write a lake, time queries, compute recall.
 
+mod allocator;
 pub mod audit;
 pub mod catalog_admin;
 pub mod cli;

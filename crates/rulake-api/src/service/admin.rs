@@ -9,7 +9,7 @@ use super::Api;
 use crate::status::invalid;
 use rulake_auth::Perm;
 use rulake_catalog::Catalog;
-use rulake_coordinator::{Coordinator, Router};
+use rulake_coordinator::{cache_stats_message, Coordinator, Router};
 use rulake_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -29,27 +29,23 @@ impl pb::admin_service_server::AdminService for Api {
             Perm::Admin,
             Scope::Cluster,
             move |_, _| async move {
-                let s = self.coord.engine().cache_stats();
-                let stats = pb::CacheStats {
-                    hits: s.hits,
-                    misses: s.misses,
-                    evictions: s.evictions,
-                    refused: s.refused,
-                    builds: s.builds,
-                    incremental_builds: s.incremental_builds,
-                    build_seconds: s.build_seconds,
-                    disk_loads: s.disk_loads,
-                    errors: s.errors.len() as u64,
-                    partitions: s.partitions as u32,
-                    bytes: s.bytes as u64,
-                    budget_bytes: s.budget_bytes as u64,
-                    loading_bytes: s.loading_bytes as u64,
-                    resident_bytes: s.resident_bytes,
-                    peak_resident_bytes: s.peak_resident_bytes,
+                let nodes = match self.coord.router() {
+                    // Each shard node's own figures, polled now: the
+                    // coordinator's engine holds no partition.
+                    Some(router) => {
+                        router.refresh_status().await;
+                        router
+                            .shard_states()
+                            .into_iter()
+                            .filter_map(|s| Some((s.id.to_string(), s.cache?)))
+                            .collect()
+                    }
+                    None => {
+                        let stats = cache_stats_message(&self.coord.engine().cache_stats());
+                        [(LOCAL_NODE.to_string(), stats)].into_iter().collect()
+                    }
                 };
-                Ok(pb::CacheStatsResponse {
-                    nodes: [(LOCAL_NODE.to_string(), stats)].into_iter().collect(),
-                })
+                Ok(pb::CacheStatsResponse { nodes })
             },
         )
         .await
@@ -178,17 +174,14 @@ fn shard_nodes(router: &Router, cat: &Catalog) -> Vec<pb::ShardNode> {
                 .values()
                 .filter(|ns| ns.contains(&n.id))
                 .count() as u32;
-            let (live, warm) = states
-                .iter()
-                .find(|s| s.0 == n.id)
-                .map_or((false, 0), |s| (s.2, s.3));
+            let state = states.iter().find(|s| s.id == n.id);
             pb::ShardNode {
                 id: n.id.to_string(),
                 address: n.addr.clone(),
-                live,
+                live: state.is_some_and(|s| s.live),
                 partitions_assigned: assigned,
-                partitions_warm: warm,
-                cache_bytes: 0,
+                partitions_warm: state.map_or(0, |s| s.warm),
+                cache_bytes: state.and_then(|s| s.cache.as_ref()).map_or(0, |c| c.bytes),
                 cache_budget_bytes: n.capacity_bytes,
             }
         })

@@ -40,6 +40,7 @@ mod shards;
 pub use merge::Fanned;
 pub(crate) use routes::partition_key;
 pub use routes::PartitionRoute;
+pub use shards::ShardState;
 
 use parking_lot::RwLock;
 use rulake_catalog::store::AppliedState;

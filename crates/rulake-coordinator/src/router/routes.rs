@@ -146,7 +146,11 @@ impl Router {
                 a.serving(&key).into_iter().find_map(|n| {
                     let s = self.shard(n)?;
                     let st = s.status.read();
-                    st.as_ref()?.1.get(&key).filter(|p| p.warm).cloned()
+                    st.as_ref()?
+                        .partitions
+                        .get(&key)
+                        .filter(|p| p.warm)
+                        .cloned()
                 })
             })
             .collect()

@@ -17,7 +17,7 @@ use rulake_proto::internal::v1::shard_service_client::ShardServiceClient;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel;
 
 /// Largest message either way between coordinator and shard (a batch of
@@ -29,8 +29,16 @@ pub(super) struct Shard {
     pub(super) addr: String,
     pub(super) client: ShardServiceClient<Channel>,
     pub(super) outstanding: AtomicUsize,
-    /// Last status: when, and partition key → state. `None`: unreachable.
-    pub(super) status: RwLock<Option<(Instant, HashMap<String, pb::PartitionState>)>>,
+    /// Last status report. `None`: unreachable.
+    pub(super) status: RwLock<Option<Report>>,
+}
+
+/// What a shard said of itself in its last status reply.
+pub(super) struct Report {
+    /// Partition key → state.
+    pub(super) partitions: HashMap<String, pb::PartitionState>,
+    /// Its cache and process memory.
+    pub(super) cache: rulake_proto::v1::CacheStats,
 }
 
 impl Shard {
@@ -49,7 +57,7 @@ impl Shard {
     pub(super) fn warm(&self, key: &str) -> Option<bool> {
         let s = self.status.read();
         s.as_ref()
-            .map(|(_, parts)| parts.get(key).is_some_and(|p| p.warm))
+            .map(|r| r.partitions.get(key).is_some_and(|p| p.warm))
     }
 
     /// Count a request in flight until the returned guard drops.
@@ -57,6 +65,21 @@ impl Shard {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         Outstanding(&self.outstanding)
     }
+}
+
+/// One shard node as the last status poll saw it.
+#[derive(Clone, Debug)]
+pub struct ShardState {
+    /// Node id.
+    pub id: u64,
+    /// Address its `ShardService` is reached at.
+    pub addr: String,
+    /// Whether it answered the last status poll.
+    pub live: bool,
+    /// Partitions it reports warm.
+    pub warm: u32,
+    /// Its cache and process memory, as it reported them.
+    pub cache: Option<rulake_proto::v1::CacheStats>,
 }
 
 /// A request in flight to one shard; dropping it (answered, failed or
@@ -148,13 +171,16 @@ impl Router {
             let r = tokio::time::timeout(timeout, c.status(req)).await;
             match r {
                 Ok(Ok(reply)) => {
-                    let parts = reply
-                        .into_inner()
+                    let reply = reply.into_inner();
+                    let partitions = reply
                         .partitions
                         .into_iter()
                         .map(|p| (p.key.clone(), p))
                         .collect();
-                    *s.status.write() = Some((Instant::now(), parts));
+                    *s.status.write() = Some(Report {
+                        partitions,
+                        cache: reply.cache.unwrap_or_default(),
+                    });
                 }
                 _ => {
                     if s.status.write().take().is_some() {
@@ -166,8 +192,8 @@ impl Router {
         join_all(calls).await;
     }
 
-    /// Poll every shard's status now (tests and start-up use it to skip
-    /// the wait for the next round).
+    /// Poll every shard's status now (start-up, `CacheStats` and tests use
+    /// it not to wait for the next round).
     pub async fn refresh_status(&self) {
         self.poll_status().await;
     }
@@ -191,9 +217,8 @@ impl Router {
         req
     }
 
-    /// Per node, by id: id, address, whether it answers status polls, and
-    /// the partitions it reports warm.
-    pub fn shard_states(&self) -> Vec<(u64, String, bool, u32)> {
+    /// Every registered node as its last status poll saw it, by id.
+    pub fn shard_states(&self) -> Vec<ShardState> {
         let mut v: Vec<_> = self
             .inner
             .shards
@@ -201,13 +226,18 @@ impl Router {
             .iter()
             .map(|(id, s)| {
                 let st = s.status.read();
-                let warm = st
-                    .as_ref()
-                    .map_or(0, |(_, p)| p.values().filter(|p| p.warm).count() as u32);
-                (*id, s.addr.clone(), st.is_some(), warm)
+                ShardState {
+                    id: *id,
+                    addr: s.addr.clone(),
+                    live: st.is_some(),
+                    warm: st.as_ref().map_or(0, |r| {
+                        r.partitions.values().filter(|p| p.warm).count() as u32
+                    }),
+                    cache: st.as_ref().map(|r| r.cache.clone()),
+                }
             })
             .collect();
-        v.sort();
+        v.sort_by_key(|s| s.id);
         v
     }
 }
