@@ -233,7 +233,7 @@ impl Router {
                     warm: st.as_ref().map_or(0, |r| {
                         r.partitions.values().filter(|p| p.warm).count() as u32
                     }),
-                    cache: st.as_ref().map(|r| r.cache.clone()),
+                    cache: st.as_ref().map(|r| r.cache),
                 }
             })
             .collect();
