@@ -7,9 +7,9 @@
 //! it owns or hands off. Partitions it gains are loaded in the background
 //! (from its persisted cache when the generation matches, else from the
 //! lake) when they fit the budget nobody holds; partitions it loses leave
-//! memory at once. Every heartbeat tells
-//! each meta member it is alive and which partitions are warm, which is
-//! what lets the leader retire a hand-off.
+//! memory at once. Every heartbeat tells each meta member it is alive and
+//! which partitions are warm, which is what lets the leader retire a
+//! hand-off.
 //!
 //! A node that is about to stop ([`ShardNode::leave`]) leaves routing, not
 //! placement: its status reports tell coordinators it has nothing warm, so
