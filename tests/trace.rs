@@ -99,6 +99,14 @@ impl ShardService for StubShard {
             generation: "g1".into(),
         }))
     }
+
+    async fn lineage(
+        &self,
+        _: Request<pb::ShardLineageRequest>,
+    ) -> Result<Response<rulake_proto::v1::DescribeGenerationResponse>, Status> {
+        self.saw("lineage");
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 /// The coordinator's public handler, reduced to what matters here: it

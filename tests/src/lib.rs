@@ -26,3 +26,22 @@ pub use catalog::Cluster;
 pub use distributed::Distributed;
 pub use process::{cli, free_port, rulake, rulake_bin, Hosts, Loopback, Proc};
 pub use served::Served;
+
+/// Every file under `dir`, recursively, sorted (what a test that reads a
+/// data directory's bytes walks).
+pub fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

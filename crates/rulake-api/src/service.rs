@@ -20,6 +20,7 @@ mod call;
 mod collections;
 mod data;
 mod search;
+mod streamed;
 
 pub(crate) use call::parse_grpc_timeout;
 
@@ -100,6 +101,8 @@ pub struct Api {
     coord: Coordinator,
     limits: Limits,
     audit: Option<Audit>,
+    /// Where `CreateBackup` may write (none: nowhere).
+    backups: Option<std::sync::Arc<rulake_lake::SourcePolicy>>,
 }
 
 impl Api {
@@ -109,7 +112,15 @@ impl Api {
             coord,
             limits,
             audit: None,
+            backups: None,
         }
+    }
+
+    /// Let `CreateBackup` write where `policy` permits (its prefixes, minus
+    /// its fences); without one every backup location is refused.
+    pub fn with_backup_policy(mut self, policy: rulake_lake::SourcePolicy) -> Self {
+        self.backups = Some(std::sync::Arc::new(policy));
+        self
     }
 
     /// Record the calls [`Audit`] keeps.

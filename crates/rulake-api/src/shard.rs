@@ -150,6 +150,22 @@ impl ShardService for ShardApi {
             .warm(&req.collection)
             .await
             .map_err(|e| engine_status(&e))?;
+        if req.persisted {
+            self.node.engine().flush_persisted().await;
+        }
         Ok(Response::new(pb::ShardRefreshReply { generation: g.0 }))
+    }
+
+    async fn lineage(
+        &self,
+        req: Request<pb::ShardLineageRequest>,
+    ) -> Result<Response<rulake_proto::v1::DescribeGenerationResponse>, Status> {
+        let req = req.into_inner();
+        let l = self
+            .node
+            .engine()
+            .lineage(&req.collection)
+            .map_err(|e| engine_status(&e))?;
+        Ok(Response::new(rulake_coordinator::lineage_message(&l)))
     }
 }

@@ -136,7 +136,8 @@ pub struct NodeRecord {
 pub struct ManagedCommit {
     /// Commit sequence, 1-based and gapless per source: the source's generation.
     pub seq: u64,
-    /// Files added by the commit.
+    /// Files added by the commit and still visible (a compaction retires
+    /// files from the commits that added them).
     pub files: Vec<String>,
 }
 
@@ -259,6 +260,29 @@ pub enum Command {
         /// Files added.
         files: Vec<String>,
     },
+    /// Replace committed files of a managed source by their compacted
+    /// rewrite, as its next generation: `retired` stop being visible and
+    /// `files` become visible, in one step.
+    CompactManaged {
+        /// Managed source name.
+        source: String,
+        /// The sequence the compaction expects to get (current + 1): a
+        /// compaction that raced an ingest is refused, never merged.
+        expected_seq: u64,
+        /// Committed files the rewrite replaces.
+        retired: Vec<String>,
+        /// The rewritten files.
+        files: Vec<String>,
+    },
+    /// Give a managed source with no commits the commit history of a
+    /// backup, sequences included, so a restored collection serves the
+    /// generation it was backed up at.
+    RestoreManaged {
+        /// Managed source name.
+        source: String,
+        /// The commits, oldest first, sequences strictly increasing.
+        commits: Vec<ManagedCommit>,
+    },
 }
 
 impl Command {
@@ -280,6 +304,8 @@ impl Command {
             Command::DeregisterNode { .. } => "deregister_node",
             Command::SetAssignment(_) => "set_assignment",
             Command::CommitManaged { .. } => "commit_managed",
+            Command::CompactManaged { .. } => "compact_managed",
+            Command::RestoreManaged { .. } => "restore_managed",
         }
     }
 }
@@ -382,6 +408,13 @@ impl Catalog {
                 expected_seq,
                 files,
             } => self.commit_managed(source, expected_seq, files),
+            Command::CompactManaged {
+                source,
+                expected_seq,
+                retired,
+                files,
+            } => self.compact_managed(source, expected_seq, retired, files),
+            Command::RestoreManaged { source, commits } => self.restore_managed(source, commits),
         }
     }
 }

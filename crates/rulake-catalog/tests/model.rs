@@ -545,6 +545,69 @@ fn invalid_tombstones_nodes_assignments_and_commits_are_rejected() {
     });
 }
 
+/// A compaction swaps files in one step, at the expected sequence only,
+/// and only files that are visible; a refused one changes nothing.
+#[test]
+fn a_compaction_replaces_visible_files_as_the_next_generation() {
+    use CommandError as E;
+    let mut cat = base();
+    for files in [&["a", "b"][..], &["c"][..]] {
+        cat.apply(Command::CommitManaged {
+            source: "m".into(),
+            expected_seq: None,
+            files: files.iter().map(|f| f.to_string()).collect(),
+        })
+        .unwrap();
+    }
+    let compact_in =
+        |source: &str, seq: u64, retired: &[&str], files: &[&str]| Command::CompactManaged {
+            source: source.into(),
+            expected_seq: seq,
+            retired: retired.iter().map(|f| f.to_string()).collect(),
+            files: files.iter().map(|f| f.to_string()).collect(),
+        };
+    let compact = |seq: u64, retired: &[&str], files: &[&str]| compact_in("m", seq, retired, files);
+    rejects(&cat, compact(2, &["a"], &["d"]), |e| {
+        matches!(
+            e,
+            E::StaleSequence {
+                given: 2,
+                expected: 3
+            }
+        )
+    });
+    rejects(&cat, compact(3, &[], &["d"]), |e| {
+        matches!(e, E::InvalidField { .. })
+    });
+    rejects(&cat, compact(3, &["zz"], &["d"]), |e| {
+        matches!(e, E::Conflict(_))
+    });
+    rejects(&cat, compact(3, &["a", "a"], &["d"]), |e| {
+        matches!(e, E::Conflict(_))
+    });
+    rejects(&cat, compact(3, &["a"], &["c"]), |e| {
+        matches!(e, E::Conflict(_))
+    });
+    rejects(&cat, compact_in("s", 1, &["a"], &["d"]), |e| {
+        matches!(e, E::Conflict(_))
+    });
+    let mut s = cat.clone();
+
+    let applied = s.apply(compact(3, &["a", "c"], &["d"])).unwrap();
+    assert_eq!(applied, Applied::Committed { seq: 3 });
+    assert_eq!(s.managed_seq("m"), 3);
+    let visible: Vec<&str> = s.managed["m"]
+        .iter()
+        .flat_map(|c| c.files.iter().map(String::as_str))
+        .collect();
+    assert_eq!(visible, ["b", "d"]);
+    // A retired file is gone for good; every row deleted leaves no file.
+    rejects(&s, compact(4, &["a"], &[]), |e| matches!(e, E::Conflict(_)));
+    s.apply(compact(4, &["b", "d"], &[])).unwrap();
+    assert!(s.managed["m"].iter().all(|c| c.files.is_empty()));
+    assert_eq!(s.managed_seq("m"), 4);
+}
+
 #[test]
 fn commands_round_trip_through_json() {
     // Commands travel as JSON in the log and over the wire.

@@ -508,7 +508,73 @@ impl Client {
         Ok((r.generation, r.changed))
     }
 
+    /// What the generation a collection serves is made of (`generation`
+    /// empty: whichever it serves; else it must be that one).
+    pub async fn describe_generation(
+        &self,
+        name: &str,
+        generation: &str,
+    ) -> Result<proto::DescribeGenerationResponse> {
+        let r = self
+            .collections()
+            .describe_generation(self.request(proto::DescribeGenerationRequest {
+                name: name.to_owned(),
+                generation: generation.to_owned(),
+            }))
+            .await?;
+        Ok(r.into_inner())
+    }
+
+    /// Rewrite a managed collection's files without its deleted rows and
+    /// retire their tombstones (see `CompactRequest`), calling `progress`
+    /// as the server reports it; returns the summary.
+    pub async fn compact(
+        &self,
+        collection: &str,
+        mut progress: impl FnMut(&proto::CompactProgress),
+    ) -> Result<proto::CompactSummary> {
+        let mut stream = self
+            .data()
+            .compact(self.request(proto::CompactRequest {
+                collection: collection.to_owned(),
+            }))
+            .await?
+            .into_inner();
+        while let Some(p) = stream.message().await? {
+            if let Some(done) = p.done {
+                return Ok(done);
+            }
+            progress(&p);
+        }
+        Err(ClientError::Status(tonic::Status::unavailable(
+            "the compaction's progress stream ended without its summary",
+        )))
+    }
+
     // -- admin -------------------------------------------------------------
+
+    /// Write a backup to `to` (see `CreateBackupRequest`), calling
+    /// `progress` as the server reports it; returns the summary.
+    pub async fn create_backup(
+        &self,
+        to: &str,
+        mut progress: impl FnMut(&proto::BackupProgress),
+    ) -> Result<proto::BackupSummary> {
+        let mut stream = self
+            .admin()
+            .create_backup(self.request(proto::CreateBackupRequest { to: to.to_owned() }))
+            .await?
+            .into_inner();
+        while let Some(p) = stream.message().await? {
+            if let Some(done) = p.done {
+                return Ok(done);
+            }
+            progress(&p);
+        }
+        Err(ClientError::Status(tonic::Status::unavailable(
+            "the backup's progress stream ended without its summary",
+        )))
+    }
 
     /// Cache statistics per node.
     pub async fn cache_stats(&self) -> Result<proto::CacheStatsResponse> {

@@ -33,6 +33,17 @@ pub enum CoordinatorError {
         /// The name asked for.
         name: String,
     },
+    /// A generation asked for that the collection does not serve (only
+    /// the served one can be described).
+    #[error("collection {collection:?} does not serve generation {asked:?}; it serves {served:?}")]
+    GenerationNotServed {
+        /// The collection.
+        collection: String,
+        /// The generation asked for.
+        asked: String,
+        /// The generation served.
+        served: String,
+    },
     /// Ids that a managed collection holds already.
     #[error("{0}")]
     AlreadyExists(String),
@@ -81,7 +92,9 @@ impl From<&CoordinatorError> for Status {
             CoordinatorError::Engine(e) => return engine_status(e),
             CoordinatorError::Catalog(c) => return Status::from(c),
             CoordinatorError::InvalidArgument(_) => Code::InvalidArgument,
-            CoordinatorError::NotFound { .. } => Code::NotFound,
+            CoordinatorError::NotFound { .. } | CoordinatorError::GenerationNotServed { .. } => {
+                Code::NotFound
+            }
             CoordinatorError::AlreadyExists(_) => Code::AlreadyExists,
             CoordinatorError::FailedPrecondition(_) => Code::FailedPrecondition,
             CoordinatorError::PermissionDenied(_) => Code::PermissionDenied,

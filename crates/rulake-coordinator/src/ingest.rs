@@ -17,7 +17,8 @@
 //!
 //! Ids are unique in a managed collection: an ingest that repeats an id of
 //! its own, or one the collection already holds (deleted ones included,
-//! since their rows are still in the files), is refused whole.
+//! until a compaction has dropped their rows and retired their tombstones,
+//! see [`crate::compact`]), is refused whole.
 //!
 //! A string id is at most [`MAX_ID_LEN`] bytes: deleting an id commits a
 //! tombstone naming it, and the catalog refuses longer ones, so an id that
@@ -104,11 +105,44 @@ pub struct Ingest {
 /// refused the command, or it was refused before being sent). Anything
 /// else (unavailable, timed out, transport, a reply that could not be
 /// decoded) may have applied.
-fn definitely_refused(e: &CatalogError) -> bool {
+pub(crate) fn definitely_refused(e: &CatalogError) -> bool {
     matches!(
         e,
         CatalogError::Rejected(_) | CatalogError::Refused(_) | CatalogError::InvalidArgument(_)
     )
+}
+
+/// Write `ids` (all of one id type) and their row-major `vectors` as one
+/// new, not yet visible file of `writer`'s prefix.
+pub(crate) async fn write_rows(
+    writer: &ManagedSource,
+    file: &str,
+    ids: &[VectorId],
+    vectors: &[f32],
+    dim: usize,
+) -> Result<()> {
+    if ids.iter().all(|i| matches!(i, VectorId::U64(_))) {
+        let n: Vec<u64> = ids
+            .iter()
+            .filter_map(|i| match i {
+                VectorId::U64(v) => Some(*v),
+                VectorId::Str(_) => None,
+            })
+            .collect();
+        writer
+            .write_file(file, IdsRef::U64(&n), vectors, dim)
+            .await?;
+    } else if ids.iter().all(|i| matches!(i, VectorId::Str(_))) {
+        let s: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        writer
+            .write_file(file, IdsRef::Str(&s), vectors, dim)
+            .await?;
+    } else {
+        return Err(CoordinatorError::InvalidArgument(
+            "one file holds integer or string ids, not both".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// How a commit whose outcome the write did not report was resolved.
@@ -211,24 +245,7 @@ impl Ingest {
         self.files.push(file.clone());
         let ids = std::mem::take(&mut self.ids);
         let vectors = std::mem::take(&mut self.vectors);
-        if self.string_ids == Some(true) {
-            let s: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-            self.writer
-                .write_file(&file, IdsRef::Str(&s), &vectors, self.dim)
-                .await?;
-        } else {
-            let n: Vec<u64> = ids
-                .iter()
-                .map(|i| match i {
-                    VectorId::U64(v) => *v,
-                    VectorId::Str(_) => unreachable!("one id type per ingest"),
-                })
-                .collect();
-            self.writer
-                .write_file(&file, IdsRef::U64(&n), &vectors, self.dim)
-                .await?;
-        }
-        Ok(())
+        write_rows(&self.writer, &file, &ids, &vectors, self.dim).await
     }
 
     /// Write what is buffered, check the ids against the collection, and
@@ -255,10 +272,21 @@ impl Ingest {
         self.flush().await?;
         let lock = self.coord.writer_lock(&self.collection);
         let _guard = lock.lock().await;
-        let taken = self
+        let mut taken = self
             .coord
             .existing_ids(&self.collection, &self.seen)
             .await?;
+        // A deleted id whose row a compaction dropped but whose tombstone
+        // it has not retired yet: written now, the tombstone would hide it.
+        if let Some(dead) = self.coord.catalog().tombstones.get(&self.collection) {
+            let known: HashSet<VectorId> = taken.iter().cloned().collect();
+            taken.extend(
+                self.seen
+                    .iter()
+                    .filter(|i| !known.contains(*i) && dead.contains(&i.to_key()))
+                    .cloned(),
+            );
+        }
         if !taken.is_empty() {
             let shown: Vec<String> = taken.iter().take(5).map(|i| i.to_string()).collect();
             return Err(CoordinatorError::AlreadyExists(format!(

@@ -27,6 +27,8 @@
 //!   - `nodes` — drain and admit shard nodes.
 //! - [`ingest`] — managed ingest: files first, one catalog commit, cleanup
 //!   (and [`Coordinator::ingest`], which starts one).
+//! - [`lineage`] — what a served generation is made of, from whoever
+//!   loaded it, plus the catalog's tombstones.
 //! - [`router`] — the fan-out to shard nodes, by stage: `shards`
 //!   (connections, status), `routes` (replica choice, route tables),
 //!   `fanout` (one scan), `hedge` (retries and hedges), `merge` (exact
@@ -35,22 +37,31 @@
 //!   assignment gives it, heartbeats.
 //! - [`embedded`] — every role in one process over one data directory.
 //! - `sync` — catalog → engine.
+//! - [`backup`] — a backup of the catalog (read through Raft) and the
+//!   managed files, checked whole before a restore writes anything.
+//! - [`compact`] — rewrites managed files without their deleted rows,
+//!   swaps them in with one catalog command, retires the tombstones.
 //! - `sweep` — deletes managed files no commit names once they are older
 //!   than a grace period ([`Coordinator::sweep_managed`]).
 //! - [`error`] — [`CoordinatorError`].
 
+pub mod backup;
+pub mod compact;
 mod coordinator;
 pub mod embedded;
 pub mod error;
 pub mod ingest;
+pub mod lineage;
 pub mod router;
 pub mod shard_node;
 mod sweep;
 mod sync;
 
+pub use compact::{CompactPolicy, CompactProgress, Compaction, Progress};
 pub use coordinator::{CollectionDef, CollectionView, Coordinator};
 pub use embedded::{Embedded, EmbeddedConfig};
 pub use error::{engine_status, grpc_code, CoordinatorError, Result};
 pub use ingest::Ingest;
+pub use lineage::lineage_message;
 pub use router::{PartitionRoute, Router, RouterConfig, RouterStats, ShardState};
 pub use shard_node::{cache_stats_message, parse_node_id, ShardConfig, ShardNode};

@@ -70,7 +70,7 @@ pub(crate) fn managed_writer(prefix: &str) -> Result<ManagedSource> {
 
 /// What a task of sync's answered: its result, or its panic resumed in
 /// the caller as if it had run inline.
-fn joined<T>(r: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
+pub(crate) fn joined<T>(r: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
     match r {
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -108,7 +108,8 @@ async fn drop_in_engine(engine: &RuLake, name: &str) -> Result<Result<(), Engine
     off_worker(move || Ok(engine.drop_collection(&name))).await
 }
 
-fn commits_of(cat: &rulake_catalog::Catalog, source: &str) -> Commits {
+/// The files a managed source serves after the catalog's last commit.
+pub(crate) fn commits_of(cat: &rulake_catalog::Catalog, source: &str) -> Commits {
     let list = cat.managed.get(source);
     Commits {
         seq: cat.managed_seq(source),

@@ -36,6 +36,7 @@
 //! - `scan` — a shard node's view: owned partitions, scans of some of
 //!   them, [`PartitionState`].
 //! - `deletes` — deleted ids as per-partition position bitsets.
+//! - `lineage` — what the served generation is made of ([`Lineage`]).
 //! - [`spec`] — [`CollectionSpec`] and the answer types.
 //! - [`error`] — [`EngineError`].
 //! - [`recall`] — live recall measurement ([`RecallConfig`]) and query
@@ -45,6 +46,7 @@ mod check;
 mod deletes;
 pub mod error;
 mod freshness;
+mod lineage;
 mod load;
 mod plan;
 pub mod recall;
@@ -56,6 +58,7 @@ pub mod spec;
 
 pub use error::{EngineError, Result};
 pub use freshness::answer_by;
+pub use lineage::Lineage;
 pub use plan::partition_params;
 pub use recall::{QueryStats, RecallConfig, RecallEstimate, RecallStats};
 pub use rulake_cache::{memory, CacheConfig, CacheStats, CachedPartition};
@@ -100,6 +103,10 @@ struct Inner {
     /// `deletes`.
     owned: RwLock<HashMap<String, BTreeSet<u32>>>,
     cache: Arc<PartitionCache>,
+    /// Persist tasks not awaited yet (see [`RuLake::flush_persisted`]).
+    persisting: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Held by the one persist task writing at a time.
+    persist_lock: Arc<parking_lot::Mutex<()>>,
     recall: recall::RecallMonitor,
     queries: recall::QueryCounters,
 }
@@ -120,6 +127,8 @@ impl RuLake {
                 deletes: RwLock::new(HashMap::new()),
                 owned: RwLock::new(HashMap::new()),
                 cache: PartitionCache::new(cache),
+                persisting: Default::default(),
+                persist_lock: Default::default(),
                 recall: recall::RecallMonitor::new(recall),
                 queries: recall::QueryCounters::default(),
             }),

@@ -119,23 +119,50 @@ impl RuLake {
         *serving = Some(Serving {
             listing,
             checked_at: Instant::now(),
+            loaded_at: std::time::SystemTime::now(),
         });
         Ok(swapped)
     }
 
     /// Write `built` to the persist directory (if any) on a blocking thread.
+    /// One persist runs at a time (two writing one partition would share
+    /// its temporary file), and a partition a newer generation replaced
+    /// meanwhile is skipped: that generation persists it, and an older copy
+    /// written after it would bring back rows it no longer holds.
     fn persist_detached(&self, built: Vec<Built>) {
         // Persist off the query path; a crash before it finishes only costs a rebuild.
         if self.inner.cache.persist_dir().is_some() {
             let cache = self.inner.cache.clone();
-            // Detached on purpose: the handle is not awaited.
-            drop(tokio::task::spawn_blocking(move || {
+            let one_at_a_time = self.inner.persist_lock.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                let _turn = one_at_a_time.lock();
                 for (k, part) in built {
+                    if cache
+                        .peek(&k)
+                        .is_some_and(|now| now.generation != part.generation)
+                    {
+                        continue;
+                    }
                     if let Err(e) = cache.persist(&k, &part) {
                         tracing::warn!(partition = %k, error = %e, "could not persist partition");
                     }
                 }
-            }));
+            });
+            let mut pending = self.inner.persisting.lock();
+            pending.retain(|t| !t.is_finished());
+            pending.push(task);
+        }
+    }
+
+    /// Wait until every generation loaded so far is persisted, so the
+    /// persist directory holds no partition of a generation replaced
+    /// before this call (compaction's erasure waits on this).
+    pub async fn flush_persisted(&self) {
+        let pending = std::mem::take(&mut *self.inner.persisting.lock());
+        for task in pending {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "a persist task failed");
+            }
         }
     }
 

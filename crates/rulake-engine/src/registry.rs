@@ -24,9 +24,12 @@ use std::time::Instant;
 
 /// The generation a collection serves and when the source was last seen
 /// at it (what an `eventual` collection's staleness is measured from).
+#[derive(Clone)]
 pub(crate) struct Serving {
     pub(crate) listing: Listing,
     pub(crate) checked_at: Instant,
+    /// When this generation was swapped in (lineage reports it).
+    pub(crate) loaded_at: std::time::SystemTime,
 }
 
 /// One registered collection: its spec, its source and its serving state.
@@ -210,10 +213,7 @@ impl RuLake {
         let mut spec = old.spec.clone();
         alter.apply_to(&mut spec);
         spec.validate()?;
-        let serving = old.serving.read().as_ref().map(|s| Serving {
-            listing: s.listing.clone(),
-            checked_at: s.checked_at,
-        });
+        let serving = old.serving.read().clone();
         let last_error = old.last_error.lock().clone();
         let new = Arc::new(Collection::new(
             spec.clone(),

@@ -146,15 +146,21 @@ impl ManagedSource {
         dim: usize,
     ) -> Result<u64> {
         let bytes = encode_parquet(ids, vectors, dim, MANAGED_ROW_GROUP_ROWS)?;
+        self.put_object(file, bytes).await
+    }
+
+    /// Write `bytes` as `file` under the prefix: create-only and durable
+    /// before this returns, as [`ManagedSource::write_file`] (a backup's
+    /// copies and manifest are written this way).
+    pub async fn put_object(&self, file: &str, bytes: Vec<u8>) -> Result<u64> {
         let len = bytes.len() as u64;
-        let path = self.path(file);
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
         self.store
             .store
-            .put_opts(&path, bytes.into(), opts)
+            .put_opts(&self.path(file), bytes.into(), opts)
             .await
             .map_err(|e| LakeError::store(format!("{}/{file}", self.prefix), e))?;
         if let Some(local) = self.local_path(file) {
@@ -164,6 +170,13 @@ impl ManagedSource {
                 .map_err(|e| LakeError::Invalid(format!("fsync task failed: {e}")))??;
         }
         Ok(len)
+    }
+
+    /// The bytes of `file` under the prefix, whole.
+    pub async fn get_object(&self, file: &str) -> Result<Vec<u8>> {
+        let at = |e| LakeError::store(format!("{}/{file}", self.prefix), e);
+        let got = self.store.store.get(&self.path(file)).await.map_err(at)?;
+        Ok(got.bytes().await.map_err(at)?.to_vec())
     }
 
     /// The local path of `file` when the prefix is on the local file system.

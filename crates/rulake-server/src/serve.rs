@@ -85,6 +85,16 @@ pub struct Args {
     /// must exceed the longest ingest.
     #[arg(long, default_value = "3600", value_parser = parse_secs, env = "RULAKE_MANAGED_SWEEP_GRACE")]
     pub managed_sweep_grace: Duration,
+    /// Seconds between checks for managed collections due a compaction
+    /// (tombstones at least 10% of the rows, or 64 files or more); 0
+    /// compacts only on demand (`rulake compact`).
+    #[arg(long, default_value = "300", value_parser = parse_secs_or_zero, env = "RULAKE_COMPACT_EVERY")]
+    pub compact_every: Duration,
+    /// Locations `CreateBackup` may write backups under (repeat, or
+    /// comma-separate); none: backups are refused. Never inside this
+    /// server's own files.
+    #[arg(long, env = "RULAKE_BACKUP_ALLOW", value_delimiter = ',')]
+    pub backup_allow: Vec<String>,
     /// Where sources may come from.
     #[command(flatten)]
     pub sources: crate::sources::SourceArgs,
@@ -97,6 +107,23 @@ impl Args {
     /// The files this role owns, fenced off from sources: its data
     /// directory, managed files, keys and auth config (plus `extra`).
     pub fn install_source_policy(&self, role: &str, extra: &[&PathBuf]) -> anyhow::Result<()> {
+        self.with_own_files(extra, |own| self.sources.install(role, own))
+    }
+
+    /// Where `CreateBackup` may write: `--backup-allow`, minus this role's
+    /// own files.
+    pub fn backup_policy(&self, extra: &[&PathBuf]) -> anyhow::Result<rulake_lake::SourcePolicy> {
+        self.with_own_files(extra, |own| {
+            crate::sources::backup_policy(&self.backup_allow, own)
+        })
+    }
+
+    /// Call `f` with this role's own files (see `install_source_policy`).
+    fn with_own_files<T>(
+        &self,
+        extra: &[&PathBuf],
+        f: impl FnOnce(&[crate::sources::Own<'_>]) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         // Made first so the fence also holds under its real path.
         std::fs::create_dir_all(&self.data_dir)?;
         let mut own = crate::sources::own_paths([
@@ -120,7 +147,7 @@ impl Args {
         if let Some(url) = &self.managed_url {
             own.push(crate::sources::Own::Url(url));
         }
-        self.sources.install(role, &own)
+        f(&own)
     }
 }
 
@@ -130,6 +157,14 @@ pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
         .filter(|v| *v > 0.0)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| format!("{s:?} is not a positive number of seconds"))
+}
+
+/// A number of seconds that may be 0 (for "never").
+fn parse_secs_or_zero(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "0" => Ok(Duration::ZERO),
+        other => parse_secs(other),
+    }
 }
 
 /// Run `rulake serve` until `shutdown` fires.
@@ -199,6 +234,14 @@ pub async fn serve_api(
         "managed sweeper",
         coordinator.clone().run_sweeper(every, grace),
     );
+    if !a.compact_every.is_zero() {
+        shutdown.spawn(
+            "compactor",
+            coordinator
+                .clone()
+                .run_compactor(a.compact_every, Default::default()),
+        );
+    }
     let (health_reporter, health) = health_service().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(rulake_proto::FILE_DESCRIPTOR_SET)
@@ -279,6 +322,7 @@ fn api_and_auth(
         Some(log) => api.with_audit(rulake_api::Audit::new(log, a.audit.audit_reads)),
         None => api,
     };
+    let api = api.with_backup_policy(a.backup_policy(&[])?);
     Ok((api, auth))
 }
 

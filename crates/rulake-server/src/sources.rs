@@ -67,13 +67,7 @@ impl SourceArgs {
             }
             policy = policy.fence_path(path)?;
         }
-        for own in own_files {
-            policy = match own {
-                Own::Path(p) => policy.fence_path(p),
-                Own::Url(u) => policy.fence(u),
-            }
-            .with_context(|| format!("fencing the server's own files at {own:?}"))?;
-        }
+        let policy = fenced(policy, own_files)?;
         let prefixes = policy.prefixes();
         if prefixes.is_empty() {
             eprintln!(
@@ -88,6 +82,31 @@ impl SourceArgs {
         rulake_lake::policy::install(policy);
         Ok(())
     }
+}
+
+/// `policy` with `own_files` fenced off.
+pub fn fenced(mut policy: SourcePolicy, own_files: &[Own<'_>]) -> anyhow::Result<SourcePolicy> {
+    for own in own_files {
+        policy = match own {
+            Own::Path(p) => policy.fence_path(p),
+            Own::Url(u) => policy.fence(u),
+        }
+        .with_context(|| format!("fencing the server's own files at {own:?}"))?;
+    }
+    Ok(policy)
+}
+
+/// The policy of where `CreateBackup` may write: under `allowed`, never
+/// inside `own_files` (a backup inside the data directory dies with it,
+/// and one under a managed prefix would be swept).
+pub fn backup_policy(allowed: &[String], own_files: &[Own<'_>]) -> anyhow::Result<SourcePolicy> {
+    let mut policy = SourcePolicy::new();
+    for prefix in allowed {
+        policy = policy
+            .allow(prefix, BTreeMap::new())
+            .with_context(|| format!("--backup-allow {prefix}"))?;
+    }
+    fenced(policy, own_files)
 }
 
 /// One of the server's own files or directories, never readable as a

@@ -31,7 +31,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    async fn client(&self) -> anyhow::Result<Client> {
+    pub(crate) async fn client(&self) -> anyhow::Result<Client> {
         let credentials = Credentials::from_options(self.api_key.clone(), self.token_file.clone());
         Ok(Client::connect(&self.addr)
             .await?

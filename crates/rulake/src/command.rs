@@ -4,7 +4,7 @@
 //! line (tests/). Benchmarks are a separate binary (`rulake-bench`) and
 //! never ship in the image.
 
-use crate::{audit, catalog_admin, cli, demo, query};
+use crate::{audit, catalog_admin, cli, demo, lifecycle, query};
 use clap::{Parser, Subcommand};
 use rulake_server::{coordinator, dev, serve, shard, Shutdown};
 
@@ -49,6 +49,15 @@ enum Command {
     Ingest(cli::IngestArgs),
     /// Search a collection or alias on a running server.
     Search(cli::SearchArgs),
+    /// Delete ids from a collection on a running server (tombstones).
+    Delete(lifecycle::DeleteArgs),
+    /// Rewrite a managed collection's files without its deleted rows.
+    Compact(lifecycle::CompactArgs),
+    /// Show what the generation a collection serves is made of: its lake files.
+    Lineage(lifecycle::LineageArgs),
+    /// Back up a server's catalog and managed files; list, verify or restore backups.
+    #[command(subcommand)]
+    Backup(lifecycle::Backup),
     /// Cache statistics and cluster status of a running server.
     Stats(cli::Conn),
     /// Check an audit log's hash chain (no server needed).
@@ -79,6 +88,10 @@ pub fn main() -> anyhow::Result<()> {
             Command::Alias(c) => cli::alias(c).await,
             Command::Ingest(a) => cli::ingest(a).await,
             Command::Search(a) => cli::search(a).await,
+            Command::Delete(a) => lifecycle::delete(a).await,
+            Command::Compact(a) => lifecycle::compact(a).await,
+            Command::Lineage(a) => lifecycle::lineage(a).await,
+            Command::Backup(b) => lifecycle::backup(b).await,
             Command::Stats(c) => cli::stats(c).await,
             Command::Audit(c) => audit::run(c),
         }

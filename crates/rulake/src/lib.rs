@@ -11,6 +11,7 @@
 //! - `allocator` — the process allocator every binary built from here uses.
 //! - [`cli`] — `collections`, `alias`, `ingest`, `search`, `stats`: gRPC
 //!   clients of a running server.
+//! - [`lifecycle`] — `delete`, `compact`: what is stored, not what is served.
 //! - [`catalog_admin`] — `rulake meta <subcommand>`: administer a catalog group.
 //! - [`query`] — answer a Parquet file of queries against a Parquet source.
 //! - [`demo`] — the README's first command.
@@ -22,5 +23,6 @@ pub mod catalog_admin;
 pub mod cli;
 pub mod command;
 pub mod demo;
+pub mod lifecycle;
 pub mod measure;
 pub mod query;

@@ -170,6 +170,12 @@ pub struct CoordinatorSpec {
     /// CPU and memory of each coordinator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// The audit log: when set, every coordinator writes one hash-chained
+    /// JSON line per call that changes something (and per refusal) to its
+    /// standard output, for the cluster's log collector
+    /// (docs/security.md, "Audit log").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSpec>,
     /// Scheduling and identity of the coordinator pods.
     #[serde(flatten)]
     pub pod: PodOptions,
@@ -180,9 +186,20 @@ impl Default for CoordinatorSpec {
         Self {
             replicas: 2,
             resources: None,
+            audit: None,
             pod: PodOptions::default(),
         }
     }
+}
+
+/// What the coordinators' audit log records.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSpec {
+    /// Record reads (searches, describes) too, not only changes and
+    /// refusals.
+    #[serde(default)]
+    pub reads: bool,
 }
 
 /// A persistent volume claim template.

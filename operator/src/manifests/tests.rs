@@ -22,7 +22,7 @@ fn quantities_in_bytes() {
 /// root filesystem is read-only) and write managed collections where
 /// shards can read them.
 #[test]
-fn coordinators_get_their_data_dir_and_the_managed_url() {
+fn coordinators_get_their_data_dir_the_managed_url_and_the_audit_log() {
     let mut cluster = crate::fixtures::cluster(3);
     let args = |c: &RuLakeCluster| {
         coordinator_deployment(c)
@@ -51,6 +51,14 @@ fn coordinators_get_their_data_dir_and_the_managed_url() {
         flag(&args(&cluster), "--managed-url").as_deref(),
         Some("s3://lake/rulake-managed/")
     );
+    // The audit log goes to standard output when asked for, reads only on
+    // request; without the field there is none.
+    assert_eq!(flag(&args(&cluster), "--audit-log"), None);
+    cluster.spec.coordinators.audit = Some(crate::crd::AuditSpec { reads: false });
+    assert_eq!(flag(&args(&cluster), "--audit-log").as_deref(), Some("-"));
+    assert!(!args(&cluster).contains(&"--audit-reads".to_owned()));
+    cluster.spec.coordinators.audit = Some(crate::crd::AuditSpec { reads: true });
+    assert!(args(&cluster).contains(&"--audit-reads".to_owned()));
 }
 
 /// The three pod templates of `cluster`, by role.

@@ -217,14 +217,7 @@ pub fn coordinator_deployment(cluster: &RuLakeCluster) -> Deployment {
         PodParts {
             role: Role::Coordinator,
             command: None,
-            args: grpc_role_args(
-                "coordinator",
-                cluster
-                    .spec
-                    .managed_url
-                    .iter()
-                    .flat_map(|url| ["--managed-url".to_string(), url.clone()]),
-            ),
+            args: grpc_role_args("coordinator", coordinator_args(cluster)),
             ports: vec![port("grpc", i32::from(GRPC_PORT))],
             credentials: true,
             resources: cluster.spec.coordinators.resources.clone(),
@@ -248,6 +241,25 @@ pub fn coordinator_deployment(cluster: &RuLakeCluster) -> Deployment {
         }),
         ..Deployment::default()
     }
+}
+
+/// The coordinator's own arguments: the managed URL and the audit log.
+fn coordinator_args(cluster: &RuLakeCluster) -> Vec<String> {
+    let mut args: Vec<String> = cluster
+        .spec
+        .managed_url
+        .iter()
+        .flat_map(|url| ["--managed-url".to_string(), url.clone()])
+        .collect();
+    if let Some(audit) = &cluster.spec.coordinators.audit {
+        // To standard output (logs go to standard error): a pod's files
+        // die with it, its output stream is what the cluster collects.
+        args.extend(["--audit-log".into(), "-".into()]);
+        if audit.reads {
+            args.push("--audit-reads".into());
+        }
+    }
+    args
 }
 
 /// One pod a roll replaces: its role and its ordinal (for coordinators,

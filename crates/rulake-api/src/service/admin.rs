@@ -5,8 +5,9 @@
 //! server are told apart here and nowhere else in the API.
 
 use super::call::Scope;
+use super::streamed::{streamed, Streamed};
 use super::Api;
-use crate::status::invalid;
+use crate::status::{invalid, to_status};
 use rulake_auth::Perm;
 use rulake_catalog::Catalog;
 use rulake_coordinator::{cache_stats_message, Coordinator, Router};
@@ -138,6 +139,56 @@ impl pb::admin_service_server::AdminService for Api {
                     partitions_assigned: assigned,
                     assignment_epoch: epoch,
                 })
+            },
+        )
+        .await
+    }
+
+    type CreateBackupStream = Streamed<pb::BackupProgress>;
+
+    async fn create_backup(
+        &self,
+        req: Request<pb::CreateBackupRequest>,
+    ) -> Result<Response<Self::CreateBackupStream>, Status> {
+        self.handle(
+            req,
+            "CreateBackup",
+            Perm::Admin,
+            Scope::Cluster,
+            move |r, _call| async move {
+                let to = r.to;
+                if !self.backups.as_ref().is_some_and(|p| p.permits(&to)) {
+                    return Err(Status::permission_denied(format!(
+                        "backups may not be written to {to:?}: a server writes backups only under the locations its --backup-allow names, outside its own files"
+                    )));
+                }
+                let coord = self.coord.clone();
+                Ok(streamed(move |reporter| async move {
+                    let m = coord
+                        .backup(&to, &|p| {
+                            reporter.report(pb::BackupProgress {
+                                files_done: p.files_done,
+                                files_total: p.files_total,
+                                bytes_done: p.bytes_done,
+                                done: None,
+                            })
+                        })
+                        .await
+                        .map_err(to_status)?;
+                    let bytes = m.files.iter().map(|f| f.bytes).sum::<u64>() + m.catalog.bytes;
+                    Ok(pb::BackupProgress {
+                        files_done: m.files.len() as u64,
+                        files_total: m.files.len() as u64,
+                        bytes_done: bytes,
+                        done: Some(pb::BackupSummary {
+                            location: to,
+                            files: m.files.len() as u64 + 1,
+                            bytes,
+                            collections: m.collections,
+                            created_unix_ms: m.created_unix_ms as i64,
+                        }),
+                    })
+                }))
             },
         )
         .await

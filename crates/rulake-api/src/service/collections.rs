@@ -206,6 +206,24 @@ impl pb::collection_service_server::CollectionService for Api {
         .await
     }
 
+    async fn describe_generation(
+        &self,
+        req: Request<pb::DescribeGenerationRequest>,
+    ) -> Result<Response<pb::DescribeGenerationResponse>, Status> {
+        self.handle(
+            req,
+            "DescribeGeneration",
+            Perm::Read,
+            Scope::Collection(|r| &r.name),
+            move |r, call| async move {
+                let target = call.target(&r.name);
+                call.run(self.coord.describe_generation(target, &r.generation))
+                    .await
+            },
+        )
+        .await
+    }
+
     async fn list_aliases(
         &self,
         req: Request<pb::ListAliasesRequest>,

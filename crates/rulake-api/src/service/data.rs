@@ -1,5 +1,5 @@
-//! `DataService`: writing managed collections (ingest, delete) and picking
-//! up what changed in the lake (refresh). Apart because only these calls
+//! `DataService`: writing managed collections (ingest, delete, compact)
+//! and picking up what changed in the lake (refresh). Apart because only these calls
 //! need write rights and only ingest streams, which brings its own limits:
 //! a stream's size is known only as it is read, so they are counted here.
 //!
@@ -8,6 +8,7 @@
 //! (see `call`).
 
 use super::call::{Call, Scope};
+use super::streamed::{streamed, Streamed};
 use super::{Api, Limits};
 use crate::convert::id_from;
 use crate::status::{ingest_too_large, invalid, oversized, to_status};
@@ -15,6 +16,7 @@ use rulake_auth::Perm;
 use rulake_proto::v1 as pb;
 use rulake_proto::v1::ingest_request::Message;
 use rulake_types::{Generation, VectorId};
+use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
 
 #[tonic::async_trait]
@@ -85,6 +87,56 @@ impl pb::data_service_server::DataService for Api {
                     changed,
                     generation: g.0,
                 })
+            },
+        )
+        .await
+    }
+
+    type CompactStream = Streamed<pb::CompactProgress>;
+
+    async fn compact(
+        &self,
+        req: Request<pb::CompactRequest>,
+    ) -> Result<Response<Self::CompactStream>, Status> {
+        self.handle(
+            req,
+            "Compact",
+            Perm::Write,
+            Scope::Collection(|r| &r.collection),
+            move |r, call| async move {
+                let target = call.target(&r.collection).to_owned();
+                call.run(async { self.coord.resolve(&target) }).await?;
+                let coord = self.coord.clone();
+                Ok(streamed(move |reporter| async move {
+                    let reporter = Arc::new(reporter);
+                    let progress: rulake_coordinator::Progress = Arc::new(move |p| {
+                        reporter.report(pb::CompactProgress {
+                            files_scanned: p.files_scanned,
+                            files_total: p.files_total,
+                            rows_dropped: p.rows_dropped,
+                            done: None,
+                        })
+                    });
+                    let c = coord
+                        .compact(&target, Default::default(), progress)
+                        .await
+                        .map_err(to_status)?;
+                    Ok(pb::CompactProgress {
+                        files_scanned: c.files_scanned,
+                        files_total: c.files_scanned,
+                        rows_dropped: c.rows_dropped,
+                        done: Some(pb::CompactSummary {
+                            files_scanned: c.files_scanned,
+                            files_retired: c.files_retired,
+                            files_written: c.files_written,
+                            rows_kept: c.rows_kept,
+                            rows_dropped: c.rows_dropped,
+                            tombstones_retired: c.tombstones_retired,
+                            generation: c.generation.map(|g| g.0).unwrap_or_default(),
+                            retired_files_deleted: c.retired_files_deleted,
+                        }),
+                    })
+                }))
             },
         )
         .await

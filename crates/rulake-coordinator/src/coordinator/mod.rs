@@ -151,13 +151,16 @@ impl Coordinator {
 
     // -- the applied catalog view ------------------------------------------
 
-    fn record(&self, target: &str) -> Result<CollectionRecord> {
+    pub(crate) fn record(&self, target: &str) -> Result<CollectionRecord> {
         collection_in(&self.inner.view.read().catalog, target)
     }
 
     /// A collection's record and its source, under one read of the view
     /// (a second read while holding one could wait behind a writer forever).
-    fn record_and_source(&self, target: &str) -> Result<(CollectionRecord, SourceRecord)> {
+    pub(crate) fn record_and_source(
+        &self,
+        target: &str,
+    ) -> Result<(CollectionRecord, SourceRecord)> {
         let view = self.inner.view.read();
         let rec = collection_in(&view.catalog, target)?;
         let src = source_of(&view.catalog, &rec)?;
@@ -188,7 +191,7 @@ impl Coordinator {
 
     /// The serving state of a collection: the engine's, or gathered from
     /// the shards' status reports.
-    fn info(&self, target: &str) -> Result<CollectionInfo> {
+    pub(crate) fn info(&self, target: &str) -> Result<CollectionInfo> {
         let Some(router) = &self.inner.remote else {
             return Ok(self.inner.engine.describe(target)?);
         };

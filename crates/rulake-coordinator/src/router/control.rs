@@ -7,7 +7,8 @@
 //! whole if one cannot be asked. A refresh asks every node serving the
 //! collection to check its source, so each moves to the new generation
 //! itself; any node's answer is the generation, and it fails only when no
-//! node answered.
+//! node answered. A lineage asks the serving nodes one at a time until one
+//! serves the generation asked for.
 
 use super::routes::{by_first_choice, partition_key};
 use super::shards::status_error;
@@ -62,6 +63,42 @@ impl Router {
 
     /// Ask every node serving part of `rec` to check its source now.
     pub async fn refresh(&self, rec: &CollectionRecord) -> Result<Generation> {
+        let mut last = Err(CoordinatorError::Unavailable("no shard answered".into()));
+        for r in self.refresh_each(rec, false).await? {
+            match r {
+                Ok(g) => last = Ok(g),
+                Err(e) if last.is_err() => last = Err(e),
+                Err(_) => {}
+            }
+        }
+        last
+    }
+
+    /// Ask every node serving part of `rec` to load its source's current
+    /// generation and persist it; fails unless every node did (compaction
+    /// deletes the files of the generation before only then).
+    pub async fn refresh_persisted(&self, rec: &CollectionRecord) -> Result<Generation> {
+        let mut generation = None;
+        for r in self.refresh_each(rec, true).await? {
+            let g = r?;
+            if generation.as_ref().is_some_and(|h| h != &g) {
+                return Err(CoordinatorError::Unavailable(format!(
+                    "the shard nodes of {:?} loaded different generations ({} and {g}); the older one may still read its files",
+                    rec.name,
+                    generation.unwrap_or_default()
+                )));
+            }
+            generation = Some(g);
+        }
+        generation.ok_or_else(|| CoordinatorError::Unavailable("no shard answered".into()))
+    }
+
+    /// Each serving node's answer to a refresh of `rec`.
+    async fn refresh_each(
+        &self,
+        rec: &CollectionRecord,
+        persisted: bool,
+    ) -> Result<Vec<Result<Generation>>> {
         let nodes = self.serving_nodes(rec);
         if nodes.is_empty() {
             return Err(CoordinatorError::Unavailable(format!(
@@ -74,6 +111,7 @@ impl Router {
             let req = self.request(pb::ShardRefreshRequest {
                 collection: rec.name.clone(),
                 catalog_index: self.catalog_index(),
+                persisted,
             });
             let mut c = shard.client.clone();
             c.refresh(req)
@@ -81,14 +119,50 @@ impl Router {
                 .map(|r| Generation(r.into_inner().generation))
                 .map_err(|s| status_error(node, &shard.addr, s))
         });
-        let mut last = Err(CoordinatorError::Unavailable("no shard answered".into()));
-        for r in join_all(calls).await {
-            match r {
-                Ok(g) => last = Ok(g),
-                Err(e) if last.is_err() => last = Err(e),
+        Ok(join_all(calls).await)
+    }
+
+    /// The makeup of the generation a node serving `rec` serves: the first
+    /// node that answers, or with `generation` given, the first serving
+    /// that one (else an answer for another generation: the caller
+    /// compares).
+    pub async fn lineage(
+        &self,
+        rec: &CollectionRecord,
+        generation: &str,
+    ) -> Result<rulake_proto::v1::DescribeGenerationResponse> {
+        let mut last = Err(CoordinatorError::Unavailable(format!(
+            "collection {:?} has no shard node yet",
+            rec.name
+        )));
+        let mut found_other = false;
+        for node in self.serving_nodes(rec) {
+            let shard = match self.registered(node) {
+                Ok(s) => s,
+                Err(e) => {
+                    last = Err(e);
+                    continue;
+                }
+            };
+            let req = self.request(pb::ShardLineageRequest {
+                collection: rec.name.clone(),
+            });
+            let mut c = shard.client.clone();
+            match c.lineage(req).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    if generation.is_empty() || r.generation == generation {
+                        return Ok(r);
+                    }
+                    found_other = true;
+                    last = Ok(r);
+                }
+                Err(s) if !found_other => last = Err(status_error(node, &shard.addr, s)),
                 Err(_) => {}
             }
         }
+        // Nodes answered, none with the generation asked for: the last
+        // answer names one that is served.
         last
     }
 
