@@ -35,6 +35,8 @@
 //!   assignment gives it, heartbeats.
 //! - [`embedded`] — every role in one process over one data directory.
 //! - `sync` — catalog → engine.
+//! - [`wire`] — filters, payload values and selections to and from
+//!   `rulake.v1` (the public API and the shard scans share them).
 //! - `sweep` — deletes managed files no commit names once they are older
 //!   than a grace period ([`Coordinator::sweep_managed`]).
 //! - [`error`] — [`CoordinatorError`].
@@ -47,6 +49,7 @@ pub mod router;
 pub mod shard_node;
 mod sweep;
 mod sync;
+pub mod wire;
 
 pub use coordinator::{CollectionDef, CollectionView, Coordinator};
 pub use embedded::{Embedded, EmbeddedConfig};
