@@ -88,11 +88,17 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         .await?;
     let load_s = t.elapsed().as_secs_f64();
 
+    // Recall and short answers do not depend on the build; queries/s do.
+    let profile = if cfg!(debug_assertions) {
+        "a dev-profile build (queries/s are not release figures)"
+    } else {
+        "a release build"
+    };
     let mut body = String::new();
     writeln!(
         body,
         "## Filtered search (`rulake-bench filter`)\n\n\
-         `cargo run --release -p rulake-bench -- filter --n {} --dim {} --partitions {} --queries {}`: \
+         `rulake-bench filter --n {} --dim {} --partitions {} --queries {}`, {profile}: \
          {} clustered {}-d vectors in 8 Parquet files written by pyarrow, an integer payload column \
          (a hash of the id into 0..999, independent of the vectors) filtered with `year < t`; \
          recall@{} by distance against a brute-force scan of the matching rows, at the collection's \
