@@ -228,7 +228,7 @@ async fn search_client(c: &Client, rows: &[Row], q: &[f32]) {
     assert!(err.to_string().contains("\"year\""), "{err}");
 }
 
-fn create_args<'a>(url: &'a str) -> Vec<&'a str> {
+fn create_args(url: &str) -> Vec<&str> {
     vec![
         "collections",
         "create",
