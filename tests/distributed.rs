@@ -89,6 +89,7 @@ fn parquet_spec(name: &str, url: &str, partitions: u32, replication: u32) -> pro
         rerank: None,
         nprobe: None,
         target_recall: None,
+        ..Default::default()
     }
 }
 
@@ -111,6 +112,7 @@ fn exhaustive(k: u32) -> proto::SearchParams {
         k,
         nprobe: Some(1 << 20),
         rerank: Some(1 << 20),
+        ..Default::default()
     }
 }
 

@@ -87,6 +87,7 @@ fn spec(url: &str) -> proto::CollectionSpec {
         rerank: None,
         nprobe: None,
         target_recall: None,
+        ..Default::default()
     }
 }
 

@@ -164,6 +164,7 @@ async fn grpc_calls_are_counted_and_timed_by_method_collection_and_code() {
                     k: 5,
                     nprobe: None,
                     rerank: None,
+                    ..Default::default()
                 }),
             },
             name,

@@ -252,6 +252,7 @@ pub fn exhaustive(k: u32) -> proto::SearchParams {
         k,
         nprobe: Some(1 << 20),
         rerank: Some(1 << 20),
+        ..Default::default()
     }
 }
 
@@ -350,6 +351,7 @@ fn spec(name: &str, kind: proto::source::Kind, partitions: u32) -> proto::Collec
         rerank: None,
         nprobe: None,
         target_recall: None,
+        ..Default::default()
     }
 }
 

@@ -169,6 +169,7 @@ fn spec(name: &str, prefix: &str, fresh: bool) -> proto::CollectionSpec {
         rerank: None,
         nprobe: None,
         target_recall: None,
+        ..Default::default()
     }
 }
 
@@ -178,6 +179,7 @@ fn exhaustive() -> proto::SearchParams {
         k: K,
         nprobe: Some(1 << 20),
         rerank: Some(1 << 20),
+        ..Default::default()
     }
 }
 

@@ -21,9 +21,18 @@ fn main() -> anyhow::Result<()> {
     let mut files = Vec::new();
     collect(&root, &mut files)?;
     files.sort();
-    println!("cargo:rerun-if-changed={}", root.display());
+    // Two checkouts of the workspace (git worktrees) that share one target
+    // directory share this script's output too: Cargo fingerprints a
+    // workspace crate the same way in both. Watching the protos by a path
+    // relative to this package (Cargo resolves it against the package
+    // root) and the directory Cargo runs in makes a build in the other
+    // checkout generate its own code again, where watching absolute paths
+    // took the other checkout's generated code as fresh.
+    println!("cargo:rerun-if-env-changed=PWD");
+    println!("cargo:rerun-if-changed=../../proto");
     for f in &files {
-        println!("cargo:rerun-if-changed={}", f.display());
+        let rel = f.strip_prefix(&root).unwrap_or(f);
+        println!("cargo:rerun-if-changed=../../proto/{}", rel.display());
     }
     let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

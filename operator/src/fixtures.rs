@@ -428,6 +428,7 @@ pub fn collection() -> RuLakeCollection {
             rerank: Some(40),
             nprobe: None,
             target_recall: None,
+            payload_columns: Vec::new(),
         },
     );
     collection.metadata.namespace = Some("default".into());

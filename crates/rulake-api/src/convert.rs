@@ -81,6 +81,7 @@ pub(crate) fn hit_to(h: Hit) -> pb::Hit {
     pb::Hit {
         id: Some(id_to(h.id)),
         distance: h.distance,
+        columns: rulake_coordinator::wire::columns_to(h.columns),
     }
 }
 
@@ -280,6 +281,7 @@ pub(crate) fn def_from(spec: pb::CollectionSpec) -> Result<CollectionDef, Status
         rerank: spec.rerank.unwrap_or(rulake_engine::DEFAULT_RERANK as u32),
         nprobe: spec.nprobe,
         target_recall: spec.target_recall,
+        payload_columns: spec.payload_columns,
     };
     Ok(CollectionDef {
         record,
@@ -312,6 +314,7 @@ pub(crate) fn view_to(v: CollectionView) -> pb::CollectionInfo {
                 r.target_recall
                     .unwrap_or(rulake_engine::DEFAULT_TARGET_RECALL),
             ),
+            payload_columns: r.payload_columns.clone(),
         }),
         state: state as i32,
         generation: info

@@ -56,20 +56,26 @@ impl ShardService for ShardApi {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
             .map(|d| Instant::now() + d);
-        let req = req.into_inner();
+        let mut req = req.into_inner();
         self.node
             .catch_up(req.catalog_index)
             .await
             .map_err(to_status)?;
         let queries: Vec<Vec<f32>> = req.queries.iter().map(|q| q.values.clone()).collect();
+        let selection = rulake_coordinator::wire::selection_from(
+            req.filter.take(),
+            std::mem::take(&mut req.output_columns),
+        )
+        .map_err(to_status)?;
         let scanned = self
             .node
             .engine()
-            .scan(
+            .scan_selected(
                 &req.collection,
                 &req.partitions,
                 &queries,
                 params(&req),
+                &selection,
                 req.collection_vectors,
                 deadline,
             )
@@ -87,6 +93,7 @@ impl ShardService for ShardApi {
                         .map(|h| pb::ScanHit {
                             id: h.id.to_key(),
                             distance: h.distance,
+                            columns: rulake_coordinator::wire::columns_to(h.columns),
                         })
                         .collect(),
                 })

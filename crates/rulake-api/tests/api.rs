@@ -77,6 +77,7 @@ fn query(v: &[f32], k: u32) -> pb::SearchRequest {
             k,
             nprobe: Some(1 << 20),
             rerank: Some(1 << 20),
+            ..Default::default()
         }),
     }
 }

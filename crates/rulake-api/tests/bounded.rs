@@ -95,6 +95,7 @@ fn params(k: u32) -> Option<pb::SearchParams> {
         k,
         nprobe: Some(1 << 20),
         rerank: Some(1 << 20),
+        ..Default::default()
     })
 }
 

@@ -99,6 +99,7 @@ fn exhaustive(collection: &str, q: &[f32], k: u32) -> pb::SearchRequest {
             k,
             nprobe: Some(1 << 20),
             rerank: Some(1 << 20),
+            ..Default::default()
         }),
     }
 }

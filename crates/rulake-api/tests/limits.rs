@@ -38,6 +38,7 @@ fn exhaustive(queries: &[f32], dim: usize, k: u32) -> pb::BatchSearchRequest {
             k,
             nprobe: Some(1 << 20),
             rerank: Some(1 << 20),
+            ..Default::default()
         }),
     }
 }

@@ -358,6 +358,7 @@ async fn measure_cluster(a: &Args) -> anyhow::Result<Vec<ClusterRow>> {
                 rerank: None,
                 nprobe: None,
                 target_recall: None,
+                ..Default::default()
             })
             .await?;
         let pb = bar(

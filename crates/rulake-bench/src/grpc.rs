@@ -270,7 +270,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             engine.batch_search(&name, &qs, params).await?;
             local_t += t.elapsed();
             let t = Instant::now();
-            client.batch_search(&name, &qs, batch_params).await?;
+            client
+                .batch_search(&name, &qs, batch_params.clone())
+                .await?;
             remote_t += t.elapsed();
             pb.inc(2);
         }

@@ -7,6 +7,7 @@ mod cluster;
 mod core;
 mod embeddings;
 mod fanout;
+mod filter;
 #[cfg(all(feature = "delta", feature = "iceberg"))]
 mod formats;
 mod fresh;
@@ -36,6 +37,8 @@ enum Command {
     Fresh(fresh::Args),
     /// The gRPC API against the in-process engine, and managed ingest (section `grpc`).
     Grpc(grpc::Args),
+    /// Filtered search against an exact filtered scan at 50/10/1/0.1 % selectivity (section `filter`).
+    Filter(filter::Args),
     /// Placement (simulation) and the distributed query path (section `cluster`).
     Cluster(cluster::Args),
     /// A local 3-member catalog group: write latency and throughput (section `catalog`).
@@ -78,6 +81,7 @@ fn main() -> anyhow::Result<()> {
             Command::Fresh(a) => fresh::run(a).await,
             Command::Grpc(a) => grpc::run(a).await,
             Command::Cluster(a) => cluster::run(a).await,
+            Command::Filter(a) => filter::run(a).await,
             Command::Catalog(a) => catalog::run(a).await,
             #[cfg(all(feature = "delta", feature = "iceberg"))]
             Command::Formats(a) => formats::run(a).await,

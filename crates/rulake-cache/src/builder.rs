@@ -30,7 +30,7 @@ use crate::memory;
 use futures::TryStreamExt;
 use rulake_index::{default_nlist, BuildParams, PartitionIndex};
 use rulake_lake::{Listing, Source, Unit};
-use rulake_types::{partition_of, Metric, VectorId};
+use rulake_types::{partition_of, Metric, Payload, VectorId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -83,6 +83,9 @@ pub struct PartitionSpec {
     pub target_recall: f32,
     /// The collection's rerank factor, which calibration searches with.
     pub rerank: usize,
+    /// Payload columns read beside ids and vectors and kept by row
+    /// position ([`CachedPartition::payload`]).
+    pub payload_columns: Vec<String>,
 }
 
 impl PartitionSpec {
@@ -144,20 +147,25 @@ pub fn transient_estimate(units: &[Unit], dim: usize) -> usize {
     largest * dim * 4 + rows * (dim + dim.div_ceil(64) * 8 + 64) + sample * dim * 4
 }
 
+/// What reading a partition's units gives: ids, vectors and payload
+/// columns, row for row.
+type Rows = (Vec<VectorId>, Vec<f32>, Payload);
+
 async fn read_units(
     source: &dyn Source,
     units: &[Unit],
     spec: &PartitionSpec,
     mut seen: HashMap<VectorId, String>,
-) -> Result<(Vec<VectorId>, Vec<f32>)> {
+) -> Result<Rows> {
     // Sized once from the listed row counts (admission has checked them
     // against the budget), so reading never reallocates and copies.
     let rows: usize = units.iter().map(|u| u.rows as usize).sum();
     let mut ids = Vec::with_capacity(rows);
     let mut vectors = Vec::with_capacity(rows * spec.dim);
+    let mut payload = Payload::new(&spec.payload_columns);
     let mut unreleased = 0usize;
     for unit in units {
-        let mut stream = source.read_unit(unit, spec.dim);
+        let mut stream = source.read_unit_columns(unit, spec.dim, &spec.payload_columns);
         while let Some(batch) = stream.try_next().await.map_err(|source| CacheError::Lake {
             partition: spec.key.to_string(),
             source: Box::new(source),
@@ -175,6 +183,15 @@ async fn read_units(
             unreleased += batch.vectors.len() * 4;
             ids.extend(batch.ids);
             vectors.extend(batch.vectors);
+            if !spec.payload_columns.is_empty() {
+                payload
+                    .append(batch.payload)
+                    .map_err(|message| CacheError::Payload {
+                        partition: spec.key.to_string(),
+                        unit: unit.key.clone(),
+                        message,
+                    })?;
+            }
             if unreleased >= RELEASE_EVERY_BYTES {
                 memory::release_freed();
                 unreleased = 0;
@@ -182,7 +199,7 @@ async fn read_units(
         }
     }
     memory::release_freed();
-    Ok((ids, vectors))
+    Ok((ids, vectors, payload))
 }
 
 /// Build partition `spec.key` for `listing`, extending `previous` when the
@@ -205,7 +222,7 @@ pub async fn build_partition(
         )
         .await?;
     let part = build_reserved(source, listing, spec, previous, cache, mine).await?;
-    reservation.settle(part.index.memory_bytes());
+    reservation.settle(part.memory_bytes());
     Ok((part, reservation))
 }
 
@@ -226,16 +243,18 @@ async fn build_reserved(
     let reusable = previous.filter(|prev| {
         prev.index.dim() == spec.dim
             && prev.index.metric() == spec.metric
+            && prev.payload.names() == spec.payload_columns
             && prev.units.iter().all(|(k, v)| units.get(k) == Some(v))
             && !prev.index.drift().needs_retrain()
     });
-    let (index, incremental) = match reusable {
+    let (index, payload, incremental) = match reusable {
         Some(prev) if prev.units == units => {
             // Same units: only the generation moved (another partition changed).
             return Ok(CachedPartition {
                 index: prev.index.clone(),
                 generation: listing.generation.clone(),
                 units,
+                payload: prev.payload.clone(),
             });
         }
         Some(prev) => {
@@ -248,14 +267,24 @@ async fn build_reserved(
             let seen: HashMap<VectorId, String> = (0..ids.len() as u32)
                 .map(|p| (ids.get(p), "an earlier unit".to_owned()))
                 .collect();
-            let (new_ids, vectors) = read_units(source, &added, spec, seen).await?;
+            let (new_ids, vectors, added_payload) = read_units(source, &added, spec, seen).await?;
+            let mut payload = prev.payload.clone();
+            if !spec.payload_columns.is_empty() {
+                payload
+                    .append(added_payload.columns)
+                    .map_err(|message| CacheError::Payload {
+                        partition: spec.key.to_string(),
+                        unit: "an added unit".into(),
+                        message,
+                    })?;
+            }
             let mut index = prev.index.clone();
             let index =
                 on_build_pool(spec, move || index.add(new_ids, vectors).map(|_| index)).await?;
-            (index, true)
+            (index, payload, true)
         }
         None => {
-            let (ids, vectors) = read_units(source, &mine, spec, HashMap::new()).await?;
+            let (ids, vectors, payload) = read_units(source, &mine, spec, HashMap::new()).await?;
             let (dim, metric, build) = (spec.dim, spec.metric, spec.build);
             let tuned = spec.clone();
             let index = on_build_pool(spec, move || {
@@ -264,7 +293,7 @@ async fn build_reserved(
                 Ok(index)
             })
             .await?;
-            (index, false)
+            (index, payload, false)
         }
     };
     // The build's own buffers (training sample, per-chunk codes) are freed.
@@ -281,5 +310,6 @@ async fn build_reserved(
         index,
         generation: listing.generation.clone(),
         units,
+        payload,
     })
 }

@@ -16,7 +16,7 @@
 use crate::error::{CacheError, Result};
 use parking_lot::Mutex;
 use rulake_index::PartitionIndex;
-use rulake_types::Generation;
+use rulake_types::{Generation, Payload};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -52,14 +52,29 @@ pub struct CachedPartition {
     pub generation: Generation,
     /// Unit key → unit version it holds.
     pub units: BTreeMap<String, String>,
+    /// The collection's payload columns, by the index's row positions.
+    pub payload: Payload,
 }
 
+impl CachedPartition {
+    /// Heap bytes held: the index and the payload columns.
+    pub fn memory_bytes(&self) -> usize {
+        self.index.memory_bytes() + self.payload.memory_bytes()
+    }
+}
+
+/// What makes a persisted partition loadable, written after its data. The
+/// payload columns travel here (JSON, written atomically with the rest of
+/// the sidecar); a sidecar of an earlier release has none, which is what
+/// a collection without payload columns wants.
 #[derive(Serialize, Deserialize)]
 struct Sidecar {
     generation: Generation,
     units: BTreeMap<String, String>,
     dim: usize,
     metric: rulake_types::Metric,
+    #[serde(default)]
+    payload: Payload,
 }
 
 /// Cache configuration.
@@ -331,7 +346,7 @@ impl PartitionCache {
     /// partitions until it fits beside the loads in flight. Drop the
     /// partition's own [`LoadReservation`] first.
     pub fn insert(&self, key: PartitionKey, part: Arc<CachedPartition>) -> Result<()> {
-        let bytes = part.index.memory_bytes();
+        let bytes = part.memory_bytes();
         self.admit(&key, bytes)?;
         let mut inner = self.inner.lock();
         if let Some(old) = inner.entries.remove(&key) {
@@ -461,6 +476,7 @@ impl PartitionCache {
             units: part.units.clone(),
             dim: part.index.dim(),
             metric: part.index.metric(),
+            payload: part.payload.clone(),
         };
         let tmp = side.with_extension("json.tmp");
         std::fs::write(
@@ -479,7 +495,7 @@ impl PartitionCache {
         if &sidecar.generation != generation {
             return None;
         }
-        Some(std::fs::metadata(data).ok()?.len() as usize)
+        Some(std::fs::metadata(data).ok()?.len() as usize + sidecar.payload.memory_bytes())
     }
 
     /// Load a persisted partition if it exists, reflects `generation` and
@@ -493,7 +509,11 @@ impl PartitionCache {
         let (key, dim, metric) = (&spec.key, spec.dim, spec.metric);
         let (data, side) = self.paths(key)?;
         let sidecar: Sidecar = serde_json::from_slice(&std::fs::read(&side).ok()?).ok()?;
-        if &sidecar.generation != generation || sidecar.dim != dim || sidecar.metric != metric {
+        if &sidecar.generation != generation
+            || sidecar.dim != dim
+            || sidecar.metric != metric
+            || sidecar.payload.names() != spec.payload_columns
+        {
             return None;
         }
         let loaded = (|| -> std::result::Result<PartitionIndex, String> {
@@ -512,6 +532,7 @@ impl PartitionCache {
                     index,
                     generation: sidecar.generation,
                     units: sidecar.units,
+                    payload: sidecar.payload,
                 })
             }
             Err(e) => {
@@ -568,6 +589,7 @@ mod tests {
             index,
             generation: Generation("g1".into()),
             units: BTreeMap::new(),
+            payload: Default::default(),
         })
     }
 

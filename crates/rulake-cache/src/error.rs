@@ -38,6 +38,17 @@ pub enum CacheError {
         /// Unit that held it again.
         second: String,
     },
+    /// A payload column's values cannot be kept together (its type
+    /// differs between files).
+    #[error("partition {partition}: {unit}: {message}")]
+    Payload {
+        /// `collection/p`.
+        partition: String,
+        /// The unit whose rows did not fit.
+        unit: String,
+        /// What is wrong, naming the column.
+        message: String,
+    },
     /// Admission control: the partition cannot fit the cache budget.
     #[error("partition {partition} needs about {needed} bytes but the cache budget is {budget} bytes; raise the budget or use more partitions")]
     TooLarge {

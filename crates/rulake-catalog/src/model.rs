@@ -79,6 +79,10 @@ pub struct CollectionRecord {
     /// Recall@10 the defaults aim for (`None`: the engine's default, 0.95).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_recall: Option<f32>,
+    /// Scalar columns of the source kept beside the vectors, for filters
+    /// and returned columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payload_columns: Vec<String>,
 }
 
 impl CollectionRecord {
@@ -95,6 +99,7 @@ impl CollectionRecord {
             rerank: 20,
             nprobe: None,
             target_recall: None,
+            payload_columns: Vec::new(),
         }
     }
 }

@@ -41,6 +41,8 @@
 //!   managed files, checked whole before a restore writes anything.
 //! - [`compact`] — rewrites managed files without their deleted rows,
 //!   swaps them in with one catalog command, retires the tombstones.
+//! - [`wire`] — filters, payload values and selections to and from
+//!   `rulake.v1` (the public API and the shard scans share them).
 //! - `sweep` — deletes managed files no commit names once they are older
 //!   than a grace period ([`Coordinator::sweep_managed`]).
 //! - [`error`] — [`CoordinatorError`].
@@ -56,6 +58,7 @@ pub mod router;
 pub mod shard_node;
 mod sweep;
 mod sync;
+pub mod wire;
 
 pub use compact::{CompactPolicy, CompactProgress, Compaction, Progress};
 pub use coordinator::{CollectionDef, CollectionView, Coordinator};

@@ -36,7 +36,8 @@ pub(crate) fn engine_spec(rec: &CollectionRecord, src: &SourceRecord) -> Result<
         .partitions(rec.partitions)
         .consistency(rec.consistency)
         .rerank(rec.rerank as usize)
-        .nprobe(rec.nprobe.map(|n| n as usize));
+        .nprobe(rec.nprobe.map(|n| n as usize))
+        .payload_columns(rec.payload_columns.iter().cloned());
     if let Some(r) = rec.target_recall {
         spec = spec.target_recall(r);
     }

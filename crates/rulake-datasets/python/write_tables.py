@@ -16,6 +16,7 @@ has a fixed-size list); ids stay integers unless --string-ids is given.
     write_tables.py iceberg-delete-equality WAREHOUSE_DIR NAMESPACE.TABLE COLUMN ID...
     write_tables.py iceberg-delete-puffin WAREHOUSE_DIR NAMESPACE.TABLE
     write_tables.py iceberg-drop WAREHOUSE_DIR NAMESPACE.TABLE
+    write_tables.py payload-write parquet|delta OUT ROWS_JSONL PIECES
 
 iceberg-* commands use a SQL catalog named "rulake" over SQLite in
 WAREHOUSE_DIR/catalog.db and print the table's new metadata location on
@@ -317,6 +318,57 @@ def iceberg_delete_puffin(table):
     ]
 
 
+def payload_schema():
+    import pyarrow as pa
+
+    # The payload types a collection may keep, one column each, in the
+    # widths real tables use (int32 years, microsecond UTC timestamps).
+    return pa.schema(
+        [
+            ("id", pa.int64()),
+            ("vector", pa.list_(pa.float32())),
+            ("lang", pa.string()),
+            ("year", pa.int32()),
+            ("score", pa.float64()),
+            ("flag", pa.bool_()),
+            ("published", pa.timestamp("us", tz="UTC")),
+            ("day", pa.date32()),
+            ("tags", pa.list_(pa.string())),
+            ("title", pa.string()),
+        ]
+    )
+
+
+def payload_write(fmt, out, rows_path, pieces):
+    """Write the rows of a JSON-lines file (one object per row, keys as in
+    payload_schema; timestamps as microseconds, dates as days) as `pieces`
+    Parquet files written by pyarrow, or `pieces` commits to a Delta table
+    written by deltalake."""
+    import json
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with open(rows_path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    schema = payload_schema()
+    step = max(1, -(-len(rows) // pieces))
+    for i, start in enumerate(range(0, len(rows), step)):
+        chunk = rows[start : start + step]
+        table = pa.table(
+            {f.name: pa.array([r.get(f.name) for r in chunk], type=f.type) for f in schema},
+            schema=schema,
+        )
+        if fmt == "parquet":
+            os.makedirs(out, exist_ok=True)
+            pq.write_table(table, os.path.join(out, f"part-{i:03}.parquet"))
+        else:
+            from deltalake import write_deltalake
+
+            write_deltalake(out, table, mode="append")
+
+
 def main(argv):
     cmd = argv[0]
     if cmd == "check":
@@ -334,6 +386,8 @@ def main(argv):
         # reader/writer feature deletionVectors).
         config = {"delta.enableDeletionVectors": "true"} if "--dv" in argv else None
         write_deltalake(uri, load(files, string_ids), mode="append", configuration=config)
+    elif cmd == "payload-write":
+        payload_write(argv[1], argv[2], argv[3], int(argv[4]))
     elif cmd == "delta-delete":
         from deltalake import DeltaTable
 

@@ -166,6 +166,22 @@ impl ReferenceWriters {
         .map(drop)
     }
 
+    /// Write the rows of the JSON-lines file `rows` (keys `id`, `vector`,
+    /// `lang`, `year`, `score`, `flag`, `published` (microseconds),
+    /// `day` (days), `tags`, `title`; any may be null but the first two)
+    /// as `pieces` Parquet files under `out` (pyarrow), or as `pieces`
+    /// commits to the Delta table at `out` (deltalake) when `delta`.
+    pub fn payload_write(&self, delta: bool, out: &Path, rows: &Path, pieces: usize) -> Result<()> {
+        self.run(&[
+            "payload-write".into(),
+            if delta { "delta" } else { "parquet" }.into(),
+            out.display().to_string(),
+            rows.display().to_string(),
+            pieces.to_string(),
+        ])
+        .map(drop)
+    }
+
     /// Write a checkpoint of the current version.
     pub fn delta_checkpoint(&self, table: &Path) -> Result<()> {
         self.run(&["delta-checkpoint".into(), table.display().to_string()])

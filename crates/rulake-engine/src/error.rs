@@ -4,7 +4,7 @@
 use rulake_cache::CacheError;
 use rulake_index::IndexError;
 use rulake_lake::LakeError;
-use rulake_types::StatusCode;
+use rulake_types::{FilterError, StatusCode};
 use thiserror::Error;
 
 /// Errors of the embedded engine.
@@ -62,6 +62,10 @@ pub enum EngineError {
     /// Lake error outside a partition build (listing, generation).
     #[error(transparent)]
     Lake(#[from] LakeError),
+    /// A search's filter or output columns do not fit the collection's
+    /// payload columns (an unknown column, a literal of the wrong type).
+    #[error("invalid argument: {0}")]
+    Filter(#[from] FilterError),
 }
 
 impl From<CacheError> for EngineError {
@@ -87,7 +91,7 @@ impl EngineError {
         match self {
             EngineError::NotFound { .. } => StatusCode::NotFound,
             EngineError::AlreadyExists { .. } => StatusCode::AlreadyExists,
-            EngineError::InvalidArgument(_) => StatusCode::InvalidArgument,
+            EngineError::InvalidArgument(_) | EngineError::Filter(_) => StatusCode::InvalidArgument,
             EngineError::FailedPrecondition(_) => StatusCode::FailedPrecondition,
             EngineError::ResourceExhausted(_) => StatusCode::ResourceExhausted,
             EngineError::DeadlineExceeded(_) => StatusCode::DeadlineExceeded,

@@ -31,6 +31,9 @@
 //!   before swapping any, disk before lake, persist off the query path.
 //! - `search` — checks, fan-out over partitions and the exact merge, for
 //!   one collection, a batch and a federation.
+//! - `filter` — filtered search: the rows a filter selects per partition,
+//!   and the plan (exact scan of the matches or masked IVF) that keeps
+//!   recall at every selectivity.
 //! - `plan` — how a collection's `nprobe` and `rerank` are shared out over
 //!   its partitions ([`partition_params`]).
 //! - `scan` — a shard node's view: owned partitions, scans of some of
@@ -45,6 +48,7 @@
 mod check;
 mod deletes;
 pub mod error;
+mod filter;
 mod freshness;
 mod lineage;
 mod load;
@@ -64,7 +68,8 @@ pub use recall::{QueryStats, RecallConfig, RecallEstimate, RecallStats};
 pub use rulake_cache::{memory, CacheConfig, CacheStats, CachedPartition};
 pub use scan::{PartitionState, Scanned};
 pub use spec::{
-    Alter, CollectionInfo, CollectionSpec, FederatedHit, FederatedResponse, SearchResponse,
+    check_payload_columns, Alter, CollectionInfo, CollectionSpec, FederatedHit, FederatedResponse,
+    SearchResponse,
 };
 
 use deletes::Deletes;

@@ -231,7 +231,7 @@ impl RuLake {
             .ok()
             .flatten();
         Ok(part.map(|part| {
-            reservation.settle(part.index.memory_bytes());
+            reservation.settle(part.memory_bytes());
             (Arc::new(part), reservation)
         }))
     }
@@ -245,6 +245,7 @@ impl RuLake {
             build: spec.build,
             target_recall: spec.target_recall,
             rerank: spec.rerank,
+            payload_columns: spec.payload_columns.clone(),
         }
     }
 

@@ -371,10 +371,7 @@ fn exact_recall(s: &Sample) -> Option<f64> {
             .ok()?;
         lists.push(
             hits.into_iter()
-                .map(|(pos, distance)| Hit {
-                    id: ids.get(pos),
-                    distance,
-                })
+                .map(|(pos, distance)| Hit::new(ids.get(pos), distance))
                 .collect(),
         );
     }

@@ -9,10 +9,10 @@
 
 use crate::load::{key, Room};
 use crate::plan::{effective, plan_with_total};
-use crate::search::merge_partitions;
+use crate::search::{merge_partitions, Selecting};
 use crate::{CachedPartition, EngineError, Result, RuLake};
 use rayon::prelude::*;
-use rulake_types::{Generation, Hit, SearchParams, VectorId};
+use rulake_types::{Generation, Hit, SearchParams, Selection, VectorId};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -124,10 +124,37 @@ impl RuLake {
         collection_vectors: u64,
         deadline: Option<Instant>,
     ) -> Result<Scanned> {
+        let none = Selection::default();
+        self.scan_selected(
+            name,
+            partitions,
+            queries,
+            params,
+            &none,
+            collection_vectors,
+            deadline,
+        )
+        .await
+    }
+
+    /// [`RuLake::scan`] returning only rows that match `selection`'s
+    /// filter, each hit with its columns (as [`RuLake::search_selected`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn scan_selected(
+        &self,
+        name: &str,
+        partitions: &[u32],
+        queries: &[Vec<f32>],
+        params: SearchParams,
+        selection: &Selection,
+        collection_vectors: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Scanned> {
         let c = self.collection(name)?;
         for q in queries {
             Self::check_query(&c.spec, q, &params)?;
         }
+        selection.check_columns(&c.spec.payload_columns)?;
         let owned: BTreeSet<u32> = self.owned(&c.spec).into_iter().collect();
         if let Some(p) = partitions.iter().find(|p| !owned.contains(p)) {
             return Err(EngineError::FailedPrecondition(format!(
@@ -156,6 +183,7 @@ impl RuLake {
         };
         let plan = plan_with_total(&picked, params, total, c.retune.factor());
         let masks = self.masks(name, &picked);
+        let sel = Selecting::new(&c.spec, selection, &picked, &masks)?;
         self.inner
             .queries
             .record(queries.len(), picked.len() as u32, c.spec.partitions);
@@ -167,14 +195,17 @@ impl RuLake {
                 &picked,
                 &plan,
                 &masks,
+                &sel,
                 q,
                 params.k,
                 parallel_parts,
                 deadline.into(),
             )?;
-            self.inner
-                .recall
-                .offer(name, q, &hits, &picked, &masks, params.k, retune);
+            if !sel.filtered() {
+                self.inner
+                    .recall
+                    .offer(name, q, &hits, &picked, &masks, params.k, retune);
+            }
             Ok(hits)
         };
         let hits = queries.par_iter().map(one).collect::<Result<Vec<_>>>()?;

@@ -25,6 +25,7 @@
 //! searched once, so naming one collection 20,000 times costs what naming
 //! it once does.
 
+use crate::filter::{self, Selected};
 use crate::plan::{effective, partition_params};
 use crate::registry::Collection;
 use crate::{
@@ -32,8 +33,8 @@ use crate::{
     SearchResponse, MAX_K,
 };
 use rayon::prelude::*;
-use rulake_index::{Deadline, IndexError, SharedKth};
-use rulake_types::{hit_order, merge_topk, Generation, Hit, SearchParams};
+use rulake_index::{Deadline, SharedKth};
+use rulake_types::{hit_order, merge_topk, Generation, Hit, SearchParams, Selection};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -49,6 +50,60 @@ struct Answering {
     masks: Vec<Arc<Vec<u64>>>,
 }
 
+/// What a search asks of each partition beyond the nearest rows: per
+/// partition the rows its filter selects (empty without a filter), and
+/// the payload columns every hit carries.
+#[derive(Default)]
+pub(crate) struct Selecting {
+    selected: Vec<Selected>,
+    columns: Vec<String>,
+}
+
+impl Selecting {
+    /// `selection` evaluated over `parts` (each without its `masks` rows).
+    pub(crate) fn new(
+        spec: &CollectionSpec,
+        selection: &Selection,
+        parts: &[Arc<CachedPartition>],
+        masks: &[Arc<Vec<u64>>],
+    ) -> Result<Self> {
+        selection.check_columns(&spec.payload_columns)?;
+        let selected = match &selection.filter {
+            None => Vec::new(),
+            Some(f) => parts
+                .par_iter()
+                .zip(masks)
+                .map(|(p, m)| filter::select(p, m, f))
+                .collect::<Result<_>>()?,
+        };
+        Ok(Selecting {
+            selected,
+            columns: selection.columns.clone(),
+        })
+    }
+
+    /// What partition `i` of the search asks.
+    pub(crate) fn part(&self, i: usize) -> PartSelect<'_> {
+        PartSelect {
+            selected: self.selected.get(i),
+            columns: &self.columns,
+        }
+    }
+
+    /// True when a filter narrows the search (live recall is then not
+    /// sampled: the estimate and re-tuning are for unfiltered searches).
+    pub(crate) fn filtered(&self) -> bool {
+        !self.selected.is_empty()
+    }
+}
+
+/// What one partition's search asks beyond the nearest rows.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct PartSelect<'a> {
+    selected: Option<&'a Selected>,
+    columns: &'a [String],
+}
+
 /// One partition of a federated search and what its hits are reported
 /// under.
 struct FederatedPart {
@@ -57,6 +112,10 @@ struct FederatedPart {
     part: Arc<CachedPartition>,
     params: SearchParams,
     mask: Arc<Vec<u64>>,
+    /// Index of this partition in its collection's `Selecting`.
+    slot: usize,
+    /// Position of its collection in the federation's `Selecting`s.
+    collection_slot: usize,
 }
 
 impl RuLake {
@@ -125,24 +184,52 @@ impl RuLake {
         params: SearchParams,
         deadline: Option<Instant>,
     ) -> Result<SearchResponse> {
+        self.search_selected(collection, query, params, &Selection::default(), deadline)
+            .await
+    }
+
+    /// [`RuLake::search_until`] returning only rows that match
+    /// `selection`'s filter, each hit with `selection`'s columns (see
+    /// `filter` for the plans). A filter or column the collection's
+    /// payload columns do not fit is [`EngineError::Filter`].
+    pub async fn search_selected(
+        &self,
+        collection: &str,
+        query: &[f32],
+        params: SearchParams,
+        selection: &Selection,
+        deadline: Option<Instant>,
+    ) -> Result<SearchResponse> {
         let c = self.collection(collection)?;
         Self::check_query(&c.spec, query, &params)?;
+        selection.check_columns(&c.spec.payload_columns)?;
         let a = self.answering(&c, deadline).await?;
+        let sel = Selecting::new(&c.spec, selection, &a.parts, &a.masks)?;
         let retune = c.retune_for(&params);
         let params = effective(&c.spec, params);
         let plan = partition_params(&a.parts, params, c.retune.factor());
-        let hits = search_partitions(&a.parts, &a.masks, query, &plan, params.k, deadline.into())?;
-        let answered = a.parts.len() as u32;
-        self.inner.queries.record(1, answered, c.spec.partitions);
-        self.inner.recall.offer(
-            &c.spec.name,
-            query,
-            &hits,
+        let hits = search_partitions(
             &a.parts,
             &a.masks,
+            &sel,
+            query,
+            &plan,
             params.k,
-            retune,
-        );
+            deadline.into(),
+        )?;
+        let answered = a.parts.len() as u32;
+        self.inner.queries.record(1, answered, c.spec.partitions);
+        if !sel.filtered() {
+            self.inner.recall.offer(
+                &c.spec.name,
+                query,
+                &hits,
+                &a.parts,
+                &a.masks,
+                params.k,
+                retune,
+            );
+        }
         Ok(SearchResponse {
             hits,
             generation: a.generation,
@@ -173,11 +260,28 @@ impl RuLake {
         params: SearchParams,
         deadline: Option<Instant>,
     ) -> Result<Vec<SearchResponse>> {
+        self.batch_search_selected(collection, queries, params, &Selection::default(), deadline)
+            .await
+    }
+
+    /// [`RuLake::batch_search_until`] with one `selection` for every
+    /// query, as [`RuLake::search_selected`] (the filter is evaluated
+    /// once for the batch).
+    pub async fn batch_search_selected(
+        &self,
+        collection: &str,
+        queries: &[Vec<f32>],
+        params: SearchParams,
+        selection: &Selection,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<SearchResponse>> {
         let c = self.collection(collection)?;
         for q in queries {
             Self::check_query(&c.spec, q, &params)?;
         }
+        selection.check_columns(&c.spec.payload_columns)?;
         let a = self.answering(&c, deadline).await?;
+        let sel = Selecting::new(&c.spec, selection, &a.parts, &a.masks)?;
         let retune = c.retune_for(&params);
         let params = effective(&c.spec, params);
         let plan = partition_params(&a.parts, params, c.retune.factor());
@@ -192,20 +296,23 @@ impl RuLake {
                     &a.parts,
                     &plan,
                     &a.masks,
+                    &sel,
                     q,
                     params.k,
                     false,
                     deadline.into(),
                 )?;
-                self.inner.recall.offer(
-                    &c.spec.name,
-                    q,
-                    &hits,
-                    &a.parts,
-                    &a.masks,
-                    params.k,
-                    retune,
-                );
+                if !sel.filtered() {
+                    self.inner.recall.offer(
+                        &c.spec.name,
+                        q,
+                        &hits,
+                        &a.parts,
+                        &a.masks,
+                        params.k,
+                        retune,
+                    );
+                }
                 Ok(SearchResponse {
                     hits,
                     generation: a.generation.clone(),
@@ -238,33 +345,56 @@ impl RuLake {
         params: SearchParams,
         deadline: Option<Instant>,
     ) -> Result<FederatedResponse> {
+        self.federated_search_selected(collections, query, params, &Selection::default(), deadline)
+            .await
+    }
+
+    /// [`RuLake::federated_search_until`] with `selection` applied to
+    /// every collection, as [`RuLake::search_selected`]: each collection
+    /// must keep every column the selection names.
+    pub async fn federated_search_selected(
+        &self,
+        collections: &[&str],
+        query: &[f32],
+        params: SearchParams,
+        selection: &Selection,
+        deadline: Option<Instant>,
+    ) -> Result<FederatedResponse> {
         let cs = self.federation(collections, query, &params)?;
+        for c in &cs {
+            selection.check_columns(&c.spec.payload_columns)?;
+        }
         let mut work = Vec::new();
+        let mut selecting = Vec::new();
         let mut generations = BTreeMap::new();
         let mut loading = BTreeMap::new();
         let mut total = 0;
-        for c in &cs {
+        for (ci, c) in cs.iter().enumerate() {
             let a = self.answering(c, deadline).await?;
             if let Some(g) = a.loading {
                 loading.insert(c.spec.name.clone(), g);
             }
             total += c.spec.partitions;
             generations.insert(c.spec.name.clone(), a.generation.clone());
+            selecting.push(Selecting::new(&c.spec, selection, &a.parts, &a.masks)?);
             let plan = partition_params(&a.parts, effective(&c.spec, params), c.retune.factor());
-            for ((part, p), mask) in a.parts.into_iter().zip(plan).zip(a.masks) {
+            for (slot, ((part, p), mask)) in a.parts.into_iter().zip(plan).zip(a.masks).enumerate()
+            {
                 work.push(FederatedPart {
                     collection: c.spec.name.clone(),
                     generation: a.generation.clone(),
                     part,
                     params: p,
                     mask,
+                    slot,
+                    collection_slot: ci,
                 });
             }
         }
         let answered = work.len() as u32;
         self.inner.queries.record(1, answered, total);
         Ok(FederatedResponse {
-            hits: federated_hits(&work, query, params.k, deadline.into())?,
+            hits: federated_hits(&work, &selecting, query, params.k, deadline.into())?,
             generations,
             loading,
             partitions_answered: answered,
@@ -318,6 +448,7 @@ impl RuLake {
 /// first, ties by collection then id, an id once per collection.
 fn federated_hits(
     work: &[FederatedPart],
+    selecting: &[Selecting],
     query: &[f32],
     k: usize,
     deadline: Deadline,
@@ -326,17 +457,25 @@ fn federated_hits(
     let lists: Vec<Vec<FederatedHit>> = work
         .par_iter()
         .map(|w| {
-            Ok(
-                partition_hits(&w.part, &w.mask, query, w.params, Some(&shared), deadline)?
-                    .into_iter()
-                    .map(|h| FederatedHit {
-                        collection: w.collection.clone(),
-                        generation: w.generation.clone(),
-                        id: h.id,
-                        distance: h.distance,
-                    })
-                    .collect(),
-            )
+            let sel = selecting[w.collection_slot].part(w.slot);
+            Ok(partition_hits(
+                &w.part,
+                &w.mask,
+                sel,
+                query,
+                w.params,
+                Some(&shared),
+                deadline,
+            )?
+            .into_iter()
+            .map(|h| FederatedHit {
+                collection: w.collection.clone(),
+                generation: w.generation.clone(),
+                id: h.id,
+                distance: h.distance,
+                columns: h.columns,
+            })
+            .collect())
         })
         .collect::<Result<_>>()?;
     let mut all: Vec<FederatedHit> = lists.into_iter().flatten().collect();
@@ -356,28 +495,33 @@ fn federated_hits(
 /// partitions, is the `k`-th best distance they found so far: rows that cannot beat it are
 /// not reranked (see `rulake_index::bound`), so a query split over many
 /// partitions reads about as many full vectors as one over a single index.
+/// With a filter, the partition searches only the rows `sel` selects, by
+/// the plan `filter` chooses. Hits carry `sel`'s payload columns.
 /// Past `deadline` (checked before the partition and between its probed
 /// lists) the answer is [`EngineError::DeadlineExceeded`].
 pub(crate) fn partition_hits(
     part: &CachedPartition,
     mask: &[u64],
+    sel: PartSelect<'_>,
     query: &[f32],
     p: SearchParams,
     shared: Option<&SharedKth>,
     deadline: Deadline,
 ) -> Result<Vec<Hit>> {
     let ids = part.index.ids();
-    Ok(part
-        .index
-        .search_within(query, p.k, p.nprobe, p.rerank, mask, shared, deadline)
-        .map_err(|e| match e {
-            IndexError::DeadlineExceeded => EngineError::deadline(),
-            e => EngineError::InvalidArgument(e.to_string()),
-        })?
+    let found = match sel.selected {
+        Some(selected) => filter::search(part, selected, query, p, deadline)?.1,
+        None => part
+            .index
+            .search_within(query, p.k, p.nprobe, p.rerank, mask, shared, deadline)
+            .map_err(filter::index_error)?,
+    };
+    Ok(found
         .into_iter()
         .map(|(pos, distance)| Hit {
             id: ids.get(pos),
             distance,
+            columns: part.payload.row(pos, sel.columns),
         })
         .collect())
 }
@@ -390,13 +534,22 @@ type Numbered = (usize, Result<Vec<Hit>>);
 fn search_partitions(
     parts: &[Arc<CachedPartition>],
     masks: &[Arc<Vec<u64>>],
+    sel: &Selecting,
     query: &[f32],
     plan: &[SearchParams],
     k: usize,
     deadline: Deadline,
 ) -> Result<Vec<Hit>> {
     if parts.len() == 1 {
-        let mut hits = partition_hits(&parts[0], &masks[0], query, plan[0], None, deadline)?;
+        let mut hits = partition_hits(
+            &parts[0],
+            &masks[0],
+            sel.part(0),
+            query,
+            plan[0],
+            None,
+            deadline,
+        )?;
         hits.sort_by(hit_order);
         return Ok(hits);
     }
@@ -415,6 +568,7 @@ fn search_partitions(
                 let hits = partition_hits(
                     &parts[i],
                     &masks[i],
+                    sel.part(i),
                     query,
                     plan[i],
                     Some(&shared),
@@ -450,33 +604,36 @@ fn search_partitions(
 /// `parts` searched at their planned parameters, on rayon's pool when
 /// `parallel` (else one after another on this thread), and their answers
 /// merged into the top `k`; past `deadline`, no answer.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn merge_partitions(
     parts: &[Arc<CachedPartition>],
     plan: &[SearchParams],
     masks: &[Arc<Vec<u64>>],
+    sel: &Selecting,
     query: &[f32],
     k: usize,
     parallel: bool,
     deadline: Deadline,
 ) -> Result<Vec<Hit>> {
     let shared = SharedKth::new(k);
-    let hits_of = |((part, pp), mask): ((&Arc<CachedPartition>, &SearchParams), &Arc<Vec<u64>>)| {
-        partition_hits(part, mask, query, *pp, Some(&shared), deadline)
+    let hits_of = |i: usize| {
+        partition_hits(
+            &parts[i],
+            &masks[i],
+            sel.part(i),
+            query,
+            plan[i],
+            Some(&shared),
+            deadline,
+        )
     };
     let lists = if parallel {
-        parts
-            .par_iter()
-            .zip(plan)
-            .zip(masks)
+        (0..parts.len())
+            .into_par_iter()
             .map(hits_of)
             .collect::<Result<Vec<_>>>()?
     } else {
-        parts
-            .iter()
-            .zip(plan)
-            .zip(masks)
-            .map(hits_of)
-            .collect::<Result<Vec<_>>>()?
+        (0..parts.len()).map(hits_of).collect::<Result<Vec<_>>>()?
     };
     Ok(merge_topk(lists, k))
 }

@@ -9,7 +9,8 @@
 
 use crate::error::{EngineError, Result};
 use rulake_index::{BuildParams, DEFAULT_RERANK, DEFAULT_TARGET_RECALL};
-use rulake_types::{Consistency, Generation, Hit, Metric, VectorId};
+use rulake_types::payload::MAX_PAYLOAD_COLUMNS;
+use rulake_types::{Consistency, Generation, Hit, Metric, Value, VectorId};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -41,6 +42,10 @@ pub struct CollectionSpec {
     /// version, an Iceberg snapshot id) instead of following it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pin: Option<String>,
+    /// Scalar columns of the source kept beside the vectors, by row, so
+    /// searches can filter on them and return them. Immutable.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub payload_columns: Vec<String>,
     /// Index build parameters.
     #[serde(skip)]
     pub build: BuildParams,
@@ -63,8 +68,18 @@ impl CollectionSpec {
             nprobe: None,
             target_recall: DEFAULT_TARGET_RECALL,
             pin: None,
+            payload_columns: Vec::new(),
             build: BuildParams::default(),
         }
+    }
+
+    /// Keep these payload columns of the source.
+    pub fn payload_columns<S: Into<String>>(
+        mut self,
+        columns: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.payload_columns = columns.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Set the metric.
@@ -136,8 +151,31 @@ impl CollectionSpec {
                 self.target_recall
             ));
         }
-        Ok(())
+        check_payload_columns(&self.payload_columns)
     }
+}
+
+/// Payload column names: at most [`MAX_PAYLOAD_COLUMNS`], each non-empty,
+/// at most 256 bytes, without control characters, and each once.
+pub fn check_payload_columns(columns: &[String]) -> Result<()> {
+    let bad = |m: String| Err(EngineError::InvalidArgument(m));
+    if columns.len() > MAX_PAYLOAD_COLUMNS {
+        return bad(format!(
+            "at most {MAX_PAYLOAD_COLUMNS} payload columns, got {}",
+            columns.len()
+        ));
+    }
+    for (i, c) in columns.iter().enumerate() {
+        if c.trim().is_empty() || c.len() > 256 || c.chars().any(char::is_control) {
+            return bad(format!(
+                "payload column {c:?} must be 1-256 bytes without control characters"
+            ));
+        }
+        if columns[..i].contains(c) {
+            return bad(format!("payload column {c:?} is named twice"));
+        }
+    }
+    Ok(())
 }
 
 /// Answer to a single-collection search.
@@ -169,6 +207,9 @@ pub struct FederatedHit {
     pub id: VectorId,
     /// Exact distance.
     pub distance: f32,
+    /// The payload columns the search asked for.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub columns: BTreeMap<String, Value>,
 }
 
 /// Answer to a federated search.

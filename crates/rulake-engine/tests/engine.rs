@@ -86,10 +86,7 @@ async fn engine_answers_equal_its_partitions_merged_and_an_exact_scan() {
                     .search(q, 10, pp.nprobe, pp.rerank)
                     .unwrap()
                     .into_iter()
-                    .map(|(pos, distance)| Hit {
-                        id: p.index.ids().get(pos),
-                        distance,
-                    })
+                    .map(|(pos, distance)| Hit::new(p.index.ids().get(pos), distance))
                     .collect()
             }),
             10,

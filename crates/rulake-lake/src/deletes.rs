@@ -150,6 +150,15 @@ fn filter(batch: RowBatch, deletes: &FileDeletes, base: u64, dim: usize) -> RowB
     let mut out = RowBatch {
         ids: Vec::with_capacity(batch.ids.len()),
         vectors: Vec::with_capacity(batch.vectors.len()),
+        payload: batch
+            .payload
+            .iter()
+            .map(|c| rulake_types::Column {
+                name: c.name.clone(),
+                ty: c.ty,
+                values: Vec::with_capacity(c.values.len()),
+            })
+            .collect(),
     };
     for (i, id) in batch.ids.into_iter().enumerate() {
         if deletes.deleted(base + i as u64, &id) {
@@ -157,6 +166,14 @@ fn filter(batch: RowBatch, deletes: &FileDeletes, base: u64, dim: usize) -> RowB
         }
         if let Some(v) = batch.vectors.get(i * dim..(i + 1) * dim) {
             out.vectors.extend_from_slice(v);
+        }
+        for (kept, c) in out.payload.iter_mut().zip(&batch.payload) {
+            kept.values.push(
+                c.values
+                    .get(i)
+                    .cloned()
+                    .unwrap_or(rulake_types::Value::Null),
+            );
         }
         out.ids.push(id);
     }
@@ -192,6 +209,7 @@ mod tests {
         let batch = RowBatch {
             ids: (10..15).map(VectorId::U64).collect(),
             vectors: (0..10).map(|x| x as f32).collect(),
+            payload: Vec::new(),
         };
         // Positions 1..6 in the file: 1 and 5 are deleted, id 13 too.
         let out = filter(batch, &d, 1, 2);

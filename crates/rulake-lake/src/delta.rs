@@ -640,7 +640,11 @@ impl Source for DeltaSource {
     }
 
     fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
-        let rows = self.files.read_object_unit(unit, dim);
+        self.read_unit_columns(unit, dim, &[])
+    }
+
+    fn read_unit_columns(&self, unit: &Unit, dim: usize, payload: &[String]) -> RowStream {
+        let rows = self.files.read_object_unit(unit, dim, payload);
         self.deletes
             .apply(unit, self.files.first_row_of(unit), dim, rows)
     }

@@ -332,9 +332,13 @@ impl Source for Metered {
     }
 
     fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
+        self.read_unit_columns(unit, dim, &[])
+    }
+
+    fn read_unit_columns(&self, unit: &Unit, dim: usize, payload: &[String]) -> RowStream {
         let kind = self.kind;
         self.inner
-            .read_unit(unit, dim)
+            .read_unit_columns(unit, dim, payload)
             .inspect(move |r| {
                 if r.is_err() {
                     record_error(kind);

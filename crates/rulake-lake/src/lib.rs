@@ -27,6 +27,7 @@
 //! - `dv` (feature `delta`) — Delta deletion vectors: Z85, Roaring, the DV file layout.
 //! - [`store`] — URL → object store, credentials from the environment.
 //! - [`io`] — bytes, requests and errors per source kind, for metrics.
+//! - `payload_conv` — Arrow payload columns to [`rulake_types::Value`]s.
 //! - [`writer`] — writing vectors as Parquet.
 //! - [`error`] — [`LakeError`], which names file, row group and column.
 
@@ -48,6 +49,7 @@ pub mod managed;
 pub mod memory;
 pub mod open;
 pub mod parquet;
+mod payload_conv;
 pub mod policy;
 pub mod reader;
 pub mod source;

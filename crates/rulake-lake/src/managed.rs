@@ -317,7 +317,7 @@ impl Source for ManagedSource {
     }
 
     fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
-        self.files.read_object_unit(unit, dim)
+        self.files.read_object_unit(unit, dim, &[])
     }
 }
 

@@ -15,6 +15,7 @@
 
 use crate::arrow_conv::{self, ID_TYPES, VECTOR_TYPES};
 use crate::error::{LakeError, Location, Result};
+use crate::payload_conv;
 use crate::reader::{ObjectReader, ReadCounters};
 use crate::source::{Listing, RowBatch, RowStream, Source, Unit};
 use crate::store::{open_store, to_url, StoreUrl};
@@ -307,7 +308,7 @@ impl ParquetSource {
             return Ok(d);
         }
         // Variable lists: the first row decides; every row is checked later.
-        let reader = self.reader(unit, md)?;
+        let reader = self.reader(unit, md, &[])?;
         let mut stream = reader
             .with_batch_size(1)
             .build()
@@ -342,19 +343,39 @@ impl ParquetSource {
         &self.counters
     }
 
+    /// A reader of `unit`'s id, vector and `payload` columns. A payload
+    /// column the file lacks, or of a type RuLake cannot keep, is refused
+    /// here, naming the file and the column.
     fn reader(
         &self,
         unit: &Unit,
         md: ArrowReaderMetadata,
+        payload: &[String],
     ) -> Result<ParquetRecordBatchStreamBuilder<ObjectReader>> {
         let obj = self.object_reader(&unit.object, unit.object_size);
         let schema = md.schema().clone();
         let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(obj, md);
         let idx = |c: &str| schema.index_of(c).expect("checked by check_schema");
-        let mask = ProjectionMask::roots(
-            builder.parquet_schema(),
-            [idx(&self.config.id_column), idx(&self.config.vector_column)],
-        );
+        let mut roots = vec![idx(&self.config.id_column), idx(&self.config.vector_column)];
+        let at = Location {
+            object: unit.object.clone(),
+            row_group: None,
+        };
+        for c in payload {
+            let i = schema.index_of(c).map_err(|_| LakeError::MissingColumn {
+                at: at.clone(),
+                column: c.clone(),
+                available: schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+            payload_conv::check_type(schema.field(i).data_type(), &at, c)?;
+            roots.push(i);
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         Ok(builder
             .with_row_groups(vec![unit.row_group])
             .with_projection(mask))
@@ -445,7 +466,11 @@ impl Source for ParquetSource {
     }
 
     fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
-        self.read_object_unit(unit, dim)
+        self.read_object_unit(unit, dim, &[])
+    }
+
+    fn read_unit_columns(&self, unit: &Unit, dim: usize, payload: &[String]) -> RowStream {
+        self.read_object_unit(unit, dim, payload)
     }
 }
 
@@ -499,8 +524,14 @@ impl ParquetSource {
     }
 
     /// Stream the rows of a unit listed by [`Self::units_of_objects`],
-    /// slice by slice when its file has an offset index.
-    pub(crate) fn read_object_unit(&self, unit: &Unit, dim: usize) -> RowStream {
+    /// with its `payload` columns, slice by slice when its file has an
+    /// offset index.
+    pub(crate) fn read_object_unit(
+        &self,
+        unit: &Unit,
+        dim: usize,
+        payload: &[String],
+    ) -> RowStream {
         let unit = unit.clone();
         let cached = self
             .footers
@@ -517,7 +548,7 @@ impl ParquetSource {
             slices(&md, unit.row_group, dim)
                 .into_iter()
                 .map(|selection| {
-                    let mut b = self.reader(&unit, md.clone())?;
+                    let mut b = self.reader(&unit, md.clone(), payload)?;
                     if let Some(selection) = selection {
                         b = b.with_row_selection(selection);
                     }
@@ -533,6 +564,7 @@ impl ParquetSource {
         };
         let id_col = self.config.id_column.clone();
         let vec_col = self.config.vector_column.clone();
+        let payload = payload.to_vec();
         let at = Location {
             object: unit.object.clone(),
             row_group: Some(unit.row_group),
@@ -559,8 +591,19 @@ impl ParquetSource {
                         *row_base,
                         &mut vectors,
                     )?;
+                    let payload = payload
+                        .iter()
+                        .map(|c| {
+                            let array = batch.column_by_name(c).expect("projected");
+                            payload_conv::column_from_array(array, &at, c, *row_base)
+                        })
+                        .collect::<Result<Vec<_>>>()?;
                     *row_base += batch.num_rows();
-                    Ok(RowBatch { ids, vectors })
+                    Ok(RowBatch {
+                        ids,
+                        vectors,
+                        payload,
+                    })
                 });
                 futures::future::ready(Some(out))
             })

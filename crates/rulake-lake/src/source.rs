@@ -53,6 +53,9 @@ pub struct RowBatch {
     pub ids: Vec<VectorId>,
     /// Row-major vectors, `ids.len() * dim` values, all finite.
     pub vectors: Vec<f32>,
+    /// The payload columns asked for ([`Source::read_unit_columns`]), in
+    /// the order asked, one value per row each.
+    pub payload: Vec<rulake_types::Column>,
 }
 
 impl RowBatch {
@@ -87,6 +90,25 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// Stream the `(id, vector)` rows of one unit, checking every vector
     /// against `dim`, in batches of bounded size.
     fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream;
+
+    /// [`Source::read_unit`] with the `payload` columns of every row
+    /// ([`RowBatch::payload`]). Sources that hold no payload columns
+    /// (the memory and managed sources) refuse any.
+    fn read_unit_columns(&self, unit: &Unit, dim: usize, payload: &[String]) -> RowStream {
+        if payload.is_empty() {
+            return self.read_unit(unit, dim);
+        }
+        let e = crate::LakeError::Unsupported {
+            table: self.describe(),
+            feature: "payload columns".into(),
+            detail: format!(
+                "{} sources hold only ids and vectors (asked for {})",
+                self.kind(),
+                payload.join(", ")
+            ),
+        };
+        futures::StreamExt::boxed(futures::stream::once(async move { Err(e) }))
+    }
 
     /// The same source frozen at one version (time travel): a Delta table
     /// version, an Iceberg snapshot id. Sources without versions refuse.

@@ -14,10 +14,17 @@
 //! - [`stable_hash`] — the one hash used to place units and ids on partitions.
 //! - [`StatusCode`] — the gRPC code an error maps to, named by its owner.
 //! - [`source`] — [`SourceKind`]: the one description of a source, and its validation.
+//! - [`payload`] — payload columns: [`Value`], [`ColumnType`], a partition's [`Payload`].
+//! - [`filter`] — [`Filter`]: the filter language, its typing, evaluation and readable form.
+//! - [`Selection`] — what a search asks beyond the nearest: a filter and the columns to return.
 
+pub mod filter;
+pub mod payload;
 pub mod source;
 mod status;
 
+pub use filter::{Filter, FilterError};
+pub use payload::{Column, ColumnType, Payload, Value};
 pub use source::{IcebergSqlCatalog, SourceError, SourceKind};
 pub use status::StatusCode;
 
@@ -257,6 +264,44 @@ impl SearchParams {
     }
 }
 
+/// What a search asks for beyond the nearest rows: only rows matching a
+/// filter, and payload columns returned with each hit. Kept apart from
+/// [`SearchParams`] (a small `Copy` value every partition's plan is made
+/// of) because it owns a tree and names.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    /// Only rows matching it are answers (`None`: every row).
+    pub filter: Option<Filter>,
+    /// Payload columns each hit carries.
+    pub columns: Vec<String>,
+}
+
+impl Selection {
+    /// True when the search is a plain nearest-neighbour search.
+    pub fn is_empty(&self) -> bool {
+        self.filter.is_none() && self.columns.is_empty()
+    }
+
+    /// Check every column named (by the filter or for output) is one of
+    /// the collection's payload columns `names`.
+    pub fn check_columns(&self, names: &[String]) -> Result<(), FilterError> {
+        if let Some(f) = &self.filter {
+            f.check_columns(names)?;
+        }
+        match self.columns.iter().find(|c| !names.contains(c)) {
+            Some(c) => Err(FilterError::UnknownColumn {
+                column: c.clone(),
+                available: if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                },
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// One answer row: an id and its exact distance under the collection's metric.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hit {
@@ -264,6 +309,20 @@ pub struct Hit {
     pub id: VectorId,
     /// Exact distance (smaller is nearer), see [`Metric`].
     pub distance: f32,
+    /// The payload columns the search asked for ([`Selection::columns`]).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub columns: std::collections::BTreeMap<String, Value>,
+}
+
+impl Hit {
+    /// A hit without payload columns.
+    pub fn new(id: VectorId, distance: f32) -> Self {
+        Hit {
+            id,
+            distance,
+            columns: Default::default(),
+        }
+    }
 }
 
 /// Total order used everywhere a hit list is sorted: distance, then id, so
@@ -326,10 +385,7 @@ mod tests {
     use super::*;
 
     fn h(id: u64, d: f32) -> Hit {
-        Hit {
-            id: VectorId::U64(id),
-            distance: d,
-        }
+        Hit::new(VectorId::U64(id), d)
     }
 
     #[test]

@@ -120,6 +120,10 @@ pub struct CreateArgs {
     /// Recall@10 the defaults aim for, in (0, 1] (server default 0.95).
     #[arg(long)]
     pub target_recall: Option<f32>,
+    /// Scalar columns of the source to keep beside the vectors, for
+    /// `--filter` and `--output-columns`: `--payload-columns lang,year`.
+    #[arg(long, value_delimiter = ',')]
+    pub payload_columns: Vec<String>,
     /// The server.
     #[command(flatten)]
     pub conn: Conn,
@@ -200,6 +204,18 @@ pub struct SearchArgs {
     /// Rerank factor (default: the collection's).
     #[arg(long)]
     pub rerank: Option<u32>,
+    /// Only rows matching this filter over the collection's payload
+    /// columns: `--filter 'lang = "en" and year >= 2024'` (see
+    /// docs/api.md, "Filters").
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Payload columns to print with each hit: `--output-columns title,year`.
+    #[arg(long, value_delimiter = ',')]
+    pub output_columns: Vec<String>,
+    /// `table` (default) or `json`: one JSON object with the hits (ids,
+    /// distances, columns).
+    #[arg(long, default_value = "table")]
+    pub format: String,
     /// The server.
     #[command(flatten)]
     pub conn: Conn,
@@ -332,6 +348,7 @@ pub async fn collections(cmd: Collections) -> anyhow::Result<()> {
                 rerank: a.rerank,
                 nprobe: a.nprobe,
                 target_recall: a.target_recall,
+                payload_columns: a.payload_columns.clone(),
             };
             let info = a.conn.client().await?.create_collection(spec).await?;
             print_infos(&[info]);
@@ -342,13 +359,14 @@ pub async fn collections(cmd: Collections) -> anyhow::Result<()> {
             print_infos(std::slice::from_ref(&info));
             let s = info.spec.unwrap_or_default();
             println!(
-                "source: {:?}\nconsistency: {:?}\nrerank: {:?}  nprobe: {:?}  target recall: {:?}  replication: {}",
+                "source: {:?}\nconsistency: {:?}\nrerank: {:?}  nprobe: {:?}  target recall: {:?}  replication: {}\npayload columns: {}",
                 s.source.and_then(|s| s.kind),
                 s.consistency.and_then(|c| c.level),
                 s.rerank,
                 s.nprobe,
                 s.target_recall,
-                s.replication_factor
+                s.replication_factor,
+                s.payload_columns.join(", ")
             );
         }
         Collections::Drop { name, conn } => {
@@ -530,6 +548,20 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
         .map(|x| x.trim().parse::<f32>())
         .collect::<Result<Vec<f32>, _>>()
         .context("--vector takes comma-separated numbers")?;
+    let json = match a.format.as_str() {
+        "table" => false,
+        "json" => true,
+        other => anyhow::bail!("--format {other:?}: expected table or json"),
+    };
+    let filter = a
+        .filter
+        .as_deref()
+        .map(|text| {
+            rulake_types::filter::parse(text)
+                .map(|f| rulake_coordinator::wire::filter_to(&f))
+                .with_context(|| format!("--filter {text:?}"))
+        })
+        .transpose()?;
     let client = a.conn.client().await?;
     let r = client
         .search_with(
@@ -539,9 +571,15 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
                 k: a.k,
                 nprobe: a.nprobe,
                 rerank: a.rerank,
+                filter,
+                output_columns: a.output_columns.clone(),
             },
         )
         .await?;
+    if json {
+        println!("{}", search_json(&r));
+        return Ok(());
+    }
     println!(
         "generation {}  partitions {}/{}{}",
         r.generation,
@@ -549,12 +587,96 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
         r.partitions_total,
         if r.partial { "  PARTIAL" } else { "" }
     );
-    println!("{:>4}  {:<24} distance", "rank", "id");
+    let mut header = format!("{:>4}  {:<24} {:<12}", "rank", "id", "distance");
+    for c in &a.output_columns {
+        header.push_str(&format!(" {c}"));
+    }
+    println!("{}", header.trim_end());
     for (i, h) in r.hits.iter().enumerate() {
         let id = Id::of(&h.id).map(|i| i.to_string()).unwrap_or_default();
-        println!("{:>4}  {:<24} {}", i + 1, id, h.distance);
+        let mut line = format!("{:>4}  {:<24} {:<12}", i + 1, id, h.distance);
+        for c in &a.output_columns {
+            let v = h
+                .columns
+                .get(c)
+                .map(value_json)
+                .unwrap_or(serde_json::Value::Null);
+            line.push_str(&format!(" {v}"));
+        }
+        println!("{}", line.trim_end());
     }
     Ok(())
+}
+
+/// A search's answer as the JSON `--format json` prints.
+fn search_json(r: &proto::SearchResponse) -> serde_json::Value {
+    let hits: Vec<serde_json::Value> = r
+        .hits
+        .iter()
+        .map(|h| {
+            let id = match h.id.as_ref().and_then(|i| i.id.as_ref()) {
+                Some(proto::vector_id::Id::Num(n)) => serde_json::json!(n),
+                Some(proto::vector_id::Id::Str(s)) => serde_json::json!(s),
+                None => serde_json::Value::Null,
+            };
+            let columns: serde_json::Map<String, serde_json::Value> = h
+                .columns
+                .iter()
+                .map(|(k, v)| (k.clone(), value_json(v)))
+                .collect();
+            serde_json::json!({"id": id, "distance": h.distance, "columns": columns})
+        })
+        .collect();
+    serde_json::json!({
+        "generation": r.generation,
+        "partial": r.partial,
+        "partitions_answered": r.partitions_answered,
+        "partitions_total": r.partitions_total,
+        "hits": hits,
+    })
+}
+
+/// A payload value as JSON: timestamps as RFC 3339 strings in UTC, dates
+/// as `YYYY-MM-DD`.
+fn value_json(v: &proto::Value) -> serde_json::Value {
+    use proto::value::Kind;
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::BoolValue(b)) => serde_json::json!(b),
+        Some(Kind::IntValue(i)) => serde_json::json!(i),
+        Some(Kind::FloatValue(x)) => serde_json::json!(x),
+        Some(Kind::StringValue(s)) => serde_json::json!(s),
+        Some(Kind::TimestampMicros(t)) => serde_json::json!(rfc3339(*t)),
+        Some(Kind::DateDays(d)) => serde_json::json!(civil(*d as i64)),
+        Some(Kind::StringList(l)) => serde_json::json!(l.values),
+    }
+}
+
+/// `YYYY-MM-DD` of days since the Unix epoch (Hinnant's `civil_from_days`).
+fn civil(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// An instant in microseconds since the Unix epoch as RFC 3339 (UTC).
+fn rfc3339(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let (days, s) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let time = format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+    if frac == 0 {
+        format!("{}T{time}Z", civil(days))
+    } else {
+        format!("{}T{time}.{frac:06}Z", civil(days))
+    }
 }
 
 /// Run `rulake stats`.
@@ -629,4 +751,21 @@ pub async fn stats(conn: Conn) -> anyhow::Result<()> {
         Err(e) => println!("cluster status unavailable: {e}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_print_as_rfc3339() {
+        assert_eq!(civil(0), "1970-01-01");
+        assert_eq!(civil(19_783), "2024-03-01");
+        assert_eq!(
+            rfc3339(86_400_000_000 + 3_600_000_000 + 5),
+            "1970-01-02T01:00:00.000005Z"
+        );
+        let back = rulake_types::payload::parse_instant("2024-02-29T23:59:58Z").unwrap();
+        assert_eq!(rfc3339(back), "2024-02-29T23:59:58Z");
+    }
 }

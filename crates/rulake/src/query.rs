@@ -214,10 +214,7 @@ async fn exact_recall(
                 let ids = p.index.ids();
                 p.index.exact_search(q, k).map(|r| {
                     r.into_iter()
-                        .map(|(pos, distance)| Hit {
-                            id: ids.get(pos),
-                            distance,
-                        })
+                        .map(|(pos, distance)| Hit::new(ids.get(pos), distance))
                         .collect::<Vec<_>>()
                 })
             })

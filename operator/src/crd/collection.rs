@@ -96,6 +96,13 @@ pub struct RuLakeCollectionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.01, max = 1.0))]
     pub target_recall: Option<f32>,
+    /// Scalar columns of the source kept beside the vectors, for filters
+    /// and returned columns (integers, floats, strings, booleans,
+    /// timestamps, dates, lists of strings). Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("payloadColumns is immutable"))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub payload_columns: Vec<String>,
 }
 
 fn one() -> u32 {

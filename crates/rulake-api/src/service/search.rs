@@ -18,13 +18,23 @@
 use super::call::Scope;
 use super::Api;
 use crate::convert::{hit_to, id_to, params_from, query_from};
-use crate::status::invalid;
+use crate::status::{invalid, to_status};
 use rulake_auth::Perm;
 use rulake_engine::SearchResponse;
 use rulake_proto::v1 as pb;
-use rulake_types::SearchParams;
+use rulake_types::{SearchParams, Selection};
 use std::collections::HashSet;
 use tonic::{Request, Response, Status};
+
+/// The request's filter and output columns, taken out of its parameters
+/// (an empty or over-deep filter is `INVALID_ARGUMENT`).
+fn selection_of(p: &mut Option<pb::SearchParams>) -> Result<Selection, Status> {
+    let Some(p) = p.as_mut() else {
+        return Ok(Selection::default());
+    };
+    rulake_coordinator::wire::selection_from(p.filter.take(), std::mem::take(&mut p.output_columns))
+        .map_err(to_status)
+}
 
 impl Api {
     /// The request's search parameters, with `k` within the server's limit.
@@ -80,13 +90,17 @@ impl pb::search_service_server::SearchService for Api {
             "Search",
             Perm::Read,
             Scope::Collection(|r| &r.collection),
-            move |r, call| async move {
+            move |mut r, call| async move {
                 let query = query_from(r.query)?;
+                let selection = selection_of(&mut r.params)?;
                 let params = self.search_params(r.params)?;
                 self.check_hits(params.k, 1, 1)?;
                 let by = call.by();
                 let a = call
-                    .run(self.coord.search(&r.collection, &query, params, by))
+                    .run(
+                        self.coord
+                            .search(&r.collection, &query, params, &selection, by),
+                    )
                     .await?;
                 Ok(pb::SearchResponse {
                     hits: a.hits.into_iter().map(hit_to).collect(),
@@ -110,7 +124,7 @@ impl pb::search_service_server::SearchService for Api {
             "BatchSearch",
             Perm::Read,
             Scope::Collection(|r| &r.collection),
-            move |r, call| async move {
+            move |mut r, call| async move {
                 if r.queries.len() > self.limits.max_batch {
                     return Err(invalid(format!(
                         "a batch holds at most {} queries, got {}",
@@ -118,12 +132,16 @@ impl pb::search_service_server::SearchService for Api {
                         r.queries.len()
                     )));
                 }
+                let selection = selection_of(&mut r.params)?;
                 let params = self.search_params(r.params)?;
                 self.check_hits(params.k, r.queries.len(), 1)?;
                 let queries: Vec<Vec<f32>> = r.queries.into_iter().map(|v| v.values).collect();
                 let by = call.by();
                 let answers = call
-                    .run(self.coord.batch_search(&r.collection, &queries, params, by))
+                    .run(
+                        self.coord
+                            .batch_search(&r.collection, &queries, params, &selection, by),
+                    )
                     .await?;
                 Ok(batch_response(answers))
             },
@@ -141,8 +159,9 @@ impl pb::search_service_server::SearchService for Api {
             Perm::Read,
             // Authorized below, once per distinct name, after the count.
             Scope::Deferred,
-            move |r, call| async move {
+            move |mut r, call| async move {
                 let names = self.federation(&r.collections)?;
+                let selection = selection_of(&mut r.params)?;
                 let params = self.search_params(r.params)?;
                 self.check_hits(params.k, 1, names.len())?;
                 for name in &names {
@@ -152,7 +171,10 @@ impl pb::search_service_server::SearchService for Api {
                 let query = query_from(r.query)?;
                 let by = call.by();
                 let a = call
-                    .run(self.coord.federated_search(&names, &query, params, by))
+                    .run(
+                        self.coord
+                            .federated_search(&names, &query, params, &selection, by),
+                    )
                     .await?;
                 Ok(pb::FederatedSearchResponse {
                     hits: a
@@ -163,6 +185,7 @@ impl pb::search_service_server::SearchService for Api {
                             generation: h.generation.0,
                             id: Some(id_to(h.id)),
                             distance: h.distance,
+                            columns: rulake_coordinator::wire::columns_to(h.columns),
                         })
                         .collect(),
                     generations: a.generations.into_iter().map(|(k, g)| (k, g.0)).collect(),

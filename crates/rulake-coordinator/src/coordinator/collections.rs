@@ -65,6 +65,12 @@ impl Coordinator {
         // hears of it.
         let mut record = def.record;
         record.source = name.clone();
+        if matches!(source.kind, SourceKind::Managed { .. }) && !record.payload_columns.is_empty() {
+            return Err(CoordinatorError::InvalidArgument(format!(
+                "payload columns ({}) need a Parquet, Delta or Iceberg source: a managed source holds only ids and vectors",
+                record.payload_columns.join(", ")
+            )));
+        }
         sync::engine_spec(&record, &source)?.validate()?;
         sync::open_source_async(&source).await?;
         if self

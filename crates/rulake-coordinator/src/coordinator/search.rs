@@ -24,7 +24,7 @@ use crate::router::{Fanned, Router};
 use crate::{sync, CoordinatorError, Result};
 use rulake_catalog::CollectionRecord;
 use rulake_engine::{FederatedResponse, RuLake, SearchResponse};
-use rulake_types::{Generation, Hit, SearchParams};
+use rulake_types::{Generation, Hit, SearchParams, Selection};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
@@ -37,6 +37,7 @@ impl Coordinator {
         name: &str,
         query: &[f32],
         params: SearchParams,
+        selection: &Selection,
         deadline: Instant,
     ) -> Result<SearchResponse> {
         let target = self.resolve(name)?;
@@ -44,12 +45,14 @@ impl Coordinator {
             return Ok(self
                 .inner
                 .engine
-                .search_until(&target, query, params, Some(deadline))
+                .search_selected(&target, query, params, selection, Some(deadline))
                 .await?);
         };
         let queries = [query.to_vec()];
-        let rec = self.check_queries(&target, &queries, &params)?;
-        let mut f = router.scan(&rec, &queries, params, deadline).await?;
+        let rec = self.check_queries(&target, &queries, &params, selection)?;
+        let mut f = router
+            .scan(&rec, &queries, params, selection, deadline)
+            .await?;
         let hits = f.hits.pop().unwrap_or_default();
         Ok(response(&f, hits))
     }
@@ -61,6 +64,7 @@ impl Coordinator {
         name: &str,
         queries: &[Vec<f32>],
         params: SearchParams,
+        selection: &Selection,
         deadline: Instant,
     ) -> Result<Vec<SearchResponse>> {
         let target = self.resolve(name)?;
@@ -68,11 +72,13 @@ impl Coordinator {
             return Ok(self
                 .inner
                 .engine
-                .batch_search_until(&target, queries, params, Some(deadline))
+                .batch_search_selected(&target, queries, params, selection, Some(deadline))
                 .await?);
         };
-        let rec = self.check_queries(&target, queries, &params)?;
-        let mut f = router.scan(&rec, queries, params, deadline).await?;
+        let rec = self.check_queries(&target, queries, &params, selection)?;
+        let mut f = router
+            .scan(&rec, queries, params, selection, deadline)
+            .await?;
         let lists = std::mem::take(&mut f.hits);
         Ok(lists.into_iter().map(|hits| response(&f, hits)).collect())
     }
@@ -86,6 +92,7 @@ impl Coordinator {
         names: &[String],
         query: &[f32],
         params: SearchParams,
+        selection: &Selection,
         deadline: Instant,
     ) -> Result<FederatedResponse> {
         let targets = self.federation_targets(names)?;
@@ -94,10 +101,10 @@ impl Coordinator {
             return Ok(self
                 .inner
                 .engine
-                .federated_search_until(&refs, query, params, Some(deadline))
+                .federated_search_selected(&refs, query, params, selection, Some(deadline))
                 .await?);
         };
-        self.federated_remote(router, &targets, query, params, deadline)
+        self.federated_remote(router, &targets, query, params, selection, deadline)
             .await
     }
 
@@ -125,13 +132,14 @@ impl Coordinator {
         targets: &[String],
         query: &[f32],
         params: SearchParams,
+        selection: &Selection,
         deadline: Instant,
     ) -> Result<FederatedResponse> {
         let queries = [query.to_vec()];
-        let recs = self.federated_records(targets, &queries, &params)?;
+        let recs = self.federated_records(targets, &queries, &params, selection)?;
         let fans = futures::future::join_all(
             recs.iter()
-                .map(|r| router.scan(r, &queries, params, deadline)),
+                .map(|r| router.scan(r, &queries, params, selection, deadline)),
         )
         .await;
         merge_federated(&recs, fans, params.k)
@@ -144,6 +152,7 @@ impl Coordinator {
         targets: &[String],
         queries: &[Vec<f32>],
         params: &SearchParams,
+        selection: &Selection,
     ) -> Result<Vec<CollectionRecord>> {
         if targets.is_empty() {
             return Err(CoordinatorError::InvalidArgument(
@@ -152,7 +161,7 @@ impl Coordinator {
         }
         let mut recs = Vec::with_capacity(targets.len());
         for t in targets {
-            recs.push(self.check_queries(t, queries, params)?);
+            recs.push(self.check_queries(t, queries, params, selection)?);
         }
         let first = &recs[0];
         if let Some(c) = recs
@@ -167,18 +176,24 @@ impl Coordinator {
         Ok(recs)
     }
 
-    /// A collection's record, once every query is valid for it.
+    /// A collection's record, once every query is valid for it and every
+    /// column the selection names is one of its payload columns (a
+    /// column's type is checked by the shards, which hold the values).
     fn check_queries(
         &self,
         target: &str,
         queries: &[Vec<f32>],
         params: &SearchParams,
+        selection: &Selection,
     ) -> Result<CollectionRecord> {
         let (rec, src) = self.record_and_source(target)?;
         let spec = sync::engine_spec(&rec, &src)?;
         for q in queries {
             RuLake::check_query(&spec, q, params)?;
         }
+        selection
+            .check_columns(&rec.payload_columns)
+            .map_err(rulake_engine::EngineError::from)?;
         Ok(rec)
     }
 
@@ -229,6 +244,7 @@ fn merge_federated(
                 generation: f.generation.clone(),
                 id: h.id,
                 distance: h.distance,
+                columns: h.columns,
             });
         }
     }

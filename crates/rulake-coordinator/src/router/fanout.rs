@@ -17,7 +17,7 @@ use crate::{CoordinatorError, Result};
 use futures::future::join_all;
 use rulake_catalog::CollectionRecord;
 use rulake_proto::internal::v1 as pb;
-use rulake_types::SearchParams;
+use rulake_types::{SearchParams, Selection};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -31,17 +31,19 @@ fn merge_margin(left: Duration) -> Duration {
 const LOCAL_GRACE: Duration = Duration::from_millis(200);
 
 impl Router {
-    /// Search `rec` with `queries` on the shards, answering by `deadline`.
+    /// Search `rec` with `queries` on the shards, answering by `deadline`;
+    /// the selection's filter and output columns travel with every request.
     pub async fn scan(
         &self,
         rec: &CollectionRecord,
         queries: &[Vec<f32>],
         params: SearchParams,
+        selection: &Selection,
         deadline: Instant,
     ) -> Result<Fanned> {
         let cands = self.candidates(rec);
         let total = rec.partitions;
-        let base = self.scan_request(rec, queries, params);
+        let base = self.scan_request(rec, queries, params, selection);
         // First choice per partition, grouped by node.
         // A partition with no replica at all is simply not asked: it
         // counts out of `answered`.
@@ -70,6 +72,7 @@ impl Router {
         rec: &CollectionRecord,
         queries: &[Vec<f32>],
         params: SearchParams,
+        selection: &Selection,
     ) -> pb::ScanRequest {
         pb::ScanRequest {
             collection: rec.name.clone(),
@@ -83,6 +86,8 @@ impl Router {
             rerank: params.rerank.map(|n| n as u32),
             collection_vectors: self.collection_vectors(rec),
             catalog_index: self.catalog_index(),
+            filter: selection.filter.as_ref().map(crate::wire::filter_to),
+            output_columns: selection.columns.clone(),
         }
     }
 

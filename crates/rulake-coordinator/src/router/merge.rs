@@ -57,6 +57,7 @@ impl Reply {
                         Some(Hit {
                             id: VectorId::from_key(&h.id)?,
                             distance: h.distance,
+                            columns: crate::wire::columns_from(h.columns),
                         })
                     })
                     .collect()
@@ -143,10 +144,7 @@ mod tests {
     use super::*;
 
     fn hit(id: u64, distance: f32) -> Hit {
-        Hit {
-            id: VectorId::U64(id),
-            distance,
-        }
+        Hit::new(VectorId::U64(id), distance)
     }
 
     fn reply(generation: &str, loading: &str, hits: Vec<Hit>) -> Reply {

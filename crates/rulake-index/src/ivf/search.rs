@@ -313,6 +313,41 @@ impl PartitionIndex {
         Ok(all)
     }
 
+    /// Exact top-`k` over the rows at `positions` only (live ones; others
+    /// and positions past the end are skipped): the plan of a filtered
+    /// search when few rows match. Reads only those rows' vectors, and
+    /// looks at `deadline` every few thousand rows.
+    pub fn exact_search_among(
+        &self,
+        query: &[f32],
+        k: usize,
+        positions: &[u32],
+        deadline: Deadline,
+    ) -> Result<Vec<(u32, f32)>> {
+        if k == 0 {
+            return Err(IndexError::ZeroK);
+        }
+        let q = self.prepare_query(query)?;
+        deadline.check()?;
+        let mut all = Vec::with_capacity(positions.len());
+        for (i, &p) in positions.iter().enumerate() {
+            if i % 4096 == 4095 {
+                deadline.check()?;
+            }
+            if (p as usize) < self.len() && !self.is_tombstoned(p) {
+                all.push((p, self.exact(&q, p)));
+            }
+        }
+        let k = k.min(all.len());
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        all.select_nth_unstable_by(k - 1, by_distance);
+        all.truncate(k);
+        all.sort_by(by_distance);
+        Ok(all)
+    }
+
     /// Check a query and bring it into the index's space (normalised for
     /// cosine).
     pub(super) fn prepare_query(&self, query: &[f32]) -> Result<Vec<f32>> {

@@ -88,6 +88,7 @@ pub fn to_proto(name: &str, spec: &RuLakeCollectionSpec) -> pb::CollectionSpec {
         rerank: spec.rerank,
         nprobe: spec.nprobe,
         target_recall: spec.target_recall,
+        payload_columns: spec.payload_columns.clone(),
     }
 }
 

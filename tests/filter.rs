@@ -1,0 +1,296 @@
+//! Filtered search end to end, as a user runs it: a Delta table with
+//! `lang`, `year` and `title` written by deltalake, a collection created
+//! with `rulake collections create --payload-columns`, and `rulake search
+//! --filter ... --output-columns ... --format json`, against `rulake
+//! serve` and against a cluster (meta group, two shard nodes, a
+//! coordinator: the filter travels in the shard scans). Every answer is
+//! checked against a brute-force filtered scan of the rows.
+
+use rulake_tests as support;
+
+use rulake_client::{proto, Client};
+use rulake_datasets::ReferenceWriters;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::distributed::Distributed;
+use support::process::cli;
+
+const DIM: usize = 8;
+const ROWS: usize = 3000;
+
+struct Row {
+    id: u64,
+    vector: Vec<f32>,
+    lang: Option<&'static str>,
+    year: i64,
+    title: String,
+}
+
+fn rows() -> Vec<Row> {
+    (0..ROWS)
+        .map(|i| Row {
+            id: i as u64,
+            vector: (0..DIM)
+                .map(|d| ((i * 37 + d * 11) % 101) as f32 / 10.0 + (i % 5) as f32)
+                .collect(),
+            lang: match i % 10 {
+                0 => None,
+                1..=4 => Some("en"),
+                5..=7 => Some("de"),
+                _ => Some("fr"),
+            },
+            year: 2018 + (i % 9) as i64,
+            title: format!("doc {i}"),
+        })
+        .collect()
+}
+
+/// The rows as a Delta table of four commits, written by deltalake.
+fn write_table(w: &ReferenceWriters, dir: &Path, rows: &[Row]) -> String {
+    let jsonl = dir.join("rows.jsonl");
+    let mut f = std::fs::File::create(&jsonl).unwrap();
+    for r in rows {
+        let v = serde_json::json!({
+            "id": r.id, "vector": r.vector, "lang": r.lang, "year": r.year, "title": r.title,
+        });
+        writeln!(f, "{v}").unwrap();
+    }
+    let table = dir.join("docs");
+    w.payload_write(true, &table, &jsonl, 4).unwrap();
+    format!("file://{}", table.display())
+}
+
+fn matches(r: &Row) -> bool {
+    r.lang == Some("en") && r.year >= 2024
+}
+
+/// The exact filtered top-k as (id, distance).
+fn exact(rows: &[Row], q: &[f32], k: usize) -> Vec<(u64, f32)> {
+    let mut d: Vec<(u64, f32)> = rows
+        .iter()
+        .filter(|r| matches(r))
+        .map(|r| {
+            let d = r.vector.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
+            (r.id, d)
+        })
+        .collect();
+    d.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    d.truncate(k);
+    d
+}
+
+const FILTER: &str = r#"lang = "en" and year >= 2024"#;
+
+fn ok(addr: &str, args: &[&str]) -> String {
+    let (success, text) = cli(Some(addr), &[], args);
+    assert!(success, "rulake {args:?} failed:\n{text}");
+    text
+}
+
+/// The JSON `rulake search --format json` printed.
+fn json_of(text: &str) -> serde_json::Value {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in:\n{text}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// Run the issue's search through the command line at `addr` and check
+/// it: k hits, all matching, with their title and year, nearest first
+/// and equal to the exact filtered scan.
+fn search_cli(addr: &str, rows: &[Row], q: &[f32]) {
+    let vector = q.iter().map(f32::to_string).collect::<Vec<_>>().join(",");
+    let out = ok(
+        addr,
+        &[
+            "search",
+            "--collection",
+            "docs",
+            "--vector",
+            &vector,
+            "-k",
+            "10",
+            "--filter",
+            FILTER,
+            "--output-columns",
+            "title,year",
+            "--format",
+            "json",
+        ],
+    );
+    let v = json_of(&out);
+    let hits = v["hits"].as_array().unwrap();
+    let want = exact(rows, q, 10);
+    assert_eq!(hits.len(), 10, "{out}");
+    for (h, (_, d)) in hits.iter().zip(&want) {
+        let got = h["id"].as_u64().unwrap();
+        let row = &rows[got as usize];
+        assert!(matches(row), "hit {got} does not match: {out}");
+        assert_eq!(h["columns"]["title"], row.title.as_str(), "{out}");
+        assert_eq!(h["columns"]["year"], row.year, "{out}");
+        // The exact scan's answer, up to ties at equal distance.
+        let got_d = h["distance"].as_f64().unwrap() as f32;
+        assert!(
+            (got_d - d).abs() <= 1e-3 * d.max(1.0),
+            "{got_d} vs {d}: {out}"
+        );
+    }
+    // A filter on a column the collection does not keep: refused, named.
+    let (success, text) = cli(
+        Some(addr),
+        &[],
+        &[
+            "search",
+            "--collection",
+            "docs",
+            "--vector",
+            &vector,
+            "--filter",
+            "score > 1",
+        ],
+    );
+    assert!(
+        !success && text.contains("\"score\"") && text.contains("InvalidArgument"),
+        "{text}"
+    );
+}
+
+/// The same through the Rust client: Search, BatchSearch and
+/// FederatedSearch all filter and return columns; a literal of the wrong
+/// type is INVALID_ARGUMENT naming the column.
+async fn search_client(c: &Client, rows: &[Row], q: &[f32]) {
+    let filter = rulake_coordinator::wire::filter_to(&rulake_types::filter::parse(FILTER).unwrap());
+    let params = proto::SearchParams {
+        k: 10,
+        filter: Some(filter.clone()),
+        output_columns: vec!["lang".into()],
+        ..Default::default()
+    };
+    // Compared by distance (ties at equal distance may order either way),
+    // and every hit must match.
+    let want: Vec<f32> = exact(rows, q, 10).into_iter().map(|(_, d)| d).collect();
+    let same = |got: Vec<(u64, f32)>| {
+        assert_eq!(got.len(), want.len());
+        for ((id, g), w) in got.iter().zip(&want) {
+            assert!(matches(&rows[*id as usize]), "hit {id} does not match");
+            assert!((g - w).abs() <= 1e-3 * w.max(1.0), "{g} vs {w}");
+        }
+        true
+    };
+    let ids = |hits: &[proto::Hit]| -> Vec<(u64, f32)> {
+        hits.iter()
+            .map(|h| match h.id.as_ref().and_then(|i| i.id.as_ref()) {
+                Some(proto::vector_id::Id::Num(n)) => (*n, h.distance),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let r = c.search_with("docs", q, params.clone()).await.unwrap();
+    assert!(same(ids(&r.hits)));
+    for h in &r.hits {
+        let lang = h.columns["lang"].kind.clone();
+        assert_eq!(lang, Some(proto::value::Kind::StringValue("en".into())));
+    }
+    let b = c
+        .batch_search("docs", &[q.to_vec(), q.to_vec()], params.clone())
+        .await
+        .unwrap();
+    assert_eq!(b.results.len(), 2);
+    assert!(b.results.iter().all(|res| same(ids(&res.hits))));
+    let f = c.federated_search(&["docs"], q, params).await.unwrap();
+    let fed: Vec<(u64, f32)> = f
+        .hits
+        .iter()
+        .map(|h| match h.id.as_ref().and_then(|i| i.id.as_ref()) {
+            Some(proto::vector_id::Id::Num(n)) => (*n, h.distance),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(same(fed));
+    assert!(f.hits.iter().all(|h| h.columns.contains_key("lang")));
+    let bad =
+        rulake_coordinator::wire::filter_to(&rulake_types::filter::parse("year = \"x\"").unwrap());
+    let err = c
+        .search_with(
+            "docs",
+            q,
+            proto::SearchParams {
+                k: 10,
+                filter: Some(bad),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err}");
+    assert!(err.to_string().contains("\"year\""), "{err}");
+}
+
+fn create_args(url: &str) -> Vec<&str> {
+    vec![
+        "collections",
+        "create",
+        "docs",
+        "--dim",
+        "8",
+        "--source",
+        "delta",
+        "--url",
+        url,
+        "--partitions",
+        "3",
+        "--payload-columns",
+        "lang,year,title",
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_filters_a_delta_table_and_returns_columns() {
+    let Some(w) = ReferenceWriters::for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rows = rows();
+    let url = write_table(&w, dir.path(), &rows);
+    let server = support::Served::start(&dir.path().join("data"));
+    ok(&server.addr, &create_args(&url));
+    let q = rows[123].vector.clone();
+    search_cli(&server.addr, &rows, &q);
+    let c = Client::connect(&format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    search_client(&c, &rows, &q).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_filters_on_its_shards_and_returns_columns() {
+    let Some(w) = ReferenceWriters::for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rows = rows();
+    let url = write_table(&w, dir.path(), &rows);
+    let mut d = Distributed::start(2);
+    let addr = d.coordinator();
+    ok(&addr, &create_args(&url));
+    let c = d.client(&addr).await;
+    // Placement and the first loads take a moment after the create.
+    let q = rows[123].vector.clone();
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = c.search("docs", &q, 10).await {
+            if r.partitions_answered == r.partitions_total {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "docs never answered whole"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    search_cli(&addr, &rows, &q);
+    search_client(&c, &rows, &q).await;
+}
