@@ -533,22 +533,14 @@ impl Client {
         collection: &str,
         mut progress: impl FnMut(&proto::CompactProgress),
     ) -> Result<proto::CompactSummary> {
-        let mut stream = self
+        let stream = self
             .data()
             .compact(self.request(proto::CompactRequest {
                 collection: collection.to_owned(),
             }))
             .await?
             .into_inner();
-        while let Some(p) = stream.message().await? {
-            if let Some(done) = p.done {
-                return Ok(done);
-            }
-            progress(&p);
-        }
-        Err(ClientError::Status(tonic::Status::unavailable(
-            "the compaction's progress stream ended without its summary",
-        )))
+        until_done(stream, |p| p.done.take(), &mut progress, "compaction").await
     }
 
     // -- admin -------------------------------------------------------------
@@ -560,20 +552,12 @@ impl Client {
         to: &str,
         mut progress: impl FnMut(&proto::BackupProgress),
     ) -> Result<proto::BackupSummary> {
-        let mut stream = self
+        let stream = self
             .admin()
             .create_backup(self.request(proto::CreateBackupRequest { to: to.to_owned() }))
             .await?
             .into_inner();
-        while let Some(p) = stream.message().await? {
-            if let Some(done) = p.done {
-                return Ok(done);
-            }
-            progress(&p);
-        }
-        Err(ClientError::Status(tonic::Status::unavailable(
-            "the backup's progress stream ended without its summary",
-        )))
+        until_done(stream, |p| p.done.take(), &mut progress, "backup").await
     }
 
     /// Cache statistics per node.
@@ -616,4 +600,24 @@ impl Client {
             .await?;
         Ok(r.into_inner())
     }
+}
+
+/// Read a long call's reply (compaction, backup): `progress` for every
+/// message until the one `done` takes a summary from, which is returned;
+/// a stream that ends without one is UNAVAILABLE, naming `what`.
+async fn until_done<M, S>(
+    mut stream: tonic::Streaming<M>,
+    done: impl Fn(&mut M) -> Option<S>,
+    progress: &mut impl FnMut(&M),
+    what: &str,
+) -> Result<S> {
+    while let Some(mut m) = stream.message().await? {
+        if let Some(summary) = done(&mut m) {
+            return Ok(summary);
+        }
+        progress(&m);
+    }
+    Err(ClientError::Status(tonic::Status::unavailable(format!(
+        "the {what}'s progress stream ended without its summary"
+    ))))
 }
