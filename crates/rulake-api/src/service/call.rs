@@ -264,14 +264,19 @@ impl Call<'_> {
 /// The deadline of a request: its `grpc-timeout`, capped by the server's.
 /// A client's deadline is cut by a small margin so the handler answers
 /// `DEADLINE_EXCEEDED` itself, naming the call, before the transport's own
-/// timer cancels the call with a bare `CANCELLED`.
+/// timer cancels the call with a bare `CANCELLED`. The margin is a
+/// twentieth of the deadline, but never under half of it or 10 ms, whichever
+/// is less: a loaded machine wakes timers a millisecond or more late, and a
+/// twentieth of a few milliseconds would lose that race.
 fn deadline_of(metadata: &MetadataMap, cap: Duration) -> Duration {
     metadata
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout)
         .map_or(cap, |d| {
-            let margin = (d / 20).min(Duration::from_millis(50));
+            let margin = (d / 20)
+                .max((d / 2).min(Duration::from_millis(10)))
+                .min(Duration::from_millis(50));
             (d - margin).min(cap)
         })
 }
@@ -319,7 +324,16 @@ mod tests {
         let cap = Duration::from_secs(30);
         assert_eq!(deadline_of(&MetadataMap::new(), cap), cap);
         assert_eq!(deadline_of(&with_timeout("bogus"), cap), cap);
-        // 5% of a short deadline, at most 50 ms of a long one.
+        // Half of a very short deadline, 10 ms of a short one, 5% of a
+        // longer one and at most 50 ms.
+        assert_eq!(
+            deadline_of(&with_timeout("6m"), cap),
+            Duration::from_millis(3)
+        );
+        assert_eq!(
+            deadline_of(&with_timeout("40m"), cap),
+            Duration::from_millis(30)
+        );
         assert_eq!(
             deadline_of(&with_timeout("200m"), cap),
             Duration::from_millis(190)
