@@ -58,14 +58,24 @@ fn id(i: usize) -> String {
     format!("doc-{i:05}")
 }
 
-/// The top `k` ids for row `i`'s vector.
+/// The top `k` ids of `docs` for row `i`'s vector.
 async fn nearest(client: &Client, i: usize, k: u32) -> Vec<String> {
-    let r = client.search("docs", &vector(i), k).await.expect("search");
+    nearest_in(client, "docs", i, k).await
+}
+
+/// The top `k` ids of `collection` for row `i`'s vector, as text.
+async fn nearest_in(client: &Client, collection: &str, i: usize, k: u32) -> Vec<String> {
+    use rulake_client::proto::vector_id::Id as Pb;
+    let r = client
+        .search(collection, &vector(i), k)
+        .await
+        .expect("search");
     r.hits
         .iter()
         .map(|h| match h.id.as_ref().and_then(|i| i.id.clone()) {
-            Some(rulake_client::proto::vector_id::Id::Str(s)) => s,
-            other => panic!("a string id, got {other:?}"),
+            Some(Pb::Str(s)) => s,
+            Some(Pb::Num(n)) => n.to_string(),
+            other => panic!("an id, got {other:?}"),
         })
         .collect()
 }
@@ -279,36 +289,93 @@ fn compaction_erases_deleted_rows_from_every_file_and_frees_their_ids() {
     });
 }
 
-/// A collection over an external lake source is not compacted: its own
-/// table drops rows.
+/// Writes `ids` (rows of [`vector`]) as the external table's only file.
+fn write_table(lake: &Path, file: &str, ids: &[u64]) {
+    for old in support::files_in(lake) {
+        std::fs::remove_file(old).unwrap();
+    }
+    let vectors: Vec<f32> = ids.iter().flat_map(|&i| vector(i as usize)).collect();
+    let bytes =
+        rulake_lake::encode_parquet(rulake_lake::IdsRef::U64(ids), &vectors, DIM, 50).unwrap();
+    std::fs::write(lake.join(file), bytes).unwrap();
+}
+
+/// A collection over an external lake source is never rewritten: deleted
+/// rows stay hidden by their tombstones while the table holds them, and
+/// compacting it retires a tombstone only once the table dropped the row.
 #[test]
-fn compaction_of_an_external_source_is_refused() {
+fn compacting_an_external_source_retires_only_the_tombstones_its_table_dropped() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     std::fs::create_dir_all(&lake).unwrap();
-    let mut server = support::Served::start(&tmp.path().join("data"));
+    let all: Vec<u64> = (0..200).collect();
+    write_table(&lake, "part-0.parquet", &all);
+    let flags = ["--compact-every".to_owned(), "0".to_owned()];
+    let mut server = support::Served::start_with(&tmp.path().join("data"), &flags);
+    let cli = |args: &[&str]| {
+        let (ok, text) = support::cli(Some(&server.addr), &[], args);
+        assert!(ok, "rulake {args:?}:\n{text}");
+        text
+    };
     let url = format!("file://{}/", lake.display());
-    let (ok, text) = support::cli(
-        Some(&server.addr),
-        &[],
-        &[
-            "collections",
-            "create",
-            "ext",
-            "--dim",
-            "4",
-            "--source",
-            "parquet",
-            "--url",
-            &url,
-        ],
-    );
-    assert!(ok, "{text}");
-    let (ok, text) = support::cli(Some(&server.addr), &[], &["compact", "--collection", "ext"]);
-    assert!(!ok, "{text}");
-    assert!(
-        text.contains("FailedPrecondition") && text.contains("external"),
-        "{text}"
-    );
+    let dim = DIM.to_string();
+    cli(&[
+        "collections",
+        "create",
+        "ext",
+        "--dim",
+        &dim,
+        "--source",
+        "parquet",
+        "--url",
+        &url,
+        "--consistency",
+        "fresh",
+    ]);
+    let text = cli(&["delete", "--collection", "ext", "3", "7", "11"]);
+    assert!(text.contains("deleted 3 ids"), "{text}");
+    let tombstones = || {
+        let text = cli(&["lineage", "ext", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["tombstones"].as_u64().unwrap()
+    };
+    // The table still holds every row: nothing to retire.
+    let text = cli(&["compact", "--collection", "ext"]);
+    assert!(text.contains("nothing to compact"), "{text}");
+    assert_eq!(tombstones(), 3);
+
+    // The table's owner drops rows 3 and 11 (and only those).
+    let kept: Vec<u64> = all.iter().copied().filter(|&i| i != 3 && i != 11).collect();
+    write_table(&lake, "part-1.parquet", &kept);
+    let text = cli(&["compact", "--collection", "ext"]);
+    assert!(text.contains("2 tombstones retired"), "{text}");
+    assert_eq!(tombstones(), 1);
+    let text = cli(&["compact", "--collection", "ext"]);
+    assert!(text.contains("nothing to compact"), "{text}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = Client::connect(&format!("http://{}", server.addr))
+            .await
+            .unwrap();
+        // 7 is still in the table and still deleted; 3 and 11 are gone.
+        for i in [3, 7, 11] {
+            let near = nearest_in(&client, "ext", i, 3).await;
+            assert!(!near.contains(&i.to_string()), "{i} answered: {near:?}");
+        }
+        assert_eq!(nearest_in(&client, "ext", 8, 1).await, ["8"]);
+    });
+
+    // The owner writes 3 again: with its tombstone retired, it answers.
+    write_table(&lake, "part-2.parquet", &all);
+    rt.block_on(async {
+        let client = Client::connect(&format!("http://{}", server.addr))
+            .await
+            .unwrap();
+        assert_eq!(nearest_in(&client, "ext", 3, 1).await, ["3"]);
+        assert!(!nearest_in(&client, "ext", 7, 3)
+            .await
+            .contains(&"7".to_owned()));
+    });
     server.stop(Duration::from_secs(20));
 }

@@ -13,9 +13,10 @@ use async_trait::async_trait;
 use kube::ResourceExt;
 use rulake_proto::v1::{
     admin_service_client::AdminServiceClient, collection_service_client::CollectionServiceClient,
-    AdmitShardRequest, AdmitShardResponse, AlterCollectionRequest, ClusterStatusRequest,
-    ClusterStatusResponse, CollectionInfo, CollectionSpec, CreateCollectionRequest,
-    DescribeCollectionRequest, DrainShardRequest, DrainShardResponse, DropCollectionRequest,
+    AdmitShardRequest, AdmitShardResponse, AlterCollectionRequest, BackupSummary,
+    ClusterStatusRequest, ClusterStatusResponse, CollectionInfo, CollectionSpec,
+    CreateBackupRequest, CreateCollectionRequest, DescribeCollectionRequest, DrainShardRequest,
+    DrainShardResponse, DropCollectionRequest,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,9 @@ pub trait ClusterAdmin: Send + Sync {
     ) -> Result<CollectionInfo, AdminError>;
     /// Drops a collection; `NOT_FOUND` when there is none.
     async fn drop_collection(&self, name: &str) -> Result<(), AdminError>;
+    /// Writes a backup to `to` (under the coordinators' --backup-allow)
+    /// and returns once its manifest is written.
+    async fn create_backup(&self, to: &str) -> Result<BackupSummary, AdminError>;
 }
 
 /// The API key the operator presents to a cluster. Its `Debug` never shows
@@ -246,6 +250,9 @@ impl ClusterAdmin for Unreachable {
     async fn drop_collection(&self, _: &str) -> Result<(), AdminError> {
         Err(AdminError::Config(self.0.clone()))
     }
+    async fn create_backup(&self, _: &str) -> Result<BackupSummary, AdminError> {
+        Err(AdminError::Config(self.0.clone()))
+    }
 }
 
 /// Puts the operator's credential on every call.
@@ -388,6 +395,18 @@ impl ClusterAdmin for GrpcAdmin {
         };
         self.collections.clone().drop_collection(req).await?;
         Ok(())
+    }
+
+    async fn create_backup(&self, to: &str) -> Result<BackupSummary, AdminError> {
+        let req = CreateBackupRequest { to: to.to_string() };
+        let mut progress = self.admin.clone().create_backup(req).await?.into_inner();
+        // One message per file copied; the last carries the summary.
+        while let Some(p) = progress.message().await? {
+            if let Some(done) = p.done {
+                return Ok(done);
+            }
+        }
+        Err(tonic::Status::unavailable("the backup's reply ended before it finished").into())
     }
 }
 

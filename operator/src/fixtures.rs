@@ -204,6 +204,8 @@ pub struct FakeAdmin {
     pub create_error: Mutex<Option<tonic::Code>>,
     /// The `authorization` value each admin client was made with.
     pub keys: Mutex<Vec<Option<String>>>,
+    /// When set, CreateBackup fails with this code.
+    pub backup_error: Mutex<Option<tonic::Code>>,
 }
 
 impl FakeAdmin {
@@ -306,6 +308,20 @@ impl ClusterAdmin for FakeAdmin {
             None => Err(tonic::Status::not_found(name).into()),
         }
     }
+
+    async fn create_backup(&self, to: &str) -> Result<pb::BackupSummary, AdminError> {
+        self.record(format!("backup {to}"));
+        if let Some(code) = *self.backup_error.lock().unwrap() {
+            return Err(tonic::Status::new(code, "mock").into());
+        }
+        Ok(pb::BackupSummary {
+            location: to.to_string(),
+            files: 3,
+            bytes: 4096,
+            collections: vec!["items".into()],
+            created_unix_ms: 0,
+        })
+    }
 }
 
 struct FakeFactory(Arc<FakeAdmin>);
@@ -394,6 +410,7 @@ pub fn cluster(shards: i32) -> RuLakeCluster {
             }),
             tls: None,
             monitoring: MonitoringSpec::default(),
+            backup: None,
         },
     );
     cluster.metadata.namespace = Some("default".into());

@@ -21,6 +21,7 @@
 //!   and rotates for mutual TLS between the roles.
 //! - [`scale`]: the admin-side steps of a shard count change (drain
 //!   before shrinking, admit once Ready), shared with the container harness.
+//! - [`schedule`]: cron expressions of scheduled backups.
 //! - [`rbac`]: the permissions the reconcilers need, which the chart's
 //!   ClusterRole (or, watching one namespace, Role) grants exactly, and
 //!   the leader Lease's, granted in the operator's own namespace.
@@ -43,6 +44,7 @@ pub mod manifests;
 pub mod metrics;
 pub mod rbac;
 pub mod scale;
+pub mod schedule;
 
 #[cfg(test)]
 mod fixtures;

@@ -138,15 +138,26 @@ impl Distributed {
     /// Start a coordinator where the hosts put the next one; returns its
     /// address.
     pub fn coordinator(&mut self) -> String {
+        self.coordinator_with(&[])
+    }
+
+    /// As [`Distributed::coordinator`], with `flags` of its own after the
+    /// common ones (a restart through [`Distributed::restart_coordinator`]
+    /// starts it without them).
+    pub fn coordinator_with(&mut self, flags: &[String]) -> String {
         let addr = self
             .hosts
             .addr(&format!("coordinator-{}", self.coordinators.len() + 1));
-        self.spawn_coordinator(&addr);
+        self.spawn_coordinator_with(&addr, flags);
         addr
     }
 
     /// Start a coordinator at `addr` (a new one, or again after a kill).
     pub fn spawn_coordinator(&mut self, addr: &str) {
+        self.spawn_coordinator_with(addr, &[]);
+    }
+
+    fn spawn_coordinator_with(&mut self, addr: &str, flags: &[String]) {
         let mut cmd = rulake_in(self.hosts.netns(addr).as_deref());
         cmd.args([
             "coordinator",
@@ -158,7 +169,8 @@ impl Distributed {
         .args(["--hedge-ms", "50", "--poll-ms", "100"])
         .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
         .arg(self.dir.path().join("coordinator"))
-        .args(&self.extra);
+        .args(&self.extra)
+        .args(flags);
         let log = self
             .dir
             .path()

@@ -105,7 +105,9 @@ impl SearchService for Echo {
 
 /// Serve `routes` on a loopback port the way the node's server is run
 /// (TCP_NODELAY on every accepted socket); the address.
-async fn serve_loopback(routes: tonic::service::Routes) -> anyhow::Result<std::net::SocketAddr> {
+pub(crate) async fn serve_loopback(
+    routes: tonic::service::Routes,
+) -> anyhow::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let incoming = futures::stream::unfold(listener, |l| async move {

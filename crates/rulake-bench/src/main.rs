@@ -12,6 +12,7 @@ mod filter;
 mod formats;
 mod fresh;
 mod grpc;
+mod lifecycle;
 mod process;
 mod report;
 
@@ -39,6 +40,8 @@ enum Command {
     Grpc(grpc::Args),
     /// Filtered search against an exact filtered scan at 50/10/1/0.1 % selectivity (section `filter`).
     Filter(filter::Args),
+    /// Ingest, delete, compaction, backup, verify and restore of a managed collection (section `lifecycle`).
+    Lifecycle(lifecycle::Args),
     /// Placement (simulation) and the distributed query path (section `cluster`).
     Cluster(cluster::Args),
     /// A local 3-member catalog group: write latency and throughput (section `catalog`).
@@ -82,6 +85,7 @@ fn main() -> anyhow::Result<()> {
             Command::Grpc(a) => grpc::run(a).await,
             Command::Cluster(a) => cluster::run(a).await,
             Command::Filter(a) => filter::run(a).await,
+            Command::Lifecycle(a) => lifecycle::run(a).await,
             Command::Catalog(a) => catalog::run(a).await,
             #[cfg(all(feature = "delta", feature = "iceberg"))]
             Command::Formats(a) => formats::run(a).await,

@@ -560,6 +560,24 @@ impl Client {
         until_done(stream, |p| p.done.take(), &mut progress, "backup").await
     }
 
+    /// Restore the backup at `from` into the server's empty catalog (see
+    /// `RestoreBackupRequest`), calling `progress` as the server checks
+    /// and copies its files; returns the summary.
+    pub async fn restore_backup(
+        &self,
+        from: &str,
+        mut progress: impl FnMut(&proto::BackupProgress),
+    ) -> Result<proto::BackupSummary> {
+        let stream = self
+            .admin()
+            .restore_backup(self.request(proto::RestoreBackupRequest {
+                from: from.to_owned(),
+            }))
+            .await?
+            .into_inner();
+        until_done(stream, |p| p.done.take(), &mut progress, "restore").await
+    }
+
     /// Cache statistics per node.
     pub async fn cache_stats(&self) -> Result<proto::CacheStatsResponse> {
         let r = self

@@ -203,27 +203,71 @@ impl Coordinator {
     /// coordinator's managed root), collection, alias and tombstone, and
     /// the managed files copied to their new prefixes. Everything is read
     /// and checked first ([`read_backup`]); the catalog must be empty.
+    ///
+    /// In a cluster the catalog is written command by command through
+    /// Raft: a failure part way (a lost leader, a store error) leaves what
+    /// was written, and the error says so; the cluster must then be emptied
+    /// (or started anew) before the restore is run again.
     pub async fn restore(
         &self,
         from: &str,
         progress: &(dyn Fn(BackupProgress) + Send + Sync),
     ) -> Result<Manifest> {
+        self.require_empty()?;
         let (manifest, cat, origin) = read_backup(from, progress).await?;
+        self.require_empty()?;
+        if let Err(e) = self
+            .write_restored(&manifest, &cat, &origin, progress)
+            .await
+        {
+            tracing::error!(
+                error = %e,
+                from,
+                "the restore stopped part way: the catalog holds part of the backup; empty it (or start a new cluster) before restoring again"
+            );
+            return Err(e);
+        }
+        Ok(manifest)
+    }
+
+    /// Refuse a restore into a catalog that holds anything.
+    fn require_empty(&self) -> Result<()> {
         let here = self.catalog();
-        if !(here.sources.is_empty() && here.collections.is_empty() && here.aliases.is_empty()) {
-            return Err(invalid(
+        if here.sources.is_empty() && here.collections.is_empty() && here.aliases.is_empty() {
+            Ok(())
+        } else {
+            Err(invalid(
                 "a backup is restored only into an empty catalog (a new data directory or cluster)"
                     .into(),
-            ));
+            ))
         }
+    }
+
+    /// Copy the checked backup's managed files and write its catalog.
+    async fn write_restored(
+        &self,
+        manifest: &Manifest,
+        cat: &Catalog,
+        origin: &ManagedSource,
+        progress: &(dyn Fn(BackupProgress) + Send + Sync),
+    ) -> Result<()> {
+        // Checked above; now copied, and reported again as they are.
+        let mut copied = BackupProgress {
+            files_done: 0,
+            files_total: manifest.files.len() as u64,
+            bytes_done: 0,
+        };
         for (name, src) in &cat.sources {
             let mut src = src.clone();
             if let SourceKind::Managed { prefix } = &src.kind {
                 let prefix = self.moved_prefix(prefix);
                 let dest = open(&prefix)?;
-                for f in sync::commits_of(&cat, name).files {
+                for f in sync::commits_of(cat, name).files {
                     let bytes = origin.get_object(&managed_path(name, &f)).await?;
+                    copied.files_done += 1;
+                    copied.bytes_done += bytes.len() as u64;
                     dest.put_object(&f, bytes).await?;
+                    progress(copied);
                 }
                 src.kind = SourceKind::Managed { prefix };
             }
@@ -255,8 +299,7 @@ impl Coordinator {
                 .await?;
             }
         }
-        self.sync().await?;
-        Ok(manifest)
+        self.sync().await
     }
 
     /// A backed-up managed prefix moved under this coordinator's managed

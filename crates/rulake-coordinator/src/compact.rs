@@ -24,7 +24,9 @@
 //!
 //! What a run picks ([`CompactPolicy`]): every file holding a deleted row,
 //! and the small files when there are enough of them to merge. The rows
-//! kept are written in files of [`crate::ingest::FILE_ROWS`].
+//! kept are written in files of [`crate::ingest::FILE_ROWS`]. A collection
+//! over an external table is never rewritten: compacting it retires the
+//! tombstones of rows the table itself dropped (`retire.rs`).
 
 use crate::ingest::{write_rows, FILE_ROWS};
 use crate::{sync, Coordinator, CoordinatorError, Result};
@@ -132,9 +134,9 @@ impl Coordinator {
         let target = self.resolve(name)?;
         let (rec, src) = self.record_and_source(&target)?;
         let SourceKind::Managed { prefix } = &src.kind else {
-            return Err(CoordinatorError::FailedPrecondition(format!(
-                "collection {target:?} reads an external source; its deleted rows go when its own table drops them (compaction rewrites only managed collections)"
-            )));
+            // Not ours to rewrite: its deleted rows go when its own table
+            // drops them, and then their tombstones go too.
+            return self.retire_dropped(&target).await;
         };
         let lock = self.writer_lock(&target);
         let _guard = lock.lock().await;
@@ -255,7 +257,7 @@ impl Coordinator {
 
     /// Load `target`'s current generation wherever it is served and wait
     /// until it is persisted, so no cache holds the one before.
-    async fn load_persisted(&self, target: &str) -> Result<()> {
+    pub(crate) async fn load_persisted(&self, target: &str) -> Result<()> {
         match &self.inner.remote {
             Some(r) => {
                 r.refresh_persisted(&self.record(target)?).await?;
@@ -317,7 +319,8 @@ impl Coordinator {
         }
     }
 
-    /// Managed collections past the policy's automatic thresholds.
+    /// Managed collections past the policy's automatic thresholds, and
+    /// external ones holding tombstones (see `retire.rs`).
     fn compaction_due(&self, policy: &CompactPolicy) -> Vec<String> {
         let cat = self.catalog();
         cat.collections
@@ -326,11 +329,12 @@ impl Coordinator {
                 let Some(src) = cat.sources.get(&c.source) else {
                     return false;
                 };
+                let dead = cat.tombstones.get(&c.name).map_or(0, |t| t.len()) as f64;
                 if !matches!(src.kind, SourceKind::Managed { .. }) {
-                    return false;
+                    // Checked for tombstones its table's rows no longer need.
+                    return dead > 0.0;
                 }
                 let files = sync::commits_of(&cat, &c.source).files.len();
-                let dead = cat.tombstones.get(&c.name).map_or(0, |t| t.len()) as f64;
                 let rows = self
                     .info(&c.name)
                     .map_or(0, |i| i.source_rows.max(i.vectors_cached))

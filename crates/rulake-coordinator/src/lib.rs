@@ -41,6 +41,8 @@
 //!   managed files, checked whole before a restore writes anything.
 //! - [`compact`] — rewrites managed files without their deleted rows,
 //!   swaps them in with one catalog command, retires the tombstones.
+//! - `retire` — external collections' tombstones, retired once their
+//!   table dropped the rows.
 //! - [`wire`] — filters, payload values and selections to and from
 //!   `rulake.v1` (the public API and the shard scans share them).
 //! - `sweep` — deletes managed files no commit names once they are older
@@ -54,6 +56,7 @@ pub mod embedded;
 pub mod error;
 pub mod ingest;
 pub mod lineage;
+mod retire;
 pub mod router;
 pub mod shard_node;
 mod sweep;

@@ -1,7 +1,8 @@
 //! The data-lifecycle commands: `delete`, `compact`, `lineage` and
-//! `backup create` against a running server, and `backup list`, `verify`
-//! and `restore`, which read a backup directly (a restore builds a new
-//! data directory, with no server running on it). Apart from `cli`
+//! `backup create` against a running server, `backup list` and `verify`,
+//! which read a backup directly, and `backup restore`, into a running
+//! server or cluster with an empty catalog or offline into a new data
+//! directory. Apart from `cli`
 //! because they are about what is stored and where it came from rather
 //! than what is served, and their output is a report, not a table.
 
@@ -29,7 +30,9 @@ pub struct DeleteArgs {
 /// `rulake compact` options.
 #[derive(clap::Args)]
 pub struct CompactArgs {
-    /// Managed collection (or alias) to compact.
+    /// Collection (or alias) to compact. A managed collection's files are
+    /// rewritten; an external one only has the tombstones of rows its
+    /// table dropped retired.
     #[arg(long)]
     pub collection: String,
     /// Give up waiting after this many seconds (the compaction itself
@@ -85,17 +88,28 @@ pub enum Backup {
         #[arg(long)]
         from: String,
     },
-    /// Restore a backup into a new data directory for `rulake serve`.
+    /// Restore a backup: into a running server or cluster whose catalog is
+    /// empty (through its API; the location must be under its
+    /// --backup-allow), or, with --data-dir, offline into a new data
+    /// directory for `rulake serve`.
     Restore {
         /// The backup.
         #[arg(long)]
         from: String,
-        /// The data directory to create (absent or empty).
+        /// Restore offline into this new data directory (absent or empty)
+        /// instead of into a running server.
         #[arg(long)]
-        data_dir: std::path::PathBuf,
-        /// Where managed collections' files go (default: under the data directory).
-        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+        /// With --data-dir: where managed collections' files go (default:
+        /// under the data directory).
+        #[arg(long, requires = "data_dir")]
         managed_url: Option<String>,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout_secs: u64,
+        /// The server (without --data-dir).
+        #[command(flatten)]
+        conn: Conn,
     },
 }
 
@@ -142,6 +156,13 @@ pub async fn compact(a: CompactArgs) -> anyhow::Result<()> {
         .await;
     bar.finish_and_clear();
     let s = r?;
+    if s.generation.is_empty() && s.tombstones_retired > 0 {
+        println!(
+            "{}: {} tombstones retired (their rows are gone from the source); no file rewritten",
+            a.collection, s.tombstones_retired
+        );
+        return Ok(());
+    }
     if s.generation.is_empty() {
         println!(
             "{}: nothing to compact ({} files read, no deleted rows, too few small files)",
@@ -286,14 +307,7 @@ pub async fn backup(b: Backup) -> anyhow::Result<()> {
                 .await;
             bar.finish_and_clear();
             let s = r?;
-            println!(
-                "backed up {} collections ({}) to {}: {} files, {} bytes",
-                s.collections.len(),
-                s.collections.join(", "),
-                s.location,
-                s.files,
-                s.bytes
-            );
+            println!("backed up {} to {}", summary(&s), s.location);
         }
         Backup::List { from } => {
             for (at, m) in backup::list_backups(&from).await? {
@@ -324,11 +338,50 @@ pub async fn backup(b: Backup) -> anyhow::Result<()> {
         }
         Backup::Restore {
             from,
-            data_dir,
+            data_dir: Some(data_dir),
             managed_url,
+            ..
         } => restore(&from, &data_dir, managed_url).await?,
+        Backup::Restore {
+            from,
+            data_dir: None,
+            timeout_secs,
+            conn,
+            ..
+        } => {
+            let client = conn
+                .client()
+                .await?
+                .with_timeout(Duration::from_secs(timeout_secs));
+            let bar = backup_bar("checked, then restored");
+            let b = bar.clone();
+            let r = client
+                .restore_backup(&from, move |p| {
+                    show(&b, p.files_done, p.files_total, p.bytes_done)
+                })
+                .await;
+            bar.finish_and_clear();
+            let s = r?;
+            println!(
+                "restored {} from {} into {}",
+                summary(&s),
+                s.location,
+                conn.addr
+            );
+        }
     }
     Ok(())
+}
+
+/// "N collections (a, b): F files, B bytes".
+fn summary(s: &rulake_client::proto::BackupSummary) -> String {
+    format!(
+        "{} collections ({}): {} files, {} bytes",
+        s.collections.len(),
+        s.collections.join(", "),
+        s.files,
+        s.bytes
+    )
 }
 
 /// Restore `from` into the new data directory `data_dir`; on any error

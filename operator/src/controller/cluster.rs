@@ -31,9 +31,12 @@
 //!    refuses (storage) is reported and the rest still applied.
 //! 7. `scale::admit`: scaling up, admit each new node, in ordinal order,
 //!    once its pod is Ready; stop at the first that is not.
-//! 8. `health`: fill the status from the workloads and the ClusterStatus,
+//! 8. `backup::run_due`: with `spec.backup`, take the backup of a slot
+//!    that came since the last one (an admin call), and record it.
+//! 9. `health`: fill the status from the workloads and the ClusterStatus,
 //!    set the conditions, and write the status.
 
+mod backup;
 mod children;
 mod health;
 mod scale;
@@ -103,6 +106,8 @@ async fn reconcile_inner(cluster: &RuLakeCluster, ctx: &Context) -> Result<Actio
     let children = children::apply_children(cluster, ctx, &ns, cache_bytes, replication).await?;
     children.record(cluster, &mut status);
     let waiting = scale::admit(cluster, ctx, admin.as_ref(), &ns, &mut status).await?;
+    let next_backup =
+        backup::run_due(cluster, ctx, admin.as_ref(), &mut status, Timestamp::now()).await;
 
     let observed = health::observe(cluster, cluster_status, &mut status, waiting, children);
     let ready = health::set_conditions(&mut status, &observed, cluster.metadata.generation);
@@ -110,11 +115,8 @@ async fn reconcile_inner(cluster: &RuLakeCluster, ctx: &Context) -> Result<Actio
     // A refused change waits for the spec to change (which requeues at
     // once) rather than being retried every few seconds.
     let settled = ready || observed.refused();
-    Ok(Action::requeue(if settled {
-        RESYNC
-    } else {
-        PROGRESS_POLL
-    }))
+    let poll = if settled { RESYNC } else { PROGRESS_POLL };
+    Ok(Action::requeue(next_backup.map_or(poll, |b| b.min(poll))))
 }
 
 /// Reports what no retry can serve (a cache size that is not a whole

@@ -6,7 +6,7 @@
 
 use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,11 @@ use super::{AuthSpec, PodOptions, TlsSpec};
         name = "Epoch",
         type_ = "integer",
         json_path = ".status.assignmentEpoch"
+    ),
+    printcolumn(
+        name = "Last Backup",
+        type_ = "date",
+        json_path = ".status.backup.lastSuccessfulTime"
     ),
     printcolumn(
         name = "Age",
@@ -112,6 +117,29 @@ pub struct RuLakeClusterSpec {
     /// Metrics scraping.
     #[serde(default)]
     pub monitoring: MonitoringSpec,
+    /// Scheduled backups of the catalog and the managed files, which the
+    /// operator asks a coordinator for (`CreateBackup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+}
+
+/// When and where the operator backs the cluster up.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// When, as a five-field cron expression read in UTC (`0 3 * * *`) or
+    /// `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
+    #[schemars(length(min = 1, max = 128))]
+    pub schedule: String,
+    /// The parent location (a path or URL prefix, e.g.
+    /// `s3://backups/rulake/`) under which each backup gets a location of
+    /// its own, `<cluster>-<UTC time>`. Coordinators get it as
+    /// `--backup-allow`, so it also allows restores from there.
+    #[schemars(length(min = 1, max = 1024))]
+    pub location: String,
+    /// Stop scheduling backups (the field kept).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
 }
 
 /// The meta role: the Raft group holding the catalog and the placement.
@@ -284,6 +312,38 @@ pub struct RuLakeClusterStatus {
     /// Epoch of the partition assignment in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment_epoch: Option<u64>,
+    /// Scheduled backups, when `spec.backup` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
+}
+
+/// What the backup schedule did last and will do next.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// The slot of the last backup started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// When the last backup that succeeded finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<Time>,
+    /// Where the last backup that succeeded is (`rulake backup restore
+    /// --from` takes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_location: Option<String>,
+    /// Files of the last backup that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_files: Option<u64>,
+    /// Bytes of the last backup that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_bytes: Option<u64>,
+    /// Why the last backup (or the schedule) failed; cleared by the next
+    /// success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The next slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<Time>,
 }
 
 /// Pod counts of one role.

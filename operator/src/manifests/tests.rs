@@ -22,7 +22,7 @@ fn quantities_in_bytes() {
 /// root filesystem is read-only) and write managed collections where
 /// shards can read them.
 #[test]
-fn coordinators_get_their_data_dir_the_managed_url_and_the_audit_log() {
+fn coordinators_get_their_data_dir_the_managed_url_the_backup_location_and_the_audit_log() {
     let mut cluster = crate::fixtures::cluster(3);
     let args = |c: &RuLakeCluster| {
         coordinator_deployment(c)
@@ -59,6 +59,18 @@ fn coordinators_get_their_data_dir_the_managed_url_and_the_audit_log() {
     assert!(!args(&cluster).contains(&"--audit-reads".to_owned()));
     cluster.spec.coordinators.audit = Some(crate::crd::AuditSpec { reads: true });
     assert!(args(&cluster).contains(&"--audit-reads".to_owned()));
+    // Scheduled backups: the coordinators may write (and restore from)
+    // the backup location, and only there.
+    assert_eq!(flag(&args(&cluster), "--backup-allow"), None);
+    cluster.spec.backup = Some(crate::crd::BackupSpec {
+        schedule: "@daily".into(),
+        location: "s3://backups/rulake/".into(),
+        suspend: false,
+    });
+    assert_eq!(
+        flag(&args(&cluster), "--backup-allow").as_deref(),
+        Some("s3://backups/rulake/")
+    );
 }
 
 /// The three pod templates of `cluster`, by role.

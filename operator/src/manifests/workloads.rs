@@ -243,7 +243,8 @@ pub fn coordinator_deployment(cluster: &RuLakeCluster) -> Deployment {
     }
 }
 
-/// The coordinator's own arguments: the managed URL and the audit log.
+/// The coordinator's own arguments: the managed URL, the backup location
+/// and the audit log.
 fn coordinator_args(cluster: &RuLakeCluster) -> Vec<String> {
     let mut args: Vec<String> = cluster
         .spec
@@ -251,6 +252,9 @@ fn coordinator_args(cluster: &RuLakeCluster) -> Vec<String> {
         .iter()
         .flat_map(|url| ["--managed-url".to_string(), url.clone()])
         .collect();
+    if let Some(backup) = &cluster.spec.backup {
+        args.extend(["--backup-allow".into(), backup.location.clone()]);
+    }
     if let Some(audit) = &cluster.spec.coordinators.audit {
         // To standard output (logs go to standard error): a pod's files
         // die with it, its output stream is what the cluster collects.

@@ -156,42 +156,85 @@ impl pb::admin_service_server::AdminService for Api {
             Perm::Admin,
             Scope::Cluster,
             move |r, _call| async move {
-                let to = r.to;
-                if !self.backups.as_ref().is_some_and(|p| p.permits(&to)) {
-                    return Err(Status::permission_denied(format!(
-                        "backups may not be written to {to:?}: a server writes backups only under the locations its --backup-allow names, outside its own files"
-                    )));
-                }
+                let to = self.backup_location(r.to)?;
                 let coord = self.coord.clone();
                 Ok(streamed(move |reporter| async move {
                     let m = coord
-                        .backup(&to, &|p| {
-                            reporter.report(pb::BackupProgress {
-                                files_done: p.files_done,
-                                files_total: p.files_total,
-                                bytes_done: p.bytes_done,
-                                done: None,
-                            })
-                        })
+                        .backup(&to, &|p| reporter.report(progress(p)))
                         .await
                         .map_err(to_status)?;
-                    let bytes = m.files.iter().map(|f| f.bytes).sum::<u64>() + m.catalog.bytes;
-                    Ok(pb::BackupProgress {
-                        files_done: m.files.len() as u64,
-                        files_total: m.files.len() as u64,
-                        bytes_done: bytes,
-                        done: Some(pb::BackupSummary {
-                            location: to,
-                            files: m.files.len() as u64 + 1,
-                            bytes,
-                            collections: m.collections,
-                            created_unix_ms: m.created_unix_ms as i64,
-                        }),
-                    })
+                    Ok(finished(to, m))
                 }))
             },
         )
         .await
+    }
+
+    type RestoreBackupStream = Streamed<pb::BackupProgress>;
+
+    async fn restore_backup(
+        &self,
+        req: Request<pb::RestoreBackupRequest>,
+    ) -> Result<Response<Self::RestoreBackupStream>, Status> {
+        self.handle(
+            req,
+            "RestoreBackup",
+            Perm::Admin,
+            Scope::Cluster,
+            move |r, _call| async move {
+                let from = self.backup_location(r.from)?;
+                let coord = self.coord.clone();
+                Ok(streamed(move |reporter| async move {
+                    let m = coord
+                        .restore(&from, &|p| reporter.report(progress(p)))
+                        .await
+                        .map_err(to_status)?;
+                    Ok(finished(from, m))
+                }))
+            },
+        )
+        .await
+    }
+}
+
+impl Api {
+    /// `location` if this server may read and write backups there: under
+    /// its --backup-allow, outside its own files.
+    fn backup_location(&self, location: String) -> Result<String, Status> {
+        if self.backups.as_ref().is_some_and(|p| p.permits(&location)) {
+            Ok(location)
+        } else {
+            Err(Status::permission_denied(format!(
+                "no backup may be written or read at {location:?}: a server uses only the locations its --backup-allow names, outside its own files"
+            )))
+        }
+    }
+}
+
+/// A backup's or restore's progress as the reply streams it.
+fn progress(p: rulake_coordinator::backup::BackupProgress) -> pb::BackupProgress {
+    pb::BackupProgress {
+        files_done: p.files_done,
+        files_total: p.files_total,
+        bytes_done: p.bytes_done,
+        done: None,
+    }
+}
+
+/// The last message of a backup or restore of `location`.
+fn finished(location: String, m: rulake_coordinator::backup::Manifest) -> pb::BackupProgress {
+    let bytes = m.files.iter().map(|f| f.bytes).sum::<u64>() + m.catalog.bytes;
+    pb::BackupProgress {
+        files_done: m.files.len() as u64,
+        files_total: m.files.len() as u64,
+        bytes_done: bytes,
+        done: Some(pb::BackupSummary {
+            location,
+            files: m.files.len() as u64 + 1,
+            bytes,
+            collections: m.collections,
+            created_unix_ms: m.created_unix_ms as i64,
+        }),
     }
 }
 

@@ -20,6 +20,11 @@ use rulake_proto::internal::v1 as pb;
 use rulake_types::{Generation, VectorId};
 use std::collections::HashSet;
 
+/// How long a shard node may take to load and persist a new generation
+/// when asked to (`refresh_persisted`, after a compaction): a build of
+/// every partition it serves, minutes for millions of vectors.
+const PERSISTED_REFRESH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl Router {
     /// Which of `ids` the collection holds, asking one replica per partition.
     pub async fn lookup(
@@ -108,11 +113,16 @@ impl Router {
         }
         let calls = nodes.into_iter().map(|node| async move {
             let shard = self.registered(node)?;
-            let req = self.request(pb::ShardRefreshRequest {
+            let mut req = self.request(pb::ShardRefreshRequest {
                 collection: rec.name.clone(),
                 catalog_index: self.catalog_index(),
                 persisted,
             });
+            if persisted {
+                // A compaction's reload builds whole partitions anew; the
+                // request deadline is sized for a generation check.
+                req.set_timeout(PERSISTED_REFRESH_TIMEOUT);
+            }
             let mut c = shard.client.clone();
             c.refresh(req)
                 .await

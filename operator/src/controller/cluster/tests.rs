@@ -9,6 +9,7 @@ use http::Method;
 use rulake_proto::v1 as pb;
 use serde_json::json;
 
+mod backup;
 mod disruption;
 mod security;
 
