@@ -13,6 +13,8 @@ mod formats;
 mod fresh;
 mod grpc;
 mod process;
+#[cfg(all(feature = "delta", feature = "iceberg"))]
+mod prune;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +41,9 @@ enum Command {
     Grpc(grpc::Args),
     /// Filtered search against an exact filtered scan at 50/10/1/0.1 % selectivity (section `filter`).
     Filter(filter::Args),
+    /// Files, row groups and bytes a standing filter spares the lake, on partitioned Delta and Iceberg tables and Parquet (section `prune`).
+    #[cfg(all(feature = "delta", feature = "iceberg"))]
+    Prune(prune::Args),
     /// Placement (simulation) and the distributed query path (section `cluster`).
     Cluster(cluster::Args),
     /// A local 3-member catalog group: write latency and throughput (section `catalog`).
@@ -82,6 +87,8 @@ fn main() -> anyhow::Result<()> {
             Command::Grpc(a) => grpc::run(a).await,
             Command::Cluster(a) => cluster::run(a).await,
             Command::Filter(a) => filter::run(a).await,
+            #[cfg(all(feature = "delta", feature = "iceberg"))]
+            Command::Prune(a) => prune::run(a).await,
             Command::Catalog(a) => catalog::run(a).await,
             #[cfg(all(feature = "delta", feature = "iceberg"))]
             Command::Formats(a) => formats::run(a).await,
