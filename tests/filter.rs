@@ -294,3 +294,76 @@ async fn a_cluster_filters_on_its_shards_and_returns_columns() {
     search_cli(&addr, &rows, &q);
     search_client(&c, &rows, &q).await;
 }
+
+/// Payload and standing-filter columns are checked against the table's
+/// schema when the collection is created (no first load needed), and a
+/// standing filter keeps only its rows, end to end through the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_are_checked_at_create_and_a_standing_filter_keeps_its_rows() {
+    let Some(w) = ReferenceWriters::for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rows = rows();
+    let url = write_table(&w, dir.path(), &rows);
+    let server = support::Served::start(&dir.path().join("data"));
+    let c = Client::connect(&format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    for (columns, filter, named) in [
+        (&["lang", "nope"][..], "", "\"nope\""),
+        (&["lang", "vector"][..], "", "\"vector\""),
+        (&["lang"][..], "missing = 1", "\"missing\""),
+    ] {
+        let spec = proto::CollectionSpec {
+            name: "bad".into(),
+            source: Some(proto::Source {
+                kind: Some(proto::source::Kind::Delta(proto::DeltaSource {
+                    table_url: url.clone(),
+                    id_column: "id".into(),
+                    vector_column: "vector".into(),
+                    ..Default::default()
+                })),
+            }),
+            dimension: 8,
+            metric: proto::Metric::L2 as i32,
+            payload_columns: columns.iter().map(|c| c.to_string()).collect(),
+            standing_filter: filter.into(),
+            ..Default::default()
+        };
+        let err = c.create_collection(spec).await.unwrap_err();
+        assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err}");
+        assert!(
+            err.to_string().contains(named),
+            "{columns:?} {filter}: {err}"
+        );
+    }
+    // The command line checks the filter's syntax before sending it.
+    let mut args = create_args(&url);
+    args[2] = "typo";
+    args.extend(["--standing-filter", "year >="]);
+    let (success, text) = cli(Some(&server.addr), &[], &args);
+    assert!(!success && text.contains("--standing-filter"), "{text}");
+    let mut args = create_args(&url);
+    args[2] = "recent";
+    args.extend(["--standing-filter", "year >= 2024"]);
+    ok(&server.addr, &args);
+    let out = ok(&server.addr, &["collections", "describe", "recent"]);
+    assert!(out.contains("standing filter: year >= 2024"), "{out}");
+    let q = rows[123].vector.clone();
+    let params = proto::SearchParams {
+        k: 50,
+        output_columns: vec!["year".into()],
+        ..Default::default()
+    };
+    let got = c.search_with("recent", &q, params).await.unwrap();
+    assert_eq!(got.hits.len(), 50);
+    for h in &got.hits {
+        let year = h.columns["year"].kind.clone();
+        assert_eq!(
+            year.map(|k| matches!(k, proto::value::Kind::IntValue(y) if y >= 2024)),
+            Some(true),
+            "{h:?}"
+        );
+    }
+}

@@ -10,6 +10,11 @@ your choice (a build or test step), and this file imports them from there.
 The example creates a managed collection, ingests vectors, searches them,
 deletes one and checks that it is gone, then drops the collection. It exits
 non-zero if any answer is wrong, so it doubles as an end-to-end test.
+
+Given a Parquet table with `lang`, `year` and `title` columns and its rows
+as JSON lines (`--filter-table URL --filter-rows FILE`), it also searches
+it with filters (`rulake_filter`: an expression builder, and JSON) and
+output columns, checking every answer against a filtered exact scan.
 """
 
 import argparse
@@ -67,6 +72,8 @@ def main():
     ap.add_argument("--addr", default="127.0.0.1:50051")
     ap.add_argument("--out", default=os.path.join(REPO, "target", "rulake-py"))
     ap.add_argument("--collection", default="py_example")
+    ap.add_argument("--filter-table", help="URL of a Parquet table with lang, year, title")
+    ap.add_argument("--filter-rows", help="its rows, as JSON lines")
     args = ap.parse_args()
 
     import grpc
@@ -130,7 +137,86 @@ def main():
         print(f"wrong dimension: {e.code().name}: {e.details()}")
 
     collections.DropCollection(pb.DropCollectionRequest(name=name), timeout=30)
+    if args.filter_table:
+        filtered(pb, collections, search, args.filter_table, args.filter_rows)
     print("ok")
+
+
+def filtered(pb, collections, search, url, rows_path):
+    """Filtered searches with returned columns over a Parquet table, each
+    checked against an exact scan of the matching rows."""
+    import json
+
+    from rulake_filter import col, from_json
+
+    with open(rows_path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    name = "py_filter"
+    collections.CreateCollection(
+        pb.CreateCollectionRequest(
+            spec=pb.CollectionSpec(
+                name=name,
+                source=pb.Source(
+                    parquet=pb.ParquetSource(url=url, id_column="id", vector_column="vector")
+                ),
+                dimension=len(rows[0]["vector"]),
+                metric=pb.METRIC_L2,
+                partitions=2,
+                payload_columns=["lang", "year", "title"],
+            )
+        ),
+        timeout=30,
+    )
+    query = rows[7]["vector"]
+    cases = [
+        (
+            (col("lang") == "en") & (col("year") >= 2024),
+            lambda r: r["lang"] == "en" and r["year"] is not None and r["year"] >= 2024,
+        ),
+        (
+            col("lang").isin(["de", "fr"]) | col("lang").is_null(),
+            lambda r: r["lang"] in ("de", "fr", None),
+        ),
+        (
+            ~(col("year") < 2020) & col("title").startswith("doc 1"),
+            lambda r: not (r["year"] is not None and r["year"] < 2020)
+            and r["title"].startswith("doc 1"),
+        ),
+        (
+            from_json(
+                pb,
+                {
+                    "all": {
+                        "filters": [
+                            {"eq": {"column": "lang", "value": {"stringValue": "de"}}},
+                            {"range": {"column": "year", "gt": {"intValue": "2019"}, "lte": {"intValue": "2022"}}},
+                        ]
+                    }
+                },
+            ),
+            lambda r: r["lang"] == "de" and r["year"] is not None and 2019 < r["year"] <= 2022,
+        ),
+    ]
+    for expr, matches in cases:
+        f = expr if isinstance(expr, pb.Filter) else expr.to_proto(pb)
+        params = pb.SearchParams(k=10, filter=f, output_columns=["lang", "year", "title"])
+        got = search.Search(
+            pb.SearchRequest(collection=name, query=pb.Vector(values=query), params=params),
+            timeout=60,
+        )
+        want = sorted((l2(query, r["vector"]) for r in rows if matches(r)))[:10]
+        by_id = {r["id"]: r for r in rows}
+        assert len(got.hits) == len(want), (f, len(got.hits), len(want))
+        for h, w in zip(got.hits, want):
+            row = by_id[h.id.num]
+            assert matches(row), (f, row)
+            assert abs(h.distance - w) <= 1e-3 * max(w, 1.0), (f, h.distance, w)
+            year = h.columns["year"]
+            assert (year.int_value if year.WhichOneof("kind") == "int_value" else None) == row["year"]
+            assert h.columns["title"].string_value == row["title"]
+        print(f"filter: {len(got.hits)} hits, all matching, with their columns")
+    collections.DropCollection(pb.DropCollectionRequest(name=name), timeout=30)
+    print("filter: ok")
 
 
 if __name__ == "__main__":

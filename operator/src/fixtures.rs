@@ -446,6 +446,7 @@ pub fn collection() -> RuLakeCollection {
             nprobe: None,
             target_recall: None,
             payload_columns: Vec::new(),
+            standing_filter: None,
         },
     );
     collection.metadata.namespace = Some("default".into());

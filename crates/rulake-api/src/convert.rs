@@ -282,6 +282,7 @@ pub(crate) fn def_from(spec: pb::CollectionSpec) -> Result<CollectionDef, Status
         nprobe: spec.nprobe,
         target_recall: spec.target_recall,
         payload_columns: spec.payload_columns,
+        standing_filter: Some(spec.standing_filter).filter(|f| !f.trim().is_empty()),
     };
     Ok(CollectionDef {
         record,
@@ -315,6 +316,7 @@ pub(crate) fn view_to(v: CollectionView) -> pb::CollectionInfo {
                     .unwrap_or(rulake_engine::DEFAULT_TARGET_RECALL),
             ),
             payload_columns: r.payload_columns.clone(),
+            standing_filter: r.standing_filter.clone().unwrap_or_default(),
         }),
         state: state as i32,
         generation: info

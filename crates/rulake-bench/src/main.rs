@@ -14,6 +14,8 @@ mod fresh;
 mod grpc;
 mod lifecycle;
 mod process;
+#[cfg(all(feature = "delta", feature = "iceberg"))]
+mod prune;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +44,9 @@ enum Command {
     Filter(filter::Args),
     /// Ingest, delete, compaction, backup, verify and restore of a managed collection (section `lifecycle`).
     Lifecycle(lifecycle::Args),
+    /// Files, row groups and bytes a standing filter spares the lake, on partitioned Delta and Iceberg tables and Parquet (section `prune`).
+    #[cfg(all(feature = "delta", feature = "iceberg"))]
+    Prune(prune::Args),
     /// Placement (simulation) and the distributed query path (section `cluster`).
     Cluster(cluster::Args),
     /// A local 3-member catalog group: write latency and throughput (section `catalog`).
@@ -86,6 +91,8 @@ fn main() -> anyhow::Result<()> {
             Command::Cluster(a) => cluster::run(a).await,
             Command::Filter(a) => filter::run(a).await,
             Command::Lifecycle(a) => lifecycle::run(a).await,
+            #[cfg(all(feature = "delta", feature = "iceberg"))]
+            Command::Prune(a) => prune::run(a).await,
             Command::Catalog(a) => catalog::run(a).await,
             #[cfg(all(feature = "delta", feature = "iceberg"))]
             Command::Formats(a) => formats::run(a).await,

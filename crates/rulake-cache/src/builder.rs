@@ -15,6 +15,13 @@
 //! and a node loading a new generation could not answer even from the
 //! partitions it has warm.
 //!
+//! A standing filter ([`PartitionSpec::standing_filter`]) keeps only the
+//! rows that match it: the listing has already left out the files and row
+//! groups whose statistics rule every row out (`rulake-lake`), and the rows
+//! of the units read are filtered here, batch by batch, before they reach
+//! the index. The filter's columns are read with the payload columns even
+//! when the collection does not keep them.
+//!
 //! Memory: a build reserves its partition's estimate plus its transient
 //! buffers ([`transient_estimate`]) against the cache budget before it reads
 //! anything ([`PartitionCache::reserve_load`]). Rows are decoded batch by
@@ -30,7 +37,7 @@ use crate::memory;
 use futures::TryStreamExt;
 use rulake_index::{default_nlist, BuildParams, PartitionIndex};
 use rulake_lake::{Listing, Source, Unit};
-use rulake_types::{partition_of, Metric, Payload, VectorId};
+use rulake_types::{partition_of, Column, Filter, Metric, Payload, VectorId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -86,6 +93,8 @@ pub struct PartitionSpec {
     /// Payload columns read beside ids and vectors and kept by row
     /// position ([`CachedPartition::payload`]).
     pub payload_columns: Vec<String>,
+    /// Rows not matching this filter are never kept (see the module docs).
+    pub standing_filter: Option<Filter>,
 }
 
 impl PartitionSpec {
@@ -164,12 +173,29 @@ async fn read_units(
     let mut vectors = Vec::with_capacity(rows * spec.dim);
     let mut payload = Payload::new(&spec.payload_columns);
     let mut unreleased = 0usize;
+    // The payload columns, then the filter's columns the payload lacks.
+    let mut read = spec.payload_columns.clone();
+    if let Some(f) = &spec.standing_filter {
+        for c in f.columns() {
+            if !read.iter().any(|r| r == c) {
+                read.push(c.to_owned());
+            }
+        }
+    }
     for unit in units {
-        let mut stream = source.read_unit_columns(unit, spec.dim, &spec.payload_columns);
-        while let Some(batch) = stream.try_next().await.map_err(|source| CacheError::Lake {
+        let mut stream = source.read_unit_columns(unit, spec.dim, &read);
+        while let Some(mut batch) = stream.try_next().await.map_err(|source| CacheError::Lake {
             partition: spec.key.to_string(),
             source: Box::new(source),
         })? {
+            if let Some(f) = &spec.standing_filter {
+                keep_matching(&mut batch, f, spec.dim).map_err(|message| CacheError::Payload {
+                    partition: spec.key.to_string(),
+                    unit: unit.key.clone(),
+                    message: format!("standing filter: {message}"),
+                })?;
+            }
+            batch.payload.truncate(spec.payload_columns.len());
             for id in &batch.ids {
                 if let Some(first) = seen.insert(id.clone(), unit.key.clone()) {
                     return Err(CacheError::DuplicateId {
@@ -200,6 +226,52 @@ async fn read_units(
     }
     memory::release_freed();
     Ok((ids, vectors, payload))
+}
+
+/// Drop the rows of `batch` that do not match `filter` (its payload holds
+/// every column the filter reads).
+fn keep_matching(
+    batch: &mut rulake_lake::RowBatch,
+    filter: &Filter,
+    dim: usize,
+) -> std::result::Result<(), String> {
+    let columns = Payload {
+        columns: std::mem::take(&mut batch.payload),
+    };
+    let keep: Vec<bool> = {
+        let bound = filter.bind(&columns).map_err(|e| e.to_string())?;
+        (0..batch.len()).map(|i| bound.matches(i)).collect()
+    };
+    if keep.iter().all(|k| *k) {
+        batch.payload = columns.columns;
+        return Ok(());
+    }
+    let mut row = 0;
+    batch.ids.retain(|_| {
+        row += 1;
+        keep[row - 1]
+    });
+    let mut vectors = Vec::with_capacity(batch.ids.len() * dim);
+    for (i, v) in batch.vectors.chunks_exact(dim).enumerate() {
+        if keep[i] {
+            vectors.extend_from_slice(v);
+        }
+    }
+    batch.vectors = vectors;
+    batch.payload = columns
+        .columns
+        .into_iter()
+        .map(|c| Column {
+            values: c
+                .values
+                .into_iter()
+                .zip(&keep)
+                .filter_map(|(v, k)| k.then_some(v))
+                .collect(),
+            ..c
+        })
+        .collect();
+    Ok(())
 }
 
 /// Build partition `spec.key` for `listing`, extending `previous` when the
@@ -244,6 +316,7 @@ async fn build_reserved(
         prev.index.dim() == spec.dim
             && prev.index.metric() == spec.metric
             && prev.payload.names() == spec.payload_columns
+            && prev.standing == spec.standing_filter
             && prev.units.iter().all(|(k, v)| units.get(k) == Some(v))
             && !prev.index.drift().needs_retrain()
     });
@@ -255,6 +328,8 @@ async fn build_reserved(
                 generation: listing.generation.clone(),
                 units,
                 payload: prev.payload.clone(),
+                zones: prev.zones.clone(),
+                standing: prev.standing.clone(),
             });
         }
         Some(prev) => {
@@ -306,10 +381,11 @@ async fn build_reserved(
         seconds = started.elapsed().as_secs_f64(),
         "partition built"
     );
-    Ok(CachedPartition {
+    Ok(CachedPartition::new(
         index,
-        generation: listing.generation.clone(),
+        listing.generation.clone(),
         units,
         payload,
-    })
+        spec.standing_filter.clone(),
+    ))
 }

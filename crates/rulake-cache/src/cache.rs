@@ -16,7 +16,7 @@
 use crate::error::{CacheError, Result};
 use parking_lot::Mutex;
 use rulake_index::PartitionIndex;
-use rulake_types::{Generation, Payload};
+use rulake_types::{Filter, Generation, Payload, ZoneMap};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -54,9 +54,35 @@ pub struct CachedPartition {
     pub units: BTreeMap<String, String>,
     /// The collection's payload columns, by the index's row positions.
     pub payload: Payload,
+    /// Min, max and null count of every payload column: a search whose
+    /// filter cannot match them skips the partition without evaluating
+    /// a row.
+    pub zones: ZoneMap,
+    /// The standing filter the partition's rows were kept by.
+    pub standing: Option<Filter>,
 }
 
 impl CachedPartition {
+    /// A partition of `index` and its `payload` (whose zone map is
+    /// computed here), built from `units` at `generation` keeping only the
+    /// rows `standing` matches.
+    pub fn new(
+        index: PartitionIndex,
+        generation: Generation,
+        units: BTreeMap<String, String>,
+        payload: Payload,
+        standing: Option<Filter>,
+    ) -> Self {
+        CachedPartition {
+            index,
+            generation,
+            units,
+            zones: ZoneMap::of_payload(&payload),
+            payload,
+            standing,
+        }
+    }
+
     /// Heap bytes held: the index and the payload columns.
     pub fn memory_bytes(&self) -> usize {
         self.index.memory_bytes() + self.payload.memory_bytes()
@@ -75,6 +101,10 @@ struct Sidecar {
     metric: rulake_types::Metric,
     #[serde(default)]
     payload: Payload,
+    /// The standing filter the rows were kept by (none in a sidecar of an
+    /// earlier release, which is what such a partition was built with).
+    #[serde(default)]
+    standing: Option<Filter>,
 }
 
 /// Cache configuration.
@@ -477,6 +507,7 @@ impl PartitionCache {
             dim: part.index.dim(),
             metric: part.index.metric(),
             payload: part.payload.clone(),
+            standing: part.standing.clone(),
         };
         let tmp = side.with_extension("json.tmp");
         std::fs::write(
@@ -513,6 +544,7 @@ impl PartitionCache {
             || sidecar.dim != dim
             || sidecar.metric != metric
             || sidecar.payload.names() != spec.payload_columns
+            || sidecar.standing != spec.standing_filter
         {
             return None;
         }
@@ -528,12 +560,13 @@ impl PartitionCache {
         match loaded {
             Ok(index) => {
                 self.counters.disk_loads.fetch_add(1, Ordering::Relaxed);
-                Some(CachedPartition {
+                Some(CachedPartition::new(
                     index,
-                    generation: sidecar.generation,
-                    units: sidecar.units,
-                    payload: sidecar.payload,
-                })
+                    sidecar.generation,
+                    sidecar.units,
+                    sidecar.payload,
+                    sidecar.standing,
+                ))
             }
             Err(e) => {
                 tracing::warn!(partition = %key, error = %e, "discarding damaged persisted partition");
@@ -585,12 +618,13 @@ mod tests {
         let vectors = (0..n * dim).map(|i| ((i * 7919) % 1000) as f32).collect();
         let index =
             PartitionIndex::build(dim, Metric::L2, ids, vectors, BuildParams::default()).unwrap();
-        Arc::new(CachedPartition {
+        Arc::new(CachedPartition::new(
             index,
-            generation: Generation("g1".into()),
-            units: BTreeMap::new(),
-            payload: Default::default(),
-        })
+            Generation("g1".into()),
+            BTreeMap::new(),
+            Default::default(),
+            None,
+        ))
     }
 
     #[tokio::test]

@@ -83,6 +83,10 @@ pub struct CollectionRecord {
     /// and returned columns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub payload_columns: Vec<String>,
+    /// Only rows matching this filter are kept, in the readable form
+    /// (`lang = "en" and year >= 2024`), as it was declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing_filter: Option<String>,
 }
 
 impl CollectionRecord {
@@ -100,6 +104,7 @@ impl CollectionRecord {
             nprobe: None,
             target_recall: None,
             payload_columns: Vec::new(),
+            standing_filter: None,
         }
     }
 }

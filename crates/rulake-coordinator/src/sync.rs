@@ -41,6 +41,11 @@ pub(crate) fn engine_spec(rec: &CollectionRecord, src: &SourceRecord) -> Result<
     if let Some(r) = rec.target_recall {
         spec = spec.target_recall(r);
     }
+    if let Some(text) = &rec.standing_filter {
+        let f = rulake_types::filter::parse(text)
+            .map_err(|e| CoordinatorError::InvalidArgument(format!("standing filter: {e}")))?;
+        spec = spec.standing_filter(f);
+    }
     if let Some(p) = src.kind.pinned() {
         spec = spec.pin(p);
     }

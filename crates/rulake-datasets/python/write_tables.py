@@ -16,7 +16,7 @@ has a fixed-size list); ids stay integers unless --string-ids is given.
     write_tables.py iceberg-delete-equality WAREHOUSE_DIR NAMESPACE.TABLE COLUMN ID...
     write_tables.py iceberg-delete-puffin WAREHOUSE_DIR NAMESPACE.TABLE
     write_tables.py iceberg-drop WAREHOUSE_DIR NAMESPACE.TABLE
-    write_tables.py payload-write parquet|delta OUT ROWS_JSONL PIECES
+    write_tables.py payload-write parquet|delta|iceberg OUT ROWS_JSONL PIECES [--partition-by COLUMN] [--row-group-rows N]
 
 iceberg-* commands use a SQL catalog named "rulake" over SQLite in
 WAREHOUSE_DIR/catalog.db and print the table's new metadata location on
@@ -339,11 +339,15 @@ def payload_schema():
     )
 
 
-def payload_write(fmt, out, rows_path, pieces):
+def payload_write(fmt, out, rows_path, pieces, partition_by=None, row_group_rows=None):
     """Write the rows of a JSON-lines file (one object per row, keys as in
     payload_schema; timestamps as microseconds, dates as days) as `pieces`
-    Parquet files written by pyarrow, or `pieces` commits to a Delta table
-    written by deltalake."""
+    Parquet files written by pyarrow, `pieces` commits to a Delta table
+    written by deltalake, or `pieces` appends to the Iceberg table
+    `payload.items` of a SQL catalog in OUT written by pyiceberg (printing
+    its metadata location). With partition_by, the Delta or Iceberg table
+    is partitioned by that column (identity); with row_group_rows, Parquet
+    files get row groups of that many rows."""
     import json
     import os
 
@@ -354,6 +358,7 @@ def payload_write(fmt, out, rows_path, pieces):
         rows = [json.loads(line) for line in f if line.strip()]
     schema = payload_schema()
     step = max(1, -(-len(rows) // pieces))
+    table_ice = None
     for i, start in enumerate(range(0, len(rows), step)):
         chunk = rows[start : start + step]
         table = pa.table(
@@ -362,11 +367,26 @@ def payload_write(fmt, out, rows_path, pieces):
         )
         if fmt == "parquet":
             os.makedirs(out, exist_ok=True)
-            pq.write_table(table, os.path.join(out, f"part-{i:03}.parquet"))
-        else:
+            pq.write_table(
+                table, os.path.join(out, f"part-{i:03}.parquet"), row_group_size=row_group_rows
+            )
+        elif fmt == "delta":
             from deltalake import write_deltalake
 
-            write_deltalake(out, table, mode="append")
+            write_deltalake(
+                out, table, mode="append", partition_by=[partition_by] if partition_by else None
+            )
+        else:
+            if table_ice is None:
+                catalog = iceberg_catalog(out)
+                catalog.create_namespace_if_not_exists("payload")
+                table_ice = catalog.create_table("payload.items", schema=schema)
+                if partition_by:
+                    with table_ice.update_spec() as spec:
+                        spec.add_identity(partition_by)
+            table_ice.append(table)
+    if table_ice is not None:
+        print(iceberg_catalog(out).load_table("payload.items").metadata_location)
 
 
 def main(argv):
@@ -387,7 +407,11 @@ def main(argv):
         config = {"delta.enableDeletionVectors": "true"} if "--dv" in argv else None
         write_deltalake(uri, load(files, string_ids), mode="append", configuration=config)
     elif cmd == "payload-write":
-        payload_write(argv[1], argv[2], argv[3], int(argv[4]))
+        opts = dict(zip(argv[5::2], argv[6::2]))
+        rg = opts.get("--row-group-rows")
+        payload_write(
+            argv[1], argv[2], argv[3], int(argv[4]), opts.get("--partition-by"), int(rg) if rg else None
+        )
     elif cmd == "delta-delete":
         from deltalake import DeltaTable
 

@@ -29,4 +29,4 @@ pub trait Generator {
     /// give independent draws from the same distribution.
     fn sample(&self, n: usize, stream: u64) -> Vec<f32>;
 }
-pub use reference::{ReferenceWriters, WriterError};
+pub use reference::{Layout, ReferenceWriters, TableFormat, WriterError};

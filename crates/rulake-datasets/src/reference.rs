@@ -14,6 +14,26 @@ use std::process::Command;
 
 const SCRIPT: &str = include_str!("../python/write_tables.py");
 
+/// A table format the reference writers write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Parquet files (pyarrow).
+    Parquet,
+    /// A Delta table (deltalake).
+    Delta,
+    /// An Iceberg table in a SQL catalog (pyiceberg).
+    Iceberg,
+}
+
+/// How [`ReferenceWriters::payload_table`] lays rows out.
+#[derive(Clone, Debug, Default)]
+pub struct Layout {
+    /// Partition a Delta or Iceberg table by this column (identity).
+    pub partition_by: Option<String>,
+    /// Rows per Parquet row group (pyarrow's default otherwise).
+    pub row_group_rows: Option<usize>,
+}
+
 /// Handle on a Python interpreter that has the reference writers.
 #[derive(Debug)]
 pub struct ReferenceWriters {
@@ -172,14 +192,49 @@ impl ReferenceWriters {
     /// as `pieces` Parquet files under `out` (pyarrow), or as `pieces`
     /// commits to the Delta table at `out` (deltalake) when `delta`.
     pub fn payload_write(&self, delta: bool, out: &Path, rows: &Path, pieces: usize) -> Result<()> {
-        self.run(&[
+        let format = if delta {
+            TableFormat::Delta
+        } else {
+            TableFormat::Parquet
+        };
+        self.payload_table(format, out, rows, pieces, &Layout::default())
+            .map(drop)
+    }
+
+    /// [`Self::payload_write`] in any of the three formats, laid out as
+    /// `layout` says. For Iceberg, `out` is the warehouse of a SQL catalog
+    /// and the table is `payload.items`; returns its metadata file URL
+    /// (for Parquet and Delta, `out`).
+    pub fn payload_table(
+        &self,
+        format: TableFormat,
+        out: &Path,
+        rows: &Path,
+        pieces: usize,
+        layout: &Layout,
+    ) -> Result<String> {
+        let mut args = vec![
             "payload-write".into(),
-            if delta { "delta" } else { "parquet" }.into(),
+            match format {
+                TableFormat::Parquet => "parquet",
+                TableFormat::Delta => "delta",
+                TableFormat::Iceberg => "iceberg",
+            }
+            .into(),
             out.display().to_string(),
             rows.display().to_string(),
             pieces.to_string(),
-        ])
-        .map(drop)
+        ];
+        if let Some(c) = &layout.partition_by {
+            args.extend(["--partition-by".into(), c.clone()]);
+        }
+        if let Some(n) = layout.row_group_rows {
+            args.extend(["--row-group-rows".into(), n.to_string()]);
+        }
+        match format {
+            TableFormat::Iceberg => self.metadata_location(&args),
+            _ => self.run(&args).map(|_| out.display().to_string()),
+        }
     }
 
     /// Write a checkpoint of the current version.

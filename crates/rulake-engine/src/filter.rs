@@ -26,12 +26,16 @@
 //! a partition short of `k`, and the fallback needs to tell a short answer
 //! from a pruned one.
 //!
-//! Statistics of the lake (row-group min/max) to skip partitions are not
-//! used yet.
+//! Before any row is evaluated, the filter is checked against the
+//! partition's zone map (min, max and null count of every payload column,
+//! kept with the partition): a partition it cannot match answers nothing
+//! without a row counted, and one every row of which matches skips the
+//! per-row evaluation. (The lake's own statistics prune earlier, at load,
+//! for a collection's standing filter: see `rulake-lake`'s `stats`.)
 
 use crate::{CachedPartition, EngineError, Result};
 use rulake_index::{Deadline, IndexError, DEFAULT_RERANK};
-use rulake_types::{Filter, SearchParams};
+use rulake_types::{Filter, SearchParams, Verdict};
 
 /// A partition's rows a filter selects.
 #[derive(Debug, Default)]
@@ -65,11 +69,16 @@ pub(crate) fn select(part: &CachedPartition, deleted: &[u64], filter: &Filter) -
     let n = part.index.len();
     let mut exclude = vec![u64::MAX; n.div_ceil(64)];
     let mut positions = Vec::new();
+    let every = match filter.prune(&part.zones) {
+        Verdict::None => return Ok(Selected { exclude, positions }),
+        Verdict::All => true,
+        Verdict::Some => false,
+    };
     for pos in 0..n as u32 {
         let deleted = deleted
             .get(pos as usize / 64)
             .is_some_and(|w| w & (1 << (pos % 64)) != 0);
-        if deleted || part.index.is_tombstoned(pos) || !bound.matches(pos as usize) {
+        if deleted || part.index.is_tombstoned(pos) || !(every || bound.matches(pos as usize)) {
             continue;
         }
         exclude[pos as usize / 64] &= !(1 << (pos % 64));
@@ -141,5 +150,61 @@ pub(crate) fn index_error(e: IndexError) -> EngineError {
     match e {
         IndexError::DeadlineExceeded => EngineError::deadline(),
         e => EngineError::InvalidArgument(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rulake_index::{BuildParams, PartitionIndex};
+    use rulake_types::{filter::parse, Column, ColumnType, Generation, Metric, Payload, Value};
+
+    /// 100 rows, `year` 2020..2029 with nulls every tenth row.
+    fn partition() -> CachedPartition {
+        let n = 100;
+        let ids = (0..n as u64).map(rulake_types::VectorId::U64).collect();
+        let vectors = (0..n * 4).map(|i| (i % 17) as f32).collect();
+        let index =
+            PartitionIndex::build(4, Metric::L2, ids, vectors, BuildParams::default()).unwrap();
+        let payload = Payload {
+            columns: vec![Column {
+                name: "year".into(),
+                ty: Some(ColumnType::Int),
+                values: (0..n)
+                    .map(|i| {
+                        if i % 10 == 0 {
+                            Value::Null
+                        } else {
+                            Value::Int(2020 + (i % 10) as i64)
+                        }
+                    })
+                    .collect(),
+            }],
+        };
+        CachedPartition::new(
+            index,
+            Generation("g".into()),
+            Default::default(),
+            payload,
+            None,
+        )
+    }
+
+    #[test]
+    fn the_zone_map_decides_before_any_row_is_evaluated() {
+        let part = partition();
+        let rows = |text: &str| select(&part, &[], &parse(text).unwrap()).unwrap().positions;
+        // Ruled out by the zone map: nothing selected.
+        assert!(rows("year > 2100").is_empty());
+        assert!(rows("year < 2021").is_empty());
+        // Every non-null row, by the zone map, plus the nulls by rows.
+        assert_eq!(rows("year >= 2021 or year is null").len(), 100);
+        assert_eq!(rows("year >= 2021").len(), 90);
+        assert_eq!(rows("year = 2025").len(), 10);
+        // Every row, nulls too (a predicate on a null is false, so its
+        // negation is true), decided by the zone map alone.
+        let none_above = parse("not year > 2100").unwrap();
+        assert_eq!(none_above.prune(&part.zones), Verdict::All);
+        assert_eq!(rows("not year > 2100").len(), 100);
     }
 }

@@ -68,7 +68,12 @@ impl RuLake {
     /// List the source; an unchanged generation only renews the check
     /// time, a changed one is loaded (the caller holds `c.refresh`).
     async fn refresh_locked(&self, c: &Arc<Collection>) -> Result<Generation> {
-        let listing = c.source.list_units().await?;
+        // A standing filter's pruning leaves out what it rules out here,
+        // so nothing downstream ever sees those units.
+        let listing = match &c.spec.standing_filter {
+            Some(f) => c.source.list_units_pruned(f).await?,
+            None => c.source.list_units().await?,
+        };
         let unchanged = c
             .serving
             .read()

@@ -68,8 +68,8 @@ pub use recall::{QueryStats, RecallConfig, RecallEstimate, RecallStats};
 pub use rulake_cache::{memory, CacheConfig, CacheStats, CachedPartition};
 pub use scan::{PartitionState, Scanned};
 pub use spec::{
-    check_payload_columns, Alter, CollectionInfo, CollectionSpec, FederatedHit, FederatedResponse,
-    SearchResponse,
+    check_payload_columns, check_standing_filter, Alter, CollectionInfo, CollectionSpec,
+    FederatedHit, FederatedResponse, SearchResponse,
 };
 
 use deletes::Deletes;

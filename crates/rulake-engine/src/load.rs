@@ -73,10 +73,29 @@ impl RuLake {
         listing: Listing,
     ) -> Result<Generation> {
         let built = self.build_generation(c, &listing).await?;
+        self.record_pruned(c, &listing);
         let generation = listing.generation.clone();
         let built = self.swap_in(c, built, listing)?;
         self.persist_detached(built);
         Ok(generation)
+    }
+
+    /// Count what the standing filter's pruning spared the partitions
+    /// this engine owns (a pruned row group by its unit key, a pruned file
+    /// by its path, each once, where it would have been placed).
+    fn record_pruned(&self, c: &Collection, listing: &Listing) {
+        if listing.pruned.is_empty() {
+            return;
+        }
+        let owned: std::collections::HashSet<u32> = self.owned(&c.spec).into_iter().collect();
+        let kind = rulake_lake::io::LakeKind::of(c.source.kind());
+        rulake_lake::io::record_pruned(
+            kind,
+            listing
+                .pruned
+                .iter()
+                .filter(|p| owned.contains(&rulake_types::partition_of(&p.key, c.spec.partitions))),
+        );
     }
 
     /// Every partition this engine owns of `c`, at `listing`.
@@ -246,6 +265,7 @@ impl RuLake {
             target_recall: spec.target_recall,
             rerank: spec.rerank,
             payload_columns: spec.payload_columns.clone(),
+            standing_filter: spec.standing_filter.clone(),
         }
     }
 

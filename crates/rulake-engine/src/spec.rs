@@ -10,7 +10,7 @@
 use crate::error::{EngineError, Result};
 use rulake_index::{BuildParams, DEFAULT_RERANK, DEFAULT_TARGET_RECALL};
 use rulake_types::payload::MAX_PAYLOAD_COLUMNS;
-use rulake_types::{Consistency, Generation, Hit, Metric, Value, VectorId};
+use rulake_types::{Consistency, Filter, Generation, Hit, Metric, Value, VectorId};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -46,6 +46,12 @@ pub struct CollectionSpec {
     /// searches can filter on them and return them. Immutable.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub payload_columns: Vec<String>,
+    /// Only rows matching this filter are kept: files and row groups the
+    /// lake's statistics rule out are never read, other rows are dropped
+    /// as they are read. Its columns may be any columns of the source.
+    /// Immutable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standing_filter: Option<Filter>,
     /// Index build parameters.
     #[serde(skip)]
     pub build: BuildParams,
@@ -69,6 +75,7 @@ impl CollectionSpec {
             target_recall: DEFAULT_TARGET_RECALL,
             pin: None,
             payload_columns: Vec::new(),
+            standing_filter: None,
             build: BuildParams::default(),
         }
     }
@@ -79,6 +86,12 @@ impl CollectionSpec {
         columns: impl IntoIterator<Item = S>,
     ) -> Self {
         self.payload_columns = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Keep only the rows matching `filter` (see [`Self::standing_filter`]).
+    pub fn standing_filter(mut self, filter: Filter) -> Self {
+        self.standing_filter = Some(filter);
         self
     }
 
@@ -151,7 +164,11 @@ impl CollectionSpec {
                 self.target_recall
             ));
         }
-        check_payload_columns(&self.payload_columns)
+        check_payload_columns(&self.payload_columns)?;
+        if let Some(f) = &self.standing_filter {
+            check_standing_filter(f)?;
+        }
+        Ok(())
     }
 }
 
@@ -176,6 +193,14 @@ pub fn check_payload_columns(columns: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A standing filter's shape (depth, terms, ranges with a bound); which
+/// columns exist, and of which type, is the source's to say, at load.
+pub fn check_standing_filter(f: &Filter) -> Result<()> {
+    let columns: Vec<String> = f.columns().into_iter().map(str::to_owned).collect();
+    f.check_columns(&columns)
+        .map_err(|e| EngineError::InvalidArgument(format!("standing filter: {e}")))
 }
 
 /// Answer to a single-collection search.

@@ -4,229 +4,74 @@
 //! answers, output columns, deletes of both kinds, bad filters, and a
 //! property test of random filters against an exact filtered scan.
 
-use rulake_datasets::{ClusteredGaussian, ReferenceWriters};
+use rulake_datasets::{ClusteredGaussian, Layout, ReferenceWriters, TableFormat};
 use rulake_engine::*;
-use rulake_lake::{DeltaSource, DeltaSourceConfig, ParquetSource, ParquetSourceConfig};
-use rulake_types::{
-    filter::parse, Consistency, Filter, Metric, SearchParams, Selection, Value, VectorId,
+use rulake_lake::{
+    DeltaSource, DeltaSourceConfig, IcebergSource, IcebergSourceConfig, ParquetSource,
+    ParquetSourceConfig,
 };
+use rulake_types::{filter::parse, Consistency, SearchParams, Selection, VectorId};
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-const DIM: usize = 16;
-const COLUMNS: [&str; 8] = [
-    "lang",
-    "year",
-    "score",
-    "flag",
-    "published",
-    "day",
-    "tags",
-    "title",
-];
-/// 2023-01-01T00:00:00Z in microseconds.
-const BASE_MICROS: i64 = 1_672_531_200_000_000;
+#[path = "filter/payload.rs"]
+mod payload;
+use payload::*;
 
-/// One row as the test knows it: the oracle's view.
-#[derive(Clone, Debug)]
-struct Row {
-    id: u64,
-    vector: Vec<f32>,
-    lang: Option<String>,
-    year: Option<i64>,
-    score: Option<f64>,
-    flag: Option<bool>,
-    published: Option<i64>,
-    day: Option<i64>,
-    tags: Option<Vec<String>>,
-    title: Option<String>,
-}
-
-/// A small deterministic generator (xorshift), so the rows are the same
-/// on every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn rows(n: usize, seed: u64) -> Vec<Row> {
-    let vectors = ClusteredGaussian::new(DIM, 12, 0.3, seed).sample(n, 1);
-    let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let tags = ["news", "sport", "tech", "art"];
-    (0..n)
-        .map(|i| {
-            let lang = match r.below(20) {
-                0 => None,
-                1..=10 => Some("en"),
-                11..=16 => Some("de"),
-                _ => Some("fr"),
-            };
-            let null = |r: &mut Rng| r.below(25) == 0;
-            Row {
-                id: i as u64,
-                vector: vectors[i * DIM..(i + 1) * DIM].to_vec(),
-                lang: lang.map(str::to_owned),
-                year: (!null(&mut r)).then(|| 2015 + r.below(11) as i64),
-                score: (!null(&mut r)).then(|| r.below(10_000) as f64 / 100.0),
-                flag: (!null(&mut r)).then(|| r.below(3) == 0),
-                published: (!null(&mut r))
-                    .then(|| BASE_MICROS + r.below(2 * 365 * 24) as i64 * 3_600_000_000),
-                day: (!null(&mut r)).then(|| 19_000 + r.below(1000) as i64),
-                tags: (!null(&mut r)).then(|| {
-                    let bits = r.below(16);
-                    (0..4)
-                        .filter(|b| bits & (1 << b) != 0)
-                        .map(|b| tags[b].to_owned())
-                        .collect()
-                }),
-                title: (!null(&mut r)).then(|| format!("T{}-{i}", r.below(7))),
-            }
-        })
-        .collect()
-}
-
-/// The rows as the writer script's JSON lines.
-fn write_rows(path: &Path, rows: &[Row]) {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    for r in rows {
-        let v = serde_json::json!({
-            "id": r.id, "vector": r.vector, "lang": r.lang, "year": r.year,
-            "score": r.score, "flag": r.flag, "published": r.published,
-            "day": r.day, "tags": r.tags, "title": r.title,
-        });
-        writeln!(f, "{v}").unwrap();
-    }
-}
-
-/// A row's value of `column`, as the engine reads it.
-fn value(r: &Row, column: &str) -> Value {
-    let v = match column {
-        "lang" => r.lang.clone().map(Value::String),
-        "year" => r.year.map(Value::Int),
-        "score" => r.score.map(Value::Float),
-        "flag" => r.flag.map(Value::Bool),
-        "published" => r.published.map(Value::Timestamp),
-        "day" => r.day.map(|d| Value::Date(d as i32)),
-        "tags" => r.tags.clone().map(Value::StringList),
-        "title" => r.title.clone().map(Value::String),
-        c => panic!("no column {c}"),
-    };
-    v.unwrap_or(Value::Null)
-}
-
-/// The oracle: an evaluator of filters over [`Row`]s written apart from
-/// the engine's, with the documented two-valued logic (a predicate on a
-/// null is false).
-fn oracle(f: &Filter, r: &Row) -> bool {
-    use std::cmp::Ordering::*;
-    let cmp = |column: &str, lit: &Value| -> Option<std::cmp::Ordering> {
-        match (value(r, column), lit) {
-            (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
-            (Value::Float(a), Value::Float(b)) => a.partial_cmp(b),
-            (Value::Float(a), Value::Int(b)) => a.partial_cmp(&(*b as f64)),
-            (Value::String(a), Value::String(b)) => Some(a.as_str().cmp(b)),
-            (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
-            (Value::Timestamp(a), Value::String(b)) => {
-                Some(a.cmp(&rulake_types::payload::parse_instant(b).unwrap()))
-            }
-            (Value::Date(a), Value::String(b)) => {
-                Some((a as i64).cmp(&rulake_types::payload::parse_date(b).unwrap()))
-            }
-            _ => None,
-        }
-    };
-    match f {
-        Filter::And(v) => v.iter().all(|x| oracle(x, r)),
-        Filter::Or(v) => v.iter().any(|x| oracle(x, r)),
-        Filter::Not(x) => !oracle(x, r),
-        Filter::Eq { column, value } => cmp(column, value) == Some(Equal),
-        Filter::In { column, values } => values.iter().any(|v| cmp(column, v) == Some(Equal)),
-        Filter::Range {
-            column,
-            gt,
-            gte,
-            lt,
-            lte,
-        } => {
-            let ok = |b: &Option<Value>, want: &[std::cmp::Ordering]| {
-                b.as_ref()
-                    .is_none_or(|b| cmp(column, b).is_some_and(|o| want.contains(&o)))
-            };
-            value(r, column) != Value::Null
-                && ok(gt, &[Greater])
-                && ok(gte, &[Greater, Equal])
-                && ok(lt, &[Less])
-                && ok(lte, &[Less, Equal])
-        }
-        Filter::IsNull { column } => value(r, column) == Value::Null,
-        Filter::Contains { column, value: s } => {
-            matches!(value(r, column), Value::StringList(l) if l.contains(s))
-        }
-        Filter::Prefix { column, prefix } => {
-            matches!(value(r, column), Value::String(s) if s.starts_with(prefix.as_str()))
-        }
-    }
-}
-
-/// The exact filtered top-k: (id, distance) of the nearest matching rows.
-fn exact_filtered(rows: &[Row], f: &Filter, q: &[f32], k: usize) -> Vec<(u64, f32)> {
-    let mut d: Vec<(u64, f32)> = rows
-        .iter()
-        .filter(|r| oracle(f, r))
-        .map(|r| (r.id, Metric::L2.distance(q, &r.vector)))
-        .collect();
-    d.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-    d.truncate(k);
-    d
-}
-
-enum Kind {
-    Parquet,
-    Delta,
-}
-
-/// A collection `c` of `partitions` over `rows` written by the reference
-/// writer as `pieces` files or commits, keeping every payload column.
-fn collection(
+/// `rows` written by `format`'s reference writer under `dir` as 8 files,
+/// commits or appends, opened as a source; with the table's directory.
+fn source(
     w: &ReferenceWriters,
     dir: &Path,
-    kind: Kind,
+    format: TableFormat,
     rows: &[Row],
-    partitions: u32,
-) -> (RuLake, std::path::PathBuf) {
+) -> (Arc<dyn rulake_lake::Source>, std::path::PathBuf) {
     let jsonl = dir.join("rows.jsonl");
     write_rows(&jsonl, rows);
     let out = dir.join("table");
-    w.payload_write(matches!(kind, Kind::Delta), &out, &jsonl, 8)
+    let url = w
+        .payload_table(format, &out, &jsonl, 8, &Layout::default())
         .unwrap();
-    let url = out.to_str().unwrap();
-    let source: Arc<dyn rulake_lake::Source> = match kind {
-        Kind::Parquet => {
+    let source: Arc<dyn rulake_lake::Source> = match format {
+        TableFormat::Parquet => {
             Arc::new(ParquetSource::open(ParquetSourceConfig::new(url, "id", "vector")).unwrap())
         }
-        Kind::Delta => {
+        TableFormat::Delta => {
             Arc::new(DeltaSource::open(DeltaSourceConfig::new(url, "id", "vector")).unwrap())
         }
+        TableFormat::Iceberg => {
+            Arc::new(IcebergSource::open(IcebergSourceConfig::new(url, "id", "vector")).unwrap())
+        }
     };
-    let e = RuLake::new(CacheConfig::default());
-    e.register_source("c", source).unwrap();
+    (source, out)
+}
+
+/// Collection `name` of `partitions` over source `name`, keeping every
+/// payload column.
+fn keep_all(e: &RuLake, name: &str, source: Arc<dyn rulake_lake::Source>, partitions: u32) {
+    e.register_source(name, source).unwrap();
     e.create_collection(
-        CollectionSpec::new("c", "c", DIM)
+        CollectionSpec::new(name, name, DIM)
             .partitions(partitions)
             .consistency(Consistency::Fresh)
             .payload_columns(COLUMNS),
     )
     .unwrap();
+}
+
+/// A collection `c` of `partitions` over `rows` written by `format`'s
+/// reference writer, keeping every payload column.
+fn collection(
+    w: &ReferenceWriters,
+    dir: &Path,
+    format: TableFormat,
+    rows: &[Row],
+    partitions: u32,
+) -> (RuLake, std::path::PathBuf) {
+    let (source, out) = source(w, dir, format, rows);
+    let e = RuLake::new(CacheConfig::default());
+    keep_all(&e, "c", source, partitions);
     (e, out)
 }
 
@@ -301,7 +146,7 @@ const FILTERS: &[&str] = &[
     "year in (1999, 2000)",
 ];
 
-async fn every_operator(kind: Kind) {
+async fn every_operator(kind: TableFormat) {
     let Some(w) = ReferenceWriters::for_tests() else {
         return;
     };
@@ -328,12 +173,90 @@ async fn every_operator(kind: Kind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_filters_of_every_operator_and_type_match_an_exact_filtered_scan() {
-    every_operator(Kind::Parquet).await;
+    every_operator(TableFormat::Parquet).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delta_filters_of_every_operator_and_type_match_an_exact_filtered_scan() {
-    every_operator(Kind::Delta).await;
+    every_operator(TableFormat::Delta).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iceberg_filters_of_every_operator_and_type_match_an_exact_filtered_scan() {
+    every_operator(TableFormat::Iceberg).await;
+}
+
+/// One federated search over a Parquet prefix, a Delta table and an
+/// Iceberg table, each holding a third of the rows: under every filter,
+/// the merged answer is the exact filtered scan of all the rows, each hit
+/// names the collection its row lives in and carries its columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federated_filters_span_parquet_delta_and_iceberg() {
+    let Some(w) = ReferenceWriters::for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rows = rows(3000, 13);
+    let e = RuLake::new(CacheConfig::default());
+    let mut home = std::collections::HashMap::new();
+    for (i, (name, format)) in [
+        ("p", TableFormat::Parquet),
+        ("d", TableFormat::Delta),
+        ("i", TableFormat::Iceberg),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let part: Vec<Row> = rows.iter().skip(i).step_by(3).cloned().collect();
+        home.extend(part.iter().map(|r| (r.id, name)));
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let (s, _) = source(&w, &sub, format, &part);
+        keep_all(&e, name, s, 2);
+    }
+    let queries = ClusteredGaussian::new(DIM, 12, 0.3, 13).sample(3, 77);
+    let by_id: std::collections::HashMap<u64, &Row> = rows.iter().map(|r| (r.id, r)).collect();
+    let mut total = 0.0;
+    let mut n = 0;
+    for text in FILTERS {
+        let sel = selection(text, &["lang", "year"]);
+        let f = sel.filter.clone().unwrap();
+        for q in queries.chunks(DIM) {
+            let want = exact_filtered(&rows, &f, q, 10);
+            let got = e
+                .federated_search_selected(&["p", "d", "i"], q, SearchParams::k(10), &sel, None)
+                .await
+                .unwrap_or_else(|err| panic!("{text}: {err}"));
+            assert_eq!(got.hits.len(), want.len(), "{text}");
+            for h in &got.hits {
+                let VectorId::U64(id) = h.id else { panic!() };
+                let row = by_id[&id];
+                assert!(oracle(&f, row), "{text}: {id} does not match");
+                assert_eq!(h.collection, home[&id], "{text}: {id}");
+                for c in ["lang", "year"] {
+                    assert_eq!(
+                        h.columns.get(c),
+                        Some(&value(row, c)),
+                        "{text}: {c} of {id}"
+                    );
+                }
+            }
+            if let Some(kth) = want.last().map(|w| w.1) {
+                let found = got
+                    .hits
+                    .iter()
+                    .filter(|h| h.distance <= kth * (1.0 + 1e-4) + 1e-6)
+                    .count();
+                total += found as f64 / want.len() as f64;
+                n += 1;
+            }
+        }
+    }
+    let recall = total / n as f64;
+    assert!(
+        recall >= 0.95,
+        "mean recall {recall} over {n} federated searches"
+    );
 }
 
 /// Random filter trees (every operator, random literals of every type),
@@ -346,7 +269,7 @@ async fn random_filters_agree_with_an_exact_filtered_scan() {
     };
     let dir = tempfile::tempdir().unwrap();
     let rows = rows(4000, 11);
-    let (e, _) = collection(&w, dir.path(), Kind::Parquet, &rows, 3);
+    let (e, _) = collection(&w, dir.path(), TableFormat::Parquet, &rows, 3);
     let mut r = Rng(0x5eed);
     let queries = ClusteredGaussian::new(DIM, 12, 0.3, 11).sample(200, 5);
     let (mut total, mut n) = (0.0, 0);
@@ -392,154 +315,6 @@ async fn random_filters_agree_with_an_exact_filtered_scan() {
     );
 }
 
-fn random_filter(r: &mut Rng, depth: usize) -> Filter {
-    let col = |r: &mut Rng| COLUMNS[r.below(COLUMNS.len() as u64) as usize].to_string();
-    let pick = if depth >= 3 {
-        3 + r.below(6)
-    } else {
-        r.below(9)
-    };
-    match pick {
-        0 => Filter::And(
-            (0..1 + r.below(3))
-                .map(|_| random_filter(r, depth + 1))
-                .collect(),
-        ),
-        1 => Filter::Or(
-            (0..1 + r.below(3))
-                .map(|_| random_filter(r, depth + 1))
-                .collect(),
-        ),
-        2 => Filter::Not(Box::new(random_filter(r, depth + 1))),
-        3 => Filter::IsNull { column: col(r) },
-        4 => Filter::Contains {
-            column: "tags".into(),
-            value: ["news", "sport", "tech", "art", "none"][r.below(5) as usize].into(),
-        },
-        5 => Filter::Prefix {
-            column: "title".into(),
-            prefix: format!("T{}", r.below(8)),
-        },
-        6 => {
-            let (column, value) = scalar(r);
-            Filter::Eq { column, value }
-        }
-        7 => {
-            let (column, a) = scalar(r);
-            let values = (0..r.below(4))
-                .map(|_| loop {
-                    let (c, v) = scalar(r);
-                    if c == column {
-                        break v;
-                    }
-                })
-                .chain([a])
-                .collect();
-            Filter::In { column, values }
-        }
-        _ => {
-            let (column, a) = ordered(r);
-            let (_, b) = loop {
-                let (c, v) = ordered(r);
-                if c == column {
-                    break (c, v);
-                }
-            };
-            let (lo, hi) = (Some(a), Some(b));
-            match r.below(4) {
-                0 => Filter::Range {
-                    column,
-                    gt: lo,
-                    gte: None,
-                    lt: None,
-                    lte: None,
-                },
-                1 => Filter::Range {
-                    column,
-                    gt: None,
-                    gte: lo,
-                    lt: hi,
-                    lte: None,
-                },
-                2 => Filter::Range {
-                    column,
-                    gt: None,
-                    gte: None,
-                    lt: None,
-                    lte: hi,
-                },
-                _ => Filter::Range {
-                    column,
-                    gt: lo,
-                    gte: None,
-                    lt: None,
-                    lte: hi,
-                },
-            }
-        }
-    }
-}
-
-/// A column with equality and a literal of its type.
-fn scalar(r: &mut Rng) -> (String, Value) {
-    match r.below(6) {
-        0 => (
-            "lang".into(),
-            Value::String(["en", "de", "fr", "es"][r.below(4) as usize].into()),
-        ),
-        1 => ("flag".into(), Value::Bool(r.below(2) == 0)),
-        2 => (
-            "title".into(),
-            Value::String(format!("T{}-{}", r.below(7), r.below(3000))),
-        ),
-        _ => ordered(r),
-    }
-}
-
-/// An ordered column and a literal of its type.
-fn ordered(r: &mut Rng) -> (String, Value) {
-    match r.below(5) {
-        0 => ("year".into(), Value::Int(2014 + r.below(13) as i64)),
-        1 => ("score".into(), Value::Float(r.below(10_000) as f64 / 100.0)),
-        2 => {
-            let micros = BASE_MICROS + r.below(2 * 365 * 24) as i64 * 3_600_000_000;
-            ("published".into(), Value::String(iso(micros)))
-        }
-        3 => (
-            "day".into(),
-            Value::String(iso_date(19_000 + r.below(1000) as i64)),
-        ),
-        _ => (
-            "lang".into(),
-            Value::String(["d", "en", "f", "zz"][r.below(4) as usize].into()),
-        ),
-    }
-}
-
-/// `YYYY-MM-DD` of days since the epoch.
-fn iso_date(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// RFC 3339 of whole-hour microseconds.
-fn iso(micros: i64) -> String {
-    let secs = micros / 1_000_000;
-    format!(
-        "{}T{:02}:00:00Z",
-        iso_date(secs.div_euclid(86_400)),
-        secs.rem_euclid(86_400) / 3600
-    )
-}
-
 /// Deletes of both kinds under a filter: a Delta delete (a new table
 /// version without the rows) and RuLake tombstones; neither deleted row
 /// comes back, and the answer stays full while enough rows match.
@@ -550,7 +325,7 @@ async fn filters_combine_with_table_deletes_and_tombstones() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut rows = rows(2000, 3);
-    let (e, table) = collection(&w, dir.path(), Kind::Delta, &rows, 2);
+    let (e, table) = collection(&w, dir.path(), TableFormat::Delta, &rows, 2);
     let text = r#"lang = "en" and year >= 2020"#;
     let f = parse(text).unwrap();
     let q = ClusteredGaussian::new(DIM, 12, 0.3, 3).sample(1, 8);
@@ -599,7 +374,7 @@ async fn bad_filters_and_columns_are_refused_naming_the_column() {
     };
     let dir = tempfile::tempdir().unwrap();
     let rows = rows(500, 5);
-    let (e, table) = collection(&w, dir.path(), Kind::Parquet, &rows, 2);
+    let (e, table) = collection(&w, dir.path(), TableFormat::Parquet, &rows, 2);
     let q = &rows[0].vector;
     for (text, column) in [
         ("nope = 1", "nope"),

@@ -17,6 +17,14 @@
 //! dropped while the file's units are read (see `deletes.rs`). A new vector
 //! changes the units of that file only, so only their partitions rebuild.
 //!
+//! Partition columns are not stored in a Delta table's data files: a
+//! payload column that is one takes the file's partition value from its
+//! `add` action, for every row of the file. With a filter
+//! ([`Source::list_units_pruned`]) a file whose partition values or `add`
+//! statistics show that none of its rows match is left out of the listing
+//! before its footer or deletion vector is read (`stats`), and then its
+//! row groups by their footer statistics.
+//!
 //! Correctness comes before coverage: anything that would change which rows
 //! a file contributes and that RuLake does not apply (column mapping, a
 //! vector on a table whose protocol does not allow one) is an error naming
@@ -29,10 +37,10 @@ use crate::delta_store::{path13, LogFileTooLarge, ReadOnlyStore};
 use crate::dv::{self, DvDescriptor};
 use crate::error::{LakeError, Result};
 use crate::parquet::ParquetSource;
-use crate::source::{Listing, RowStream, Source, Unit};
+use crate::source::{Listing, Pruned, RowStream, Source, Unit};
 use crate::store::{open_store, to_url, StoreUrl};
 use async_trait::async_trait;
-use deltalake_core::kernel::{LogicalFileView, StorageType};
+use deltalake_core::kernel::{DataType, LogicalFileView, PrimitiveType, StorageType};
 use deltalake_core::logstore::object_store::prefix::PrefixStore;
 use deltalake_core::logstore::{default_logstore, StorageConfig};
 use deltalake_core::table::state::DeltaTableState;
@@ -40,7 +48,7 @@ use deltalake_core::{DeltaTable, DeltaTableError};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
-use rulake_types::Generation;
+use rulake_types::{ColumnType, Generation, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -95,6 +103,22 @@ struct LiveFile {
     size: u64,
     modification_time: i64,
     deletion_vector: Option<DvDescriptor>,
+    /// Partition column → value as the log writes it (`None`: null).
+    partition_values: HashMap<String, Option<String>>,
+    /// The `add` action's `stats` JSON, if written.
+    stats: Option<String>,
+}
+
+/// The partition columns of the loaded version and each data file's
+/// values of them, typed: what a payload column that is a partition
+/// column reads.
+#[derive(Debug, Default)]
+struct Partitions {
+    /// Partition column → its payload type (`None`: a type RuLake does
+    /// not keep).
+    columns: HashMap<String, Option<ColumnType>>,
+    /// Object path → partition column → value (`None`: unreadable).
+    values: HashMap<String, Arc<HashMap<String, Option<Value>>>>,
 }
 
 /// A Delta table source.
@@ -112,6 +136,8 @@ pub struct DeltaSource {
     deletes: DeleteRegistry,
     /// The log file the store last refused for its size, if any.
     log_refused: Arc<parking_lot::Mutex<Option<LogFileTooLarge>>>,
+    /// Partition values of the newest listing's files.
+    partitions: parking_lot::Mutex<Partitions>,
 }
 
 impl DeltaSource {
@@ -135,6 +161,7 @@ impl DeltaSource {
             vectors: parking_lot::Mutex::new(HashMap::new()),
             deletes: DeleteRegistry::default(),
             log_refused,
+            partitions: parking_lot::Mutex::new(Partitions::default()),
         })
     }
 
@@ -302,12 +329,20 @@ impl DeltaSource {
 
     /// The live files of the loaded version, checked for what RuLake
     /// cannot read correctly.
-    fn live_files(&self, table: &DeltaTable) -> Result<(u64, BTreeMap<String, LiveFile>)> {
+    fn live_files(&self, table: &DeltaTable) -> Result<(u64, BTreeMap<String, LiveFile>, Schema)> {
         let state = table
             .snapshot()
             .map_err(|e| self.meta_err(self.log_dir().as_ref(), e.to_string()))?;
         let version = state.version();
         let dv_allowed = self.check_table(state)?;
+        let schema = Schema {
+            types: state
+                .schema()
+                .fields()
+                .map(|f| (f.name().clone(), payload_type(f.data_type())))
+                .collect(),
+            partition_columns: state.metadata().partition_columns().to_vec(),
+        };
         let mut files = BTreeMap::new();
         for f in state.log_data().iter() {
             let path = f.path().into_owned();
@@ -332,10 +367,12 @@ impl DeltaSource {
                     size,
                     modification_time: f.modification_time(),
                     deletion_vector,
+                    partition_values: f.partition_values_map(),
+                    stats: f.stats(),
                 },
             );
         }
-        Ok((version, files))
+        Ok((version, files, schema))
     }
 
     /// Refuse table features that change which rows or columns a file
@@ -596,9 +633,175 @@ impl Source for DeltaSource {
     }
 
     async fn list_units(&self) -> Result<Listing> {
+        self.list(None).await
+    }
+
+    async fn list_units_pruned(&self, filter: &rulake_types::Filter) -> Result<Listing> {
+        self.list(Some(filter)).await
+    }
+
+    /// By the table's schema (partition columns included): no data file
+    /// is read.
+    async fn check_columns(&self, columns: &[String]) -> Result<()> {
         let mut table = self.table.lock().await;
         self.load(&mut table).await?;
-        let (target, files) = self.live_files(&table)?;
+        let state = table
+            .snapshot()
+            .map_err(|e| self.meta_err(self.log_dir().as_ref(), e.to_string()))?;
+        let schema = state.schema();
+        let at = crate::error::Location {
+            object: self.table_name(),
+            row_group: None,
+        };
+        for c in columns {
+            let field = schema.fields().find(|f| f.name() == c).ok_or_else(|| {
+                LakeError::MissingColumn {
+                    at: at.clone(),
+                    column: c.clone(),
+                    available: schema
+                        .fields()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            })?;
+            if payload_type(field.data_type()).is_none() {
+                return Err(LakeError::ColumnType {
+                    at: at.clone(),
+                    column: c.clone(),
+                    found: format!("{:?}", field.data_type()),
+                    expected: crate::payload_conv::PAYLOAD_TYPES,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
+        self.read_unit_columns(unit, dim, &[])
+    }
+
+    fn read_unit_columns(&self, unit: &Unit, dim: usize, payload: &[String]) -> RowStream {
+        let (columns, values) = {
+            let p = self.partitions.lock();
+            let columns: HashMap<String, Option<ColumnType>> = payload
+                .iter()
+                .filter_map(|c| p.columns.get(c).map(|t| (c.clone(), *t)))
+                .collect();
+            (columns, p.values.get(&unit.object).cloned())
+        };
+        let in_file: Vec<String> = payload
+            .iter()
+            .filter(|c| !columns.contains_key(*c))
+            .cloned()
+            .collect();
+        let rows = self.files.read_object_unit(unit, dim, &in_file);
+        let rows = self
+            .deletes
+            .apply(unit, self.files.first_row_of(unit), dim, rows);
+        if columns.is_empty() {
+            return rows;
+        }
+        let payload = payload.to_vec();
+        let (table, object) = (self.table_name(), unit.object.clone());
+        rows.map(move |batch| {
+            let mut batch = batch?;
+            let n = batch.len();
+            let mut read = std::mem::take(&mut batch.payload).into_iter();
+            for name in &payload {
+                let Some(ty) = columns.get(name) else {
+                    batch.payload.extend(read.next());
+                    continue;
+                };
+                let value = values.as_ref().and_then(|v| v.get(name).cloned().flatten());
+                let (Some(ty), Some(value)) = (ty, value) else {
+                    return Err(LakeError::Invalid(format!(
+                        "{table}: partition column {name:?} of {object} is not an integer, float, string, boolean, date or timestamp value RuLake can keep"
+                    )));
+                };
+                batch.payload.push(rulake_types::Column {
+                    name: name.clone(),
+                    ty: Some(*ty),
+                    values: vec![value; n],
+                });
+            }
+            Ok(batch)
+        })
+        .boxed()
+    }
+
+    /// `12`, `v12` or the generation string `delta-v12`.
+    fn pinned(&self, version: &str) -> Result<Arc<dyn Source>> {
+        let digits = version.trim_start_matches("delta-").trim_start_matches('v');
+        let v = digits.parse().map_err(|_| {
+            LakeError::Invalid(format!(
+                "{}: {version:?} is not a Delta table version (a number, v12 or delta-v12)",
+                self.table_name()
+            ))
+        })?;
+        Ok(Arc::new(DeltaSource::open(
+            self.config.clone().at_version(v),
+        )?))
+    }
+}
+
+impl DeltaSource {
+    /// The units of the current version, left out what `filter`'s pruning
+    /// shows no row of matches: whole files by their `add` action (before
+    /// their footer or deletion vector is read), then row groups.
+    async fn list(&self, filter: Option<&rulake_types::Filter>) -> Result<Listing> {
+        let mut table = self.table.lock().await;
+        self.load(&mut table).await?;
+        let (target, mut files, schema) = self.live_files(&table)?;
+        let types: HashMap<String, ColumnType> = schema
+            .types
+            .iter()
+            .filter_map(|(n, t)| t.map(|t| (n.clone(), t)))
+            .collect();
+        // Every live file's partition values, pruned or not: another
+        // collection reading this table may read what this one pruned.
+        let mut partitions = Partitions {
+            columns: schema
+                .partition_columns
+                .iter()
+                .map(|c| (c.clone(), schema.types.get(c).copied().flatten()))
+                .collect(),
+            values: HashMap::new(),
+        };
+        for (p, f) in &files {
+            let values = f
+                .partition_values
+                .iter()
+                .map(|(c, text)| {
+                    let v = types
+                        .get(c)
+                        .and_then(|&t| crate::stats::delta_partition_value(t, text.as_deref()));
+                    (c.clone(), v)
+                })
+                .collect();
+            partitions.values.insert(
+                self.object_meta(p, f, None)?.location.to_string(),
+                Arc::new(values),
+            );
+        }
+        let mut pruned = Vec::new();
+        if let Some(filter) = filter {
+            let mut kept = BTreeMap::new();
+            for (p, f) in files {
+                let zone =
+                    crate::stats::delta_file_zone(&types, &f.partition_values, f.stats.as_deref());
+                if filter.prune(&zone) == rulake_types::Verdict::None {
+                    pruned.push(Pruned {
+                        key: self.object_meta(&p, &f, None)?.location.to_string(),
+                        bytes: f.size,
+                        file: true,
+                    });
+                } else {
+                    kept.insert(p, f);
+                }
+            }
+            files = kept;
+        }
         let with_dv: Vec<(String, DvDescriptor)> = files
             .iter()
             .filter_map(|(p, f)| f.deletion_vector.clone().map(|d| (p.clone(), d)))
@@ -631,37 +834,51 @@ impl Source for DeltaSource {
             .filter_map(|f| f.deletion_vector.as_ref().map(DvDescriptor::unique_id))
             .collect();
         self.vectors.lock().retain(|k, _| live_ids.contains(k));
-        let units = self.files.units_of_objects(objects).await?;
+        let (units, row_groups) = self
+            .files
+            .units_of_objects_pruned(objects, filter, &pruned)
+            .await?;
+        pruned.extend(row_groups);
         self.deletes.publish(&units, &by_object);
+        *self.partitions.lock() = partitions;
         Ok(Listing {
             generation: generation_of(target),
             units,
+            pruned,
         })
     }
+}
 
-    fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
-        self.read_unit_columns(unit, dim, &[])
-    }
+/// What the listing needs of the table schema.
+struct Schema {
+    /// Top-level column → its payload type (`None`: not one RuLake keeps).
+    types: HashMap<String, Option<ColumnType>>,
+    /// The partition columns, in the table's order.
+    partition_columns: Vec<String>,
+}
 
-    fn read_unit_columns(&self, unit: &Unit, dim: usize, payload: &[String]) -> RowStream {
-        let rows = self.files.read_object_unit(unit, dim, payload);
-        self.deletes
-            .apply(unit, self.files.first_row_of(unit), dim, rows)
-    }
-
-    /// `12`, `v12` or the generation string `delta-v12`.
-    fn pinned(&self, version: &str) -> Result<Arc<dyn Source>> {
-        let digits = version.trim_start_matches("delta-").trim_start_matches('v');
-        let v = digits.parse().map_err(|_| {
-            LakeError::Invalid(format!(
-                "{}: {version:?} is not a Delta table version (a number, v12 or delta-v12)",
-                self.table_name()
-            ))
-        })?;
-        Ok(Arc::new(DeltaSource::open(
-            self.config.clone().at_version(v),
-        )?))
-    }
+/// The payload type of a Delta column type.
+fn payload_type(t: &DataType) -> Option<ColumnType> {
+    Some(match t {
+        DataType::Primitive(p) => match p {
+            PrimitiveType::String => ColumnType::String,
+            PrimitiveType::Long
+            | PrimitiveType::Integer
+            | PrimitiveType::Short
+            | PrimitiveType::Byte => ColumnType::Int,
+            PrimitiveType::Float | PrimitiveType::Double => ColumnType::Float,
+            PrimitiveType::Boolean => ColumnType::Bool,
+            PrimitiveType::Date => ColumnType::Date,
+            PrimitiveType::Timestamp | PrimitiveType::TimestampNtz => ColumnType::Timestamp,
+            _ => return None,
+        },
+        DataType::Array(a)
+            if matches!(a.element_type(), DataType::Primitive(PrimitiveType::String)) =>
+        {
+            ColumnType::StringList
+        }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -15,12 +15,18 @@
 //! failed `generation`, `list_units` or `read_unit` is what an operator
 //! calls a lake read error, so that is what [`metered`] counts.
 //!
+//! Reads saved are counted too: the files and row groups a standing
+//! filter's pruning left out of a listing ([`crate::source::Pruned`]) and
+//! their bytes, recorded by the engine when it loads the listing
+//! ([`record_pruned`]), once per partition that would have read them, so
+//! a listing checked again without loading counts nothing.
+//!
 //! The counters are process-wide (a metrics registry reads them at scrape
 //! time with [`snapshot`]) and labelled by [`LakeKind`], a closed set: no
 //! path, table or collection name ever becomes a label.
 
 use crate::error::Result;
-use crate::source::{Listing, RowStream, Source, Unit};
+use crate::source::{Listing, Pruned, RowStream, Source, Unit};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -113,6 +119,9 @@ struct Counters {
     lists: [AtomicU64; KINDS],
     heads: [AtomicU64; KINDS],
     errors: [AtomicU64; KINDS],
+    pruned_files: [AtomicU64; KINDS],
+    pruned_row_groups: [AtomicU64; KINDS],
+    pruned_bytes: [AtomicU64; KINDS],
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -124,6 +133,9 @@ static COUNTERS: Counters = Counters {
     lists: [ZERO; KINDS],
     heads: [ZERO; KINDS],
     errors: [ZERO; KINDS],
+    pruned_files: [ZERO; KINDS],
+    pruned_row_groups: [ZERO; KINDS],
+    pruned_bytes: [ZERO; KINDS],
 };
 
 /// What the lake has cost one source kind in this process so far.
@@ -146,6 +158,15 @@ pub struct IoSnapshot {
     /// Source operations (generation check, listing, reading a unit) that
     /// failed: a failed request, a vanished object, an undecodable file.
     pub errors: u64,
+    /// Files a filter's pruning left unread, footer included (by table
+    /// metadata: Delta `add` statistics and partition values, Iceberg
+    /// manifest bounds).
+    pub pruned_files: u64,
+    /// Row groups a filter's pruning left unread (by footer statistics).
+    pub pruned_row_groups: u64,
+    /// Bytes of those files and row groups (file sizes, compressed row
+    /// group sizes).
+    pub pruned_bytes: u64,
 }
 
 /// The counters of `kind` now.
@@ -157,6 +178,24 @@ pub fn snapshot(kind: LakeKind) -> IoSnapshot {
         lists: COUNTERS.lists[i].load(Ordering::Relaxed),
         heads: COUNTERS.heads[i].load(Ordering::Relaxed),
         errors: COUNTERS.errors[i].load(Ordering::Relaxed),
+        pruned_files: COUNTERS.pruned_files[i].load(Ordering::Relaxed),
+        pruned_row_groups: COUNTERS.pruned_row_groups[i].load(Ordering::Relaxed),
+        pruned_bytes: COUNTERS.pruned_bytes[i].load(Ordering::Relaxed),
+    }
+}
+
+/// Count `pruned` as reads a `kind` source was spared (see the module
+/// docs for who calls this, and when).
+pub fn record_pruned<'a>(kind: LakeKind, pruned: impl IntoIterator<Item = &'a Pruned>) {
+    let i = kind.index();
+    for p in pruned {
+        let n = if p.file {
+            &COUNTERS.pruned_files[i]
+        } else {
+            &COUNTERS.pruned_row_groups[i]
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+        COUNTERS.pruned_bytes[i].fetch_add(p.bytes, Ordering::Relaxed);
     }
 }
 
@@ -329,6 +368,15 @@ impl Source for Metered {
 
     async fn list_units(&self) -> Result<Listing> {
         self.count(self.inner.list_units().await)
+    }
+
+    async fn list_units_pruned(&self, filter: &rulake_types::Filter) -> Result<Listing> {
+        self.count(self.inner.list_units_pruned(filter).await)
+    }
+
+    async fn check_columns(&self, columns: &[String]) -> Result<()> {
+        // A refused column is an answer about the request, not a failed read.
+        self.inner.check_columns(columns).await
     }
 
     fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {

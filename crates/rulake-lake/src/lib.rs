@@ -27,6 +27,8 @@
 //! - `dv` (feature `delta`) — Delta deletion vectors: Z85, Roaring, the DV file layout.
 //! - [`store`] — URL → object store, credentials from the environment.
 //! - [`io`] — bytes, requests and errors per source kind, for metrics.
+//! - `stats` — the lake's statistics (Parquet footers, Delta `add` stats and
+//!   partition values, Iceberg bounds) as zone maps, for pruning by a filter.
 //! - `payload_conv` — Arrow payload columns to [`rulake_types::Value`]s.
 //! - [`writer`] — writing vectors as Parquet.
 //! - [`error`] — [`LakeError`], which names file, row group and column.
@@ -53,6 +55,7 @@ mod payload_conv;
 pub mod policy;
 pub mod reader;
 pub mod source;
+mod stats;
 pub mod store;
 pub mod writer;
 
@@ -67,7 +70,7 @@ pub use open::open_source;
 pub use parquet::{ParquetSource, ParquetSourceConfig};
 pub use policy::SourcePolicy;
 pub use reader::ReadCounters;
-pub use source::{Listing, RowBatch, RowStream, Source, Unit};
+pub use source::{Listing, Pruned, RowBatch, RowStream, Source, Unit};
 pub use writer::{encode_parquet, write_parquet_file, IdsRef, ID_COLUMN, VECTOR_COLUMN};
 
 /// Read every row of every unit of a listing (for small sources, tools and

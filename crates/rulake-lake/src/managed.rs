@@ -313,6 +313,7 @@ impl Source for ManagedSource {
         Ok(Listing {
             generation: generation(commits.seq),
             units,
+            pruned: Vec::new(),
         })
     }
 

@@ -211,6 +211,7 @@ impl Source for MemorySource {
         Ok(Listing {
             generation: Generation(format!("mem-{}", st.generation)),
             units,
+            pruned: Vec::new(),
         })
     }
 

@@ -6,6 +6,10 @@
 //! when units are listed (row counts feed admission control) and cached per
 //! object version, so reading a row group does not fetch its footer again.
 //!
+//! With a filter ([`Source::list_units_pruned`]), a row group whose footer
+//! statistics show that none of its rows match is left out of the listing
+//! (`stats`), so its pages are never fetched.
+//!
 //! A row group is read in slices of about [`READ_SLICE_BYTES`] of vectors
 //! when its file has an offset index (the page index Parquet writers add by
 //! default): the reader then fetches only the pages of the slice, so a load
@@ -17,7 +21,7 @@ use crate::arrow_conv::{self, ID_TYPES, VECTOR_TYPES};
 use crate::error::{LakeError, Location, Result};
 use crate::payload_conv;
 use crate::reader::{ObjectReader, ReadCounters};
-use crate::source::{Listing, RowBatch, RowStream, Source, Unit};
+use crate::source::{Listing, Pruned, RowBatch, RowStream, Source, Unit};
 use crate::store::{open_store, to_url, StoreUrl};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
@@ -231,7 +235,8 @@ impl ParquetSource {
         }
         let mut reader = self.object_reader(object, size);
         // The offset index only (page locations, a few bytes a page): it
-        // lets a row group be read in slices. Column statistics are not used.
+        // lets a row group be read in slices. The column chunks' statistics
+        // come with the footer itself; a filter prunes row groups by them.
         let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
         let md = ArrowReaderMetadata::load_async(&mut reader, options)
             .await
@@ -382,6 +387,35 @@ impl ParquetSource {
     }
 }
 
+/// Refuse a column of `columns` that `schema` (of `object`) lacks or holds
+/// in a type RuLake cannot keep as payload, naming it.
+pub(crate) fn check_payload_columns(
+    schema: &arrow_schema::Schema,
+    object: &str,
+    columns: &[String],
+) -> Result<()> {
+    let at = Location {
+        object: object.to_owned(),
+        row_group: None,
+    };
+    for c in columns {
+        let field = schema
+            .field_with_name(c)
+            .map_err(|_| LakeError::MissingColumn {
+                at: at.clone(),
+                column: c.clone(),
+                available: schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        payload_conv::check_type(field.data_type(), &at, c)?;
+    }
+    Ok(())
+}
+
 /// True when a Parquet read failed because the object is gone (the
 /// store's `NotFound`, passed up through the reader).
 pub(crate) fn is_vanished(e: &parquet::errors::ParquetError) -> bool {
@@ -462,7 +496,39 @@ impl Source for ParquetSource {
         let objects = self.list_objects().await?;
         let generation = Self::digest(&objects);
         let units = self.units_of_objects(objects).await?;
-        Ok(Listing { generation, units })
+        Ok(Listing {
+            generation,
+            units,
+            pruned: Vec::new(),
+        })
+    }
+
+    async fn list_units_pruned(&self, filter: &rulake_types::Filter) -> Result<Listing> {
+        let objects = self.list_objects().await?;
+        let generation = Self::digest(&objects);
+        let (units, pruned) = self
+            .units_of_objects_pruned(objects, Some(filter), &[])
+            .await?;
+        Ok(Listing {
+            generation,
+            units,
+            pruned,
+        })
+    }
+
+    async fn check_columns(&self, columns: &[String]) -> Result<()> {
+        let objects = self.list_objects().await?;
+        let Some(first) = objects.first() else {
+            return Ok(());
+        };
+        let md = self
+            .footer(
+                first.location.as_ref(),
+                first.size,
+                &Self::object_version(first),
+            )
+            .await?;
+        check_payload_columns(md.schema(), first.location.as_ref(), columns)
     }
 
     fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
@@ -478,6 +544,20 @@ impl ParquetSource {
     /// The row-group units of `objects`, reading (or reusing) their footers.
     /// Footers of objects not in `objects` are forgotten.
     pub(crate) async fn units_of_objects(&self, objects: Vec<ObjectMeta>) -> Result<Vec<Unit>> {
+        Ok(self.units_of_objects_pruned(objects, None, &[]).await?.0)
+    }
+
+    /// [`Self::units_of_objects`], leaving out the row groups whose footer
+    /// statistics show that no row matches `filter` (returned as pruned).
+    /// `pruned_files` were left out of `objects` by a table's metadata:
+    /// their footers, if read before, are kept for readers of another
+    /// listing (another collection's, without that filter).
+    pub(crate) async fn units_of_objects_pruned(
+        &self,
+        objects: Vec<ObjectMeta>,
+        filter: Option<&rulake_types::Filter>,
+        pruned_files: &[Pruned],
+    ) -> Result<(Vec<Unit>, Vec<Pruned>)> {
         let footers: Vec<(ObjectMeta, ArrowReaderMetadata)> = futures::stream::iter(objects)
             .map(|m| async move {
                 let md = self
@@ -489,6 +569,7 @@ impl ParquetSource {
             .try_collect()
             .await?;
         let mut units = Vec::new();
+        let mut pruned = Vec::new();
         let mut live = std::collections::HashSet::new();
         for (meta, md) in footers {
             let version = Self::object_version(&meta);
@@ -498,8 +579,19 @@ impl ParquetSource {
                 if g.num_rows() == 0 {
                     continue;
                 }
+                let key = format!("{object}#{rg}");
+                if filter.is_some_and(|f| {
+                    f.prune(&crate::stats::row_group_zone(&md, rg)) == rulake_types::Verdict::None
+                }) {
+                    pruned.push(Pruned {
+                        key,
+                        bytes: g.compressed_size().max(0) as u64,
+                        file: false,
+                    });
+                    continue;
+                }
                 units.push(Unit {
-                    key: format!("{object}#{rg}"),
+                    key,
                     object: object.clone(),
                     row_group: rg,
                     rows: g.num_rows() as u64,
@@ -508,9 +600,13 @@ impl ParquetSource {
                 });
             }
         }
-        self.footers.lock().retain(|k, _| live.contains(k));
+        let still_there: std::collections::HashSet<&str> =
+            pruned_files.iter().map(|p| p.key.as_str()).collect();
+        self.footers
+            .lock()
+            .retain(|k, _| live.contains(k) || still_there.contains(k.0.as_str()));
         units.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(units)
+        Ok((units, pruned))
     }
 
     /// Position in its file of the first row of `unit` (a listed unit).

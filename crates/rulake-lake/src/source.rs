@@ -37,6 +37,24 @@ pub struct Listing {
     pub generation: Generation,
     /// The units, sorted by key.
     pub units: Vec<Unit>,
+    /// What a filter's pruning left out of `units`
+    /// ([`Source::list_units_pruned`]); empty otherwise.
+    pub pruned: Vec<Pruned>,
+}
+
+/// A file or row group left out of a listing because its statistics show
+/// that no row of it matches the filter: it is never read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pruned {
+    /// The unit key it would have had (`path#row_group`), or the file's
+    /// path when the whole file was left out before its footer was read.
+    pub key: String,
+    /// Bytes not read: the file's size, or the row group's compressed size.
+    pub bytes: u64,
+    /// True for a whole file (pruned by table metadata: Delta `add`
+    /// statistics and partition values, Iceberg manifest bounds), false
+    /// for a row group (pruned by its footer statistics).
+    pub file: bool,
 }
 
 impl Listing {
@@ -86,6 +104,29 @@ pub trait Source: Send + Sync + std::fmt::Debug {
 
     /// The units of the current generation, with their row counts.
     async fn list_units(&self) -> Result<Listing>;
+
+    /// The units of the current generation that rows matching `filter`
+    /// may lie in: files and row groups whose statistics show that none
+    /// of their rows match are left out ([`Listing::pruned`]) and never
+    /// read. Pruning never leaves out a matching row; the rows of the
+    /// units kept still have to be filtered. Sources without statistics
+    /// list every unit.
+    async fn list_units_pruned(&self, filter: &rulake_types::Filter) -> Result<Listing> {
+        let _ = filter;
+        self.list_units().await
+    }
+
+    /// Check that the source's schema has every one of `columns`, each of
+    /// a type RuLake keeps as payload ([`crate::LakeError::MissingColumn`],
+    /// [`crate::LakeError::ColumnType`] naming it otherwise), reading as
+    /// little as the format allows: the footer of one Parquet file, a
+    /// Delta table's schema, an Iceberg table's current schema. A source
+    /// with no data yet passes. Sources without a schema (memory,
+    /// managed) pass too: they refuse payload columns when read.
+    async fn check_columns(&self, columns: &[String]) -> Result<()> {
+        let _ = columns;
+        Ok(())
+    }
 
     /// Stream the `(id, vector)` rows of one unit, checking every vector
     /// against `dim`, in batches of bounded size.

@@ -348,6 +348,7 @@ async fn object_of(src: &dyn Source, l: &Listing, id: u64) -> String {
         let one = Listing {
             generation: l.generation.clone(),
             units: vec![u.clone()],
+            pruned: Vec::new(),
         };
         if read_all(src, &one, DIM)
             .await

@@ -23,6 +23,9 @@ fn moved(before: IoSnapshot, after: IoSnapshot) -> IoSnapshot {
         lists: after.lists - before.lists,
         heads: after.heads - before.heads,
         errors: after.errors - before.errors,
+        pruned_files: after.pruned_files - before.pruned_files,
+        pruned_row_groups: after.pruned_row_groups - before.pruned_row_groups,
+        pruned_bytes: after.pruned_bytes - before.pruned_bytes,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Scrape-time metrics of lake I/O per source kind: bytes and GET requests
-//! of object data, listings and HEADs (what generation checks cost), and
-//! failed source operations.
+//! of object data, listings and HEADs (what generation checks cost),
+//! failed source operations, and the reads a standing filter's pruning
+//! saved (files and row groups never read, and their bytes).
 //!
 //! `rulake_lake::io` counts them where every source's reads pass (the
 //! object store each source opens, and the engine's wrapper around each
@@ -26,6 +27,9 @@ struct Families {
     lists: IntCounterVec,
     heads: IntCounterVec,
     errors: IntCounterVec,
+    pruned_files: IntCounterVec,
+    pruned_row_groups: IntCounterVec,
+    pruned_bytes: IntCounterVec,
 }
 
 /// Reads the process's lake I/O counters at scrape time (see the module
@@ -72,6 +76,18 @@ impl LakeCollector {
                 "lake_read_errors_total",
                 "Source operations that failed, by source kind: a generation check, a listing or the read of one unit ending in an error (failed request, vanished object, undecodable file).",
             )?,
+            pruned_files: vec(
+                "lake_pruned_files_total",
+                "Lake files a collection's standing filter left unread, footer included, because their table metadata (Delta partition values and add statistics, Iceberg manifest bounds) rules out every row; counted once per load by the partition the file hashes to, by source kind.",
+            )?,
+            pruned_row_groups: vec(
+                "lake_pruned_row_groups_total",
+                "Parquet row groups a collection's standing filter left unread because their footer statistics rule out every row; counted once per load by the partition that would have read them, by source kind.",
+            )?,
+            pruned_bytes: vec(
+                "lake_pruned_bytes_total",
+                "Bytes of the pruned files (their size) and row groups (compressed size) not read, by source kind.",
+            )?,
         };
         let descs = [
             &families.bytes,
@@ -79,6 +95,9 @@ impl LakeCollector {
             &families.lists,
             &families.heads,
             &families.errors,
+            &families.pruned_files,
+            &families.pruned_row_groups,
+            &families.pruned_bytes,
         ]
         .into_iter()
         .flat_map(|c| c.desc().into_iter().cloned())
@@ -103,6 +122,9 @@ impl Collector for LakeCollector {
             set(&f.requests, kind, s.requests);
             set(&f.lists, kind, s.lists);
             set(&f.heads, kind, s.heads);
+            set(&f.pruned_files, kind, s.pruned_files);
+            set(&f.pruned_row_groups, kind, s.pruned_row_groups);
+            set(&f.pruned_bytes, kind, s.pruned_bytes);
         }
         for kind in LakeKind::ALL {
             let s = snapshot(kind);
@@ -112,9 +134,18 @@ impl Collector for LakeCollector {
                 set(&f.errors, kind, s.errors);
             }
         }
-        [&f.bytes, &f.requests, &f.lists, &f.heads, &f.errors]
-            .into_iter()
-            .flat_map(|c| c.collect())
-            .collect()
+        [
+            &f.bytes,
+            &f.requests,
+            &f.lists,
+            &f.heads,
+            &f.errors,
+            &f.pruned_files,
+            &f.pruned_row_groups,
+            &f.pruned_bytes,
+        ]
+        .into_iter()
+        .flat_map(|c| c.collect())
+        .collect()
     }
 }

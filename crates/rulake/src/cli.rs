@@ -124,6 +124,11 @@ pub struct CreateArgs {
     /// `--filter` and `--output-columns`: `--payload-columns lang,year`.
     #[arg(long, value_delimiter = ',')]
     pub payload_columns: Vec<String>,
+    /// Keep only the rows matching this filter, in `--filter`'s language
+    /// (`--standing-filter 'lang = "en" and year >= 2024'`): files and row
+    /// groups the lake's statistics rule out are never read.
+    #[arg(long)]
+    pub standing_filter: Option<String>,
     /// The server.
     #[command(flatten)]
     pub conn: Conn,
@@ -349,6 +354,16 @@ pub async fn collections(cmd: Collections) -> anyhow::Result<()> {
                 nprobe: a.nprobe,
                 target_recall: a.target_recall,
                 payload_columns: a.payload_columns.clone(),
+                standing_filter: match &a.standing_filter {
+                    // Checked here too, so a typo is pointed at before
+                    // anything is sent.
+                    Some(text) => {
+                        rulake_types::filter::parse(text)
+                            .map_err(|e| anyhow::anyhow!("--standing-filter: {e}"))?;
+                        text.clone()
+                    }
+                    None => String::new(),
+                },
             };
             let info = a.conn.client().await?.create_collection(spec).await?;
             print_infos(&[info]);
@@ -359,14 +374,19 @@ pub async fn collections(cmd: Collections) -> anyhow::Result<()> {
             print_infos(std::slice::from_ref(&info));
             let s = info.spec.unwrap_or_default();
             println!(
-                "source: {:?}\nconsistency: {:?}\nrerank: {:?}  nprobe: {:?}  target recall: {:?}  replication: {}\npayload columns: {}",
+                "source: {:?}\nconsistency: {:?}\nrerank: {:?}  nprobe: {:?}  target recall: {:?}  replication: {}\npayload columns: {}\nstanding filter: {}",
                 s.source.and_then(|s| s.kind),
                 s.consistency.and_then(|c| c.level),
                 s.rerank,
                 s.nprobe,
                 s.target_recall,
                 s.replication_factor,
-                s.payload_columns.join(", ")
+                s.payload_columns.join(", "),
+                if s.standing_filter.is_empty() {
+                    "none"
+                } else {
+                    &s.standing_filter
+                }
             );
         }
         Collections::Drop { name, conn } => {

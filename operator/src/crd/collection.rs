@@ -103,6 +103,14 @@ pub struct RuLakeCollectionSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub payload_columns: Vec<String>,
+    /// Keep only the rows matching this filter, in the filter language of
+    /// `rulake search --filter` (`lang = "en" and year >= 2024`): files
+    /// and row groups the lake's statistics rule out are never read.
+    /// Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("standingFilter is immutable"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub standing_filter: Option<String>,
 }
 
 fn one() -> u32 {

@@ -11,8 +11,43 @@
 use super::{collection_in, source_of, Coordinator};
 use crate::{sync, CoordinatorError, Result};
 use rulake_catalog::{CollectionChanges, CollectionRecord, Command, SourceKind, SourceRecord};
-use rulake_engine::CollectionInfo;
+use rulake_engine::{CollectionInfo, CollectionSpec};
+use rulake_lake::{LakeError, Source};
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long a create waits for the source's schema before leaving the
+/// column checks to the first load.
+const SCHEMA_WAIT: Duration = Duration::from_secs(10);
+
+/// Refuse payload and standing-filter columns the source's schema lacks
+/// or holds in a type RuLake cannot keep, naming the column: one footer,
+/// a Delta or an Iceberg schema read now rather than a failed first load.
+/// The lake's own trouble (unreachable, no table yet, slow) is not the
+/// request's fault: the first load reports it, as before.
+async fn check_columns(source: &dyn Source, spec: &CollectionSpec) -> Result<()> {
+    let mut columns = spec.payload_columns.clone();
+    if let Some(f) = &spec.standing_filter {
+        for c in f.columns() {
+            if !columns.iter().any(|x| x == c) {
+                columns.push(c.to_owned());
+            }
+        }
+    }
+    if columns.is_empty() {
+        return Ok(());
+    }
+    match tokio::time::timeout(SCHEMA_WAIT, source.check_columns(&columns)).await {
+        Ok(Err(e @ (LakeError::MissingColumn { .. } | LakeError::ColumnType { .. }))) => {
+            Err(CoordinatorError::InvalidArgument(e.to_string()))
+        }
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "columns not checked at create; the first load will");
+            Ok(())
+        }
+        Ok(Ok(())) | Err(_) => Ok(()),
+    }
+}
 
 /// What a collection is, as a client creates it: the catalog record (its
 /// `source` field is set by the coordinator) and where its vectors come from.
@@ -42,7 +77,8 @@ pub struct CollectionView {
 
 impl Coordinator {
     /// Create a collection: its source and record in the catalog, then the
-    /// engine. Nothing is read from the lake until the first query.
+    /// engine. Nothing is read from the lake until the first query but the
+    /// schema, when payload or standing-filter columns are to be checked.
     pub async fn create_collection(&self, def: CollectionDef) -> Result<CollectionView> {
         let name = def.record.name.clone();
         if self.inner.remote.is_none() && def.record.replication > 1 {
@@ -71,8 +107,15 @@ impl Coordinator {
                 record.payload_columns.join(", ")
             )));
         }
-        sync::engine_spec(&record, &source)?.validate()?;
-        sync::open_source_async(&source).await?;
+        if matches!(source.kind, SourceKind::Managed { .. }) && record.standing_filter.is_some() {
+            return Err(CoordinatorError::InvalidArgument(
+                "a standing filter needs a Parquet, Delta or Iceberg source: a managed source holds only ids and vectors".into(),
+            ));
+        }
+        let spec = sync::engine_spec(&record, &source)?;
+        spec.validate()?;
+        let opened = sync::open_source_async(&source).await?;
+        check_columns(opened.as_ref(), &spec).await?;
         if self
             .inner
             .view

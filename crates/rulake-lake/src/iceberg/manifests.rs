@@ -4,7 +4,8 @@
 //! Why decoded here into RuLake's own small structs: the `iceberg` crate
 //! decodes the Avro, but its types stay in this module; what leaves it is
 //! paths, sizes, content kinds, sequence numbers and field ids, the only
-//! facts the listing and the delete rules need.
+//! facts the listing and the delete rules need, and each data file's
+//! bounds as zones (for pruning by a filter).
 //!
 //! Why cached by path: manifest lists and manifests are immutable once
 //! written, and an append adds a manifest rather than rewriting one, so a
@@ -16,11 +17,12 @@ use super::avro::{self, AvroCheck, MAX_AVRO_INFLATED_BYTES};
 use super::IcebergSource;
 use crate::error::{LakeError, Result};
 use ::iceberg::spec::{
-    DataContentType, DataFileFormat, FormatVersion, Manifest, ManifestContentType, ManifestEntry,
-    ManifestList, ManifestStatus,
+    DataContentType, DataFileFormat, Datum, FormatVersion, Manifest, ManifestContentType,
+    ManifestEntry, ManifestList, ManifestStatus,
 };
 use futures::{StreamExt, TryStreamExt};
-use std::collections::HashSet;
+use rulake_types::{ColumnType, ColumnZone, Value};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Manifests fetched concurrently.
@@ -41,6 +43,10 @@ pub(super) struct DataFile {
     pub equality_ids: Vec<i64>,
     /// True when the file's partition tuple has fields.
     pub partitioned: bool,
+    /// Rows in the file (deletes not applied).
+    pub rows: u64,
+    /// Field id → what the manifest says of the column in this file.
+    pub bounds: HashMap<i32, ColumnZone>,
 }
 
 /// A manifest list entry.
@@ -92,7 +98,55 @@ fn data_file(entry: &ManifestEntry, inherited_seq: i64) -> DataFile {
             .map(i64::from)
             .collect(),
         partitioned: !df.partition().fields().is_empty(),
+        rows: df.record_count(),
+        bounds: bounds(df),
     }
+}
+
+/// A data file's lower and upper bounds and null counts as zones, by
+/// field id. The spec promises bounds, not values (strings are
+/// truncated), so none is exact; a bound of a type RuLake does not keep
+/// is left out.
+fn bounds(df: &::iceberg::spec::DataFile) -> HashMap<i32, ColumnZone> {
+    let mut out: HashMap<i32, ColumnZone> = HashMap::new();
+    for (&id, &n) in df.null_value_counts() {
+        out.entry(id).or_default().nulls = Some(n);
+    }
+    for (&id, lower) in df.lower_bounds() {
+        let (Some((ty, lo)), Some((_, hi))) = (
+            datum_value(lower),
+            df.upper_bounds().get(&id).and_then(datum_value),
+        ) else {
+            continue;
+        };
+        let z = out.entry(id).or_default();
+        z.ty = Some(ty);
+        z.min = Some(lo);
+        z.max = Some(hi);
+    }
+    out
+}
+
+/// A bound as a payload value of its column's type (timestamps in
+/// microseconds, as the Parquet reader reads the column).
+fn datum_value(d: &Datum) -> Option<(ColumnType, Value)> {
+    use ::iceberg::spec::{PrimitiveLiteral as L, PrimitiveType as T};
+    Some(match (d.data_type(), d.literal()) {
+        (T::Boolean, L::Boolean(b)) => (ColumnType::Bool, Value::Bool(*b)),
+        (T::Int, L::Int(i)) => (ColumnType::Int, Value::Int(i64::from(*i))),
+        (T::Long, L::Long(i)) => (ColumnType::Int, Value::Int(*i)),
+        (T::Float, L::Float(f)) => (ColumnType::Float, Value::Float(f64::from(f.0))),
+        (T::Double, L::Double(f)) => (ColumnType::Float, Value::Float(f.0)),
+        (T::Date, L::Int(d)) => (ColumnType::Date, Value::Date(*d)),
+        (T::Timestamp | T::Timestamptz, L::Long(t)) => {
+            (ColumnType::Timestamp, Value::Timestamp(*t))
+        }
+        (T::TimestampNs | T::TimestamptzNs, L::Long(t)) => {
+            (ColumnType::Timestamp, Value::Timestamp(*t / 1_000))
+        }
+        (T::String, L::String(s)) => (ColumnType::String, Value::String(s.clone())),
+        _ => return None,
+    })
 }
 
 impl IcebergSource {

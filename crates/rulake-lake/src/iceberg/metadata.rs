@@ -49,6 +49,30 @@ pub(super) fn id_field_id(md: &TableMetadata, name: &str) -> Option<i64> {
         .map(|f| i64::from(f.id))
 }
 
+/// The payload type of an Iceberg column type (`None`: not one RuLake
+/// keeps).
+pub(super) fn payload_type(t: &::iceberg::spec::Type) -> Option<rulake_types::ColumnType> {
+    use ::iceberg::spec::{PrimitiveType as P, Type};
+    use rulake_types::ColumnType;
+    Some(match t {
+        Type::Primitive(p) => match p {
+            P::Boolean => ColumnType::Bool,
+            P::Int | P::Long => ColumnType::Int,
+            P::Float | P::Double => ColumnType::Float,
+            P::String => ColumnType::String,
+            P::Date => ColumnType::Date,
+            P::Timestamp | P::Timestamptz | P::TimestampNs | P::TimestamptzNs => {
+                ColumnType::Timestamp
+            }
+            _ => return None,
+        },
+        Type::List(l) if matches!(*l.element_field.field_type, Type::Primitive(P::String)) => {
+            ColumnType::StringList
+        }
+        _ => return None,
+    })
+}
+
 impl IcebergSource {
     /// The newest metadata file of the table.
     pub(super) async fn current_metadata_path(&self) -> Result<Path> {

@@ -18,6 +18,10 @@
 //! feature `iceberg-sql`). This module holds the source type, its config
 //! and the [`Source`] contract that strings the stages together.
 //!
+//! With a filter ([`Source::list_units_pruned`]), a data file whose
+//! manifest bounds show that none of its rows match is left out before
+//! its footer or delete files are read, then row groups by their footers.
+//!
 //! What a table names is read with bounds, because a table's files are as
 //! untrusted as a request: every metadata file, manifest list and manifest
 //! is at most [`MAX_METADATA_FILE_BYTES`], and an Avro file's blocks are
@@ -35,7 +39,7 @@ pub use sql_catalog::SqlCatalogTable;
 use crate::deletes::DeleteRegistry;
 use crate::error::{LakeError, Result};
 use crate::parquet::ParquetSource;
-use crate::source::{Listing, RowStream, Source, Unit};
+use crate::source::{Listing, Pruned, RowStream, Source, Unit};
 use crate::store::{open_store, path_in_store, to_url, StoreUrl};
 use ::iceberg::spec::TableMetadata;
 use async_trait::async_trait;
@@ -299,30 +303,46 @@ impl Source for IcebergSource {
     }
 
     async fn list_units(&self) -> Result<Listing> {
+        self.list(None).await
+    }
+
+    async fn list_units_pruned(&self, filter: &rulake_types::Filter) -> Result<Listing> {
+        self.list(Some(filter)).await
+    }
+
+    /// By the table's current schema: no data file is read.
+    async fn check_columns(&self, columns: &[String]) -> Result<()> {
         let path = self.current_metadata_path().await?;
         let md = self.load_metadata(&path).await?;
-        let snap = self.snapshot(&path, &md)?;
-        let generation = generation_of(snap);
-        let Some(snap) = snap else {
-            return Ok(Listing {
-                generation,
-                units: Vec::new(),
-            });
+        let schema = md.current_schema();
+        let at = crate::error::Location {
+            object: path.to_string(),
+            row_group: None,
         };
-        let list_loc = snap.manifest_list().to_owned();
-        let manifests = self
-            .manifest_list(&list_loc, path.as_ref(), md.format_version())
-            .await?;
-        let per_manifest = self.manifests(&manifests, &list_loc).await?;
-        let files = self.snapshot_files(&per_manifest, &list_loc)?;
-        let id_field = id_field_id(&md, &self.config.id_column);
-        let rows = self.delete_rows_of(&files, id_field).await?;
-        let data = self.data_objects(&files, &rows)?;
-        self.trim_caches(&[list_loc.as_str()], &manifests);
-        self.trim_delete_files(&files.deletes);
-        let units = self.files.units_of_objects(data.objects).await?;
-        self.deletes.publish(&units, &data.deletes);
-        Ok(Listing { generation, units })
+        for c in columns {
+            let field = schema
+                .field_by_name(c)
+                .ok_or_else(|| LakeError::MissingColumn {
+                    at: at.clone(),
+                    column: c.clone(),
+                    available: schema
+                        .as_struct()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            if metadata::payload_type(&field.field_type).is_none() {
+                return Err(LakeError::ColumnType {
+                    at: at.clone(),
+                    column: c.clone(),
+                    found: field.field_type.to_string(),
+                    expected: crate::payload_conv::PAYLOAD_TYPES,
+                });
+            }
+        }
+        Ok(())
     }
 
     fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
@@ -349,5 +369,82 @@ impl Source for IcebergSource {
         Ok(Arc::new(IcebergSource::open(
             self.config.clone().at_snapshot(id),
         )?))
+    }
+}
+
+impl IcebergSource {
+    /// The units of the current snapshot, left out what `filter`'s pruning
+    /// shows no row of matches: whole data files by their manifest
+    /// bounds (before their footers or delete files are read), then row
+    /// groups by their footers.
+    async fn list(&self, filter: Option<&rulake_types::Filter>) -> Result<Listing> {
+        let path = self.current_metadata_path().await?;
+        let md = self.load_metadata(&path).await?;
+        let snap = self.snapshot(&path, &md)?;
+        let generation = generation_of(snap);
+        let Some(snap) = snap else {
+            return Ok(Listing {
+                generation,
+                ..Listing::default()
+            });
+        };
+        let list_loc = snap.manifest_list().to_owned();
+        let manifests = self
+            .manifest_list(&list_loc, path.as_ref(), md.format_version())
+            .await?;
+        let per_manifest = self.manifests(&manifests, &list_loc).await?;
+        let mut files = self.snapshot_files(&per_manifest, &list_loc)?;
+        let mut pruned = Vec::new();
+        if let Some(filter) = filter {
+            let fields: Vec<(String, i32)> = filter
+                .columns()
+                .into_iter()
+                .filter_map(|c| {
+                    // Top-level primitive columns only: a list's counts
+                    // are its elements'.
+                    let field = md.current_schema().field_by_name(c)?;
+                    field
+                        .field_type
+                        .is_primitive()
+                        .then(|| (c.to_owned(), field.id))
+                })
+                .collect();
+            let mut kept = Vec::with_capacity(files.data.len());
+            for f in files.data {
+                let zone = rulake_types::ZoneMap {
+                    rows: Some(f.rows),
+                    columns: fields
+                        .iter()
+                        .filter_map(|(c, id)| Some((c.clone(), f.bounds.get(id)?.clone())))
+                        .collect(),
+                };
+                if filter.prune(&zone) == rulake_types::Verdict::None {
+                    pruned.push(Pruned {
+                        key: self.resolve(&f.location, "a manifest")?.to_string(),
+                        bytes: f.size,
+                        file: true,
+                    });
+                } else {
+                    kept.push(f);
+                }
+            }
+            files.data = kept;
+        }
+        let id_field = id_field_id(&md, &self.config.id_column);
+        let rows = self.delete_rows_of(&files, id_field).await?;
+        let data = self.data_objects(&files, &rows)?;
+        self.trim_caches(&[list_loc.as_str()], &manifests);
+        self.trim_delete_files(&files.deletes);
+        let (units, row_groups) = self
+            .files
+            .units_of_objects_pruned(data.objects, filter, &pruned)
+            .await?;
+        pruned.extend(row_groups);
+        self.deletes.publish(&units, &data.deletes);
+        Ok(Listing {
+            generation,
+            units,
+            pruned,
+        })
     }
 }

@@ -343,7 +343,7 @@ fn type_error(column: &str, ty: ColumnType, reason: &str) -> FilterError {
 /// A literal brought to column type `ty`: integers widen to floats,
 /// strings and integers become instants and dates; anything else that
 /// differs is refused.
-fn coerce(column: &str, ty: ColumnType, v: &Value) -> Result<Value, FilterError> {
+pub(crate) fn coerce(column: &str, ty: ColumnType, v: &Value) -> Result<Value, FilterError> {
     let bad = || type_error(column, ty, &format!("cannot compare with {v}"));
     Ok(match (ty, v) {
         (_, Value::Null) => {
@@ -368,7 +368,7 @@ fn coerce(column: &str, ty: ColumnType, v: &Value) -> Result<Value, FilterError>
 }
 
 /// Order two values of one column type (`None` for NaN or mixed types).
-fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+pub(crate) fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
         (Value::Float(x), Value::Float(y)) => x.partial_cmp(y),

@@ -89,6 +89,7 @@ pub fn to_proto(name: &str, spec: &RuLakeCollectionSpec) -> pb::CollectionSpec {
         nprobe: spec.nprobe,
         target_recall: spec.target_recall,
         payload_columns: spec.payload_columns.clone(),
+        standing_filter: spec.standing_filter.clone().unwrap_or_default(),
     }
 }
 
