@@ -294,19 +294,7 @@ pub async fn backup(b: Backup) -> anyhow::Result<()> {
             timeout_secs,
             conn,
         } => {
-            let client = conn
-                .client()
-                .await?
-                .with_timeout(Duration::from_secs(timeout_secs));
-            let bar = backup_bar("copied");
-            let b = bar.clone();
-            let r = client
-                .create_backup(&to, move |p| {
-                    show(&b, p.files_done, p.files_total, p.bytes_done)
-                })
-                .await;
-            bar.finish_and_clear();
-            let s = r?;
+            let s = backup_call(&conn, timeout_secs, "copied", false, &to).await?;
             println!("backed up {} to {}", summary(&s), s.location);
         }
         Backup::List { from } => {
@@ -349,19 +337,7 @@ pub async fn backup(b: Backup) -> anyhow::Result<()> {
             conn,
             ..
         } => {
-            let client = conn
-                .client()
-                .await?
-                .with_timeout(Duration::from_secs(timeout_secs));
-            let bar = backup_bar("checked, then restored");
-            let b = bar.clone();
-            let r = client
-                .restore_backup(&from, move |p| {
-                    show(&b, p.files_done, p.files_total, p.bytes_done)
-                })
-                .await;
-            bar.finish_and_clear();
-            let s = r?;
+            let s = backup_call(&conn, timeout_secs, "checked, then restored", true, &from).await?;
             println!(
                 "restored {} from {} into {}",
                 summary(&s),
@@ -371,6 +347,33 @@ pub async fn backup(b: Backup) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A backup (or, with `restore`, a restore) of `location` through the
+/// server at `conn`, its progress shown as `what`.
+async fn backup_call(
+    conn: &Conn,
+    timeout_secs: u64,
+    what: &str,
+    restore: bool,
+    location: &str,
+) -> anyhow::Result<rulake_client::proto::BackupSummary> {
+    let client = conn
+        .client()
+        .await?
+        .with_timeout(Duration::from_secs(timeout_secs));
+    let bar = backup_bar(what);
+    let b = bar.clone();
+    let progress = move |p: &rulake_client::proto::BackupProgress| {
+        show(&b, p.files_done, p.files_total, p.bytes_done)
+    };
+    let r = if restore {
+        client.restore_backup(location, progress).await
+    } else {
+        client.create_backup(location, progress).await
+    };
+    bar.finish_and_clear();
+    Ok(r?)
 }
 
 /// "N collections (a, b): F files, B bytes".
