@@ -362,24 +362,8 @@ impl ParquetSource {
         let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(obj, md);
         let idx = |c: &str| schema.index_of(c).expect("checked by check_schema");
         let mut roots = vec![idx(&self.config.id_column), idx(&self.config.vector_column)];
-        let at = Location {
-            object: unit.object.clone(),
-            row_group: None,
-        };
-        for c in payload {
-            let i = schema.index_of(c).map_err(|_| LakeError::MissingColumn {
-                at: at.clone(),
-                column: c.clone(),
-                available: schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
-            payload_conv::check_type(schema.field(i).data_type(), &at, c)?;
-            roots.push(i);
-        }
+        check_payload_columns(&schema, &unit.object, payload)?;
+        roots.extend(payload.iter().map(|c| idx(c)));
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         Ok(builder
             .with_row_groups(vec![unit.row_group])
