@@ -151,7 +151,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 async fn prepare(a: &Args, name: &str) -> anyhow::Result<Set> {
     let (name, title, dir, metric) = match name {
         "real" => {
-            let dir = real_set(a)?;
+            let dir = real_set(a.real.as_deref(), a.real_n, &a.python)?;
             let meta: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(dir.join("meta.json"))?)?;
             let title = format!(
@@ -220,15 +220,16 @@ async fn prepare(a: &Args, name: &str) -> anyhow::Result<Set> {
     })
 }
 
-/// The real set's directory, embedding it first when it is not cached.
-fn real_set(a: &Args) -> anyhow::Result<PathBuf> {
-    let dir = match &a.real {
-        Some(d) => d.clone(),
+/// The real set's directory (`dir`, else the cache for `n` rows),
+/// embedding it first with `python` when it is not there yet.
+pub(crate) fn real_set(dir: Option<&Path>, n: usize, python: &str) -> anyhow::Result<PathBuf> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
         None => {
             let home = std::env::var_os("HOME")
                 .map(PathBuf::from)
                 .unwrap_or_default();
-            home.join(format!(".cache/rulake-bench/minilm-{}", a.real_n))
+            home.join(format!(".cache/rulake-bench/minilm-{n}"))
         }
     };
     if !dir.join("meta.json").exists() {
@@ -236,11 +237,11 @@ fn real_set(a: &Args) -> anyhow::Result<PathBuf> {
             "embedding the real set into {} (once; about 30 texts/s a core) ...",
             dir.display()
         );
-        let ok = Command::new(&a.python)
+        let ok = Command::new(python)
             .env("HF_HUB_OFFLINE", "1")
             .arg("crates/rulake-bench/py/embed_corpus.py")
             .arg("--n")
-            .arg(a.real_n.to_string())
+            .arg(n.to_string())
             .arg("--out")
             .arg(&dir)
             .status()?
