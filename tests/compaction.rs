@@ -136,7 +136,7 @@ fn compaction_erases_deleted_rows_from_every_file_and_frees_their_ids() {
             "--dim",
             &dim,
             "--partitions",
-            "1",
+            "4",
         ],
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -245,11 +245,10 @@ fn compaction_erases_deleted_rows_from_every_file_and_frees_their_ids() {
         "{text}"
     );
 
-    // Every row kept is still there and finds itself first. One partition:
-    // with several, the compaction's one new file can land in a partition
-    // that held nothing before, and the cache then appends its rows to an
-    // untrained index instead of building one (a known defect, see the
-    // notes of this change), where a row can miss its own vector.
+    // Every row kept is still there and finds itself first. The
+    // compaction's one new file can land in a partition that held nothing
+    // before: that partition gets a full build, never an extension of its
+    // untrained empty index (where a row could miss its own vector).
     let held = files_holding(&data.join("managed"), &bytes_of(&vector(1)));
     assert_eq!(held.len(), 1, "{held:?}");
     rt.block_on(answers(&client, &live));

@@ -282,7 +282,14 @@ where
             let resp = tower_service::Service::call(&mut s3, req)
                 .await
                 .map_err(BoxError::from)?;
-            let len = resp.body().size_hint().exact().unwrap_or(0);
+            // Object bodies stream from files with no exact size hint: the
+            // declared length is the Content-Length the client will expect.
+            let len = resp.body().size_hint().exact().unwrap_or_else(|| {
+                resp.headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(0)
+            });
             let resp = resp.map(|b| b.map_err(BoxError::from).boxed_unsync());
             if matches!(decision, Decision::Truncate) && len >= 2 {
                 state.truncated.fetch_add(1, Ordering::Relaxed);

@@ -1,6 +1,7 @@
-//! Delta deletion vectors: Z85, the stored-vector framing and checksum,
-//! and the Roaring bitmaps inside (`rulake-lake`'s `dv` module).
+//! Fuzz target `delta_dv`: its body, and what it covers, is
+//! `rulake_fuzz::delta_dv` (fuzz/src/lib.rs), which the workspace test
+//! `fuzz_replay` also runs.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| rulake_lake::fuzz::delta_dv(data));
+fuzz_target!(|data: &[u8]| rulake_fuzz::delta_dv(data));

@@ -1,7 +1,7 @@
-//! Source URLs and Parquet globs as a caller sends them: the source
-//! policy's admission (prefixes, fences, dot segments, encodings) and the
-//! glob matcher (`rulake-lake`'s `policy` and `parquet::glob`).
+//! Fuzz target `source_url`: its body, and what it covers, is
+//! `rulake_fuzz::source_url` (fuzz/src/lib.rs), which the workspace test
+//! `fuzz_replay` also runs.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| rulake_lake::fuzz::source_url(data));
+fuzz_target!(|data: &[u8]| rulake_fuzz::source_url(data));

@@ -332,7 +332,10 @@ async fn build_reserved(
                 standing: prev.standing.clone(),
             });
         }
-        Some(prev) => {
+        // An empty previous index has no trained centroids or quantizer (one
+        // zero centroid): rows appended to it would all be served through one
+        // untrained list. Its first rows get a full build instead.
+        Some(prev) if !prev.index.is_empty() => {
             let added: Vec<Unit> = mine
                 .iter()
                 .filter(|u| !prev.units.contains_key(&u.key))
@@ -358,7 +361,7 @@ async fn build_reserved(
                 on_build_pool(spec, move || index.add(new_ids, vectors).map(|_| index)).await?;
             (index, payload, true)
         }
-        None => {
+        _ => {
             let (ids, vectors, payload) = read_units(source, &mine, spec, HashMap::new()).await?;
             let (dim, metric, build) = (spec.dim, spec.metric, spec.build);
             let tuned = spec.clone();

@@ -137,7 +137,7 @@ async fn fresh_collections_answer_from_new_data_on_the_next_query() {
     e.register_source("m", m.clone()).unwrap();
     e.create_collection(
         CollectionSpec::new("f", "m", DIM)
-            .partitions(2)
+            .partitions(1)
             .consistency(Consistency::Fresh),
     )
     .unwrap();
@@ -167,6 +167,35 @@ async fn fresh_collections_answer_from_new_data_on_the_next_query() {
     let r4 = e.search("f", &target, SearchParams::k(2)).await.unwrap();
     assert_eq!(r4.hits[0].id, VectorId::U64(u64::MAX));
     assert_eq!(r4.hits[1].id, VectorId::from("ß/ü"));
+}
+
+/// A partition that held nothing gets a full build when its first rows
+/// arrive: appending them to the empty index would serve them through one
+/// untrained list (a zero centroid), where a row can miss its own vector.
+#[tokio::test]
+async fn an_empty_partition_gets_a_full_build_when_rows_arrive() {
+    let e = RuLake::new(CacheConfig::default());
+    let m = MemorySource::new("m", DIM);
+    e.register_source("m", m.clone()).unwrap();
+    e.create_collection(
+        CollectionSpec::new("e", "m", DIM)
+            .partitions(1)
+            .consistency(Consistency::Fresh),
+    )
+    .unwrap();
+    let probe = vec![0.5f32; DIM];
+    let empty = e.search("e", &probe, SearchParams::k(3)).await.unwrap();
+    assert!(empty.hits.is_empty(), "{:?}", empty.hits);
+
+    let v = gen().sample(2000, 21);
+    m.add(rows(0, &v)).unwrap();
+    for (i, x) in v.chunks(DIM).enumerate().step_by(7) {
+        let got = e.search("e", x, SearchParams::k(1)).await.unwrap();
+        assert_eq!(got.hits[0].id, VectorId::U64(i as u64), "row {i}");
+    }
+    let stats = e.cache_stats();
+    assert_eq!(stats.incremental_builds, 0, "{stats:?}");
+    assert!(stats.builds >= 2, "{stats:?}");
 }
 
 /// A source whose listing waits while its gate is closed: a load of a new

@@ -51,6 +51,12 @@ fn input(
     (p, rows)
 }
 
+/// Rows held by each partition of `collection`'s current generation.
+async fn partition_rows(e: &RuLake, collection: &str) -> Vec<usize> {
+    let (_, parts) = e.partitions(collection).await.unwrap();
+    parts.iter().map(|p| p.index.len()).collect()
+}
+
 /// The exact top-k of `rows` as ids.
 fn exact_ids(rows: &[(u64, Vec<f32>)], q: &[f32], k: usize) -> Vec<VectorId> {
     let flat: Vec<f32> = rows.iter().flat_map(|(_, v)| v.iter().copied()).collect();
@@ -102,9 +108,12 @@ async fn delta_fresh_collection_follows_appends_and_deletes() {
     }
     let before = e.cache_stats();
     assert!(before.builds >= 1, "{before:?}");
+    let rows_before = partition_rows(&e, "d").await;
 
     // An append of one small file touches one partition: only it is
-    // extended, the other three are not rebuilt.
+    // extended, the other three are not rebuilt. (Data file names are
+    // random, so the file can land in a partition that held none: that
+    // partition's first rows get a full build, not an extension.)
     let (b, more) = input(dir.path(), "b.parquet", 800..850, 2);
     w.delta_append(&table, &[b], false).unwrap();
     rows.extend(more);
@@ -115,10 +124,17 @@ async fn delta_fresh_collection_follows_appends_and_deletes() {
     }
     let after = e.cache_stats();
     assert_eq!(after.builds - before.builds, 1, "{after:?}");
+    let rows_after = partition_rows(&e, "d").await;
+    let touched: Vec<usize> = (0..4)
+        .filter(|&p| rows_after[p] != rows_before[p])
+        .collect();
+    assert_eq!(touched.len(), 1, "{rows_before:?} -> {rows_after:?}");
+    assert_eq!(rows_after[touched[0]], rows_before[touched[0]] + 50);
+    let extended = u64::from(rows_before[touched[0]] > 0);
     assert_eq!(
         after.incremental_builds - before.incremental_builds,
-        1,
-        "{after:?}"
+        extended,
+        "{rows_before:?} -> {rows_after:?}: {after:?}"
     );
 
     // A copy-on-write delete: fresh answers never return a deleted row.

@@ -88,16 +88,17 @@ pub async fn read_all(source: &dyn Source, listing: &Listing, dim: usize) -> Res
     Ok(out)
 }
 
-/// Entry points for the fuzz targets in `fuzz/`, which cargo-fuzz builds
-/// with `--cfg fuzzing`: the decoders RuLake wrote itself, reachable
-/// without the table libraries compiled in.
-#[cfg(fuzzing)]
+/// Entry points for the fuzz targets in `fuzz/` and the workspace's
+/// `fuzz_replay` test: the decoders RuLake wrote itself. cargo-fuzz builds
+/// with `--cfg fuzzing`, which compiles the deletion-vector decoder in
+/// without the Delta library.
 #[doc(hidden)]
 pub mod fuzz {
     /// Decode a Delta deletion vector the ways a data file's vector is
     /// decoded: the first byte picks inline (Z85), stored in a file (half
     /// of those with a valid checksum, so the bitmap decoder is reached),
     /// or the relative path of a stored vector.
+    #[cfg(any(feature = "delta", fuzzing))]
     pub fn delta_dv(data: &[u8]) {
         const LIMIT: usize = 1 << 16;
         let Some((&mode, rest)) = data.split_first() else {
