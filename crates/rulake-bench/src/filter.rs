@@ -263,16 +263,20 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     };
     writeln!(
         body,
-        "## Filtered search (`rulake-bench filter`, {})\n\n\
+        "## Filtered search{} (`rulake-bench filter`)\n\n\
          `rulake-bench filter {command} --partitions {} --queries {}`, {profile}: \
-         {} in 8 Parquet files written by pyarrow, an integer payload column \
+         {}; 8 Parquet files written by pyarrow, an integer payload column \
          (a hash of the id into 0..999, independent of the vectors) filtered with `year < t`; \
          recall@{k} by distance against a brute-force scan of the matching rows, at the collection's \
          defaults (calibrated nprobe, rerank 40). Lake to first answer {load_s:.1} s. \
          Beside RuLake's filter, two clients without one: one asks for `{k} × {}` unfiltered hits \
          with the `year` column and keeps those that match; one knows the selectivity and asks for \
          `2 × {k} / selectivity` hits (at most {MAX_K}, the largest `k` a search takes).\n",
-        data.section,
+        if data.section == "filter-real" {
+            " on real embeddings"
+        } else {
+            ""
+        },
         a.partitions,
         a.queries,
         data.title,
