@@ -116,6 +116,7 @@ impl Target {
                 vector: Some(pb::Vector {
                     values: vec![id as f32 / 1e5; DIM],
                 }),
+                ..Default::default()
             })
             .collect();
         let msgs = vec![

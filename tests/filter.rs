@@ -367,3 +367,372 @@ async fn columns_are_checked_at_create_and_a_standing_filter_keeps_its_rows() {
         );
     }
 }
+
+/// One row of the managed collection: every payload type, nulls, and text
+/// that needs CSV quoting.
+struct Note {
+    id: u64,
+    vector: Vec<f32>,
+    lang: Option<&'static str>,
+    year: i64,
+    score: f64,
+    /// RFC 3339, whole seconds, UTC: as `--format json` prints it.
+    at: String,
+    day: Option<&'static str>,
+    tags: Vec<String>,
+    ok: bool,
+    title: String,
+}
+
+const NOTES: usize = 900;
+const NOTE_COLUMNS: &str =
+    "lang:string,year:int,score:float,at:timestamp,day:date,tags:list<string>,ok:bool,title:string";
+const NOTE_FILTER: &str = r#"lang = "en" and year >= 2022 and tags contains "news""#;
+
+fn notes() -> Vec<Note> {
+    let days = ["2023-06-15", "2024-01-31", "2025-12-01"];
+    (0..NOTES)
+        .map(|i| Note {
+            id: i as u64,
+            vector: (0..DIM)
+                .map(|d| ((i * 53 + d * 7) % 97) as f32 / 9.0 + (i % 3) as f32)
+                .collect(),
+            lang: match i % 10 {
+                0 => None,
+                1..=5 => Some("en"),
+                _ => Some("de"),
+            },
+            year: 2018 + (i % 8) as i64,
+            score: i as f64 / 8.0,
+            at: format!(
+                "{}T{:02}:{:02}:{:02}Z",
+                days[i % 3],
+                i % 24,
+                i % 60,
+                (i * 7) % 60
+            ),
+            day: (i % 11 != 0).then_some(days[(i / 3) % 3]),
+            tags: match i % 4 {
+                0 => vec![],
+                1 => vec!["news".into()],
+                2 => vec!["news".into(), "sport".into()],
+                _ => vec!["sport".into()],
+            },
+            ok: i % 2 == 0,
+            title: format!("note {i}, \"v{i}\""),
+        })
+        .collect()
+}
+
+fn note_matches(n: &Note) -> bool {
+    n.lang == Some("en") && n.year >= 2022 && n.tags.iter().any(|t| t == "news")
+}
+
+/// Rows `0..300` as JSON Lines (with a key the collection does not
+/// declare), `300..600` as CSV with a header that interleaves the vector's
+/// fields with the columns, `600..900` as Parquet.
+fn write_note_files(dir: &Path, notes: &[Note]) -> [std::path::PathBuf; 3] {
+    use rulake_types::{Column, ColumnType, Value};
+    let jsonl = dir.join("a.jsonl");
+    let mut f = std::fs::File::create(&jsonl).unwrap();
+    for n in &notes[..300] {
+        let v = serde_json::json!({
+            "id": n.id, "vector": n.vector, "lang": n.lang, "year": n.year,
+            "score": n.score, "at": n.at, "day": n.day, "tags": n.tags, "ok": n.ok,
+            "title": n.title, "text": "not a payload column",
+        });
+        writeln!(f, "{v}").unwrap();
+    }
+    let csv = dir.join("b.csv");
+    let mut f = std::fs::File::create(&csv).unwrap();
+    writeln!(
+        f,
+        "v0,v1,v2,v3,id,lang,year,v4,v5,v6,v7,score,at,day,tags,ok,title"
+    )
+    .unwrap();
+    for n in &notes[300..600] {
+        let v: Vec<String> = n.vector.iter().map(f32::to_string).collect();
+        writeln!(
+            f,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"",
+            v[0],
+            v[1],
+            v[2],
+            v[3],
+            n.id,
+            n.lang.unwrap_or(""),
+            n.year,
+            v[4],
+            v[5],
+            v[6],
+            v[7],
+            n.score,
+            n.at,
+            n.day.unwrap_or(""),
+            n.tags.join("|"),
+            n.ok,
+            n.title.replace('"', "\"\"")
+        )
+        .unwrap();
+    }
+    let rows = &notes[600..];
+    let column = |name: &str, ty, values: Vec<Value>| Column {
+        name: name.into(),
+        ty: Some(ty),
+        values,
+    };
+    let payload = vec![
+        column(
+            "lang",
+            ColumnType::String,
+            rows.iter()
+                .map(|n| n.lang.map_or(Value::Null, |l| Value::String(l.into())))
+                .collect(),
+        ),
+        column(
+            "year",
+            ColumnType::Int,
+            rows.iter().map(|n| Value::Int(n.year)).collect(),
+        ),
+        column(
+            "score",
+            ColumnType::Float,
+            rows.iter().map(|n| Value::Float(n.score)).collect(),
+        ),
+        column(
+            "at",
+            ColumnType::Timestamp,
+            rows.iter()
+                .map(|n| Value::Timestamp(rulake_types::payload::parse_instant(&n.at).unwrap()))
+                .collect(),
+        ),
+        column(
+            "day",
+            ColumnType::Date,
+            rows.iter()
+                .map(|n| {
+                    n.day.map_or(Value::Null, |d| {
+                        Value::Date(rulake_types::payload::parse_date(d).unwrap() as i32)
+                    })
+                })
+                .collect(),
+        ),
+        column(
+            "tags",
+            ColumnType::StringList,
+            rows.iter()
+                .map(|n| Value::StringList(n.tags.clone()))
+                .collect(),
+        ),
+        column(
+            "ok",
+            ColumnType::Bool,
+            rows.iter().map(|n| Value::Bool(n.ok)).collect(),
+        ),
+        column(
+            "title",
+            ColumnType::String,
+            rows.iter()
+                .map(|n| Value::String(n.title.clone()))
+                .collect(),
+        ),
+    ];
+    let ids: Vec<u64> = rows.iter().map(|n| n.id).collect();
+    let vectors: Vec<f32> = rows.iter().flat_map(|n| n.vector.clone()).collect();
+    let bytes = rulake_lake::encode_parquet_with(
+        rulake_lake::IdsRef::U64(&ids),
+        &vectors,
+        DIM,
+        &payload,
+        128,
+    )
+    .unwrap();
+    let parquet = dir.join("c.parquet");
+    std::fs::write(&parquet, bytes).unwrap();
+    [jsonl, csv, parquet]
+}
+
+/// `rulake search` on `notes` with [`NOTE_FILTER`] and every column: the
+/// exact filtered top 10 of the rows not in `deleted`, each hit with the
+/// values it was ingested with, whatever file it came from.
+fn search_notes(addr: &str, notes: &[Note], deleted: &[u64], q: &[f32]) {
+    let vector = q.iter().map(f32::to_string).collect::<Vec<_>>().join(",");
+    let out = ok(
+        addr,
+        &[
+            "search",
+            "--collection",
+            "notes",
+            "--vector",
+            &vector,
+            "-k",
+            "10",
+            "--filter",
+            NOTE_FILTER,
+            "--output-columns",
+            "lang,year,score,at,day,tags,ok,title",
+            "--format",
+            "json",
+        ],
+    );
+    let mut want: Vec<(u64, f32)> = notes
+        .iter()
+        .filter(|n| note_matches(n) && !deleted.contains(&n.id))
+        .map(|n| {
+            let d = n.vector.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
+            (n.id, d)
+        })
+        .collect();
+    want.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let v = json_of(&out);
+    let hits = v["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 10, "{out}");
+    for (h, (_, d)) in hits.iter().zip(&want) {
+        let id = h["id"].as_u64().unwrap();
+        let n = &notes[id as usize];
+        assert!(note_matches(n) && !deleted.contains(&id), "hit {id}: {out}");
+        let c = &h["columns"];
+        assert_eq!(c["lang"], "en", "{out}");
+        assert_eq!(c["year"], n.year, "{out}");
+        assert_eq!(c["score"].as_f64(), Some(n.score), "{out}");
+        assert_eq!(c["at"], n.at.as_str(), "{out}");
+        assert_eq!(c["day"], serde_json::json!(n.day), "{out}");
+        assert_eq!(c["tags"], serde_json::json!(n.tags), "{out}");
+        assert_eq!(c["ok"], n.ok, "{out}");
+        assert_eq!(c["title"], n.title.as_str(), "{out}");
+        let got = h["distance"].as_f64().unwrap() as f32;
+        assert!((got - d).abs() <= 1e-3 * d.max(1.0), "{got} vs {d}: {out}");
+    }
+}
+
+/// A managed collection declares its columns with their types; `rulake
+/// ingest` carries them from JSON Lines, CSV and Parquet; filtered
+/// searches return them; a value of the wrong type or an undeclared
+/// column refuses the ingest whole; compaction keeps every kept row's
+/// values. Declarations that do not fit the source are refused at create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managed_collection_ingests_and_filters_its_declared_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::Served::start_with(
+        &dir.path().join("data"),
+        &["--compact-every".to_owned(), "0".to_owned()],
+    );
+    let c = Client::connect(&format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    // Declarations that do not fit their source, refused at create.
+    for (args, named) in [
+        (&["--payload-columns", "lang,year:int"][..], "\"lang\""),
+        (
+            &["--payload-columns", "year:integer"][..],
+            "\"year:integer\"",
+        ),
+        (
+            &[
+                "--source",
+                "parquet",
+                "--url",
+                "file:///nowhere/*.parquet",
+                "--payload-columns",
+                "year:int",
+            ][..],
+            "\"year\"",
+        ),
+    ] {
+        let mut create = vec!["collections", "create", "bad", "--dim", "8"];
+        create.extend(args);
+        let (success, text) = cli(Some(&server.addr), &[], &create);
+        assert!(
+            !success && text.contains("InvalidArgument") && text.contains(named),
+            "{args:?}: {text}"
+        );
+    }
+    ok(
+        &server.addr,
+        &[
+            "collections",
+            "create",
+            "notes",
+            "--dim",
+            "8",
+            "--partitions",
+            "3",
+            "--payload-columns",
+            NOTE_COLUMNS,
+        ],
+    );
+    let notes = notes();
+    let files = write_note_files(dir.path(), &notes);
+    for f in &files {
+        let out = ok(
+            &server.addr,
+            &["ingest", f.to_str().unwrap(), "--collection", "notes"],
+        );
+        assert!(out.contains("ingested 300 records"), "{out}");
+        if f.extension().is_some_and(|e| e == "jsonl") {
+            assert!(out.contains("\"text\""), "the left-out key is named: {out}");
+        }
+    }
+    let q = notes[421].vector.clone();
+    search_notes(&server.addr, &notes, &[], &q);
+
+    // Refused whole: a value of another type, an undeclared column.
+    let generation = |info: proto::CollectionInfo| info.generation;
+    let before = generation(c.describe_collection("notes").await.unwrap());
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"id\": 5000, \"vector\": [0,0,0,0,0,0,0,0], \"year\": 2024}\n\
+         {\"id\": 5001, \"vector\": [0,0,0,0,0,0,0,0], \"year\": \"2024\"}\n",
+    )
+    .unwrap();
+    let (success, text) = cli(
+        Some(&server.addr),
+        &[],
+        &["ingest", bad.to_str().unwrap(), "--collection", "notes"],
+    );
+    assert!(
+        !success && text.contains("InvalidArgument") && text.contains("\"year\""),
+        "{text}"
+    );
+    let undeclared = rulake_client::Record {
+        id: rulake_client::Id::Num(5002),
+        vector: vec![0.0; DIM],
+        columns: [(
+            "nope".to_owned(),
+            proto::Value {
+                kind: Some(proto::value::Kind::IntValue(1)),
+            },
+        )]
+        .into(),
+    };
+    let err = c
+        .ingest("notes", vec![undeclared], 10, |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err}");
+    assert!(err.to_string().contains("\"nope\""), "{err}");
+    let after = generation(c.describe_collection("notes").await.unwrap());
+    assert_eq!(before, after, "a refused ingest committed something");
+
+    // Delete some matching rows, compact: the files are rewritten and the
+    // values come along.
+    let deleted: Vec<u64> = notes
+        .iter()
+        .filter(|n| note_matches(n))
+        .map(|n| n.id)
+        .step_by(3)
+        .collect();
+    let mut delete = vec!["delete".to_owned(), "--collection".into(), "notes".into()];
+    delete.extend(deleted.iter().map(u64::to_string));
+    let delete: Vec<&str> = delete.iter().map(String::as_str).collect();
+    ok(&server.addr, &delete);
+    let out = ok(&server.addr, &["compact", "--collection", "notes"]);
+    assert!(out.contains("compacted notes"), "{out}");
+    let compacted = generation(c.describe_collection("notes").await.unwrap());
+    assert_ne!(
+        after, compacted,
+        "the compaction committed no new generation: {out}"
+    );
+    search_notes(&server.addr, &notes, &deleted, &q);
+}

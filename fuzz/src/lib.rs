@@ -192,21 +192,46 @@ pub fn index_persist(data: &[u8]) {
 }
 
 /// `rulake ingest`'s JSON Lines and CSV record parsers; the first byte
-/// chooses the format.
+/// chooses the format, and for CSV whether the first line is a header
+/// naming typed payload columns.
 pub fn ingest_records(data: &[u8]) {
-    use rulake_client::records::{csv_record, json_record};
+    use rulake_client::records::{csv_record, json_record, CsvLayout};
     let Some((&kind, rest)) = data.split_first() else {
         return;
     };
     let Ok(text) = std::str::from_utf8(rest) else {
         return;
     };
-    for (i, line) in text.lines().enumerate() {
-        let _ = if kind % 2 == 0 {
-            json_record(line, i + 1)
+    let declared: Vec<rulake_types::Declared> = [
+        "b:bool",
+        "i:int",
+        "f:float",
+        "s:string",
+        "t:timestamp",
+        "d:date",
+        "l:list<string>",
+    ]
+    .iter()
+    .map(|d| rulake_types::declared(d))
+    .collect();
+    let mut lines = text.lines().enumerate();
+    let layout = if kind % 4 == 3 {
+        match lines
+            .next()
+            .map(|(_, h)| CsvLayout::from_header(h, "id", &declared))
+        {
+            Some(Ok(l)) => l,
+            _ => return,
+        }
+    } else {
+        CsvLayout::plain()
+    };
+    for (i, line) in lines {
+        if kind % 2 == 0 {
+            let _ = json_record(line, i + 1);
         } else {
-            csv_record(line, i + 1)
-        };
+            let _ = csv_record(line, i + 1, &layout);
+        }
     }
 }
 

@@ -70,6 +70,7 @@ fn record(id: u64) -> pb::Record {
         vector: Some(pb::Vector {
             values: vec![id as f32; DIM],
         }),
+        ..Default::default()
     }
 }
 

@@ -86,6 +86,7 @@ fn ingest_msgs(collection: &str, ids: std::ops::Range<u64>) -> Vec<pb::IngestReq
             vector: Some(pb::Vector {
                 values: vec![id as f32; DIM],
             }),
+            ..Default::default()
         })
         .collect();
     vec![

@@ -56,6 +56,7 @@ fn records(ids: std::ops::Range<u64>, data: &[f32]) -> Vec<pb::Record> {
             vector: Some(pb::Vector {
                 values: data[i * DIM..(i + 1) * DIM].to_vec(),
             }),
+            ..Default::default()
         })
         .collect()
 }
@@ -604,6 +605,7 @@ async fn every_admin_and_data_rpc_and_its_errors() {
             id: Some(pb::vector_id::Id::Num(1)),
         }),
         vector: Some(pb::Vector { values: huge }),
+        ..Default::default()
     }];
     let err = data_svc
         .ingest(tokio_stream::iter(vec![header("m"), batch(big)]))

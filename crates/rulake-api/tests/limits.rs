@@ -163,6 +163,7 @@ fn records(ids: std::ops::Range<u64>, dim: usize) -> Vec<pb::Record> {
         vector: Some(pb::Vector {
             values: (0..dim).map(|j| (id as f32) * 0.001 + j as f32).collect(),
         }),
+        ..Default::default()
     })
     .collect()
 }

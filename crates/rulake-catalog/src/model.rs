@@ -80,7 +80,9 @@ pub struct CollectionRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_recall: Option<f32>,
     /// Scalar columns of the source kept beside the vectors, for filters
-    /// and returned columns.
+    /// and returned columns, as declared: `lang`, or `lang:string` with
+    /// its type (a managed collection's columns; see
+    /// [`rulake_types::declare`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub payload_columns: Vec<String>,
     /// Only rows matching this filter are kept, in the readable form
@@ -106,6 +108,11 @@ impl CollectionRecord {
             payload_columns: Vec::new(),
             standing_filter: None,
         }
+    }
+
+    /// The payload columns' names, their declared types left off.
+    pub fn payload_names(&self) -> Vec<String> {
+        rulake_types::declared_names(&self.payload_columns)
     }
 }
 

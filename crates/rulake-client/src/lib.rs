@@ -25,7 +25,7 @@
 //! - [`credentials`] — what is sent to authenticate, and the interceptor.
 //! - [`proto`] — the generated `rulake.v1` types, for requests the helpers
 //!   do not cover.
-//! - [`records`] — records parsed from JSON Lines and CSV text.
+//! - [`records`] — [`Record`]s to ingest, parsed from JSON Lines and CSV text.
 
 pub use rulake_proto::v1 as proto;
 
@@ -33,6 +33,7 @@ pub mod credentials;
 pub mod records;
 
 pub use credentials::{Authorize, CredentialError, Credentials};
+pub use records::Record;
 
 use proto::admin_service_client::AdminServiceClient;
 use proto::collection_service_client::CollectionServiceClient;
@@ -404,10 +405,11 @@ impl Client {
         progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<proto::IngestResponse>
     where
-        I: IntoIterator<Item = (Id, Vec<f32>)>,
+        I: IntoIterator,
+        I::Item: Into<Record>,
         I::IntoIter: Send + 'static,
     {
-        let records = futures::stream::iter(records.into_iter().map(Ok));
+        let records = futures::stream::iter(records.into_iter().map(|r| Ok(r.into())));
         self.ingest_stream(collection, records, batch_size, progress)
             .await
     }
@@ -423,7 +425,7 @@ impl Client {
         progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<proto::IngestResponse>
     where
-        S: futures::Stream<Item = Result<(Id, Vec<f32>), String>> + Send + 'static,
+        S: futures::Stream<Item = Result<Record, String>> + Send + 'static,
     {
         use futures::StreamExt;
         use std::sync::{Arc, Mutex};
@@ -447,9 +449,10 @@ impl Client {
                     let mut records = Vec::with_capacity(chunk.len());
                     for item in chunk {
                         match item {
-                            Ok((id, v)) => records.push(proto::Record {
-                                id: Some(id.into()),
-                                vector: Some(proto::Vector { values: v }),
+                            Ok(r) => records.push(proto::Record {
+                                id: Some(r.id.into()),
+                                vector: Some(proto::Vector { values: r.vector }),
+                                columns: r.columns.into_iter().collect(),
                             }),
                             Err(e) => {
                                 // Never end the stream: an ended stream

@@ -26,15 +26,17 @@
 //! and the small files when there are enough of them to merge. The rows
 //! kept are written in files of [`crate::ingest::FILE_ROWS`]. A collection
 //! over an external table is never rewritten: compacting it retires the
-//! tombstones of rows the table itself dropped (`retire.rs`).
+//! tombstones of rows the table itself dropped (`retire.rs`). A row's
+//! payload columns travel with it into the new file, in their declared
+//! types.
 
-use crate::ingest::{write_rows, FILE_ROWS};
+use crate::ingest::{declared_columns, payload_buffers, write_rows, FILE_ROWS};
 use crate::{sync, Coordinator, CoordinatorError, Result};
 use futures::TryStreamExt;
 use rulake_catalog::{Command, SourceKind};
 use rulake_lake::managed::Commits;
 use rulake_lake::{ManagedSource, Source};
-use rulake_types::{Generation, VectorId};
+use rulake_types::{Column, ColumnType, Generation, VectorId};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,10 +90,27 @@ pub struct Compaction {
 }
 
 /// Rows being carried into new files, by id type (one file holds one).
-#[derive(Default)]
 struct Carry {
     ids: Vec<VectorId>,
     vectors: Vec<f32>,
+    payload: Vec<Column>,
+}
+
+impl Carry {
+    fn new(columns: &[(String, ColumnType)]) -> Self {
+        Carry {
+            ids: Vec::new(),
+            vectors: Vec::new(),
+            payload: payload_buffers(columns),
+        }
+    }
+}
+
+/// The rows of one file: ids, row-major vectors and payload columns.
+struct FileRows {
+    ids: Vec<VectorId>,
+    vectors: Vec<f32>,
+    payload: Vec<Column>,
 }
 
 /// Where a running compaction stands, for progress reports.
@@ -145,9 +164,11 @@ impl Coordinator {
         let commits = sync::commits_of(&cat, &rec.source);
         let dim = rec.dim as usize;
         let writer = sync::managed_writer(prefix)?;
+        let columns = declared_columns(&rec)?;
+        let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
         let tag = WriterTag::new(self);
         let mut out = Compaction::default();
-        let (mut carry_n, mut carry_s) = (Carry::default(), Carry::default());
+        let (mut carry_n, mut carry_s) = (Carry::new(&columns), Carry::new(&columns));
         let mut retired = Vec::new();
         let mut written = Vec::new();
         let mut present: BTreeSet<String> = BTreeSet::new();
@@ -155,19 +176,19 @@ impl Coordinator {
         let total = commits.files.len() as u64;
         let run = async {
             for file in &commits.files {
-                let rows = read_file(&writer, commits.seq, file, dim).await?;
+                let mut rows = read_file(&writer, commits.seq, file, dim, &names).await?;
                 out.files_scanned += 1;
                 let dropped = rows
-                    .0
+                    .ids
                     .iter()
                     .filter(|id| tombstones.contains(&id.to_key()))
                     .count() as u64;
                 if dropped == 0 && !small.contains(file) {
-                    present.extend(rows.0.iter().map(VectorId::to_key));
+                    present.extend(rows.ids.iter().map(VectorId::to_key));
                 } else {
                     out.rows_dropped += dropped;
                     retired.push(file.clone());
-                    for (i, id) in rows.0.into_iter().enumerate() {
+                    for (i, id) in std::mem::take(&mut rows.ids).into_iter().enumerate() {
                         if tombstones.contains(&id.to_key()) {
                             continue;
                         }
@@ -179,10 +200,16 @@ impl Coordinator {
                         carry.ids.push(id);
                         carry
                             .vectors
-                            .extend_from_slice(&rows.1[i * dim..(i + 1) * dim]);
+                            .extend_from_slice(&rows.vectors[i * dim..(i + 1) * dim]);
+                        for (to, from) in carry.payload.iter_mut().zip(&mut rows.payload) {
+                            to.values.push(std::mem::replace(
+                                &mut from.values[i],
+                                rulake_types::Value::Null,
+                            ));
+                        }
                         out.rows_kept += 1;
                         if carry.ids.len() >= FILE_ROWS {
-                            flush(&writer, &tag.0, carry, dim, &mut written).await?;
+                            flush(&writer, &tag.0, carry, dim, &columns, &mut written).await?;
                         }
                     }
                 }
@@ -193,7 +220,7 @@ impl Coordinator {
                 });
             }
             for carry in [&mut carry_n, &mut carry_s] {
-                flush(&writer, &tag.0, carry, dim, &mut written).await?;
+                flush(&writer, &tag.0, carry, dim, &columns, &mut written).await?;
             }
             Ok::<_, CoordinatorError>(())
         };
@@ -347,35 +374,46 @@ impl Coordinator {
     }
 }
 
-/// Every row of one committed file: ids and row-major vectors.
+/// Every row of committed file `file` (of commit `seq`): ids, row-major
+/// vectors and the payload columns `names`.
 async fn read_file(
     writer: &ManagedSource,
     seq: u64,
     file: &str,
     dim: usize,
-) -> Result<(Vec<VectorId>, Vec<f32>)> {
+    names: &[String],
+) -> Result<FileRows> {
     writer.set_commits(Commits {
         seq,
         files: vec![file.to_owned()],
     });
     let listing = writer.list_units().await?;
-    let (mut ids, mut vectors) = (Vec::new(), Vec::new());
+    let mut rows = FileRows {
+        ids: Vec::new(),
+        vectors: Vec::new(),
+        payload: rulake_types::Payload::new(names).columns,
+    };
     for unit in &listing.units {
-        let mut rows = writer.read_unit(unit, dim);
-        while let Some(batch) = rows.try_next().await? {
-            ids.extend(batch.ids);
-            vectors.extend(batch.vectors);
+        let mut stream = writer.read_unit_columns(unit, dim, names);
+        while let Some(batch) = stream.try_next().await? {
+            rows.ids.extend(batch.ids);
+            rows.vectors.extend(batch.vectors);
+            for (to, from) in rows.payload.iter_mut().zip(batch.payload) {
+                to.values.extend(from.values);
+            }
         }
     }
-    Ok((ids, vectors))
+    Ok(rows)
 }
 
-/// Write what `carry` holds as one new file (nothing when empty).
+/// Write what `carry` holds as one new file (nothing when empty), its
+/// payload in the declared `columns`' types.
 async fn flush(
     writer: &ManagedSource,
     tag: &str,
     carry: &mut Carry,
     dim: usize,
+    columns: &[(String, ColumnType)],
     written: &mut Vec<String>,
 ) -> Result<()> {
     if carry.ids.is_empty() {
@@ -386,7 +424,8 @@ async fn flush(
     written.push(file.clone());
     let ids = std::mem::take(&mut carry.ids);
     let vectors = std::mem::take(&mut carry.vectors);
-    write_rows(writer, &file, &ids, &vectors, dim).await
+    let payload = std::mem::replace(&mut carry.payload, payload_buffers(columns));
+    write_rows(writer, &file, &ids, &vectors, dim, &payload).await
 }
 
 /// A writer's tag, registered with the sweeper while it lives (files

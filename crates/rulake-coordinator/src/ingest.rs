@@ -20,6 +20,13 @@
 //! until a compaction has dropped their rows and retired their tombstones,
 //! see [`crate::compact`]), is refused whole.
 //!
+//! A managed collection's payload columns are declared with their types
+//! (`year:int`, [`rulake_types::declare`]); each record's values are
+//! checked against them as the record arrives (an undeclared column, or
+//! a value of another type, refuses the ingest whole, naming the column),
+//! and every file holds every declared column, null where a record left
+//! one out.
+//!
 //! A string id is at most [`MAX_ID_LEN`] bytes: deleting an id commits a
 //! tombstone naming it, and the catalog refuses longer ones, so an id that
 //! could be written but not deleted is refused here, when it is written.
@@ -32,8 +39,8 @@ use crate::{sync, Coordinator, CoordinatorError, Result};
 use rulake_catalog::model::MAX_ID_LEN;
 use rulake_catalog::{CatalogError, Command, ReadConsistency, SourceKind};
 use rulake_lake::{IdsRef, ManagedSource};
-use rulake_types::{Generation, VectorId};
-use std::collections::HashSet;
+use rulake_types::{Column, ColumnType, Generation, Value, VectorId};
+use std::collections::{BTreeMap, HashSet};
 
 /// Rows per file an ingest writes.
 pub const FILE_ROWS: usize = 100_000;
@@ -71,11 +78,13 @@ impl Coordinator {
             }
         };
         let writer = sync::managed_writer(&prefix)?;
+        let columns = declared_columns(&record)?;
         Ok(Ingest::new(
             self.clone(),
             target,
             record.source,
             record.dim as usize,
+            columns,
             writer,
         ))
     }
@@ -87,10 +96,14 @@ pub struct Ingest {
     collection: String,
     source: String,
     dim: usize,
+    /// The declared payload columns, in order.
+    columns: Vec<(String, ColumnType)>,
     writer: ManagedSource,
     pub(crate) tag: String,
     ids: Vec<VectorId>,
     vectors: Vec<f32>,
+    /// Buffered values of `columns`, one per buffered row each.
+    payload: Vec<Column>,
     seen: HashSet<VectorId>,
     string_ids: Option<bool>,
     files: Vec<String>,
@@ -112,14 +125,49 @@ pub(crate) fn definitely_refused(e: &CatalogError) -> bool {
     )
 }
 
-/// Write `ids` (all of one id type) and their row-major `vectors` as one
-/// new, not yet visible file of `writer`'s prefix.
+/// A managed collection's payload columns with their declared types, in
+/// order (every one has a type: [`Coordinator::create_collection`] refuses
+/// a managed column without one).
+pub(crate) fn declared_columns(
+    record: &rulake_catalog::CollectionRecord,
+) -> Result<Vec<(String, ColumnType)>> {
+    record
+        .payload_columns
+        .iter()
+        .map(|text| {
+            let d = rulake_types::declared(text);
+            let ty = d.ty.ok_or_else(|| {
+                CoordinatorError::FailedPrecondition(format!(
+                    "payload column {text:?} of collection {:?} has no declared type",
+                    record.name
+                ))
+            })?;
+            Ok((d.name, ty))
+        })
+        .collect()
+}
+
+/// Empty buffers for the declared payload `columns`.
+pub(crate) fn payload_buffers(columns: &[(String, ColumnType)]) -> Vec<Column> {
+    columns
+        .iter()
+        .map(|(name, ty)| Column {
+            name: name.clone(),
+            ty: Some(*ty),
+            values: Vec::new(),
+        })
+        .collect()
+}
+
+/// Write `ids` (all of one id type), their row-major `vectors` and their
+/// `payload` columns as one new, not yet visible file of `writer`'s prefix.
 pub(crate) async fn write_rows(
     writer: &ManagedSource,
     file: &str,
     ids: &[VectorId],
     vectors: &[f32],
     dim: usize,
+    payload: &[Column],
 ) -> Result<()> {
     if ids.iter().all(|i| matches!(i, VectorId::U64(_))) {
         let n: Vec<u64> = ids
@@ -130,12 +178,12 @@ pub(crate) async fn write_rows(
             })
             .collect();
         writer
-            .write_file(file, IdsRef::U64(&n), vectors, dim)
+            .write_file(file, IdsRef::U64(&n), vectors, dim, payload)
             .await?;
     } else if ids.iter().all(|i| matches!(i, VectorId::Str(_))) {
         let s: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         writer
-            .write_file(file, IdsRef::Str(&s), vectors, dim)
+            .write_file(file, IdsRef::Str(&s), vectors, dim, payload)
             .await?;
     } else {
         return Err(CoordinatorError::InvalidArgument(
@@ -162,6 +210,7 @@ impl Ingest {
         collection: String,
         source: String,
         dim: usize,
+        columns: Vec<(String, ColumnType)>,
         writer: ManagedSource,
     ) -> Self {
         let tag = crate::coordinator::unique_suffix();
@@ -171,6 +220,8 @@ impl Ingest {
             collection,
             source,
             dim,
+            payload: payload_buffers(&columns),
+            columns,
             writer,
             tag,
             ids: Vec::new(),
@@ -194,11 +245,48 @@ impl Ingest {
         self.records
     }
 
-    /// Add one record. Checked at once (id length, dimension, finite
-    /// values, one id type per ingest, no id twice); rows are written in
-    /// files of [`FILE_ROWS`] as they accumulate.
+    /// Add one record without payload values (its columns are null).
     pub async fn add(&mut self, id: VectorId, vector: &[f32]) -> Result<()> {
+        self.add_row(id, vector, BTreeMap::new()).await
+    }
+
+    /// Add one record and its payload `values` by column name. Checked at
+    /// once (id length, dimension, finite values, one id type per ingest,
+    /// no id twice, only declared columns, each value of its column's
+    /// type); rows are written in files of [`FILE_ROWS`] as they
+    /// accumulate.
+    pub async fn add_row(
+        &mut self,
+        id: VectorId,
+        vector: &[f32],
+        mut values: BTreeMap<String, Value>,
+    ) -> Result<()> {
         check_id_len(&id)?;
+        if let Some(extra) = values
+            .keys()
+            .find(|k| !self.columns.iter().any(|(n, _)| n == *k))
+        {
+            return Err(CoordinatorError::InvalidArgument(format!(
+                "record {id}: {extra:?} is not a payload column of collection {:?} (its columns: {})",
+                self.collection,
+                if self.columns.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.columns
+                        .iter()
+                        .map(|(n, t)| format!("{n}:{t}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )));
+        }
+        let mut row = Vec::with_capacity(self.columns.len());
+        for (name, ty) in &self.columns {
+            let v = values.remove(name).unwrap_or(Value::Null);
+            row.push(v.coerce(*ty).map_err(|why| {
+                CoordinatorError::InvalidArgument(format!("record {id}: column {name:?}: {why}"))
+            })?);
+        }
         if vector.len() != self.dim {
             return Err(CoordinatorError::InvalidArgument(format!(
                 "record {id}: {} values, collection {:?} has dimension {}",
@@ -229,6 +317,9 @@ impl Ingest {
         }
         self.ids.push(id);
         self.vectors.extend_from_slice(vector);
+        for (c, v) in self.payload.iter_mut().zip(row) {
+            c.values.push(v);
+        }
         self.records += 1;
         if self.ids.len() >= FILE_ROWS {
             self.flush().await?;
@@ -245,7 +336,8 @@ impl Ingest {
         self.files.push(file.clone());
         let ids = std::mem::take(&mut self.ids);
         let vectors = std::mem::take(&mut self.vectors);
-        write_rows(&self.writer, &file, &ids, &vectors, self.dim).await
+        let payload = std::mem::replace(&mut self.payload, payload_buffers(&self.columns));
+        write_rows(&self.writer, &file, &ids, &vectors, self.dim, &payload).await
     }
 
     /// Write what is buffered, check the ids against the collection, and

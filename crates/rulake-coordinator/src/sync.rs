@@ -37,7 +37,7 @@ pub(crate) fn engine_spec(rec: &CollectionRecord, src: &SourceRecord) -> Result<
         .consistency(rec.consistency)
         .rerank(rec.rerank as usize)
         .nprobe(rec.nprobe.map(|n| n as usize))
-        .payload_columns(rec.payload_columns.iter().cloned());
+        .payload_columns(rec.payload_names());
     if let Some(r) = rec.target_recall {
         spec = spec.target_recall(r);
     }

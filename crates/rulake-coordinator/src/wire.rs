@@ -22,11 +22,7 @@ fn invalid(m: String) -> CoordinatorError {
 pub fn value_from(v: pb::Value) -> Result<Value> {
     use pb::value::Kind as V;
     Ok(match v.kind {
-        None => {
-            return Err(invalid(
-                "a filter value is empty (set one of its fields)".into(),
-            ))
-        }
+        None => return Err(invalid("a value is empty (set one of its fields)".into())),
         Some(V::NullValue(_)) => Value::Null,
         Some(V::BoolValue(b)) => Value::Bool(b),
         Some(V::IntValue(i)) => Value::Int(i),

@@ -71,7 +71,9 @@ pub use parquet::{ParquetSource, ParquetSourceConfig};
 pub use policy::SourcePolicy;
 pub use reader::ReadCounters;
 pub use source::{Listing, Pruned, RowBatch, RowStream, Source, Unit};
-pub use writer::{encode_parquet, write_parquet_file, IdsRef, ID_COLUMN, VECTOR_COLUMN};
+pub use writer::{
+    encode_parquet, encode_parquet_with, write_parquet_file, IdsRef, ID_COLUMN, VECTOR_COLUMN,
+};
 
 /// Read every row of every unit of a listing (for small sources, tools and
 /// tests; the cache reads unit by unit instead).

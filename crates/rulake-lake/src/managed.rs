@@ -26,7 +26,7 @@ use crate::error::{LakeError, Result};
 use crate::parquet::ParquetSource;
 use crate::source::{Listing, RowStream, Source, Unit};
 use crate::store::{open_store, to_url, StoreUrl};
-use crate::writer::{encode_parquet, IdsRef, ID_COLUMN, VECTOR_COLUMN};
+use crate::writer::{encode_parquet_with, IdsRef, ID_COLUMN, VECTOR_COLUMN};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -133,8 +133,9 @@ impl ManagedSource {
         crate::store::path_under(&self.store.path, file)
     }
 
-    /// Write one immutable file of rows under the prefix (not yet
-    /// visible). Create-only: an existing file of that name is an error,
+    /// Write one immutable file of rows, with their `payload` columns (in
+    /// their declared types, every declared column in every file), under
+    /// the prefix (not yet visible). Create-only: an existing file of that name is an error,
     /// never overwritten. On a local root the file and its directories are
     /// fsynced before this returns, so a commit naming it survives an OS
     /// crash with the file.
@@ -144,8 +145,9 @@ impl ManagedSource {
         ids: IdsRef<'_>,
         vectors: &[f32],
         dim: usize,
+        payload: &[rulake_types::Column],
     ) -> Result<u64> {
-        let bytes = encode_parquet(ids, vectors, dim, MANAGED_ROW_GROUP_ROWS)?;
+        let bytes = encode_parquet_with(ids, vectors, dim, payload, MANAGED_ROW_GROUP_ROWS)?;
         self.put_object(file, bytes).await
     }
 
@@ -320,6 +322,10 @@ impl Source for ManagedSource {
     fn read_unit(&self, unit: &Unit, dim: usize) -> RowStream {
         self.files.read_object_unit(unit, dim, &[])
     }
+
+    fn read_unit_columns(&self, unit: &Unit, dim: usize, payload: &[String]) -> RowStream {
+        self.files.read_object_unit(unit, dim, payload)
+    }
 }
 
 #[cfg(test)]
@@ -375,13 +381,19 @@ mod tests {
     async fn a_managed_file_is_never_overwritten() {
         let dir = tempfile::tempdir().expect("tempdir");
         let m = ManagedSource::open(&prefix(dir.path()), &[]).expect("open");
-        m.write_file("f.parquet", IdsRef::U64(&[1]), &[1.0, 2.0], 2)
+        m.write_file("f.parquet", IdsRef::U64(&[1]), &[1.0, 2.0], 2, &[])
             .await
             .expect("first write");
         let path = dir.path().join("m/u/f.parquet");
         let before = std::fs::read(&path).expect("read");
         let second = m
-            .write_file("f.parquet", IdsRef::U64(&[2, 3]), &[3.0, 4.0, 5.0, 6.0], 2)
+            .write_file(
+                "f.parquet",
+                IdsRef::U64(&[2, 3]),
+                &[3.0, 4.0, 5.0, 6.0],
+                2,
+                &[],
+            )
             .await;
         assert!(second.is_err(), "an existing file was overwritten");
         assert_eq!(std::fs::read(&path).expect("read"), before);
@@ -394,7 +406,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let m = ManagedSource::open(&prefix(dir.path()), &[]).expect("open");
         for f in ["kept.parquet", "orphan.parquet"] {
-            m.write_file(f, IdsRef::U64(&[1]), &[1.0, 2.0], 2)
+            m.write_file(f, IdsRef::U64(&[1]), &[1.0, 2.0], 2, &[])
                 .await
                 .expect("write");
         }
@@ -477,7 +489,7 @@ mod tests {
         let m = ManagedSource::open(&prefix(dir.path()), &[]).expect("open");
         let ids: Vec<u64> = (0..4096).collect();
         let vectors: Vec<f32> = (0..4096 * 8).map(|i| i as f32).collect();
-        m.write_file("f.parquet", IdsRef::U64(&ids), &vectors, 8)
+        m.write_file("f.parquet", IdsRef::U64(&ids), &vectors, 8, &[])
             .await
             .expect("write");
         match unwritten_pages(&dir.path().join("m/u/f.parquet")) {

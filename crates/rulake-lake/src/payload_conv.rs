@@ -5,8 +5,10 @@
 //! `i64::MAX` is refused with its row), floats of every width `float`,
 //! the three string layouts `string`, timestamps of any unit and zone
 //! `timestamp` (microseconds, UTC), `date32`/`date64` `date`, and lists of
-//! strings `list<string>`. A column of any other type is refused with the
-//! types it could have had, when the partition is first loaded.
+//! strings `list<string>`. A dictionary-encoded column (what a pandas
+//! `category` becomes) is its values' type. A column of any other type is
+//! refused with the types it could have had, when the partition is first
+//! loaded.
 
 use crate::error::{LakeError, Location, Result};
 use arrow_array::{cast::AsArray, types::*, Array, ArrayRef};
@@ -32,6 +34,7 @@ pub(crate) fn payload_type(t: &DataType) -> Option<ColumnType> {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ColumnType::String,
         DataType::Timestamp(_, _) => ColumnType::Timestamp,
         DataType::Date32 | DataType::Date64 => ColumnType::Date,
+        DataType::Dictionary(_, values) => return payload_type(values),
         DataType::List(f) | DataType::LargeList(f)
             if matches!(
                 f.data_type(),
@@ -63,6 +66,24 @@ pub(crate) fn column_from_array(
 ) -> Result<Column> {
     let ty = check_type(array.data_type(), at, name)?;
     let n = array.len();
+    if let Some(dict) = array.as_any_dictionary_opt() {
+        // Each distinct value converted once, then looked up per row.
+        let distinct = column_from_array(dict.values(), at, name, 0)?.values;
+        let keys = dict.normalized_keys();
+        let values = (0..n)
+            .map(|row| {
+                if array.is_null(row) {
+                    return Value::Null;
+                }
+                distinct.get(keys[row]).cloned().unwrap_or(Value::Null)
+            })
+            .collect();
+        return Ok(Column {
+            name: name.to_owned(),
+            ty: Some(ty),
+            values,
+        });
+    }
     let mut values = Vec::with_capacity(n);
     for row in 0..n {
         values.push(if array.is_null(row) {
@@ -153,4 +174,36 @@ fn strings(list: ArrayRef) -> Value {
         })
     };
     Value::StringList((0..n).filter_map(get).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{DictionaryArray, Int32Array, StringArray};
+    use std::sync::Arc;
+
+    /// A dictionary-encoded string column (a pandas `category`) is a
+    /// string column: each row its value, nulls kept.
+    #[test]
+    fn a_dictionary_column_reads_as_its_values() {
+        let keys = Int32Array::from(vec![Some(1), None, Some(0), Some(1)]);
+        let values = Arc::new(StringArray::from(vec!["de", "en"]));
+        let dict: ArrayRef = Arc::new(DictionaryArray::try_new(keys, values).unwrap());
+        assert_eq!(payload_type(dict.data_type()), Some(ColumnType::String));
+        let at = Location {
+            object: "f.parquet".into(),
+            row_group: None,
+        };
+        let c = column_from_array(&dict, &at, "lang", 0).unwrap();
+        assert_eq!(c.ty, Some(ColumnType::String));
+        assert_eq!(
+            c.values,
+            vec![
+                Value::String("en".into()),
+                Value::Null,
+                Value::String("de".into()),
+                Value::String("en".into()),
+            ]
+        );
+    }
 }

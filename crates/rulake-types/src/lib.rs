@@ -15,17 +15,20 @@
 //! - [`StatusCode`] — the gRPC code an error maps to, named by its owner.
 //! - [`source`] — [`SourceKind`]: the one description of a source, and its validation.
 //! - [`payload`] — payload columns: [`Value`], [`ColumnType`], a partition's [`Payload`].
+//! - [`declare`] — payload columns as declared (`year:int`) and values fitted to a type.
 //! - [`filter`] — [`Filter`]: the filter language, its typing, evaluation and readable form.
 //! - [`zone`] — [`ZoneMap`]: min, max and null counts over a run of rows, and what a
 //!   filter concludes from them ([`Verdict`]), for pruning by statistics.
 //! - [`Selection`] — what a search asks beyond the nearest: a filter and the columns to return.
 
+pub mod declare;
 pub mod filter;
 pub mod payload;
 pub mod source;
 mod status;
 pub mod zone;
 
+pub use declare::{declared, declared_names, Declared};
 pub use filter::{Filter, FilterError};
 pub use payload::{Column, ColumnType, Payload, Value};
 pub use source::{IcebergSqlCatalog, SourceError, SourceKind};

@@ -8,7 +8,8 @@
 
 use anyhow::{bail, Context};
 use futures::StreamExt;
-use rulake_client::{proto, Client, Credentials, Id};
+use rulake_client::{proto, Client, Credentials, Id, Record};
+use rulake_coordinator::wire::value_to;
 use std::io::BufRead;
 use std::path::PathBuf;
 
@@ -120,8 +121,11 @@ pub struct CreateArgs {
     /// Recall@10 the defaults aim for, in (0, 1] (server default 0.95).
     #[arg(long)]
     pub target_recall: Option<f32>,
-    /// Scalar columns of the source to keep beside the vectors, for
-    /// `--filter` and `--output-columns`: `--payload-columns lang,year`.
+    /// Scalar columns to keep beside the vectors, for `--filter` and
+    /// `--output-columns`: `--payload-columns lang,year` for a lake table
+    /// (its schema gives the types); a managed collection declares each
+    /// type, `--payload-columns 'lang:string,year:int,tags:list<string>'`
+    /// (bool, int, float, string, timestamp, date, list<string>).
     #[arg(long, value_delimiter = ',')]
     pub payload_columns: Vec<String>,
     /// Keep only the rows matching this filter, in `--filter`'s language
@@ -171,8 +175,10 @@ pub enum Alias {
 /// `rulake ingest` options.
 #[derive(clap::Args)]
 pub struct IngestArgs {
-    /// A Parquet (`.parquet`), JSON Lines (`.jsonl`, `{"id": .., "vector": [..]}`)
-    /// or CSV (`.csv`, `id,v0,v1,...`, optional header) file.
+    /// A Parquet (`.parquet`), JSON Lines (`.jsonl`, `{"id": .., "vector": [..],
+    /// "lang": ..}`) or CSV (`.csv`, `id,v0,v1,...`; with payload columns a
+    /// header names the id, each column, and the vector's fields) file. The
+    /// collection's payload columns are read from it, null where absent.
     pub file: PathBuf,
     /// Managed collection to write.
     #[arg(long)]
@@ -180,7 +186,7 @@ pub struct IngestArgs {
     /// Records per message.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
-    /// Id column (Parquet).
+    /// Id column (Parquet) or field (a CSV header).
     #[arg(long, default_value = "id")]
     pub id_column: String,
     /// Vector column (Parquet).
@@ -437,10 +443,13 @@ pub async fn alias(cmd: Alias) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Records = futures::stream::BoxStream<'static, Result<(Id, Vec<f32>), String>>;
+type Records = futures::stream::BoxStream<'static, Result<Record, String>>;
 
-/// Records of a Parquet file, read row group by row group (bounded memory).
-async fn parquet_records(a: &IngestArgs) -> anyhow::Result<(Records, u64)> {
+/// Records of a Parquet file, read row group by row group (bounded memory),
+/// with those of the payload columns `declared` that the file holds (the
+/// others are null; one the file holds in a type RuLake cannot keep is an
+/// error).
+async fn parquet_records(a: &IngestArgs, declared: Vec<String>) -> anyhow::Result<(Records, u64)> {
     use rulake_lake::{ParquetSource, ParquetSourceConfig, Source};
     let path = a
         .file
@@ -451,28 +460,52 @@ async fn parquet_records(a: &IngestArgs) -> anyhow::Result<(Records, u64)> {
         &a.id_column,
         &a.vector_column,
     ))?;
+    let mut names = Vec::new();
+    for name in declared {
+        match src.check_columns(std::slice::from_ref(&name)).await {
+            Ok(()) => names.push(name),
+            Err(rulake_lake::LakeError::MissingColumn { .. }) => {
+                eprintln!("note: the file has no column {name:?}; it is null in every record")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let dim = src.probe_dimension().await?;
     let listing = src.list_units().await?;
     let rows = listing.rows();
     let src = std::sync::Arc::new(src);
     let s = futures::stream::iter(listing.units)
-        .flat_map(move |u| src.read_unit(&u, dim))
+        .flat_map(move |u| src.read_unit_columns(&u, dim, &names))
         .flat_map(move |batch| {
-            let items: Vec<Result<(Id, Vec<f32>), String>> = match batch {
-                Ok(b) => b
-                    .ids
-                    .into_iter()
-                    .zip(b.vectors.chunks(dim.max(1)))
-                    .map(|(id, v)| {
-                        Ok((
-                            match id {
+            let items: Vec<Result<Record, String>> = match batch {
+                Ok(b) => {
+                    let mut columns: Vec<_> = b
+                        .payload
+                        .into_iter()
+                        .map(|c| (c.name, c.values.into_iter()))
+                        .collect();
+                    b.ids
+                        .into_iter()
+                        .zip(b.vectors.chunks(dim.max(1)))
+                        .map(|(id, v)| {
+                            let id = match id {
                                 rulake_types::VectorId::U64(n) => Id::Num(n),
                                 rulake_types::VectorId::Str(s) => Id::Str(s),
-                            },
-                            v.to_vec(),
-                        ))
-                    })
-                    .collect(),
+                            };
+                            let values = columns
+                                .iter_mut()
+                                .filter_map(|(name, values)| {
+                                    Some((name.clone(), value_to(values.next()?)))
+                                })
+                                .collect();
+                            Ok(Record {
+                                id,
+                                vector: v.to_vec(),
+                                columns: values,
+                            })
+                        })
+                        .collect()
+                }
                 Err(e) => vec![Err(e.to_string())],
             };
             futures::stream::iter(items)
@@ -480,13 +513,24 @@ async fn parquet_records(a: &IngestArgs) -> anyhow::Result<(Records, u64)> {
     Ok((s.boxed(), rows))
 }
 
-/// Records of a line-oriented file (JSON Lines or CSV), read as they are sent.
-fn line_records(path: &std::path::Path, csv: bool) -> anyhow::Result<(Records, u64)> {
+/// Records of a line-oriented file (JSON Lines or CSV), read as they are
+/// sent. JSON keys that are not `declared` payload columns are left out
+/// (and named once on standard error); a CSV file with payload columns
+/// has a header.
+fn line_records(
+    a: &IngestArgs,
+    csv: bool,
+    declared: Vec<rulake_types::Declared>,
+) -> anyhow::Result<(Records, u64)> {
+    use rulake_client::records::{csv_record, json_record, CsvLayout};
+    let path = &a.file;
     let count = std::io::BufReader::new(std::fs::File::open(path)?)
         .lines()
         .count() as u64;
     let lines = std::io::BufReader::new(std::fs::File::open(path)?).lines();
-    let mut first = true;
+    let id_field = a.id_column.clone();
+    let mut layout: Option<CsvLayout> = None;
+    let mut ignored = std::collections::BTreeSet::new();
     let records = lines.enumerate().filter_map(move |(i, line)| {
         let n = i + 1;
         let line = match line {
@@ -496,21 +540,40 @@ fn line_records(path: &std::path::Path, csv: bool) -> anyhow::Result<(Records, u
         if line.trim().is_empty() {
             return None;
         }
-        let header = std::mem::take(&mut first)
-            && csv
-            && line
+        if !csv {
+            let mut r = match json_record(&line, n) {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e.to_string())),
+            };
+            r.columns.retain(|k, _| {
+                let keep = declared.iter().any(|d| d.name == *k);
+                if !keep && ignored.insert(k.clone()) {
+                    eprintln!("note: key {k:?} (line {n}) is not a payload column of the collection; it is not ingested");
+                }
+                keep
+            });
+            return Some(Ok(r));
+        }
+        if layout.is_none() {
+            let header = line
                 .split(',')
                 .nth(1)
                 .is_some_and(|f| f.trim().parse::<f32>().is_err());
-        if header {
-            return None;
+            let l = if header {
+                CsvLayout::from_header(&line, &id_field, &declared)
+            } else {
+                Ok(CsvLayout::plain())
+            };
+            match l {
+                Ok(l) => layout = Some(l),
+                Err(e) => return Some(Err(e.to_string())),
+            }
+            if header {
+                return None;
+            }
         }
-        let record = if csv {
-            rulake_client::records::csv_record(&line, n)
-        } else {
-            rulake_client::records::json_record(&line, n)
-        };
-        Some(record.map_err(|e| e.to_string()))
+        let l = layout.as_ref().expect("set above");
+        Some(csv_record(&line, n, l).map_err(|e| e.to_string()))
     });
     Ok((futures::stream::iter(records).boxed(), count))
 }
@@ -523,16 +586,27 @@ pub async fn ingest(a: IngestArgs) -> anyhow::Result<()> {
         .and_then(|e| e.to_str())
         .unwrap_or_default()
         .to_ascii_lowercase();
+    let client = a.conn.client().await?;
+    // The collection's declared payload columns: which of the file's
+    // columns to send, and (for CSV) in which types to read them.
+    let declared: Vec<rulake_types::Declared> = client
+        .describe_collection(&a.collection)
+        .await?
+        .spec
+        .map(|s| s.payload_columns)
+        .unwrap_or_default()
+        .iter()
+        .map(|d| rulake_types::declared(d))
+        .collect();
     let (records, total) = match ext.as_str() {
-        "parquet" => parquet_records(&a).await?,
-        "jsonl" | "ndjson" => line_records(&a.file, false)?,
-        "csv" => line_records(&a.file, true)?,
+        "parquet" => parquet_records(&a, declared.into_iter().map(|d| d.name).collect()).await?,
+        "jsonl" | "ndjson" => line_records(&a, false, declared)?,
+        "csv" => line_records(&a, true, declared)?,
         other => bail!(
             "{}: unknown file type {other:?} (parquet, jsonl or csv)",
             a.file.display()
         ),
     };
-    let client = a.conn.client().await?;
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

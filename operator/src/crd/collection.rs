@@ -98,7 +98,8 @@ pub struct RuLakeCollectionSpec {
     pub target_recall: Option<f32>,
     /// Scalar columns of the source kept beside the vectors, for filters
     /// and returned columns (integers, floats, strings, booleans,
-    /// timestamps, dates, lists of strings). Immutable.
+    /// timestamps, dates, lists of strings). A managed source declares
+    /// each with its type, `year:int`. Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("payloadColumns is immutable"))]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]

@@ -13,9 +13,11 @@ use super::{Api, Limits};
 use crate::convert::id_from;
 use crate::status::{ingest_too_large, invalid, oversized, to_status};
 use rulake_auth::Perm;
+use rulake_coordinator::wire::value_from;
 use rulake_proto::v1 as pb;
 use rulake_proto::v1::ingest_request::Message;
-use rulake_types::{Generation, VectorId};
+use rulake_types::{Generation, Value, VectorId};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -167,13 +169,28 @@ impl Api {
             for r in batch.records {
                 let id = id_from(r.id)?;
                 let v = r.vector.map(|v| v.values).unwrap_or_default();
-                if let Some((what, limit)) = budget.charge(ingest.records(), &id, &v) {
+                let columns = r
+                    .columns
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let value = value_from(value).map_err(|e| {
+                            invalid(format!(
+                                "record {id}: column {name:?}: {}",
+                                tonic::Status::from(&e).message()
+                            ))
+                        })?;
+                        Ok((name, value))
+                    })
+                    .collect::<Result<BTreeMap<String, Value>, Status>>()?;
+                if let Some((what, limit)) =
+                    budget.charge(ingest.records(), record_bytes(&id, &v, &columns))
+                {
                     // Delete what was written before answering, so the
                     // refusal leaves nothing behind.
                     ingest.abort().await;
                     return Err(ingest_too_large(what, limit));
                 }
-                ingest.add(id, &v).await.map_err(to_status)?;
+                ingest.add_row(id, &v, columns).await.map_err(to_status)?;
             }
         }
         ingest.commit().await.map_err(to_status)
@@ -207,10 +224,10 @@ impl Budget {
         }
     }
 
-    /// Count the record `id`, `v` on top of the `held` already added: the
-    /// limit it goes past (its name and value), if any.
-    fn charge(&mut self, held: u64, id: &VectorId, v: &[f32]) -> Option<(&'static str, u64)> {
-        self.bytes += record_bytes(id, v);
+    /// Count a record of `bytes` ([`record_bytes`]) on top of the `held`
+    /// already added: the limit it goes past (its name and value), if any.
+    fn charge(&mut self, held: u64, bytes: u64) -> Option<(&'static str, u64)> {
+        self.bytes += bytes;
         if held >= self.max_records {
             Some(("records", self.max_records))
         } else if self.bytes > self.max_bytes {
@@ -221,12 +238,27 @@ impl Budget {
     }
 }
 
-/// What a record counts against [`Limits::max_ingest_bytes`]: its vector
-/// and its id as stored.
-fn record_bytes(id: &VectorId, v: &[f32]) -> u64 {
+/// What a record counts against [`Limits::max_ingest_bytes`]: its vector,
+/// its id and its payload values as stored (names included: a map of many
+/// long names is as heavy as long values).
+fn record_bytes(id: &VectorId, v: &[f32], columns: &BTreeMap<String, Value>) -> u64 {
     let id = match id {
         VectorId::U64(_) => 8,
         VectorId::Str(s) => s.len(),
     };
-    (v.len() * 4 + id) as u64
+    let payload: usize = columns
+        .iter()
+        .map(|(name, value)| name.len() + value_bytes(value))
+        .sum();
+    (v.len() * 4 + id + payload) as u64
+}
+
+/// A payload value's stored size: eight bytes for a scalar, the text of
+/// a string, the texts of a list (each at least one byte).
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::StringList(l) => l.iter().map(|s| s.len().max(1)).sum(),
+        _ => 8,
+    }
 }

@@ -49,6 +49,36 @@ async fn check_columns(source: &dyn Source, spec: &CollectionSpec) -> Result<()>
     }
 }
 
+/// Refuse payload column declarations that do not fit the source: a
+/// managed source has no schema, so each of its columns names its type
+/// (`year:int`); an external table's schema gives the types, so its
+/// columns are named alone rather than typed twice, possibly differently.
+fn check_declarations(record: &CollectionRecord, source: &SourceKind) -> Result<()> {
+    let managed = matches!(source, SourceKind::Managed { .. });
+    for text in &record.payload_columns {
+        let d = rulake_types::declared(text);
+        match (managed, d.ty) {
+            (true, None) => {
+                return Err(CoordinatorError::InvalidArgument(format!(
+                    "payload column {text:?} of managed collection {:?} needs a type, as in `{}:string` (types: {}): a managed source has no schema to take it from",
+                    record.name,
+                    d.name,
+                    rulake_types::declare::TYPE_NAMES
+                )))
+            }
+            (false, Some(_)) => {
+                return Err(CoordinatorError::InvalidArgument(format!(
+                    "payload column {text:?}: a {} source's columns take their types from its table's schema; name it alone ({:?})",
+                    source.name(),
+                    d.name
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// What a collection is, as a client creates it: the catalog record (its
 /// `source` field is set by the coordinator) and where its vectors come from.
 #[derive(Clone, Debug)]
@@ -101,12 +131,7 @@ impl Coordinator {
         // hears of it.
         let mut record = def.record;
         record.source = name.clone();
-        if matches!(source.kind, SourceKind::Managed { .. }) && !record.payload_columns.is_empty() {
-            return Err(CoordinatorError::InvalidArgument(format!(
-                "payload columns ({}) need a Parquet, Delta or Iceberg source: a managed source holds only ids and vectors",
-                record.payload_columns.join(", ")
-            )));
-        }
+        check_declarations(&record, &source.kind)?;
         if matches!(source.kind, SourceKind::Managed { .. }) && record.standing_filter.is_some() {
             return Err(CoordinatorError::InvalidArgument(
                 "a standing filter needs a Parquet, Delta or Iceberg source: a managed source holds only ids and vectors".into(),

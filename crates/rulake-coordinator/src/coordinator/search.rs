@@ -192,7 +192,7 @@ impl Coordinator {
             RuLake::check_query(&spec, q, params)?;
         }
         selection
-            .check_columns(&rec.payload_columns)
+            .check_columns(&rec.payload_names())
             .map_err(rulake_engine::EngineError::from)?;
         Ok(rec)
     }
