@@ -125,6 +125,18 @@ pub(crate) fn definitely_refused(e: &CatalogError) -> bool {
     )
 }
 
+/// A column name a client sent, as an error shows it: quoted, and cut at
+/// 64 characters (a name is the client's text, of any length; an error
+/// names it without echoing all of it back).
+pub fn shown_column(name: &str) -> String {
+    if name.chars().count() <= 64 {
+        format!("{name:?}")
+    } else {
+        let cut: String = name.chars().take(64).collect();
+        format!("{cut:?}…")
+    }
+}
+
 /// A managed collection's payload columns with their declared types, in
 /// order (every one has a type: [`Coordinator::create_collection`] refuses
 /// a managed column without one).
@@ -267,7 +279,8 @@ impl Ingest {
             .find(|k| !self.columns.iter().any(|(n, _)| n == *k))
         {
             return Err(CoordinatorError::InvalidArgument(format!(
-                "record {id}: {extra:?} is not a payload column of collection {:?} (its columns: {})",
+                "record {id}: {} is not a payload column of collection {:?} (its columns: {})",
+                shown_column(extra),
                 self.collection,
                 if self.columns.is_empty() {
                     "none".to_owned()

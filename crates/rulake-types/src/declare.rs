@@ -77,16 +77,28 @@ impl Value {
             (Value::Int(i), ColumnType::Float) => Ok(Value::Float(i as f64)),
             (Value::String(s), ColumnType::Timestamp) => parse_instant(&s)
                 .map(Value::Timestamp)
-                .ok_or_else(|| format!("{s:?} is not an RFC 3339 instant")),
+                .ok_or_else(|| format!("{} is not an RFC 3339 instant", shown(&Value::String(s)))),
             (Value::String(s), ColumnType::Date) => parse_date(&s)
                 .and_then(|d| i32::try_from(d).ok())
                 .map(Value::Date)
-                .ok_or_else(|| format!("{s:?} is not a YYYY-MM-DD date")),
+                .ok_or_else(|| format!("{} is not a YYYY-MM-DD date", shown(&Value::String(s)))),
             (v, t) => Err(format!(
-                "{v} is a {}, the column is {t}",
+                "{} is a {}, the column is {t}",
+                shown(&v),
                 found.map_or("null", ColumnType::as_str)
             )),
         }
+    }
+}
+
+/// A value as an error shows it: cut at 64 characters (it is a client's
+/// text, of any length).
+fn shown(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() <= 64 {
+        text
+    } else {
+        format!("{}…", text.chars().take(64).collect::<String>())
     }
 }
 
@@ -141,5 +153,13 @@ mod tests {
         assert!(Value::Bool(true).coerce(T::Int).is_err());
         let e = Value::String("x".into()).coerce(T::Int).unwrap_err();
         assert!(e.contains("string") && e.contains("int"), "{e}");
+        let e = Value::String("y".repeat(10_000))
+            .coerce(T::Date)
+            .unwrap_err();
+        assert!(
+            e.len() < 200,
+            "the value is not echoed whole: {} bytes",
+            e.len()
+        );
     }
 }

@@ -588,16 +588,27 @@ pub async fn ingest(a: IngestArgs) -> anyhow::Result<()> {
         .to_ascii_lowercase();
     let client = a.conn.client().await?;
     // The collection's declared payload columns: which of the file's
-    // columns to send, and (for CSV) in which types to read them.
-    let declared: Vec<rulake_types::Declared> = client
+    // columns to send, and (for CSV) in which types to read them. Should
+    // the describe fail, ids and vectors still go, with a note.
+    let declared: Vec<rulake_types::Declared> = match client
         .describe_collection(&a.collection)
-        .await?
-        .spec
-        .map(|s| s.payload_columns)
-        .unwrap_or_default()
-        .iter()
-        .map(|d| rulake_types::declared(d))
-        .collect();
+        .await
+    {
+        Ok(info) => info
+            .spec
+            .map(|s| s.payload_columns)
+            .unwrap_or_default()
+            .iter()
+            .map(|d| rulake_types::declared(d))
+            .collect(),
+        Err(e) => {
+            eprintln!(
+                "note: could not read the payload columns of {:?} ({e}); sending ids and vectors only",
+                a.collection
+            );
+            Vec::new()
+        }
+    };
     let (records, total) = match ext.as_str() {
         "parquet" => parquet_records(&a, declared.into_iter().map(|d| d.name).collect()).await?,
         "jsonl" | "ndjson" => line_records(&a, false, declared)?,

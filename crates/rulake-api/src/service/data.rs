@@ -13,6 +13,7 @@ use super::{Api, Limits};
 use crate::convert::id_from;
 use crate::status::{ingest_too_large, invalid, oversized, to_status};
 use rulake_auth::Perm;
+use rulake_coordinator::ingest::shown_column;
 use rulake_coordinator::wire::value_from;
 use rulake_proto::v1 as pb;
 use rulake_proto::v1::ingest_request::Message;
@@ -175,7 +176,8 @@ impl Api {
                     .map(|(name, value)| {
                         let value = value_from(value).map_err(|e| {
                             invalid(format!(
-                                "record {id}: column {name:?}: {}",
+                                "column {}: {}",
+                                shown_column(&name),
                                 tonic::Status::from(&e).message()
                             ))
                         })?;
