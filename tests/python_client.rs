@@ -50,6 +50,10 @@ fn python_client_against_a_live_server() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("delete: id 42 is gone"), "{stdout}");
+    assert!(
+        stdout.contains("filtered search on the ingested columns"),
+        "{stdout}"
+    );
     if filtered.is_some() {
         assert!(stdout.contains("filter: ok"), "{stdout}");
     }

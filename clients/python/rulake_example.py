@@ -7,8 +7,9 @@ your choice (a build or test step), and this file imports them from there.
     pip install grpcio grpcio-tools
     python clients/python/rulake_example.py --addr 127.0.0.1:50051 --out /tmp/rulake-py
 
-The example creates a managed collection, ingests vectors, searches them,
-deletes one and checks that it is gone, then drops the collection. It exits
+The example creates a managed collection with two typed payload columns,
+ingests vectors with their values, searches them (with and without a
+filter), deletes one and checks that it is gone, then drops the collection. It exits
 non-zero if any answer is wrong, so it doubles as an end-to-end test.
 
 Given a Parquet table with `lang`, `year` and `title` columns and its rows
@@ -49,14 +50,21 @@ def generate(out_dir):
     return pb, rpc
 
 
-def ingest_requests(pb, collection, rows, batch=100):
-    """The Ingest stream: a header, then batches of records."""
+def ingest_requests(pb, collection, rows, columns, batch=100):
+    """The Ingest stream: a header, then batches of records, each with its
+    payload values (`columns(id)`: a dict of column name to Python value)."""
+    from rulake_filter import value
+
     yield pb.IngestRequest(header=pb.IngestHeader(collection=collection))
     for i in range(0, len(rows), batch):
         yield pb.IngestRequest(
             batch=pb.IngestBatch(
                 records=[
-                    pb.Record(id=pb.VectorId(num=rid), vector=pb.Vector(values=v))
+                    pb.Record(
+                        id=pb.VectorId(num=rid),
+                        vector=pb.Vector(values=v),
+                        columns={k: value(pb, x) for k, x in columns(rid).items()},
+                    )
                     for rid, v in rows[i : i + batch]
                 ]
             )
@@ -93,13 +101,19 @@ def main():
                 dimension=dim,
                 metric=pb.METRIC_L2,
                 partitions=2,
+                # A managed collection declares its columns' types.
+                payload_columns=["lang:string", "year:int"],
             )
         ),
         timeout=30,
     )
     rng = random.Random(7)
     rows = [(i, [rng.random() for _ in range(dim)]) for i in range(n)]
-    done = data.Ingest(ingest_requests(pb, name, rows), timeout=60)
+
+    def columns(i):
+        return {"lang": "en" if i % 3 == 0 else "de", "year": 2000 + i % 30}
+
+    done = data.Ingest(ingest_requests(pb, name, rows, columns), timeout=60)
     assert done.records == n, done
     print(f"ingested {done.records} records, generation {done.generation}")
 
@@ -114,6 +128,24 @@ def main():
     assert ids == [r[0] for r in want], (ids, want)
     assert not got.partial and got.partitions_answered == got.partitions_total == 2
     print(f"search: {ids} from generation {got.generation}")
+
+    from rulake_filter import col
+
+    f = ((col("lang") == "en") & (col("year") >= 2020)).to_proto(pb)
+    params = pb.SearchParams(
+        k=5, nprobe=1 << 20, rerank=1 << 20, filter=f, output_columns=["lang", "year"]
+    )
+    got = search.Search(
+        pb.SearchRequest(collection=name, query=pb.Vector(values=query), params=params),
+        timeout=30,
+    )
+    match = [r for r in rows if columns(r[0])["lang"] == "en" and columns(r[0])["year"] >= 2020]
+    want = sorted(match, key=lambda r: (l2(query, r[1]), r[0]))[:5]
+    assert [h.id.num for h in got.hits] == [r[0] for r in want], (got.hits, want)
+    for h in got.hits:
+        assert h.columns["lang"].string_value == "en", h
+        assert h.columns["year"].int_value == columns(h.id.num)["year"], h
+    print(f"filtered search on the ingested columns: {[h.id.num for h in got.hits]}")
 
     deleted = data.Delete(
         pb.DeleteRequest(collection=name, ids=[pb.VectorId(num=42)]), timeout=30
