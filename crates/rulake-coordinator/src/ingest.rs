@@ -377,6 +377,8 @@ impl Ingest {
         self.flush().await?;
         let lock = self.coord.writer_lock(&self.collection);
         let _guard = lock.lock().await;
+        // Ids committed through any coordinator before this call count.
+        self.coord.catch_up("ingest").await?;
         let mut taken = self
             .coord
             .existing_ids(&self.collection, &self.seen)

@@ -62,6 +62,30 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Bring this coordinator's catalog view up to everything the meta
+    /// group committed before this call, before checking which ids a
+    /// collection holds: a coordinator that follows the catalog may trail
+    /// it (its member was cut off, a commit came through another
+    /// coordinator), and an ingest acknowledged elsewhere must count. A
+    /// linearizable read that answers "unchanged" when the view already
+    /// holds it, then a wait for the view. A single-process node applies
+    /// the catalog itself and never trails it.
+    pub(crate) async fn catch_up(&self, name: &str) -> Result<()> {
+        if self.inner.follower.is_none() {
+            return Ok(());
+        }
+        let have = self.applied_index();
+        if let Some(read) = self
+            .inner
+            .meta
+            .read_newer(0, rulake_catalog::ReadConsistency::Linearizable, have)
+            .await?
+        {
+            self.await_applied(read.applied_index, name).await?;
+        }
+        Ok(())
+    }
+
     /// The lock every writer of `collection` holds while it checks ids and
     /// commits.
     pub(crate) fn writer_lock(&self, collection: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -87,6 +111,8 @@ impl Coordinator {
         }
         let lock = self.writer_lock(&target);
         let _guard = lock.lock().await;
+        // Ids ingested through any coordinator before this call count.
+        self.catch_up("delete").await?;
         let wanted: HashSet<VectorId> = ids.into_iter().collect();
         let present = self.existing_ids(&target, &wanted).await?;
         let mut added = 0;
